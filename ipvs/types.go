@@ -1,0 +1,97 @@
+// Package ipvs is the only importer of github.com/moby/ipvs. It turns a desired
+// set of virtual services into the fewest IPVS netlink operations (pure Diff),
+// applies them to one network namespace (Apply), adopts what the kernel already
+// has, sets the IPVS sysctls for flow continuity behind ECMP, and reads counters.
+package ipvs
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Forwarding is the IPVS packet-forwarding method of a destination.
+type Forwarding int
+
+const (
+	// DirectRoute rewrites the frame's MAC address (LVS-DR).
+	DirectRoute Forwarding = iota + 1
+	// Masquerade rewrites the destination address (LVS-NAT).
+	Masquerade
+	// Tunnel encapsulates the packet in IP-in-IP (LVS-TUN).
+	Tunnel
+)
+
+// String returns "dr", "nat" or "tunnel".
+func (f Forwarding) String() string {
+	switch f {
+	case DirectRoute:
+		return "dr"
+	case Masquerade:
+		return "nat"
+	case Tunnel:
+		return "tunnel"
+	}
+	return fmt.Sprintf("forwarding(%d)", int(f))
+}
+
+// Key identifies a virtual service: VIP, port and IP protocol number.
+type Key struct {
+	// VIP is the virtual address.
+	VIP netip.Addr
+	// Port is the virtual port.
+	Port uint16
+	// Protocol is the IP protocol number (6 tcp, 17 udp).
+	Protocol uint8
+}
+
+// String formats k as "tcp/198.18.0.10:80" for logs and status.
+func (k Key) String() string {
+	proto := fmt.Sprintf("proto%d", k.Protocol)
+	switch k.Protocol {
+	case 6:
+		proto = "tcp"
+	case 17:
+		proto = "udp"
+	}
+	return proto + "/" + netip.AddrPortFrom(k.VIP, k.Port).String()
+}
+
+// Service is a desired (or observed) virtual service.
+type Service struct {
+	// Key identifies the service.
+	Key Key
+	// Scheduler is the IPVS scheduler name ("mh", "wlc", ...).
+	Scheduler string
+	// Flags are scheduler and service flags by name ("mh-port", "mh-fallback").
+	Flags []string
+	// Persistence is the persistence timeout; 0 disables it.
+	Persistence time.Duration
+	// Destinations are the real servers.
+	Destinations []Destination
+}
+
+// Destination is a real server of a service.
+type Destination struct {
+	// Address and Port locate the real server.
+	Address netip.Addr
+	// Port is the real server's port.
+	Port uint16
+	// Weight is the IPVS weight; 0 stops new connections.
+	Weight int
+	// Forwarding is the forwarding method.
+	Forwarding Forwarding
+	// Draining marks a destination kept only so its connections finish: it is
+	// held at weight 0 and Apply deletes it once it has no connections left.
+	Draining bool
+}
+
+// Stats are a service's or destination's kernel counters.
+type Stats struct {
+	// ActiveConns and InactiveConns are current connection counts
+	// (destinations only).
+	ActiveConns, InactiveConns int
+	// Connections, PacketsIn, PacketsOut, BytesIn and BytesOut are totals since
+	// the entry was created.
+	Connections, PacketsIn, PacketsOut, BytesIn, BytesOut uint64
+}
