@@ -7,7 +7,6 @@ package health
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -64,13 +63,15 @@ type Target struct {
 	Spec Spec
 }
 
-// Key identifies t; equal keys are deduplicated into one probe.
+// Key identifies t; equal keys are deduplicated into one probe. Every
+// free-form string is quoted, so values containing the separators cannot make
+// two different targets collide.
 func (t Target) Key() string {
 	s := t.Spec
-	return fmt.Sprintf("%s|%s|%s|%s|%d/%d|src=%s|%s %s host=%s st=%v body=%q sni=%s v=%t|p=%q|q=%s %s %s|cmd=%q",
+	return fmt.Sprintf("%s|%s|%s|%s|%d/%d|src=%s|%q %q host=%q st=%v body=%q sni=%q v=%t|p=%q|q=%q %q %q|cmd=%q",
 		s.Type, netip.AddrPortFrom(t.Addr, t.Port), s.Interval, s.Timeout, s.Rise, s.Fall, s.Source,
 		s.Method, s.Path, s.Host, s.ExpectStatus, s.ExpectBody, s.TLSServerName, s.TLSVerify,
-		s.Payload, s.Query, s.QueryType, s.RCode, strings.Join(s.Command, "\x00"))
+		s.Payload, s.Query, s.QueryType, s.RCode, s.Command)
 }
 
 // State is a target's dampened verdict.

@@ -1,0 +1,423 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// DefaultConcurrency is the worker pool size when Options.Concurrency is 0.
+	// Probes against dead targets hold a worker for their whole timeout, so the
+	// pool must cover rate x timeout: 256 workers sustain 512 probes/s that all
+	// time out after 500 ms, and far more against live targets.
+	DefaultConcurrency = 256
+	// DefaultInterval applies to a Spec without an Interval.
+	DefaultInterval = time.Second
+	// maxBatch bounds how many due probes the dispatcher takes per lock hold,
+	// so Update and Snapshot never wait long behind it.
+	maxBatch = 256
+)
+
+// Options tune a Scheduler. The zero value is ready for production use.
+type Options struct {
+	// Rand picks first-probe offsets; seed it for reproducible tests. Nil uses a
+	// randomly seeded source.
+	Rand *rand.Rand
+	// Now is the clock for schedules and timestamps; nil is time.Now. It must
+	// advance with real time (timers are real), as synctest's fake clock does.
+	Now func() time.Time
+	// Concurrency is the maximum number of probes in flight (the worker pool
+	// size); 0 is DefaultConcurrency.
+	Concurrency int
+	// OnProbe, when set, is called synchronously after every completed probe
+	// (not after probes aborted by removal or shutdown), for metrics such as
+	// check counts by result and latency histograms. It must be cheap and must
+	// not call back into the Scheduler.
+	OnProbe func(t Target, ok bool, latency time.Duration, err error)
+	// Checkers overrides the checker per Type; types it does not name use
+	// DefaultCheckers. Tests inject fakes here.
+	Checkers map[Type]Checker
+}
+
+// Scheduler probes every target on its own cadence from one timer heap and a
+// bounded worker pool, so ten thousand targets cost one goroutine per worker,
+// not one per target. It deduplicates targets by Key, spreads first probes over
+// the interval, never overlaps probes of one target, dampens results and
+// publishes them as an immutable Snapshot.
+type Scheduler struct {
+	log         *slog.Logger
+	now         func() time.Time
+	onProbe     func(Target, bool, time.Duration, error)
+	checkers    map[Type]Checker
+	concurrency int
+
+	mu      sync.Mutex
+	rand    *rand.Rand
+	entries map[string]*entry
+	queue   queue
+	running bool
+
+	// version counts changes visible in a Snapshot; it is written under mu and
+	// read without it to skip rebuilding an up-to-date snapshot.
+	version atomic.Uint64
+	snap    atomic.Pointer[published]
+
+	wake    chan struct{} // the queue head may have moved earlier
+	changes chan struct{}
+}
+
+// published is a Snapshot and the version it was built from.
+type published struct {
+	version uint64
+	snap    Snapshot
+}
+
+// job is one probe handed from the dispatcher to a worker.
+type job struct{ e *entry }
+
+// NewScheduler returns a Scheduler with no targets. Call Update with the
+// desired targets and Run to start probing.
+func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Scheduler{
+		log:         logger,
+		now:         opts.Now,
+		onProbe:     opts.OnProbe,
+		checkers:    DefaultCheckers(),
+		concurrency: opts.Concurrency,
+		rand:        opts.Rand,
+		entries:     make(map[string]*entry),
+		wake:        make(chan struct{}, 1),
+		changes:     make(chan struct{}, 1),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.concurrency <= 0 {
+		s.concurrency = DefaultConcurrency
+	}
+	if s.rand == nil {
+		s.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	for typ, c := range opts.Checkers {
+		s.checkers[typ] = c
+	}
+	s.snap.Store(&published{snap: Snapshot{}})
+	return s
+}
+
+// Changes delivers a token whenever a target's State changes, including its
+// first verdict. The channel has capacity 1 and sends never block, so a burst of
+// changes wakes a slow reader once; the reader then takes a fresh Snapshot.
+func (s *Scheduler) Changes() <-chan struct{} { return s.changes }
+
+// Update replaces the set of targets. Targets with equal Keys are probed once.
+// Targets already present keep their state and schedule; removed ones stop,
+// and a probe of theirs in flight is cancelled. New targets get their first
+// probe at random offsets in [0, Interval), stratified so a batch covers the
+// interval evenly and start-up has no burst. Until that probe they appear in
+// the Snapshot as Unknown.
+func (s *Scheduler) Update(targets []Target) {
+	want := make(map[string]struct{}, len(targets))
+	var added []*entry
+	s.mu.Lock()
+	now := s.now()
+	for _, t := range targets {
+		k := t.Key()
+		if _, dup := want[k]; dup {
+			continue
+		}
+		want[k] = struct{}{}
+		if _, ok := s.entries[k]; ok {
+			continue
+		}
+		e := newEntry(k, cloneTarget(t), now)
+		s.entries[k] = e
+		added = append(added, e)
+	}
+	for k, e := range s.entries {
+		if _, ok := want[k]; !ok {
+			s.removeLocked(e)
+		}
+	}
+	s.spreadLocked(added, now)
+	s.version.Add(1)
+	s.mu.Unlock()
+	s.poke()
+}
+
+// newEntry builds the queue entry for a new target with defaults applied.
+func newEntry(key string, t Target, now time.Time) *entry {
+	interval := t.Spec.Interval
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	timeout := t.Spec.Timeout
+	if timeout <= 0 {
+		timeout = interval
+	}
+	return &entry{
+		key: key, target: t, interval: interval, timeout: timeout, index: -1,
+		damp:   NewDampener(t.Spec.Rise, t.Spec.Fall),
+		result: Result{State: Unknown, Reason: "waiting for first probe", Since: now},
+	}
+}
+
+// removeLocked stops e: out of the queue and the map, its probe cancelled.
+func (s *Scheduler) removeLocked(e *entry) {
+	if e.index >= 0 {
+		heap.Remove(&s.queue, e.index)
+	}
+	e.removed = true
+	if e.cancel != nil {
+		e.cancel()
+	}
+	delete(s.entries, e.key)
+}
+
+// spreadLocked queues new entries with first-probe offsets in [0, Interval).
+// Entries sharing an interval are shuffled into n equal strata, one each, with
+// a uniform offset inside the stratum: every offset is still uniform on the
+// interval, but n targets land evenly instead of clumping as n independent
+// draws would.
+func (s *Scheduler) spreadLocked(added []*entry, now time.Time) {
+	groups := make(map[time.Duration][]*entry)
+	var order []time.Duration
+	for _, e := range added {
+		if _, ok := groups[e.interval]; !ok {
+			order = append(order, e.interval)
+		}
+		groups[e.interval] = append(groups[e.interval], e)
+	}
+	for _, iv := range order {
+		g := groups[iv]
+		n := float64(len(g))
+		for i, slot := range s.rand.Perm(len(g)) {
+			off := time.Duration((float64(slot) + s.rand.Float64()) / n * float64(iv))
+			g[i].next = now.Add(min(off, iv-1))
+			heap.Push(&s.queue, g[i])
+		}
+	}
+}
+
+// poke wakes the dispatcher without blocking.
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Snapshot returns the latest result of every target, keyed by Target.Key().
+// The map is shared and immutable: callers must not modify it. It is rebuilt
+// only when something changed since the last call.
+func (s *Scheduler) Snapshot() Snapshot {
+	if p := s.snap.Load(); p.version == s.version.Load() {
+		return p.snap
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.version.Load()
+	if p := s.snap.Load(); p.version == v {
+		return p.snap
+	}
+	snap := make(Snapshot, len(s.entries))
+	for k, e := range s.entries {
+		snap[k] = e.result
+	}
+	s.snap.Store(&published{version: v, snap: snap})
+	return snap
+}
+
+// Run probes the targets until ctx is done, then cancels probes in flight,
+// waits for its workers and returns nil. Only one Run may be active at a time.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("health scheduler is already running; call Run once")
+	}
+	s.running = true
+	s.rebaseLocked(s.now())
+	s.mu.Unlock()
+
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range s.concurrency {
+		wg.Go(func() {
+			for j := range jobs {
+				s.probe(ctx, j.e)
+			}
+		})
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		due, wait := s.takeDue()
+		for i, e := range due {
+			select {
+			case jobs <- job{e}:
+			case <-ctx.Done():
+				s.release(due[i:])
+				return nil
+			}
+		}
+		if len(due) > 0 {
+			continue // time moved on while dispatching; look again
+		}
+		var tc <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tc = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tc:
+		case <-s.wake:
+		}
+	}
+}
+
+// rebaseLocked moves starts that passed while the Scheduler was not running to
+// their next slot in cadence, so targets added before Run keep their spread
+// instead of all firing at once when Run starts.
+func (s *Scheduler) rebaseLocked(now time.Time) {
+	for _, e := range s.queue {
+		if e.next.Before(now) {
+			e.next = nextSlot(e.next, now, e.interval)
+		}
+	}
+	heap.Init(&s.queue)
+}
+
+// takeDue pops up to maxBatch entries whose start has come, marks them running
+// and requeues them at their next slot. Entries still running from their last
+// slot are skipped for this one: probes of a target never overlap. wait is the
+// time until the next start, or -1 when nothing is queued.
+func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for len(s.queue) > 0 && len(due) < maxBatch {
+		e := s.queue[0]
+		if e.next.After(now) {
+			return due, e.next.Sub(now)
+		}
+		e.next = nextSlot(e.next, now, e.interval)
+		heap.Fix(&s.queue, 0)
+		if e.running {
+			s.log.Debug("health probe skipped: previous probe still running",
+				"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "check", e.target.Spec.Type)
+			continue
+		}
+		e.running = true
+		due = append(due, e)
+	}
+	if len(due) > 0 || len(s.queue) > 0 {
+		return due, 0
+	}
+	return due, -1
+}
+
+// release clears the running mark of entries that were taken but never handed
+// to a worker because Run is stopping.
+func (s *Scheduler) release(es []*entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range es {
+		e.running = false
+	}
+}
+
+// probe runs one probe of e under its timeout and records the result.
+func (s *Scheduler) probe(runCtx context.Context, e *entry) {
+	ctx, cancel := context.WithTimeout(runCtx, e.timeout)
+	defer cancel()
+	s.mu.Lock()
+	if e.removed {
+		e.running = false
+		s.mu.Unlock()
+		return
+	}
+	e.cancel = cancel
+	t := e.target
+	s.mu.Unlock()
+
+	start := s.now()
+	err := s.check(ctx, t)
+	end := s.now()
+	latency := end.Sub(start)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
+		// The checker returned late, or returned the bare context error.
+		err = timeoutError(t)
+	}
+
+	s.mu.Lock()
+	e.running = false
+	e.cancel = nil
+	if e.removed || runCtx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	changed, reason := e.damp.Observe(err == nil)
+	r := &e.result
+	r.Probes++
+	r.Latency = latency
+	r.LastProbe = end
+	r.LastError, r.Reason = "", reason
+	if err != nil {
+		r.LastError = err.Error()
+		r.Reason = reason + ": " + r.LastError
+	}
+	if changed {
+		r.State = e.damp.State()
+		r.Since = end
+	}
+	s.version.Add(1)
+	res := *r
+	s.mu.Unlock()
+
+	if s.onProbe != nil {
+		s.onProbe(t, err == nil, latency, err)
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("health probe", "backend", netip.AddrPortFrom(t.Addr, t.Port), "check", t.Spec.Type,
+			"ok", err == nil, "latency", latency, "err", err)
+	}
+	if changed {
+		s.log.Info("health state changed", "backend", netip.AddrPortFrom(t.Addr, t.Port),
+			"check", t.Spec.Type, "state", res.State, "reason", res.Reason)
+		select {
+		case s.changes <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// check runs the checker for t's type.
+func (s *Scheduler) check(ctx context.Context, t Target) error {
+	c, ok := s.checkers[t.Spec.Type]
+	if !ok || c == nil {
+		return fmt.Errorf("no checker for health check type %q; use tcp, http, https, udp, dns or exec", t.Spec.Type)
+	}
+	return c.Check(ctx, t)
+}

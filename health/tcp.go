@@ -1,0 +1,29 @@
+package health
+
+import (
+	"context"
+	"net"
+)
+
+// checkTCP passes when a TCP connection to the target completes. It closes the
+// connection with a reset (SO_LINGER 0), as HAProxy does for its checks, so a
+// director probing thousands of targets does not pile up TIME_WAIT sockets and
+// run out of source ports.
+func checkTCP(ctx context.Context, t Target) error {
+	ctx, cancel := probeContext(ctx, t)
+	defer cancel()
+	c, err := dial(ctx, "tcp", t)
+	if err != nil {
+		return err
+	}
+	closeReset(c)
+	return nil
+}
+
+// closeReset closes c without lingering in TIME_WAIT when it is a TCP connection.
+func closeReset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
