@@ -11,11 +11,21 @@ import (
 	"time"
 )
 
-// Config is a validated director configuration. Treat it as read-only: the
-// announcer and the adapters share one value between reloads.
+// Config is a validated director configuration. It is immutable once Load or
+// Parse returns it: the announcer, the API and the adapters share one value
+// across goroutines and reloads without locks, so nothing may modify it (use
+// Clone to derive a variant, for example in tests). The helper methods return
+// copies for the same reason.
 type Config struct {
 	// Source is the file the configuration was read from ("" when parsed from bytes).
 	Source string
+	// Digest is a short SHA-256 of the file's bytes (12 hex digits): the
+	// configuration version shown in status, logs and metrics, and the handle
+	// for a rollback. Two directors with the same file show the same digest.
+	Digest string
+	// Warnings are problems that do not stop the load (a section that the
+	// announce mode ignores); the daemon logs them and check-config prints them.
+	Warnings []*Error
 	// Director holds the identity and the timers of this director.
 	Director Director
 	// API is where directorctl reaches the daemon.
