@@ -1,0 +1,528 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// report collects the problems of one file and remembers where every field
+// was written, so the validation stage can place its errors on a line by field
+// path alone.
+type report struct {
+	file string
+	// lines maps a field path to the line of its key (or list item).
+	lines map[string]int
+	// bad holds the paths that already have an error, so that a value which
+	// failed to decode is not reported again as missing.
+	bad   map[string]bool
+	errs  Errors
+	warns Errors
+}
+
+func newReport(file string) *report {
+	return &report{file: file, lines: make(map[string]int), bad: make(map[string]bool)}
+}
+
+// errAt records an error at an explicit line.
+func (r *report) errAt(line int, path, format string, args ...any) *Error {
+	e := &Error{File: r.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
+	r.errs = append(r.errs, e)
+	r.bad[path] = true
+	return e
+}
+
+// failed reports whether path or one of its ancestors already has an error.
+func (r *report) failed(path string) bool {
+	for {
+		if r.bad[path] {
+			return true
+		}
+		if path == "" {
+			return false
+		}
+		path = parentPath(path)
+	}
+}
+
+// errf records an error at the line where path (or its nearest written
+// ancestor, for a missing field) appears.
+func (r *report) errf(path, format string, args ...any) *Error {
+	return r.errAt(r.lineOf(path), path, format, args...)
+}
+
+// warnf records a problem that does not stop the load.
+func (r *report) warnf(path, format string, args ...any) *Error {
+	e := &Error{File: r.file, Line: r.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	r.warns = append(r.warns, e)
+	return e
+}
+
+// has reports whether path was written in the file (even as null).
+func (r *report) has(path string) bool {
+	_, ok := r.lines[path]
+	return ok
+}
+
+// lineOf finds the line of path, walking up to the nearest ancestor written in
+// the file: a missing field is reported where its parent is.
+func (r *report) lineOf(path string) int {
+	for {
+		if l, ok := r.lines[path]; ok {
+			return l
+		}
+		if path == "" {
+			return 0
+		}
+		path = parentPath(path)
+	}
+}
+
+// parentPath strips the last element of a field path ("a.b[2]" -> "a.b",
+// "a.b" -> "a", "a" -> ""). The result is always shorter than p.
+func parentPath(p string) string {
+	if strings.HasSuffix(p, "]") {
+		if i := strings.LastIndexByte(p, '['); i >= 0 {
+			return p[:i]
+		}
+	}
+	if i := strings.LastIndexByte(p, '.'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+// fieldPath appends a mapping key to a path, quoting keys that are not plain
+// names so the path stays unambiguous.
+func fieldPath(base, key string) string {
+	if !isPlainKey(key) {
+		return base + "[" + strconv.Quote(key) + "]"
+	}
+	if base == "" {
+		return key
+	}
+	return base + "." + key
+}
+
+func indexPath(base string, i int) string {
+	return base + "[" + strconv.Itoa(i) + "]"
+}
+
+func isPlainKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// decoder fills the raw structs from a yaml.Node tree. It is strict where
+// yaml.v3 is not: Node.Decode ignores KnownFields and reports type errors
+// without a field path, so the tree is walked here, reporting every unknown
+// key, duplicate key and type mismatch with its line and path in one pass.
+// Anchors, aliases and merge keys (<<) are supported; alias cycles and
+// alias bombs are errors.
+type decoder struct {
+	r *report
+	// active holds the alias targets being expanded, to detect cycles.
+	active map[*yaml.Node]bool
+	// budget is how many more nodes may be visited; aliases can make a small
+	// file expand exponentially.
+	budget    int
+	exhausted bool
+}
+
+// decodeRoot decodes the document's root mapping into rc.
+func decodeRoot(r *report, root *yaml.Node, rc *rawConfig) {
+	d := &decoder{r: r, active: make(map[*yaml.Node]bool), budget: 16*countNodes(root) + 100000}
+	r.lines[""] = root.Line
+	if root.Kind != yaml.MappingNode {
+		r.errAt(root.Line, PathDocument, "expected a mapping of sections, got %s", describe(root)).
+			hintf("a configuration starts with keys such as director:, bgp: and services:")
+		return
+	}
+	d.mapping(root, reflect.ValueOf(rc).Elem(), "")
+}
+
+// countNodes counts the nodes of the tree as written (aliases not followed).
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, ch := range n.Content {
+		c += countNodes(ch)
+	}
+	return c
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+func isMerge(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Value == "<<" && n.ShortTag() == "!!merge"
+}
+
+// spend uses one unit of the expansion budget; false means stop decoding.
+func (d *decoder) spend(n *yaml.Node, path string) bool {
+	d.budget--
+	if d.budget >= 0 {
+		return true
+	}
+	if !d.exhausted {
+		d.exhausted = true
+		d.r.errAt(n.Line, path, "aliases expand this file beyond any sensible size").
+			hintf("an alias bomb or a very deep reuse of anchors; write the values out")
+	}
+	return false
+}
+
+// deref follows an alias. ok is false when the alias closes a cycle; release
+// must be called when the expansion is done.
+func (d *decoder) deref(n *yaml.Node, path string) (target *yaml.Node, release func(), ok bool) {
+	if n.Kind != yaml.AliasNode {
+		return n, func() {}, true
+	}
+	t := n.Alias
+	if t == nil || d.active[t] {
+		d.r.errAt(n.Line, path, "alias *%s refers to a value that contains itself", n.Value)
+		return nil, nil, false
+	}
+	d.active[t] = true
+	// An alias to an alias is not possible in YAML, but stay safe.
+	if t.Kind == yaml.AliasNode {
+		delete(d.active, t)
+		d.r.errAt(n.Line, path, "alias *%s refers to another alias", n.Value)
+		return nil, nil, false
+	}
+	return t, func() { delete(d.active, t) }, true
+}
+
+// value decodes n into v (a pointer, slice or map field of a raw struct).
+// Null leaves v nil: the validation stage applies the default.
+func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if !d.spend(n, path) {
+		return
+	}
+	n, release, ok := d.deref(n, path)
+	if !ok {
+		return
+	}
+	defer release()
+	if isNull(n) {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		elem := v.Type().Elem()
+		p := reflect.New(elem)
+		if elem.Kind() == reflect.Struct {
+			if n.Kind != yaml.MappingNode {
+				d.r.errAt(n.Line, path, "expected a mapping, got %s", describe(n))
+				return
+			}
+			d.mapping(n, p.Elem(), path)
+		} else if !d.scalar(n, p.Elem(), path) {
+			return
+		}
+		v.Set(p)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			e := d.r.errAt(n.Line, path, "expected a list, got %s", describe(n))
+			if n.Kind == yaml.ScalarNode {
+				e.hintf("write a list, e.g. [%s] or one \"- item\" per line", n.Value)
+			}
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			ip := indexPath(path, i)
+			d.r.lines[ip] = item.Line
+			d.value(item, s.Index(i), ip)
+		}
+		v.Set(s)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			d.r.errAt(n.Line, path, "expected a mapping, got %s", describe(n))
+			return
+		}
+		m := reflect.MakeMap(v.Type())
+		for _, p := range d.pairs(n, path) {
+			kp := fieldPath(path, p.key)
+			d.r.lines[kp] = p.k.Line
+			ev := reflect.New(v.Type().Elem()).Elem()
+			if !d.spend(p.v, kp) {
+				return
+			}
+			val, rel, ok := d.deref(p.v, kp)
+			if !ok {
+				continue
+			}
+			if isNull(val) {
+				d.r.errAt(val.Line, kp, "has no value")
+			} else if d.scalar(val, ev, kp) {
+				m.SetMapIndex(reflect.ValueOf(p.key), ev)
+			}
+			rel()
+		}
+		v.Set(m)
+	}
+}
+
+// pair is one key and value of a mapping after merge keys are resolved.
+type pair struct {
+	key  string
+	k, v *yaml.Node
+}
+
+// pairs returns a mapping's entries: its own keys first (duplicates are
+// errors), then keys from merge keys (<<) that the mapping does not set, the
+// earlier merge source winning as YAML specifies.
+func (d *decoder) pairs(n *yaml.Node, path string) []pair {
+	var out []pair
+	seen := make(map[string]int)
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if isMerge(k) {
+			merges = append(merges, v)
+			continue
+		}
+		key, ok := d.key(k, path)
+		if !ok {
+			continue
+		}
+		if first, dup := seen[key]; dup {
+			d.r.errAt(k.Line, fieldPath(path, key), "duplicate key %q (first set on line %d)", key, first).
+				hintf("remove one of them")
+			continue
+		}
+		seen[key] = k.Line
+		out = append(out, pair{key, k, v})
+	}
+	for _, m := range merges {
+		for _, src := range d.mergeSources(m, path) {
+			for _, p := range src {
+				if _, dup := seen[p.key]; dup {
+					continue
+				}
+				seen[p.key] = p.k.Line
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// mergeSources resolves the value of a merge key: a mapping, or a list of
+// mappings, usually through aliases.
+func (d *decoder) mergeSources(m *yaml.Node, path string) [][]pair {
+	if !d.spend(m, path) {
+		return nil
+	}
+	m, release, ok := d.deref(m, path)
+	if !ok {
+		return nil
+	}
+	defer release()
+	switch m.Kind {
+	case yaml.MappingNode:
+		return [][]pair{d.pairs(m, path)}
+	case yaml.SequenceNode:
+		var out [][]pair
+		for _, item := range m.Content {
+			if !d.spend(item, path) {
+				return out
+			}
+			it, rel, ok := d.deref(item, path)
+			if !ok {
+				continue
+			}
+			if it.Kind == yaml.MappingNode {
+				out = append(out, d.pairs(it, path))
+			} else {
+				d.r.errAt(item.Line, path, "a merge key (<<) takes mappings, got %s", describe(it))
+			}
+			rel()
+		}
+		return out
+	}
+	d.r.errAt(m.Line, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(m))
+	return nil
+}
+
+// key returns a mapping key's text; keys must be scalars.
+func (d *decoder) key(k *yaml.Node, path string) (string, bool) {
+	if k.Kind == yaml.AliasNode && k.Alias != nil {
+		k = k.Alias
+	}
+	if k.Kind != yaml.ScalarNode {
+		d.r.errAt(k.Line, path, "a key must be a plain name, got %s", describe(k))
+		return "", false
+	}
+	return k.Value, true
+}
+
+// mapping decodes a mapping node into the raw struct v, rejecting unknown keys.
+func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
+	t := v.Type()
+	for _, p := range d.pairs(n, path) {
+		kp := fieldPath(path, p.key)
+		i, ok := fieldIndex(t, p.key)
+		if !ok {
+			d.unknownKey(p, t, path, kp)
+			continue
+		}
+		d.r.lines[kp] = p.k.Line
+		d.value(p.v, v.Field(i), kp)
+	}
+}
+
+func (d *decoder) unknownKey(p pair, t reflect.Type, path, kp string) {
+	names := keyNames(t)
+	e := d.r.errAt(p.k.Line, kp, "unknown key %q", p.key)
+	where := "at the top level"
+	if path != "" {
+		where = "in " + path
+	}
+	if s := closest(p.key, names); s != "" {
+		e.hintf("did you mean %q? valid keys %s: %s", s, where, strings.Join(names, ", "))
+	} else {
+		e.hintf("valid keys %s: %s", where, strings.Join(names, ", "))
+	}
+}
+
+// fieldIndex finds the struct field whose yaml tag is key.
+func fieldIndex(t reflect.Type, key string) (int, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("yaml") == key {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// keyNames lists the keys a raw struct accepts, in field order.
+func keyNames(t reflect.Type) []string {
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i] = t.Field(i).Tag.Get("yaml")
+	}
+	return names
+}
+
+// scalar decodes a scalar node into a string, int64 or bool.
+func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
+	want := map[reflect.Kind]string{reflect.String: "a string", reflect.Int64: "an integer", reflect.Bool: "true or false"}[v.Kind()]
+	if n.Kind != yaml.ScalarNode {
+		d.r.errAt(n.Line, path, "expected %s, got %s", want, describe(n))
+		return false
+	}
+	tag := n.ShortTag()
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(n.Value)
+		return true
+	case reflect.Int64:
+		if tag != "!!int" {
+			e := d.r.errAt(n.Line, path, "expected an integer, got %s", describe(n))
+			if _, err := strconv.ParseInt(n.Value, 10, 64); err == nil && tag == "!!str" {
+				e.hintf("remove the quotes")
+			}
+			return false
+		}
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			d.r.errAt(n.Line, path, "%s is out of range", n.Value)
+			return false
+		}
+		v.SetInt(i)
+		return true
+	case reflect.Bool:
+		if tag != "!!bool" {
+			d.r.errAt(n.Line, path, "expected true or false, got %s", describe(n))
+			return false
+		}
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			d.r.errAt(n.Line, path, "expected true or false, got %s", describe(n))
+			return false
+		}
+		v.SetBool(b)
+		return true
+	}
+	d.r.errAt(n.Line, path, "cannot decode %s here", describe(n))
+	return false
+}
+
+// describe names a node's kind and value for messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.DocumentNode:
+		return "a document"
+	case yaml.ScalarNode:
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		switch n.ShortTag() {
+		case "!!str":
+			return "the string " + strconv.Quote(v)
+		case "!!int", "!!float":
+			return "the number " + v
+		case "!!bool":
+			return v
+		case "!!null":
+			return "null"
+		}
+		return strconv.Quote(v)
+	}
+	return "nothing"
+}
+
+// closest returns the candidate within edit distance 2 of s (the likely typo),
+// or "".
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance, bounded to short keys.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,404 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ipvsSchedulers returns the IPVS schedulers the kernel ships, in ipvsadm's
+// order.
+func ipvsSchedulers() []string {
+	return []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+}
+
+// schedulerFlags returns the flags a scheduler understands. The kernel maps
+// them onto the same three generic bits, so a flag given to the wrong
+// scheduler would silently mean something else.
+func schedulerFlags(scheduler string) []string {
+	switch scheduler {
+	case "sh":
+		return []string{"sh-fallback", "sh-port"}
+	case "mh":
+		return []string{"mh-fallback", "mh-port"}
+	}
+	return nil
+}
+
+// allSchedulerFlags returns every scheduler flag the config knows.
+func allSchedulerFlags() []string {
+	return append(schedulerFlags("sh"), schedulerFlags("mh")...)
+}
+
+// Limits of service settings.
+const (
+	// maxWeight is the largest weight the brief allows (IPVS takes int32, but
+	// weights beyond 65535 only make Maglev tables lopsided).
+	maxWeight = 65535
+	// maxASPathPrepend keeps prepending to something routers accept.
+	maxASPathPrepend = 10
+)
+
+// serviceKey identifies a virtual service in the kernel.
+type serviceKey struct {
+	vip   netip.Addr
+	port  uint16
+	proto Protocol
+}
+
+// vipShare remembers the first service of a VIP, whose advertise block the
+// others must repeat.
+type vipShare struct {
+	path      string
+	advertise Advertise
+	explicit  bool
+}
+
+// services validates every service, then the rules across services.
+func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Service {
+	out := make([]Service, 0, len(rs))
+	names := make(map[string]string)
+	keys := make(map[serviceKey]string)
+	vips := make(map[netip.Addr]string)
+	shared := make(map[netip.Addr]vipShare)
+	// First pass: every service's own fields, so the backend checks below know
+	// every VIP of the file.
+	parsed := make([]bool, len(rs))
+	for i, r := range rs {
+		path := indexPath("services", i)
+		if r == nil {
+			v.errf(path, "empty service").hintf("remove the lone '-' or fill in name, vip and port")
+			out = append(out, Service{})
+			continue
+		}
+		s, ok := v.service(r, path, announce, bgp)
+		parsed[i] = ok
+		if s.Name != "" {
+			if first, dup := names[s.Name]; dup {
+				v.errf(path+".name", "duplicate service name %q (first at %s)", s.Name, v.lineRef(first)).
+					hintf("service names must be unique; directorctl and metrics address services by name")
+			} else {
+				names[s.Name] = path + ".name"
+			}
+		}
+		if ok {
+			k := serviceKey{s.VIP, s.Port, s.Protocol}
+			if first, dup := keys[k]; dup {
+				v.errf(path+".vip", "%s %s is already served by %s", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port), v.lineRef(first)).
+					hintf("one VIP:port:protocol is one IPVS service; merge the backends into one service")
+			} else {
+				keys[k] = path
+			}
+			if _, seen := vips[s.VIP]; !seen {
+				vips[s.VIP] = path + ".vip"
+			}
+			v.sharedAdvertise(shared, s, path, r.Advertise != nil)
+		}
+		out = append(out, s)
+	}
+	for i, r := range rs {
+		if r == nil || !parsed[i] {
+			continue
+		}
+		path := indexPath("services", i)
+		s := &out[i]
+		s.Backends = v.backends(r.Backends, path, s, vips)
+		v.minHealthy(r.MinHealthy, path, s)
+		if r.Health != nil && r.Health.Source != nil && s.Health.Source.IsValid() {
+			for _, t := range s.HealthTargets() {
+				if t.Addr().Is4() != s.Health.Source.Is4() {
+					v.errf(path+".health.source", "%s cannot reach the target %s (other address family)", s.Health.Source, t.Addr())
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// service validates one service's own fields (not its backends). ok is false
+// when the VIP, port or protocol is unusable, which skips the checks that
+// need them.
+func (v *validator) service(r *rawService, path string, announce Announce, bgp *BGP) (Service, bool) {
+	s := Service{}
+	ok := true
+	switch {
+	case r.Name == nil || *r.Name == "":
+		v.missing(path+".name", "required: the service's name").hintf("for example name: web")
+	case !isName(*r.Name):
+		v.errf(path+".name", "%q is not a valid name", *r.Name).hintf(nameHint)
+	default:
+		s.Name = *r.Name
+	}
+	vip, vok := v.requiredAddr(r.VIP, path+".vip", "virtual IP address")
+	if vok {
+		switch {
+		case vip.IsUnspecified() || vip.IsMulticast():
+			v.errf(path+".vip", "%s is not a unicast address", vip)
+			vok = false
+		case vip.IsLoopback() && announce != AnnounceNone:
+			v.errf(path+".vip", "%s is a loopback address and cannot be announced", vip).
+				hintf("use a routable address, or announce: none for a lab")
+			vok = false
+		}
+	}
+	ok = ok && vok
+	s.VIP = vip
+	if r.Port == nil {
+		v.missing(path+".port", "required: the service port")
+		ok = false
+	} else if p, pok := v.integer(r.Port, path+".port", 0, 1, 65535); pok {
+		s.Port = uint16(p)
+	} else {
+		ok = false
+	}
+	proto, pok := v.enum(r.Protocol, path+".protocol", "protocol", DefaultProtocol.String(), []string{"tcp", "udp"})
+	s.Protocol = map[string]Protocol{"tcp": TCP, "udp": UDP}[proto]
+	ok = ok && pok
+	sched, schedOK := v.enum(r.Scheduler, path+".scheduler", "IPVS scheduler", DefaultScheduler, ipvsSchedulers())
+	s.Scheduler = sched
+	s.SchedulerFlags = v.flags(r.SchedulerFlags, path+".scheduler_flags", sched, schedOK)
+	persist, _ := v.duration(r.Persistence, path+".persistence", 0)
+	if persist%time.Second != 0 || persist > math.MaxUint32*time.Second {
+		v.errf(path+".persistence", "%s is not a whole number of seconds up to 4294967295s", persist).
+			hintf("IPVS keeps persistence timeouts in seconds")
+		persist = 0
+	}
+	s.Persistence = persist
+	fwd, _ := v.enum(r.Forwarding, path+".forwarding", "forwarding method", DefaultForwarding.String(), []string{"dr", "nat", "tunnel", "local"})
+	s.Forwarding = map[string]Forwarding{"dr": ForwardDR, "nat": ForwardNAT, "tunnel": ForwardTunnel, "local": ForwardLocal}[fwd]
+	s.Health = v.check(r.Health, path+".health")
+	s.Advertise = v.advertise(r.Advertise, path+".advertise", announce)
+	if vok && announce == AnnounceBGP && bgp != nil && len(bgp.Peers) > 0 {
+		carried := false
+		for _, p := range bgp.Peers {
+			carried = carried || vip.Is4() && p.IPv4 || vip.Is6() && p.IPv6
+		}
+		if !carried {
+			fam := map[bool]string{true: "ipv4", false: "ipv6"}[vip.Is4()]
+			v.errf(path+".vip", "no BGP peer carries %s, so %s can never be announced", fam, vip).
+				hintf("add %s to a peer's families, or add a peer with an %s address", fam, fam)
+		}
+	}
+	return s, ok
+}
+
+// flags validates scheduler flags against the scheduler.
+func (v *validator) flags(fs []*string, path, sched string, schedOK bool) []string {
+	if fs == nil {
+		return defaultSchedulerFlags(sched)
+	}
+	var out []string
+	valid := schedulerFlags(sched)
+	for i, f := range fs {
+		fp := indexPath(path, i)
+		if f == nil || *f == "" {
+			v.errf(fp, "empty scheduler flag")
+			continue
+		}
+		switch {
+		case !slices.Contains(allSchedulerFlags(), *f):
+			v.errf(fp, "unknown scheduler flag %q", *f).hintf("sh takes sh-fallback, sh-port; mh takes mh-fallback, mh-port")
+			continue
+		case schedOK && !slices.Contains(valid, *f):
+			v.errf(fp, "flag %q does not fit scheduler %q", *f, sched).
+				hintf("%s takes %s; sh takes sh-fallback, sh-port; mh takes mh-fallback, mh-port", sched, quoteList(valid))
+			continue
+		case slices.Contains(out, *f):
+			v.errf(fp, "flag %q is listed twice", *f)
+			continue
+		}
+		out = append(out, *f)
+	}
+	return out
+}
+
+// backends validates a service's backends against the service and every VIP.
+func (v *validator) backends(rbs []*rawBackend, path string, s *Service, vips map[netip.Addr]string) []Backend {
+	local := s.Forwarding == ForwardLocal
+	if len(rbs) == 0 && !local {
+		v.missing(path+".backends", "a %s service needs at least one backend", s.Forwarding).
+			hintf("add backends, or use forwarding: local if a process on this director serves the VIP")
+		return nil
+	}
+	if len(rbs) == 0 {
+		return nil
+	}
+	out := make([]Backend, 0, len(rbs))
+	seen := make(map[netip.AddrPort]string)
+	for j, rb := range rbs {
+		bp := indexPath(path+".backends", j)
+		if rb == nil {
+			v.errf(bp, "empty backend").hintf("remove the lone '-' or fill in address")
+			continue
+		}
+		b := Backend{Port: s.Port, Weight: DefaultWeight}
+		addr, ok := v.requiredAddr(rb.Address, bp+".address", "real server's address")
+		if ok {
+			switch first, isVIP := vips[addr]; {
+			case addr.IsUnspecified() || addr.IsMulticast():
+				v.errf(bp+".address", "%s is not a unicast address", addr)
+			case isVIP && !(local && addr == s.VIP):
+				v.errf(bp+".address", "%s is a VIP (%s), not a real server", addr, v.lineRef(first)).
+					hintf("a backend must be a real server's own address; the VIP sits on its loopback")
+			case !local && addr.Is4() != s.VIP.Is4():
+				v.errf(bp+".address", "%s is not of the same address family as the VIP %s", addr, s.VIP).
+					hintf("IPVS cannot forward between IPv4 and IPv6; add a service with a VIP of that family")
+			}
+		}
+		b.Address = addr
+		if p, pok := v.integer(rb.Port, bp+".port", int64(s.Port), 1, 65535); pok {
+			b.Port = uint16(p)
+			if b.Port != s.Port && (s.Forwarding == ForwardDR || s.Forwarding == ForwardTunnel) {
+				v.errf(bp+".port", "port %d differs from the service port %d, which %s forwarding cannot do", b.Port, s.Port, s.Forwarding).
+					hintf("%s delivers packets unchanged: make the real server listen on %d, or use forwarding: nat", s.Forwarding, s.Port)
+			}
+		}
+		w, _ := v.integer(rb.Weight, bp+".weight", DefaultWeight, 0, maxWeight)
+		b.Weight = int(w)
+		if ok {
+			ap := netip.AddrPortFrom(addr, b.Port)
+			if first, dup := seen[ap]; dup {
+				v.errf(bp+".address", "backend %s is listed twice (first at %s)", ap, v.lineRef(first))
+			}
+			seen[ap] = bp
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// minHealthy validates min_healthy against the number of health targets.
+func (v *validator) minHealthy(p *int64, path string, s *Service) {
+	s.MinHealthy = DefaultMinHealthy
+	if p != nil {
+		s.MinHealthy = int(max(min(*p, math.MaxInt32), math.MinInt32))
+	}
+	targets := len(s.HealthTargets())
+	switch {
+	case s.MinHealthy < 0:
+		v.errf(path+".min_healthy", "%d is negative", s.MinHealthy)
+	case targets == 0:
+		// Reported already: a non-local service without backends.
+	case s.MinHealthy > targets:
+		e := v.errf(path+".min_healthy", "%d is more than the %d health targets, so the VIP could never be announced", s.MinHealthy, targets)
+		if p == nil {
+			e.hintf("the default is %d", DefaultMinHealthy)
+		}
+	}
+}
+
+// sharedAdvertise checks that services sharing a VIP agree on its route
+// attributes: the VIP is one route, announced once.
+func (v *validator) sharedAdvertise(shared map[netip.Addr]vipShare, s Service, path string, explicit bool) {
+	first, seen := shared[s.VIP]
+	if !seen {
+		shared[s.VIP] = vipShare{path: path, advertise: s.Advertise, explicit: explicit}
+		return
+	}
+	if advertiseKey(first.advertise) == advertiseKey(s.Advertise) {
+		return
+	}
+	where, other := path+".advertise", first.path+".advertise"
+	if !explicit {
+		where = path + ".vip"
+	}
+	if !first.explicit {
+		other = first.path
+	}
+	v.errf(where, "services sharing the VIP %s announce it differently from %s", s.VIP, v.lineRef(other)).
+		hintf("a VIP is one route: give every service of %s the same advertise block (a YAML anchor helps)", s.VIP)
+}
+
+func advertiseKey(a Advertise) string {
+	med := func(p *uint32) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatUint(uint64(*p), 10)
+	}
+	return fmt.Sprint(a.Communities, a.LargeCommunities, med(a.MED), med(a.ShutdownMED), a.ASPathPrepend)
+}
+
+// advertise validates the route attributes of a VIP.
+func (v *validator) advertise(a *rawAdvertise, path string, announce Announce) Advertise {
+	out := Advertise{}
+	if a == nil {
+		return out
+	}
+	if announce != AnnounceBGP {
+		v.warnf(path, "advertise is ignored: director.announce is %s", announce)
+	}
+	for i, c := range a.Communities {
+		cp := indexPath(path+".communities", i)
+		parts, ok := v.community(c, cp, 2, "ASN:value, e.g. 65100:100", math.MaxUint16)
+		if !ok {
+			continue
+		}
+		val := parts[0]<<16 | parts[1]
+		if val == 0xFFFF0000 {
+			v.errf(cp, "65535:0 is GRACEFUL_SHUTDOWN, which the director adds itself during a graceful shutdown")
+			continue
+		}
+		if slices.Contains(out.Communities, val) {
+			v.errf(cp, "community %s is listed twice", *c)
+			continue
+		}
+		out.Communities = append(out.Communities, val)
+	}
+	for i, c := range a.LargeCommunities {
+		cp := indexPath(path+".large_communities", i)
+		parts, ok := v.community(c, cp, 3, "ASN:value1:value2, e.g. 65100:1:2", math.MaxUint32)
+		if !ok {
+			continue
+		}
+		lc := [3]uint32{parts[0], parts[1], parts[2]}
+		if slices.Contains(out.LargeCommunities, lc) {
+			v.errf(cp, "large community %s is listed twice", *c)
+			continue
+		}
+		out.LargeCommunities = append(out.LargeCommunities, lc)
+	}
+	if a.MED != nil {
+		if m, ok := v.integer(a.MED, path+".med", 0, 0, math.MaxUint32); ok {
+			med := uint32(m)
+			out.MED = &med
+		}
+	}
+	if a.ShutdownMED != nil {
+		if m, ok := v.integer(a.ShutdownMED, path+".shutdown_med", 0, 0, math.MaxUint32); ok {
+			med := uint32(m)
+			out.ShutdownMED = &med
+		}
+	}
+	n, _ := v.integer(a.ASPathPrepend, path+".as_path_prepend", 0, 0, maxASPathPrepend)
+	out.ASPathPrepend = int(n)
+	return out
+}
+
+// community parses n colon-separated numbers, each at most max.
+func (v *validator) community(c *string, path string, n int, form string, limit uint64) ([]uint32, bool) {
+	if c == nil {
+		v.errf(path, "empty community").hintf("write %s", form)
+		return nil, false
+	}
+	fields := strings.Split(*c, ":")
+	if len(fields) != n {
+		v.errf(path, "%q is not a community", *c).hintf("write %s", form)
+		return nil, false
+	}
+	out := make([]uint32, n)
+	for i, f := range fields {
+		x, err := strconv.ParseUint(f, 10, 64)
+		if err != nil || x > limit {
+			v.errf(path, "%q is not a community: %q is not a number in 0..%d", *c, f, limit).hintf("write %s", form)
+			return nil, false
+		}
+		out[i] = uint32(x)
+	}
+	return out, true
+}
