@@ -1,0 +1,77 @@
+package health
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSchedulerRealProbesDoNotLeak(t *testing.T) {
+	// Real checkers against loopback listeners that never answer: every probe
+	// overruns its deadline. After Run returns no goroutine may remain.
+	full, silent := fullListener(t), silentListener(t)
+	silentUDP := udpServer(t, func([]byte) [][]byte { return nil })
+	spec := func(typ Type) Spec {
+		return Spec{Type: typ, Interval: 300 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}
+	}
+	targets := []Target{
+		{Addr: loopback, Port: full, Spec: spec(TCP)},
+		{Addr: loopback, Port: silent, Spec: spec(HTTP)},
+		{Addr: loopback, Port: silent, Spec: spec(HTTPS)},
+		{Addr: loopback, Port: silentUDP, Spec: spec(UDP)},
+		{Addr: loopback, Port: silentUDP, Spec: spec(DNS)},
+		{Addr: loopback, Port: 1, Spec: spec(Exec)},
+	}
+	targets[5].Spec.Command = []string{"/bin/sleep", "10"}
+
+	baseline := runtime.NumGoroutine()
+	var mu sync.Mutex
+	fails := map[Type]int{}
+	s := NewScheduler(nil, Options{OnProbe: func(t Target, ok bool, _ time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !ok {
+			fails[t.Spec.Type]++
+		}
+	}})
+	s.Update(targets)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	time.Sleep(time.Second)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return within 2s of cancel")
+	}
+
+	mu.Lock()
+	for _, tg := range targets {
+		if fails[tg.Spec.Type] == 0 {
+			t.Errorf("%s probe never completed with a failure", tg.Spec.Type)
+		}
+	}
+	mu.Unlock()
+	for _, tg := range targets {
+		if r := s.Snapshot()[tg.Key()]; r.State != Down || !strings.Contains(r.LastError, "timeout after 200ms") {
+			t.Errorf("%s: state %s, last error %q; want down after a 200ms timeout", tg.Spec.Type, r.State, r.LastError)
+		}
+	}
+	// Goroutines of the runtime's own (poller, timers) may take a moment.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > baseline {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Run returned, %d before:\n%s",
+				runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
