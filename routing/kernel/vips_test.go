@@ -1,0 +1,303 @@
+package kernel
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+)
+
+const testProto = 250
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func addrs(ss ...string) []netip.Addr {
+	out := []netip.Addr{}
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
+}
+
+// loState renders the addresses of lo as "prefix proto label flags" lines.
+func loState(k *fakeKernel) []string {
+	var out []string
+	for _, a := range k.addrTab[1] {
+		line := a.Prefix.String()
+		if a.Proto != 0 {
+			line += " proto " + strconv.Itoa(a.Proto)
+		}
+		if a.Label != "" {
+			line += " label " + a.Label
+		}
+		if a.Flags&unix.IFA_F_NODAD != 0 {
+			line += " nodad"
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+var loBase = []string{"127.0.0.1/8 label lo", "::1/128 proto 1"}
+
+func withBase(extra ...string) []string { return append(append([]string{}, loBase...), extra...) }
+
+func TestVIPsSetScenario(t *testing.T) {
+	k := newFakeKernel(t)
+	// An operator's own address on lo, and one more on another device.
+	k.addrTab[1] = append(k.addrTab[1], ifAddr{Prefix: netip.MustParsePrefix("192.0.2.5/32")})
+	v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	ctx := context.Background()
+
+	steps := []struct {
+		name      string
+		set       []netip.Addr
+		wantLo    []string
+		wantOwned []netip.Addr
+	}{
+		{
+			name:      "add IPv4 and IPv6",
+			set:       addrs("198.18.0.10", "2001:db8::10"),
+			wantLo:    withBase("192.0.2.5/32", "198.18.0.10/32 proto 250 label lo:vip", "2001:db8::10/128 proto 250 nodad"),
+			wantOwned: addrs("198.18.0.10", "2001:db8::10"),
+		},
+		{
+			name:      "same set again changes nothing",
+			set:       addrs("2001:db8::10", "198.18.0.10", "198.18.0.10"),
+			wantLo:    withBase("192.0.2.5/32", "198.18.0.10/32 proto 250 label lo:vip", "2001:db8::10/128 proto 250 nodad"),
+			wantOwned: addrs("198.18.0.10", "2001:db8::10"),
+		},
+		{
+			name:      "replace: one removed, one added",
+			set:       addrs("198.18.0.10", "198.18.0.11"),
+			wantLo:    withBase("192.0.2.5/32", "198.18.0.10/32 proto 250 label lo:vip", "198.18.0.11/32 proto 250 label lo:vip"),
+			wantOwned: addrs("198.18.0.10", "198.18.0.11"),
+		},
+		{
+			name:      "a wanted VIP bound by the operator is used, not owned",
+			set:       addrs("192.0.2.5", "198.18.0.11"),
+			wantLo:    withBase("192.0.2.5/32", "198.18.0.11/32 proto 250 label lo:vip"),
+			wantOwned: addrs("198.18.0.11"),
+		},
+		{
+			name:      "empty set removes only ours",
+			set:       nil,
+			wantLo:    withBase("192.0.2.5/32"),
+			wantOwned: nil,
+		},
+	}
+	for _, st := range steps {
+		if err := v.Set(ctx, st.set); err != nil {
+			t.Fatalf("%s: Set: %v", st.name, err)
+		}
+		if diff := cmp.Diff(st.wantLo, loState(k)); diff != "" {
+			t.Errorf("%s: addresses on lo (-want +got):\n%s", st.name, diff)
+		}
+		owned, err := v.Owned(ctx)
+		if err != nil {
+			t.Fatalf("%s: Owned: %v", st.name, err)
+		}
+		if diff := cmp.Diff(st.wantOwned, owned, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Errorf("%s: owned (-want +got):\n%s", st.name, diff)
+		}
+	}
+}
+
+func TestVIPsAdoptAfterRestart(t *testing.T) {
+	k := newFakeKernel(t)
+	ctx := context.Background()
+	first := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	if err := first.Set(ctx, addrs("198.18.0.10", "198.18.0.11", "2001:db8::10")); err != nil {
+		t.Fatal(err)
+	}
+	// Another daemon on the same host uses another protocol number: its
+	// addresses must be left alone, exactly like an operator's.
+	other := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: 251}, k, k, nil)
+	if err := other.Set(ctx, addrs("198.18.0.99")); err != nil {
+		t.Fatal(err)
+	}
+
+	// "Restart": a new value with no memory of the first one.
+	second := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	owned, err := second.Owned(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(addrs("198.18.0.10", "198.18.0.11", "2001:db8::10"), owned, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("adopted (-want +got):\n%s", diff)
+	}
+	if err := second.Set(ctx, addrs("198.18.0.11")); err != nil {
+		t.Fatal(err)
+	}
+	want := withBase("198.18.0.11/32 proto 250 label lo:vip", "198.18.0.99/32 proto 251 label lo:vip")
+	if diff := cmp.Diff(want, loState(k)); diff != "" {
+		t.Errorf("addresses on lo (-want +got):\n%s", diff)
+	}
+}
+
+func TestVIPsSetErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		setup     func(k *fakeKernel)
+		set       []netip.Addr
+		wantErr   string
+		wantLo    []string
+		wantDumps int
+	}{
+		{
+			name:      "interrupted dumps are retried",
+			setup:     func(k *fakeKernel) { k.interrupts = 2 },
+			set:       addrs("198.18.0.10"),
+			wantLo:    withBase("198.18.0.10/32 proto 250 label lo:vip"),
+			wantDumps: 4, // two interrupted, one good, one to verify the mark
+		},
+		{
+			name:      "a dump interrupted every time fails, bounded",
+			setup:     func(k *fakeKernel) { k.interrupts = 100 },
+			set:       addrs("198.18.0.10"),
+			wantErr:   "interrupted by concurrent changes 5 times",
+			wantLo:    loBase,
+			wantDumps: dumpAttempts,
+		},
+		{
+			name:      "a kernel without IFA_PROTO is reported and the address removed",
+			setup:     func(k *fakeKernel) { k.dropProto = true },
+			set:       addrs("198.18.0.10"),
+			wantErr:   "Linux 6.1 or later needed",
+			wantLo:    loBase,
+			wantDumps: 2,
+		},
+		{
+			name:      "invalid VIPs fail, valid ones are still bound",
+			set:       addrs("127.0.0.2", "198.18.0.10", "fe80::1", "ff02::1"),
+			wantErr:   "VIP 127.0.0.2 is not a unicast global address",
+			wantLo:    withBase("198.18.0.10/32 proto 250 label lo:vip"),
+			wantDumps: 2,
+		},
+		{
+			name:    "an IPv4-mapped IPv6 VIP is bound as IPv4",
+			set:     []netip.Addr{netip.MustParseAddr("::ffff:198.18.0.10")},
+			wantLo:  withBase("198.18.0.10/32 proto 250 label lo:vip"),
+			wantErr: "",
+			// one dump, one verify
+			wantDumps: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newFakeKernel(t)
+			if tt.setup != nil {
+				tt.setup(k)
+			}
+			v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+			err := v.Set(context.Background(), tt.set)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Set: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Set error = %v, want it to contain %q", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.wantLo, loState(k)); diff != "" {
+				t.Errorf("addresses on lo (-want +got):\n%s", diff)
+			}
+			if k.dumps != tt.wantDumps {
+				t.Errorf("dumps = %d, want %d", k.dumps, tt.wantDumps)
+			}
+		})
+	}
+}
+
+func TestVIPsCanceledContextChangesNothing(t *testing.T) {
+	k := newFakeKernel(t)
+	v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := v.Set(ctx, addrs("198.18.0.10")); err == nil {
+		t.Fatal("Set with a canceled context succeeded")
+	}
+	if diff := cmp.Diff(loBase, loState(k)); diff != "" {
+		t.Errorf("addresses on lo (-want +got):\n%s", diff)
+	}
+}
+
+func TestVIPsPrepareInterface(t *testing.T) {
+	tests := []struct {
+		name      string
+		iface     string
+		dummy     bool
+		wantErr   string
+		wantLinks []string
+	}{
+		{name: "lo exists", iface: "lo", wantLinks: []string{"lo up"}},
+		{name: "missing device becomes a dummy", iface: "vip0", dummy: true, wantLinks: []string{"lo up", "vip0 up"}},
+		{name: "no dummy support is a clear error", iface: "vip0", dummy: false,
+			wantErr: "this kernel has no dummy device support", wantLinks: []string{"lo up"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newFakeKernel(t)
+			k.dummy = tt.dummy
+			v := newVIPs(discard(), VIPOptions{Interface: tt.iface, Protocol: testProto}, k, k, nil)
+			err := v.prepareInterface()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("prepareInterface: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("prepareInterface error = %v, want it to contain %q", err, tt.wantErr)
+			}
+			var got []string
+			for _, name := range []string{"lo", "vip0"} {
+				if l, ok := k.links[name]; ok {
+					state := "down"
+					if l.Flags&net.FlagUp != 0 {
+						state = "up"
+					}
+					got = append(got, name+" "+state)
+				}
+			}
+			if diff := cmp.Diff(tt.wantLinks, got); diff != "" {
+				t.Errorf("links (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestVIPsLabelOnlyWhenItFits(t *testing.T) {
+	tests := []struct {
+		iface string
+		want  string
+	}{
+		{"lo", "lo:vip"},
+		{"vips0", "vips0:vip"},
+		{"directord-vip0", ""}, // 14 + 4 characters do not fit IFNAMSIZ
+	}
+	for _, tt := range tests {
+		v := newVIPs(discard(), VIPOptions{Interface: tt.iface, Protocol: testProto}, nil, nil, nil)
+		if got := v.mark(netip.MustParsePrefix("198.18.0.1/32")).Label; got != tt.want {
+			t.Errorf("label on %s = %q, want %q", tt.iface, got, tt.want)
+		}
+	}
+}
+
+func TestCheckProtocolAndTable(t *testing.T) {
+	protos := map[int]bool{-1: false, 0: false, 1: false, 4: false, 5: true, 11: false, 12: false, 18: true,
+		186: false, 198: false, 199: true, 250: true, 255: true, 256: false}
+	for p, ok := range protos {
+		if err := checkProtocol(p); (err == nil) != ok {
+			t.Errorf("checkProtocol(%d) = %v, want ok=%v", p, err, ok)
+		}
+	}
+	tables := map[int]bool{0: false, 1: true, 200: true, 252: true, 253: false, 254: true, 255: false, 1000: true}
+	for tb, ok := range tables {
+		if err := checkTable(tb); (err == nil) != ok {
+			t.Errorf("checkTable(%d) = %v, want ok=%v", tb, err, ok)
+		}
+	}
+}
