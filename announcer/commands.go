@@ -1,0 +1,267 @@
+package announcer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/anycast-director/director/config"
+)
+
+// Errors callers can test with errors.Is to pick a status code.
+var (
+	// ErrNotFound means the request names something the configuration lacks.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid means the request itself is malformed.
+	ErrInvalid = errors.New("invalid request")
+)
+
+// DrainBackend sets backends matching ref to weight 0 so they drain.
+func (l *Loop) DrainBackend(ctx context.Context, ref BackendRef, note Note) error {
+	return l.override(ctx, "drain backend "+ref.String(), note.Reason, func(st *state) error {
+		if err := st.checkRef(ref); err != nil {
+			return err
+		}
+		st.overrides = st.overrides.clone()
+		st.overrides.Drained[ref] = l.stamp(note)
+		return nil
+	})
+}
+
+// EnableBackend removes a drain set for exactly ref. Enabling a backend that is
+// not drained is not an error.
+func (l *Loop) EnableBackend(ctx context.Context, ref BackendRef, who string) error {
+	return l.override(ctx, "enable backend "+ref.String(), who, func(st *state) error {
+		if err := st.checkRef(ref); err != nil {
+			return err
+		}
+		st.overrides = st.overrides.clone()
+		delete(st.overrides.Drained, ref)
+		return nil
+	})
+}
+
+// SetWeight overrides the weight of backends matching ref; a negative weight
+// clears the override.
+func (l *Loop) SetWeight(ctx context.Context, ref BackendRef, weight int, note Note) error {
+	return l.override(ctx, fmt.Sprintf("set weight %d on %s", weight, ref), note.Reason, func(st *state) error {
+		if weight > 65535 {
+			return fmt.Errorf("%w: weight %d is out of range: use 0 to 65535, or a negative weight to clear the override", ErrInvalid, weight)
+		}
+		if err := st.checkRef(ref); err != nil {
+			return err
+		}
+		st.overrides = st.overrides.clone()
+		if weight < 0 {
+			delete(st.overrides.Weights, ref)
+			return nil
+		}
+		st.overrides.Weights[ref] = WeightNote{Note: l.stamp(note), Weight: weight}
+		return nil
+	})
+}
+
+// DisableVIP gracefully withdraws a VIP until EnableVIP.
+func (l *Loop) DisableVIP(ctx context.Context, vip netip.Addr, note Note) error {
+	return l.override(ctx, "disable VIP "+vip.String(), note.Reason, func(st *state) error {
+		if err := st.checkVIP(vip); err != nil {
+			return err
+		}
+		st.overrides = st.overrides.clone()
+		st.overrides.DisabledVIPs[vip] = l.stamp(note)
+		return nil
+	})
+}
+
+// EnableVIP lifts DisableVIP.
+func (l *Loop) EnableVIP(ctx context.Context, vip netip.Addr, who string) error {
+	return l.override(ctx, "enable VIP "+vip.String(), who, func(st *state) error {
+		if err := st.checkVIP(vip); err != nil {
+			return err
+		}
+		st.overrides = st.overrides.clone()
+		delete(st.overrides.DisabledVIPs, vip)
+		return nil
+	})
+}
+
+// DrainDirector gracefully withdraws every VIP while IPVS keeps forwarding.
+func (l *Loop) DrainDirector(ctx context.Context, note Note) error {
+	return l.override(ctx, "drain director", note.Reason, func(st *state) error {
+		st.overrides = st.overrides.clone()
+		n := l.stamp(note)
+		st.overrides.Director = &n
+		return nil
+	})
+}
+
+// UndrainDirector lifts DrainDirector.
+func (l *Loop) UndrainDirector(ctx context.Context, who string) error {
+	return l.override(ctx, "undrain director", who, func(st *state) error {
+		st.overrides = st.overrides.clone()
+		st.overrides.Director = nil
+		return nil
+	})
+}
+
+// override runs a change of the overrides on the loop and records it.
+func (l *Loop) override(ctx context.Context, what, reason string, f func(*state) error) error {
+	err := l.do(ctx, f)
+	if err == nil {
+		l.log.Info("operator override", "reason", reason, "override", what)
+		l.events.Append(Event{Time: l.now(), Kind: EventOverride, Subject: what, Reason: reason})
+	}
+	return err
+}
+
+// stamp fills a note's creation time.
+func (l *Loop) stamp(n Note) Note {
+	n.Created = l.now()
+	return n
+}
+
+// checkRef fails unless ref matches at least one configured backend.
+func (st *state) checkRef(ref BackendRef) error {
+	if !ref.Addr.IsValid() {
+		return fmt.Errorf("%w: a backend address is required", ErrInvalid)
+	}
+	if ref.Service != "" && !hasService(st.cfg, ref.Service) {
+		return fmt.Errorf("%w: no service named %q in %s", ErrNotFound, ref.Service, st.cfg.Source)
+	}
+	for i := range st.cfg.Services {
+		svc := &st.cfg.Services[i]
+		if ref.Service != "" && svc.Name != ref.Service {
+			continue
+		}
+		for _, b := range backendsOf(svc) {
+			port := b.Port
+			if port == 0 {
+				port = svc.Port
+			}
+			if b.Address == ref.Addr && (ref.Port == 0 || ref.Port == port) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: no backend matches %s in the running configuration (check `directorctl status`)", ErrNotFound, ref)
+}
+
+// checkVIP fails unless vip is configured.
+func (st *state) checkVIP(vip netip.Addr) error {
+	if !vip.IsValid() {
+		return fmt.Errorf("%w: a VIP address is required", ErrInvalid)
+	}
+	for i := range st.cfg.Services {
+		if st.cfg.Services[i].VIP == vip {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: VIP %s is not in the running configuration", ErrNotFound, vip)
+}
+
+// Reload makes cfg the running configuration. Overrides are kept.
+func (l *Loop) Reload(ctx context.Context, cfg *config.Config) (ConfigVersion, error) {
+	var v ConfigVersion
+	err := l.do(ctx, func(st *state) error {
+		v = l.switchTo(ctx, st, cfg, "reload")
+		return nil
+	})
+	return v, err
+}
+
+// Rollback re-applies a configuration from the history; version 0 means the
+// one before the running configuration.
+func (l *Loop) Rollback(ctx context.Context, version int) (ConfigVersion, error) {
+	var v ConfigVersion
+	err := l.do(ctx, func(st *state) error {
+		idx := -1
+		for i, h := range st.history {
+			if h.ver.Version == version || (version == 0 && i == len(st.history)-2) {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return fmt.Errorf("%w: configuration version %d is not in the history (kept: %v)", ErrNotFound, version, st.versions())
+		}
+		v = l.switchTo(ctx, st, st.history[idx].cfg, fmt.Sprintf("rollback to version %d", st.history[idx].ver.Version))
+		return nil
+	})
+	return v, err
+}
+
+// History lists the configurations kept for rollback, oldest first.
+func (l *Loop) History(ctx context.Context) ([]ConfigVersion, error) {
+	var out []ConfigVersion
+	err := l.query(ctx, func(st *state) error {
+		out = st.versions()
+		return nil
+	})
+	return out, err
+}
+
+func (st *state) versions() []ConfigVersion {
+	out := make([]ConfigVersion, 0, len(st.history))
+	for _, h := range st.history {
+		out = append(out, h.ver)
+	}
+	return out
+}
+
+// switchTo loads cfg on the loop goroutine and hands its targets and routing
+// settings to the adapters.
+func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why string) ConfigVersion {
+	now := l.now()
+	v := st.load(cfg, now)
+	l.deps.Health.Update(Targets(cfg))
+	if r, ok := l.deps.Routes.(Reconfigurer); ok {
+		if err := r.Reconfigure(ctx, cfg); err != nil {
+			l.log.Error("routing reconfiguration failed", "err", err)
+		}
+	}
+	l.log.Info("configuration loaded", "reason", why, "version", v.Version, "digest", v.Digest)
+	l.events.Append(Event{Time: now, Kind: EventReload, Subject: cfg.Source,
+		To: fmt.Sprintf("version %d (%s)", v.Version, v.Digest), Reason: why})
+	return v
+}
+
+// Shutdown withdraws every VIP gracefully (GRACEFUL_SHUTDOWN first, for
+// Director.GracefulShutdown), keeps IPVS forwarding for Director.Linger, and
+// returns when that is done or ctx ends. Run must be running.
+func (l *Loop) Shutdown(ctx context.Context) error {
+	var done chan struct{}
+	err := l.do(ctx, func(st *state) error {
+		if !st.shutdown.active {
+			st.shutdown = shutdown{active: true, done: make(chan struct{})}
+			l.log.Info("graceful shutdown started", "reason", fmt.Sprintf("graceful %s, linger %s",
+				st.cfg.Director.GracefulShutdown, st.cfg.Director.Linger))
+			l.events.Append(Event{Time: l.now(), Kind: EventDirector, Subject: st.cfg.Director.Name,
+				To: "shutting down"})
+		}
+		done = st.shutdown.done
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if done == nil {
+		return nil
+	}
+	l.Poke()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("graceful shutdown cut short: %w", ctx.Err())
+	}
+}
+
+// hasService reports whether cfg has a service called name.
+func hasService(cfg *config.Config, name string) bool {
+	for i := range cfg.Services {
+		if cfg.Services[i].Name == name {
+			return true
+		}
+	}
+	return false
+}

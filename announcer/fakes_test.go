@@ -1,0 +1,277 @@
+package announcer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/routing"
+)
+
+// world is the shared fake kernel and routers of a loop test. Every fake
+// checks the safety invariants and fails the test on an impossible or unsafe
+// operation rather than merely recording calls.
+type world struct {
+	t   *testing.T
+	mu  sync.Mutex
+	log []string // operation log, for ordering assertions
+
+	// health
+	snap    health.Snapshot
+	targets []health.Target
+	changes chan struct{}
+
+	// IPVS (kernel state)
+	services  map[ipvs.Key]ipvs.Service
+	failKeys  map[ipvs.Key]error
+	applyErr  error
+	block     chan struct{} // when set, Apply waits on it
+	applyRuns int
+
+	// local VIPs
+	bound   map[netip.Addr]bool
+	bindErr error
+
+	// routes
+	ads    map[netip.Prefix]routing.Advertisement
+	allow  map[netip.Addr]bool // configured VIPs
+	setErr error
+	sets   int
+}
+
+func newWorld(t *testing.T, vips ...string) *world {
+	w := &world{t: t, snap: health.Snapshot{}, changes: make(chan struct{}, 1),
+		services: map[ipvs.Key]ipvs.Service{}, failKeys: map[ipvs.Key]error{},
+		bound: map[netip.Addr]bool{}, ads: map[netip.Prefix]routing.Advertisement{}, allow: map[netip.Addr]bool{}}
+	for _, v := range vips {
+		w.allow[netip.MustParseAddr(v)] = true
+	}
+	return w
+}
+
+func (w *world) deps() Deps {
+	return Deps{Health: fakeHealth{w}, IPVS: fakeIPVS{w}, VIPs: fakeBinder{w}, Routes: fakeRoutes{w}}
+}
+
+// setHealth replaces the health snapshot and signals a change.
+func (w *world) setHealth(s health.Snapshot) {
+	w.mu.Lock()
+	w.snap = s
+	w.mu.Unlock()
+	select {
+	case w.changes <- struct{}{}:
+	default:
+	}
+}
+
+func (w *world) advertised() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for p, ad := range w.ads {
+		s := p.Addr().String()
+		if ad.GracefulShutdown {
+			s += " gshut"
+		}
+		out = append(out, s)
+	}
+	sortStrings(out)
+	return out
+}
+
+// servable reports whether IPVS state can serve a VIP: every IPVS service on
+// it has a destination with weight > 0. Caller holds mu.
+func (w *world) servable(vip netip.Addr, services map[ipvs.Key]ipvs.Service) bool {
+	for k, s := range services {
+		if k.VIP != vip {
+			continue
+		}
+		ok := false
+		for _, d := range s.Destinations {
+			if d.Weight > 0 {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+type fakeHealth struct{ w *world }
+
+func (f fakeHealth) Update(ts []health.Target) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.w.targets = ts
+	f.w.log = append(f.w.log, fmt.Sprintf("health.Update %d", len(ts)))
+}
+
+func (f fakeHealth) Snapshot() health.Snapshot {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	return f.w.snap
+}
+
+func (f fakeHealth) Changes() <-chan struct{} { return f.w.changes }
+
+type fakeIPVS struct{ w *world }
+
+func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, error) {
+	w := f.w
+	w.mu.Lock()
+	block := w.block
+	w.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ApplyResult{}, ctx.Err()
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.applyRuns++
+	if w.applyErr != nil {
+		w.log = append(w.log, "ipvs.Apply error")
+		return ApplyResult{}, w.applyErr
+	}
+	res := ApplyResult{Failed: map[ipvs.Key]error{}, Fingerprints: map[ipvs.Key]string{}}
+	next := map[ipvs.Key]ipvs.Service{}
+	for _, s := range want {
+		if _, dup := next[s.Key]; dup {
+			w.t.Errorf("impossible: service %s appears twice in one Apply", s.Key)
+		}
+		seen := map[netip.AddrPort]bool{}
+		for _, d := range s.Destinations {
+			ap := netip.AddrPortFrom(d.Address, d.Port)
+			if seen[ap] {
+				w.t.Errorf("impossible: destination %s twice in %s", ap, s.Key)
+			}
+			seen[ap] = true
+			if d.Draining && d.Weight != 0 {
+				w.t.Errorf("unsafe: draining destination %s of %s has weight %d", ap, s.Key, d.Weight)
+			}
+			if d.Weight < 0 || d.Weight > 65535 {
+				w.t.Errorf("impossible: weight %d for %s", d.Weight, ap)
+			}
+		}
+		if err, bad := w.failKeys[s.Key]; bad {
+			res.Failed[s.Key] = err
+			if old, ok := w.services[s.Key]; ok {
+				next[s.Key] = old
+			}
+			continue
+		}
+		next[s.Key] = s
+		res.Fingerprints[s.Key] = fmt.Sprintf("fp-%d", len(s.Destinations))
+	}
+	// Safety: programming must never leave an advertised VIP unservable; the
+	// loop withdraws first.
+	for p := range w.ads {
+		if !w.servable(p.Addr(), next) {
+			w.t.Errorf("unsafe: IPVS programmed without a usable destination for %s while it is advertised", p.Addr())
+		}
+	}
+	w.services = next
+	w.log = append(w.log, fmt.Sprintf("ipvs.Apply %d", len(want)))
+	return res, nil
+}
+
+func (f fakeIPVS) Stats(context.Context) (map[ipvs.Key]Counters, error) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	out := map[ipvs.Key]Counters{}
+	for k := range f.w.services {
+		out[k] = Counters{Service: ipvs.Stats{Connections: 7}}
+	}
+	return out, nil
+}
+
+func (f fakeIPVS) Sysctls() map[string]int { return map[string]int{"sloppy_tcp": 1} }
+
+type fakeBinder struct{ w *world }
+
+func (f fakeBinder) Set(_ context.Context, vips []netip.Addr) error {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.bindErr != nil {
+		return w.bindErr
+	}
+	w.bound = map[netip.Addr]bool{}
+	for _, v := range vips {
+		if w.bound[v] {
+			w.t.Errorf("impossible: VIP %s bound twice", v)
+		}
+		w.bound[v] = true
+	}
+	w.log = append(w.log, fmt.Sprintf("vips.Set %d", len(vips)))
+	return nil
+}
+
+type fakeRoutes struct{ w *world }
+
+func (f fakeRoutes) Set(_ context.Context, ads []routing.Advertisement) error {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sets++
+	if w.setErr != nil {
+		return w.setErr
+	}
+	next := map[netip.Prefix]routing.Advertisement{}
+	for _, ad := range ads {
+		if _, dup := next[ad.Prefix]; dup {
+			w.t.Errorf("impossible: %s advertised twice in one set", ad.Prefix)
+		}
+		if !w.allow[ad.Prefix.Addr()] {
+			w.t.Errorf("unsafe: %s is not a configured VIP", ad.Prefix)
+		}
+		if !ad.Prefix.IsSingleIP() {
+			w.t.Errorf("unsafe: %s is not a host route", ad.Prefix)
+		}
+		if !w.bound[ad.Prefix.Addr()] {
+			w.t.Errorf("unsafe: %s advertised but not bound locally", ad.Prefix)
+		}
+		if !w.servable(ad.Prefix.Addr(), w.services) {
+			w.t.Errorf("unsafe: %s advertised but IPVS cannot serve it", ad.Prefix)
+		}
+		next[ad.Prefix] = ad
+	}
+	var added, removed []string
+	for p := range next {
+		if _, ok := w.ads[p]; !ok {
+			added = append(added, p.Addr().String())
+		}
+	}
+	for p := range w.ads {
+		if _, ok := next[p]; !ok {
+			removed = append(removed, p.Addr().String())
+		}
+	}
+	sortStrings(added)
+	sortStrings(removed)
+	w.ads = next
+	w.log = append(w.log, fmt.Sprintf("routes.Set +%v -%v", added, removed))
+	return nil
+}
+
+func (f fakeRoutes) Peers() []routing.PeerStatus {
+	return []routing.PeerStatus{{Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000, State: "established"}}
+}
+
+var errInjected = errors.New("injected failure")
+
+// weights renders the kernel destinations of vip's port-80 service.
+func (w *world) weights(vip string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return destWeights(w.services[testKey(vip)])
+}

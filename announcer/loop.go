@@ -1,0 +1,264 @@
+// Package announcer is the director's brain: one loop that turns configuration,
+// health and operator overrides into desired IPVS state and desired route
+// advertisements (the pure plan), applies them in a safe order, and publishes
+// an immutable status with a reason for every decision.
+package announcer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/routing"
+)
+
+// HealthSource is the health scheduler as the loop sees it.
+type HealthSource interface {
+	// Update replaces the set of targets to check.
+	Update(targets []health.Target)
+	// Snapshot returns the latest verdicts.
+	Snapshot() health.Snapshot
+	// Changes signals (coalesced) that a verdict changed.
+	Changes() <-chan struct{}
+}
+
+// DataPlane programs IPVS with the whole desired set of services.
+type DataPlane interface {
+	// Apply makes the kernel's owned services equal to want. Per-service
+	// failures are in the result; the error is for failures of the whole pass.
+	Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, error)
+	// Stats reads the kernel counters of the owned services.
+	Stats(ctx context.Context) (map[ipvs.Key]Counters, error)
+	// Sysctls reads back the IPVS sysctls for status.
+	Sysctls() map[string]int
+}
+
+// ApplyResult is what one DataPlane.Apply achieved.
+type ApplyResult struct {
+	// Failed maps services that could not be programmed to their error.
+	Failed map[ipvs.Key]error
+	// Fingerprints summarise each service's kernel destination order and weights.
+	Fingerprints map[ipvs.Key]string
+}
+
+// Counters are one service's kernel counters and its destinations'.
+type Counters struct {
+	// Service is the virtual service's totals.
+	Service ipvs.Stats
+	// Dests are per destination.
+	Dests map[netip.AddrPort]ipvs.Stats
+}
+
+// VIPBinder binds the whole set of VIPs to the local VIP interface.
+type VIPBinder interface {
+	// Set makes the bound VIPs equal to vips.
+	Set(ctx context.Context, vips []netip.Addr) error
+}
+
+// Reconfigurer is implemented by advertisers that need the new configuration
+// on reload (the BGP speaker's peers and allowed prefixes).
+type Reconfigurer interface {
+	// Reconfigure applies cfg's routing settings.
+	Reconfigure(ctx context.Context, cfg *config.Config) error
+}
+
+// Deps are the adapters the loop drives.
+type Deps struct {
+	// Health runs the checks.
+	Health HealthSource
+	// IPVS programs the data plane.
+	IPVS DataPlane
+	// VIPs binds VIPs locally.
+	VIPs VIPBinder
+	// Routes announces VIPs.
+	Routes routing.Advertiser
+}
+
+// Options tune the loop; zero values pick defaults.
+type Options struct {
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+	// Events is the event log (a 4096-entry log by default).
+	Events *EventLog
+	// OnPass is called after each pass with its duration and error (for metrics).
+	OnPass func(d time.Duration, err error)
+}
+
+// Loop owns the announcer state; one goroutine (Run) mutates it. Other
+// goroutines talk to it through commands and read Status.
+type Loop struct {
+	log    *slog.Logger
+	deps   Deps
+	now    func() time.Time
+	events *EventLog
+	onPass func(time.Duration, error)
+
+	cmds     chan command
+	poke     chan struct{}
+	status   atomic.Pointer[Status]
+	lastPass atomic.Int64 // unix nanoseconds of the last finished pass
+	st       *state       // only touched by the Run goroutine
+}
+
+// New builds a loop for cfg. Nothing runs until Run.
+func New(cfg *config.Config, deps Deps, logger *slog.Logger, opts Options) *Loop {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Events == nil {
+		opts.Events = NewEventLog(4096)
+	}
+	if opts.OnPass == nil {
+		opts.OnPass = func(time.Duration, error) {}
+	}
+	l := &Loop{
+		log: logger, deps: deps, now: opts.Now, events: opts.Events, onPass: opts.OnPass,
+		cmds: make(chan command), poke: make(chan struct{}, 1),
+	}
+	now := l.now()
+	l.st = newState(cfg, now, cfg.API.KeepConfigs)
+	l.status.Store(&Status{Director: cfg.Director.Name, Config: l.st.version(), Learning: true})
+	return l
+}
+
+// Status returns the latest published snapshot. Never nil.
+func (l *Loop) Status() *Status { return l.status.Load() }
+
+// Events returns the loop's event log.
+func (l *Loop) Events() *EventLog { return l.events }
+
+// Poke asks the loop for a pass soon (coalesced, never blocks).
+func (l *Loop) Poke() {
+	select {
+	case l.poke <- struct{}{}:
+	default:
+	}
+}
+
+// PeerChanged records a routing session change and refreshes status. It is
+// safe to call from the routing adapter's goroutines.
+func (l *Loop) PeerChanged(ev routing.PeerEvent) {
+	l.events.Append(Event{Time: l.now(), Kind: EventPeer, Subject: ev.Peer.Address.String(),
+		From: ev.Previous, To: ev.Peer.State, Reason: ev.Peer.LastError})
+	l.Poke()
+}
+
+// command is a closure run on the loop goroutine; readOnly commands do not
+// trigger a reconcile pass.
+type command struct {
+	f        func(*state)
+	readOnly bool
+}
+
+// do runs f on the loop goroutine and waits for it; a pass follows.
+func (l *Loop) do(ctx context.Context, f func(*state) error) error {
+	return l.send(ctx, f, false)
+}
+
+// query runs f on the loop goroutine without a pass afterwards.
+func (l *Loop) query(ctx context.Context, f func(*state) error) error {
+	return l.send(ctx, f, true)
+}
+
+func (l *Loop) send(ctx context.Context, f func(*state) error, readOnly bool) error {
+	res := make(chan error, 1)
+	cmd := command{f: func(st *state) { res <- f(st) }, readOnly: readOnly}
+	select {
+	case l.cmds <- cmd:
+	case <-ctx.Done():
+		return fmt.Errorf("announcer loop busy: %w", ctx.Err())
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run drives the loop until ctx ends. It returns ctx's error.
+func (l *Loop) Run(ctx context.Context) error {
+	st := l.st
+	l.deps.Health.Update(Targets(st.cfg))
+	if r, ok := l.deps.Routes.(Reconfigurer); ok {
+		if err := r.Reconfigure(ctx, st.cfg); err != nil {
+			l.log.Error("routing configuration failed", "err", err)
+		}
+	}
+	resync := time.NewTicker(st.cfg.Director.ResyncInterval)
+	defer resync.Stop()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	watchdogDone := make(chan struct{})
+	defer close(watchdogDone)
+	go l.watchdog(ctx, watchdogDone)
+
+	for needPass := true; ; needPass = true {
+		if needPass {
+			l.pass(ctx, st)
+			if st.resyncEvery != st.cfg.Director.ResyncInterval {
+				st.resyncEvery = st.cfg.Director.ResyncInterval
+				resync.Reset(st.resyncEvery)
+			}
+			if !st.wakeAt.IsZero() {
+				wake.Reset(max(st.wakeAt.Sub(l.now()), time.Millisecond))
+			}
+		}
+	wait:
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case c := <-l.cmds:
+			c.f(st)
+			if c.readOnly {
+				goto wait
+			}
+		case <-l.deps.Health.Changes():
+		case <-resync.C:
+			st.refreshStats = true
+		case <-wake.C:
+		case <-l.poke:
+		}
+	}
+}
+
+// watchdog withdraws every VIP when the loop stops finishing passes: a wedged
+// daemon must not attract traffic. The advertiser is safe for concurrent use.
+func (l *Loop) watchdog(ctx context.Context, done <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	fired := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-t.C:
+		}
+		cfg := l.Status()
+		limit := time.Duration(l.st.maxFailed.Load()) * time.Duration(l.st.resyncNanos.Load())
+		last := time.Unix(0, l.lastPass.Load())
+		stuck := l.lastPass.Load() != 0 && l.now().Sub(last) > limit
+		if stuck && !fired {
+			l.log.Error("announcer loop is stuck; withdrawing every VIP", "reason",
+				fmt.Sprintf("no pass finished for %s", l.now().Sub(last).Round(time.Millisecond)), "director", cfg.Director)
+			if err := l.deps.Routes.Set(ctx, nil); err != nil {
+				l.log.Error("withdraw failed", "err", err)
+			}
+			l.events.Append(Event{Time: l.now(), Kind: EventDirector, Subject: cfg.Director,
+				To: "withdrawn", Reason: "announcer loop stuck"})
+		}
+		fired = stuck
+	}
+}
+
+// errIPVSMissing is reported for IPVS services when no data plane exists.
+var errIPVSMissing = errors.New("IPVS is not available: no data plane configured")

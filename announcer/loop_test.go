@@ -1,0 +1,389 @@
+package announcer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/health"
+	"github.com/google/go-cmp/cmp"
+)
+
+// startLoop runs a loop for cfg against w inside the current synctest bubble.
+func startLoop(t *testing.T, cfg *config.Config, w *world) (*Loop, context.CancelFunc) {
+	t.Helper()
+	l := New(cfg, w.deps(), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := l.Run(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v, want context.Canceled", err)
+		}
+	}()
+	return l, func() { cancel(); <-done }
+}
+
+func twoServiceConfig() *config.Config {
+	cfg := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.22"),
+		webService("api", "198.18.0.11", 1, "10.0.2.31"))
+	cfg.Digest = "v1"
+	return cfg
+}
+
+var allUp = map[string]health.State{"10.0.2.21": up, "10.0.2.22": up, "10.0.2.31": up}
+
+func TestLoopAdvertisesAfterLearnAndHoldDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 0 {
+			t.Fatalf("advertised during the learn period: %v", got)
+		}
+		if len(w.targets) != 3 {
+			t.Errorf("health targets = %d, want 3", len(w.targets))
+		}
+		if s := l.Status(); !s.Learning || s.VIPs[0].Reason != "learning" {
+			t.Errorf("status during learn: learning=%v reason=%q", s.Learning, s.VIPs[0].Reason)
+		}
+		w.setHealth(healthOf(cfg, allUp))
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 0 {
+			t.Fatalf("advertised before the hold-down ended: %v", got)
+		}
+		time.Sleep(cfg.Director.HoldDown)
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"198.18.0.10", "198.18.0.11"}, w.advertised()); diff != "" {
+			t.Errorf("advertised after hold-down (-want +got):\n%s", diff)
+		}
+		s := l.Status()
+		if v, _ := s.VIP(netip.MustParseAddr("198.18.0.10")); !v.Advertised || v.Reason != "healthy 2/2" {
+			t.Errorf("status VIP = %+v", v)
+		}
+		if sv, _ := s.Service("web"); !sv.Programmed || sv.Fingerprint == "" || sv.Backends[0].Effective != 1 {
+			t.Errorf("status service = %+v", sv)
+		}
+	})
+}
+
+func TestLoopWithdrawsBeforeProgrammingWeightZero(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		w.mu.Lock()
+		w.log = nil
+		w.mu.Unlock()
+		// Both backends of web fail: the fakes fail the test if IPVS is
+		// programmed to weight 0 while the VIP is still advertised.
+		w.setHealth(healthOf(cfg, map[string]health.State{"10.0.2.21": down, "10.0.2.22": down, "10.0.2.31": up}))
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"198.18.0.11"}, w.advertised()); diff != "" {
+			t.Errorf("advertised (-want +got):\n%s", diff)
+		}
+		w.mu.Lock()
+		log := strings.Join(w.log, "; ")
+		w.mu.Unlock()
+		if !strings.HasPrefix(log, "routes.Set +[] -[198.18.0.10]; vips.Set 2; ipvs.Apply 2") {
+			t.Errorf("operation order = %q, want withdraw, then bind, then IPVS", log)
+		}
+		if v, _ := l.Status().VIP(netip.MustParseAddr("198.18.0.10")); !strings.HasPrefix(v.Reason, "below min_healthy 0/2") {
+			t.Errorf("reason = %q", v.Reason)
+		}
+	})
+}
+
+func TestLoopProgrammingFailureBlocksOnlyThatVIP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.failKeys[testKey("198.18.0.10")] = errInjected
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"198.18.0.11"}, w.advertised()); diff != "" {
+			t.Errorf("advertised (-want +got):\n%s", diff)
+		}
+		s := l.Status()
+		v, _ := s.VIP(netip.MustParseAddr("198.18.0.10"))
+		if v.Advertised || !strings.Contains(v.Reason, "programming failed") || !strings.Contains(v.Reason, "injected") {
+			t.Errorf("failed VIP status = %+v", v)
+		}
+		if sv, _ := s.Service("web"); sv.Programmed || sv.Error == "" {
+			t.Errorf("failed service status = %+v", sv)
+		}
+	})
+}
+
+func TestLoopWithoutIPVSServesLocalServices(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		local := config.Service{Name: "dns", VIP: netip.MustParseAddr("198.18.0.53"), Port: 53,
+			Protocol: config.UDP, Forwarding: config.ForwardLocal, MinHealthy: 1,
+			Health: config.Check{Type: config.CheckTCP, Interval: time.Second, Timeout: time.Second / 2, Rise: 1, Fall: 1}}
+		cfg := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21"), local)
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.53")
+		deps := w.deps()
+		deps.IPVS = nil
+		w.setHealth(healthOf(cfg, map[string]health.State{"10.0.2.21": up, "198.18.0.53": up}))
+		l := New(cfg, deps, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+		ctx, cancel := context.WithCancel(t.Context())
+		go l.Run(ctx)
+		defer cancel()
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"198.18.0.53"}, w.advertised()); diff != "" {
+			t.Errorf("advertised (-want +got):\n%s", diff)
+		}
+		if v, _ := l.Status().VIP(netip.MustParseAddr("198.18.0.10")); !strings.Contains(v.Reason, "IPVS is not available") {
+			t.Errorf("IPVS VIP reason = %q", v.Reason)
+		}
+	})
+}
+
+func TestLoopWithdrawsAllAfterFailingResyncs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		if len(w.advertised()) != 2 {
+			t.Fatalf("setup: advertised %v", w.advertised())
+		}
+		w.mu.Lock()
+		w.applyErr = errInjected
+		w.mu.Unlock()
+		l.Poke()
+		// Still advertised while failures are younger than 3 resync intervals.
+		time.Sleep(2 * cfg.Director.ResyncInterval)
+		synctest.Wait()
+		if len(w.advertised()) != 2 {
+			t.Fatalf("withdrawn too early: %v", w.advertised())
+		}
+		time.Sleep(cfg.Director.ResyncInterval + time.Millisecond)
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 0 {
+			t.Fatalf("still advertised after %d failing resyncs: %v", cfg.Director.MaxFailedResyncs, got)
+		}
+		if s := l.Status(); !s.WithdrawnForFailures || !strings.Contains(s.LastError, "injected") {
+			t.Errorf("status = withdrawn %v, error %q", s.WithdrawnForFailures, s.LastError)
+		}
+		w.mu.Lock()
+		w.applyErr = nil
+		w.mu.Unlock()
+		time.Sleep(cfg.Director.ResyncInterval)
+		synctest.Wait()
+		if len(w.advertised()) != 2 {
+			t.Errorf("not re-advertised after recovery: %v", w.advertised())
+		}
+	})
+}
+
+func TestLoopWatchdogWithdrawsWhenStuck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		synctest.Wait()
+		block := make(chan struct{})
+		w.mu.Lock()
+		w.block = block
+		w.mu.Unlock()
+		l.Poke()
+		time.Sleep(time.Duration(cfg.Director.MaxFailedResyncs)*cfg.Director.ResyncInterval + 2*time.Second)
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 0 {
+			t.Errorf("a stuck loop still attracts traffic: %v", got)
+		}
+		close(block)
+		stop()
+	})
+}
+
+func TestLoopOverridesSurviveReloadAndRollback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		ctx := t.Context()
+		b1 := netip.MustParseAddr("10.0.2.21")
+		if err := l.DrainBackend(ctx, BackendRef{Addr: b1}, Note{Reason: "disk swap", Who: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.DrainBackend(ctx, BackendRef{Addr: netip.MustParseAddr("10.9.9.9")}, Note{}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("drain of an unknown backend: err = %v, want ErrNotFound", err)
+		}
+		if err := l.SetWeight(ctx, BackendRef{Addr: b1}, 70000, Note{}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("weight 70000: err = %v, want ErrInvalid", err)
+		}
+		cfg2 := twoServiceConfig()
+		cfg2.Director.HoldDown = 0
+		cfg2.Digest = "v2"
+		cfg2.Services[0].Backends[1].Weight = 3
+		v, err := l.Reload(ctx, cfg2)
+		if err != nil || v.Version != 2 || v.Digest != "v2" {
+			t.Fatalf("reload = %+v, %v", v, err)
+		}
+		synctest.Wait()
+		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=0 10.0.2.22:80=3" {
+			t.Errorf("after reload weights = %s, want the drain kept and the new weight", got)
+		}
+		v, err = l.Rollback(ctx, 0)
+		if err != nil || v.Version != 3 || v.Digest != "v1" {
+			t.Fatalf("rollback = %+v, %v", v, err)
+		}
+		synctest.Wait()
+		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=0 10.0.2.22:80=1" {
+			t.Errorf("after rollback weights = %s", got)
+		}
+		if _, err := l.Rollback(ctx, 42); !errors.Is(err, ErrNotFound) {
+			t.Errorf("rollback to a missing version: %v", err)
+		}
+		if err := l.EnableBackend(ctx, BackendRef{Addr: b1}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=1 10.0.2.22:80=1" {
+			t.Errorf("after enable weights = %s", got)
+		}
+	})
+}
+
+func TestLoopPreviewChangesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		w.mu.Lock()
+		applies := w.applyRuns
+		w.mu.Unlock()
+		cfg2 := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.23"))
+		cfg2.Director.HoldDown = 0
+		changes, err := l.Preview(t.Context(), cfg2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range changes {
+			got = append(got, c.Action+" "+c.Kind+" "+c.Subject)
+		}
+		want := []string{
+			"change destination tcp/198.18.0.10:80 -> 10.0.2.22:80",
+			"add destination tcp/198.18.0.10:80 -> 10.0.2.23:80",
+			"change destination tcp/198.18.0.11:80 -> 10.0.2.31:80",
+			"remove route 198.18.0.11/32",
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("preview (-want +got):\n%s", diff)
+		}
+		synctest.Wait()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.applyRuns != applies || l.Status().Config.Version != 1 {
+			t.Errorf("preview changed state: applies %d -> %d, version %d", applies, w.applyRuns, l.Status().Config.Version)
+		}
+	})
+}
+
+func TestLoopShutdownIsGracefulThenLingers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- l.Shutdown(t.Context()) }()
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"198.18.0.10 gshut", "198.18.0.11 gshut"}, w.advertised()); diff != "" {
+			t.Errorf("at shutdown start (-want +got):\n%s", diff)
+		}
+		time.Sleep(cfg.Director.GracefulShutdown)
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 0 {
+			t.Errorf("still advertised after the graceful period: %v", got)
+		}
+		w.mu.Lock()
+		if len(w.services) != 2 {
+			t.Errorf("IPVS must keep forwarding while lingering, services = %d", len(w.services))
+		}
+		w.mu.Unlock()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if took, want := time.Since(start), cfg.Director.GracefulShutdown+cfg.Director.Linger; took != want {
+			t.Errorf("shutdown took %s, want graceful + linger = %s", took, want)
+		}
+	})
+}
+
+func TestLoopEventsResume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		_, mark, _, _ := l.Events().Since(0)
+		w.setHealth(healthOf(cfg, allUp))
+		synctest.Wait()
+		evs, _, lost, _ := l.Events().Since(mark)
+		if lost {
+			t.Error("events lost")
+		}
+		kinds := map[EventKind]int{}
+		for _, e := range evs {
+			kinds[e.Kind]++
+		}
+		if kinds[EventHealth] != 3 || kinds[EventVIP] != 2 {
+			t.Errorf("events after mark = %+v, want 3 health and 2 vip", evs)
+		}
+	})
+}
+
+func TestEventLogRing(t *testing.T) {
+	l := NewEventLog(3)
+	for i := 0; i < 5; i++ {
+		l.Append(Event{Subject: string(rune('a' + i))})
+	}
+	evs, last, lost, _ := l.Since(1)
+	if !lost || last != 5 || len(evs) != 3 || evs[0].Seq != 3 || evs[2].Subject != "e" {
+		t.Errorf("Since(1) = %+v last=%d lost=%v", evs, last, lost)
+	}
+	evs, _, lost, _ = l.Since(4)
+	if lost || len(evs) != 1 || evs[0].Seq != 5 {
+		t.Errorf("Since(4) = %+v lost=%v", evs, lost)
+	}
+}

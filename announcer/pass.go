@@ -1,0 +1,258 @@
+package announcer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/routing"
+)
+
+// state is everything the loop goroutine owns.
+type state struct {
+	cfg       *config.Config
+	history   []loaded // newest last
+	keep      int
+	nextVer   int
+	overrides Overrides
+	mem       Memory
+	shutdown  shutdown
+
+	ads          []routing.Advertisement // what the advertiser has now
+	adSince      map[string]time.Time    // prefix -> when advertised state last changed
+	prevHealth   health.Snapshot
+	prevVIPs     map[string]bool
+	failingSince time.Time
+	withdrawn    bool // every VIP withdrawn because passes kept failing
+	wakeAt       time.Time
+	resyncEvery  time.Duration
+	refreshStats bool
+	counters     map[ipvs.Key]Counters
+	passes       uint64
+	failed       uint64
+
+	// read by the watchdog goroutine
+	maxFailed   atomic.Int64
+	resyncNanos atomic.Int64
+}
+
+// loaded is one configuration in the rollback history.
+type loaded struct {
+	cfg *config.Config
+	ver ConfigVersion
+}
+
+// shutdown tracks the graceful shutdown sequence.
+type shutdown struct {
+	active      bool
+	lingerUntil time.Time
+	done        chan struct{}
+}
+
+func newState(cfg *config.Config, now time.Time, keep int) *state {
+	st := &state{keep: max(keep, 1), adSince: map[string]time.Time{}, prevVIPs: map[string]bool{},
+		refreshStats: true}
+	st.load(cfg, now)
+	return st
+}
+
+// load makes cfg the running configuration and records it in the history.
+func (st *state) load(cfg *config.Config, now time.Time) ConfigVersion {
+	st.nextVer++
+	v := ConfigVersion{Version: st.nextVer, Digest: cfg.Digest, Source: cfg.Source, Loaded: now}
+	st.cfg = cfg
+	st.history = append(st.history, loaded{cfg: cfg, ver: v})
+	if len(st.history) > st.keep {
+		st.history = slices.Delete(st.history, 0, len(st.history)-st.keep)
+	}
+	st.maxFailed.Store(int64(max(cfg.Director.MaxFailedResyncs, 1)))
+	st.resyncNanos.Store(int64(cfg.Director.ResyncInterval))
+	return v
+}
+
+// version returns the running configuration's version.
+func (st *state) version() ConfigVersion { return st.history[len(st.history)-1].ver }
+
+// pass runs one reconcile: plan, withdraw, program, advertise, publish.
+func (l *Loop) pass(ctx context.Context, st *state) {
+	start := l.now()
+	var next time.Time
+	st.overrides, next = st.overrides.prune(start)
+	snap := l.deps.Health.Snapshot()
+	l.healthEvents(st, snap, start)
+	p := plan(Input{Config: st.cfg, Health: snap, Overrides: st.overrides, Now: start,
+		Memory: st.mem, ShuttingDown: st.shutdown.active})
+
+	// 1. Withdraw first: keep only what is still wanted, with its new attributes.
+	wanted := map[string]routing.Advertisement{}
+	for _, vp := range p.VIPs {
+		if vp.Advertise {
+			wanted[vp.Ad.Prefix.String()] = vp.Ad
+		}
+	}
+	var errs []error
+	var keep []routing.Advertisement
+	for _, ad := range st.ads {
+		if w, ok := wanted[ad.Prefix.String()]; ok && !st.withdrawn {
+			keep = append(keep, w)
+		}
+	}
+	if len(keep) < len(st.ads) {
+		if err := l.deps.Routes.Set(ctx, keep); err != nil {
+			errs = append(errs, fmt.Errorf("withdraw: %w", err))
+		} else {
+			st.ads = keep
+		}
+	}
+
+	// 2. Program: local VIPs, then IPVS.
+	bindErr := l.deps.VIPs.Set(ctx, p.LocalVIPs)
+	if bindErr != nil {
+		errs = append(errs, fmt.Errorf("bind VIPs: %w", bindErr))
+	}
+	res, err := l.apply(ctx, p.IPVS)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("program IPVS: %w", err))
+	}
+
+	// 3. Advertise only VIPs whose programming succeeded.
+	var final []routing.Advertisement
+	for i := range p.VIPs {
+		vp := &p.VIPs[i]
+		if !vp.Advertise {
+			continue
+		}
+		ok, why := keysOK(vp.Keys, res.Failed)
+		switch {
+		case bindErr != nil:
+			vp.Advertise, vp.Reason = false, "programming failed: "+bindErr.Error()
+		case !ok:
+			vp.Advertise, vp.Reason = false, "programming failed: "+why.Error()
+		default:
+			final = append(final, vp.Ad)
+		}
+	}
+	if st.withdrawn {
+		final = nil
+	}
+	if !sameAds(final, st.ads) {
+		if err := l.deps.Routes.Set(ctx, final); err != nil {
+			errs = append(errs, fmt.Errorf("advertise: %w", err))
+		} else {
+			st.ads = final
+		}
+	}
+
+	st.mem = p.Memory
+	st.mem.Advertised = map[netip.Addr]bool{}
+	for _, ad := range st.ads {
+		st.mem.Advertised[ad.Prefix.Addr()] = true
+	}
+	passErr := errors.Join(errs...)
+	l.failures(ctx, st, passErr, start)
+	l.stats(ctx, st)
+	st.wakeAt = earliest(p.Wake, next)
+	l.shutdownStep(st, start)
+	l.publish(st, p, res, passErr, start)
+}
+
+// apply programs IPVS, or reports every IPVS service failed without a data plane.
+func (l *Loop) apply(ctx context.Context, want []ipvs.Service) (ApplyResult, error) {
+	if l.deps.IPVS == nil {
+		res := ApplyResult{Failed: map[ipvs.Key]error{}}
+		for _, s := range want {
+			res.Failed[s.Key] = errIPVSMissing
+		}
+		return res, nil
+	}
+	return l.deps.IPVS.Apply(ctx, want)
+}
+
+// failures withdraws everything when passes keep failing for longer than
+// MaxFailedResyncs resync intervals, and restores normal operation after the
+// next successful pass.
+func (l *Loop) failures(ctx context.Context, st *state, err error, now time.Time) {
+	st.passes++
+	if err == nil {
+		if st.withdrawn {
+			l.log.Info("reconcile recovered; VIPs may be advertised again")
+			l.events.Append(Event{Time: now, Kind: EventDirector, Subject: st.cfg.Director.Name,
+				From: "withdrawn", To: "normal", Reason: "reconcile recovered"})
+			st.withdrawn = false
+			l.Poke()
+		}
+		st.failingSince = time.Time{}
+		return
+	}
+	st.failed++
+	l.log.Warn("reconcile pass failed", "err", err)
+	if st.failingSince.IsZero() {
+		st.failingSince = now
+	}
+	limit := time.Duration(max(st.cfg.Director.MaxFailedResyncs, 1)) * st.cfg.Director.ResyncInterval
+	if !st.withdrawn && now.Sub(st.failingSince) >= limit {
+		l.log.Error("reconcile failing for too long; withdrawing every VIP", "err", err,
+			"reason", fmt.Sprintf("failing since %s", st.failingSince.Format(time.RFC3339)))
+		st.withdrawn = true
+		if werr := l.deps.Routes.Set(ctx, nil); werr == nil {
+			st.ads = nil
+		}
+		l.events.Append(Event{Time: now, Kind: EventDirector, Subject: st.cfg.Director.Name,
+			From: "normal", To: "withdrawn", Reason: err.Error()})
+	}
+}
+
+// stats refreshes IPVS counters on resync ticks (dumping every destination on
+// every health change would cost more than it tells).
+func (l *Loop) stats(ctx context.Context, st *state) {
+	if !st.refreshStats || l.deps.IPVS == nil {
+		return
+	}
+	st.refreshStats = false
+	c, err := l.deps.IPVS.Stats(ctx)
+	if err != nil {
+		l.log.Warn("read IPVS counters", "err", err)
+		return
+	}
+	st.counters = c
+}
+
+// shutdownStep advances the graceful shutdown: once nothing is advertised any
+// more, IPVS keeps forwarding for the linger period, then Shutdown returns.
+func (l *Loop) shutdownStep(st *state, now time.Time) {
+	sd := &st.shutdown
+	if !sd.active || len(st.ads) > 0 || sd.done == nil {
+		return
+	}
+	if sd.lingerUntil.IsZero() {
+		sd.lingerUntil = now.Add(st.cfg.Director.Linger)
+		l.log.Info("all VIPs withdrawn; lingering so established flows finish",
+			"reason", fmt.Sprintf("linger %s", st.cfg.Director.Linger))
+	}
+	if now.Before(sd.lingerUntil) {
+		st.wakeAt = earliest(st.wakeAt, sd.lingerUntil)
+		return
+	}
+	close(sd.done)
+	sd.done = nil
+}
+
+// earliest returns the earlier non-zero time.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero():
+		return a
+	case b.Before(a):
+		return b
+	}
+	return a
+}

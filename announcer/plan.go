@@ -1,0 +1,270 @@
+package announcer
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/routing"
+)
+
+// Input is everything plan() decides from. It is a value: plan never changes it.
+type Input struct {
+	// Config is the running configuration.
+	Config *config.Config
+	// Health is the latest health snapshot.
+	Health health.Snapshot
+	// Overrides are the operator's decisions.
+	Overrides Overrides
+	// Now is the decision time.
+	Now time.Time
+	// Memory carries timers between passes (the previous Plan's Memory).
+	Memory Memory
+	// ShuttingDown withdraws every VIP gracefully (SIGTERM).
+	ShuttingDown bool
+}
+
+// Memory is what plan remembers between passes: when timers started and what
+// was programmed and advertised. The loop feeds each Plan's Memory into the next.
+type Memory struct {
+	// Learned is set once every target has had a verdict; until then nothing is advertised.
+	Learned bool
+	// ServableSince is when each VIP became servable (the hold-down start).
+	ServableSince map[netip.Addr]time.Time
+	// Advertised is what the loop last advertised successfully (set by the loop).
+	Advertised map[netip.Addr]bool
+	// GracefulSince is when a VIP's graceful withdraw began.
+	GracefulSince map[netip.Addr]time.Time
+	// DrainingSince is when a destination went to weight 0 to drain.
+	DrainingSince map[DestID]time.Time
+	// Previous is the last planned IPVS state, so removed backends and services drain.
+	Previous map[ipvs.Key]ipvs.Service
+}
+
+// DestID identifies a destination of a virtual service.
+type DestID struct {
+	// Service is the virtual service.
+	Service ipvs.Key
+	// Dest is the real server's address and port.
+	Dest netip.AddrPort
+}
+
+// Plan is the desired state of one pass, with the reasons behind it.
+type Plan struct {
+	// IPVS is the desired IPVS state (IPVS services, plus draining leftovers).
+	IPVS []ipvs.Service
+	// LocalVIPs are the VIPs bound to the local VIP interface.
+	LocalVIPs []netip.Addr
+	// VIPs lists every configured VIP with its decision, sorted by address.
+	VIPs []VIPPlan
+	// Services lists every configured service in configuration order.
+	Services []ServicePlan
+	// Learning is true while the start-up learn period lasts.
+	Learning bool
+	// Memory is the Memory for the next pass.
+	Memory Memory
+	// Wake is the earliest time a timer matures and plan must run again (zero: none).
+	Wake time.Time
+}
+
+// VIPPlan is the decision for one VIP.
+type VIPPlan struct {
+	// VIP is the address.
+	VIP netip.Addr
+	// Advertise says the VIP may be announced (if its programming succeeds).
+	Advertise bool
+	// Ad is the advertisement to send when Advertise is set.
+	Ad routing.Advertisement
+	// Reason explains the decision ("healthy 2/3", "below min_healthy 0/3", ...).
+	Reason string
+	// Services names the services on this VIP.
+	Services []string
+	// Keys are the IPVS services on this VIP, whose programming must succeed.
+	Keys []ipvs.Key
+}
+
+// ServicePlan is the health roll-up of one service.
+type ServicePlan struct {
+	// Name is the service name.
+	Name string
+	// Key is its VIP, port and protocol.
+	Key ipvs.Key
+	// Local is set for `forwarding: local` services (no IPVS).
+	Local bool
+	// Healthy, Total and MinHealthy are the roll-up counts.
+	Healthy, Total, MinHealthy int
+	// Unknown counts targets without a verdict yet.
+	Unknown int
+	// OK says the service has enough healthy backends.
+	OK bool
+	// Backends are the per-backend decisions.
+	Backends []BackendPlan
+}
+
+// BackendPlan is the decision for one backend.
+type BackendPlan struct {
+	// Address and Port locate the backend.
+	Address netip.Addr
+	// Port is the backend's port.
+	Port uint16
+	// Target is the health target key.
+	Target string
+	// Health is its latest health result.
+	Health health.Result
+	// Configured and Effective are the configured and programmed weights.
+	Configured, Effective int
+	// Draining says it is held at weight 0 until its connections end.
+	Draining bool
+	// Deleted says its drain delay is over: it is no longer in IPVS.
+	Deleted bool
+	// Reason explains Effective.
+	Reason string
+	// Override describes an active operator override ("" when none).
+	Override string
+}
+
+// plan computes the desired state. It is pure: same input, same output.
+func plan(in Input) Plan {
+	cfg, now := in.Config, in.Now
+	p := Plan{Memory: Memory{
+		Advertised:    maps.Clone(in.Memory.Advertised),
+		ServableSince: map[netip.Addr]time.Time{},
+		GracefulSince: map[netip.Addr]time.Time{},
+		DrainingSince: map[DestID]time.Time{},
+		Previous:      map[ipvs.Key]ipvs.Service{},
+	}}
+	wake := func(t time.Time) {
+		if t.After(now) && (p.Wake.IsZero() || t.Before(p.Wake)) {
+			p.Wake = t
+		}
+	}
+	d := drainer{in: in, out: &p.Memory, wake: wake}
+
+	allKnown := true
+	for i := range cfg.Services {
+		sp, svc := planService(&cfg.Services[i], in, &d)
+		if sp.Unknown > 0 {
+			allKnown = false
+		}
+		p.Services = append(p.Services, sp)
+		if svc != nil {
+			p.IPVS = append(p.IPVS, *svc)
+		}
+	}
+	p.IPVS = append(p.IPVS, d.leftovers(cfg)...)
+	for _, s := range p.IPVS {
+		p.Memory.Previous[s.Key] = s
+	}
+	p.Memory.Learned = in.Memory.Learned || allKnown
+	p.Learning = !p.Memory.Learned
+	p.VIPs, p.LocalVIPs = planVIPs(in, p.Services, p.Learning, &p.Memory, wake)
+	return p
+}
+
+// planService decides one service's backends and, for IPVS services, its
+// desired IPVS service.
+func planService(svc *config.Service, in Input, d *drainer) (ServicePlan, *ipvs.Service) {
+	key := ipvs.Key{VIP: svc.VIP, Port: svc.Port, Protocol: uint8(svc.Protocol)}
+	local := svc.Forwarding == config.ForwardLocal
+	sp := ServicePlan{Name: svc.Name, Key: key, Local: local, MinHealthy: svc.MinHealthy}
+	var dests []ipvs.Destination
+	for _, b := range backendsOf(svc) {
+		bp := planBackend(svc, b, in)
+		sp.Total++
+		switch {
+		case bp.Health.State == health.Unknown:
+			sp.Unknown++
+		case bp.Health.State == health.Up && bp.Effective > 0:
+			sp.Healthy++
+		}
+		if !local {
+			id := DestID{Service: key, Dest: netip.AddrPortFrom(bp.Address, bp.Port)}
+			dest := ipvs.Destination{Address: bp.Address, Port: bp.Port, Weight: bp.Effective,
+				Forwarding: forwardingOf(svc.Forwarding), Draining: bp.Draining}
+			if keep := d.track(id, bp.Draining); keep {
+				dests = append(dests, dest)
+			} else {
+				bp.Deleted = true
+			}
+		}
+		sp.Backends = append(sp.Backends, bp)
+	}
+	sp.OK = sp.Healthy >= sp.MinHealthy
+	if local {
+		return sp, nil
+	}
+	dests = append(dests, d.removedDests(key, dests)...)
+	sortDests(dests)
+	return sp, &ipvs.Service{Key: key, Scheduler: svc.Scheduler, Flags: svc.SchedulerFlags,
+		Persistence: svc.Persistence, Destinations: dests}
+}
+
+// planBackend decides one backend's effective weight from health and overrides.
+func planBackend(svc *config.Service, b config.Backend, in Input) BackendPlan {
+	t := targetFor(svc, b)
+	port := b.Port
+	if port == 0 {
+		port = svc.Port
+	}
+	bp := BackendPlan{Address: b.Address, Port: port, Target: t.Key(), Configured: b.Weight}
+	bp.Health = in.Health[bp.Target]
+	weight := b.Weight
+	if w, ok := in.Overrides.weight(svc.Name, b.Address, port, in.Now); ok {
+		weight = w.Weight
+		bp.Override = fmt.Sprintf("weight %d by operator", w.Weight) + noteSuffix(w.Note)
+	}
+	drain, drained := in.Overrides.drain(svc.Name, b.Address, port, in.Now)
+	switch {
+	case drained:
+		bp.Draining, bp.Reason = true, "drained by operator"
+		bp.Override = "drained by operator" + noteSuffix(drain)
+	case bp.Health.State == health.Down:
+		bp.Draining, bp.Reason = true, "unhealthy: "+bp.Health.Reason
+	case bp.Health.State == health.Unknown:
+		bp.Reason = "learning"
+	case weight == 0:
+		bp.Reason = "weight 0"
+	default:
+		bp.Effective, bp.Reason = weight, "healthy"
+	}
+	return bp
+}
+
+// noteSuffix renders an override note's reason and expiry for status.
+func noteSuffix(n Note) string {
+	s := ""
+	if n.Reason != "" {
+		s += ": " + n.Reason
+	}
+	if !n.Expires.IsZero() {
+		s += " (until " + n.Expires.UTC().Format(time.RFC3339) + ")"
+	}
+	return s
+}
+
+// forwardingOf maps the configuration's forwarding to IPVS's.
+func forwardingOf(f config.Forwarding) ipvs.Forwarding {
+	switch f {
+	case config.ForwardNAT:
+		return ipvs.Masquerade
+	case config.ForwardTunnel:
+		return ipvs.Tunnel
+	}
+	return ipvs.DirectRoute
+}
+
+// sortDests puts destinations in the canonical order (address, then port).
+func sortDests(ds []ipvs.Destination) {
+	slices.SortFunc(ds, func(a, b ipvs.Destination) int {
+		if c := a.Address.Compare(b.Address); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Port, b.Port)
+	})
+}

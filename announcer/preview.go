@@ -1,0 +1,164 @@
+package announcer
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/ipvs"
+)
+
+// Change is one line of a dry-run plan.
+type Change struct {
+	// Kind is "service", "destination" or "route".
+	Kind string
+	// Action is "add", "change" or "remove".
+	Action string
+	// Subject names what changes ("tcp/198.18.0.10:80", "tcp/198.18.0.10:80 -> 10.0.2.21:80").
+	Subject string
+	// Detail says how ("weight 1 -> 0 (draining)", "scheduler wlc -> mh").
+	Detail string
+}
+
+// String formats c as one line for humans.
+func (c Change) String() string {
+	s := fmt.Sprintf("%-6s %-11s %s", c.Action, c.Kind, c.Subject)
+	if c.Detail != "" {
+		s += ": " + c.Detail
+	}
+	return s
+}
+
+// Preview returns what loading cfg would change, without changing anything:
+// the plan for cfg is compared with the plan for the running configuration,
+// with the same health, overrides and timers.
+func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error) {
+	var out []Change
+	err := l.query(ctx, func(st *state) error {
+		now := l.now()
+		snap := l.deps.Health.Snapshot()
+		in := Input{Health: snap, Overrides: st.overrides, Now: now, Memory: st.mem,
+			ShuttingDown: st.shutdown.active}
+		in.Config = st.cfg
+		before := plan(in)
+		in.Config = cfg
+		after := plan(in)
+		out = diffPlans(before, after)
+		return nil
+	})
+	return out, err
+}
+
+// diffPlans lists the IPVS and route differences between two plans.
+func diffPlans(before, after Plan) []Change {
+	var out []Change
+	old := map[ipvs.Key]ipvs.Service{}
+	for _, s := range before.IPVS {
+		old[s.Key] = s
+	}
+	seen := map[ipvs.Key]bool{}
+	for _, s := range after.IPVS {
+		seen[s.Key] = true
+		o, ok := old[s.Key]
+		if !ok {
+			out = append(out, Change{Kind: "service", Action: "add", Subject: s.Key.String(),
+				Detail: fmt.Sprintf("scheduler %s %s", s.Scheduler, strings.Join(s.Flags, ","))})
+			out = append(out, diffDests(s.Key, nil, s.Destinations)...)
+			continue
+		}
+		if d := serviceDelta(o, s); d != "" {
+			out = append(out, Change{Kind: "service", Action: "change", Subject: s.Key.String(), Detail: d})
+		}
+		out = append(out, diffDests(s.Key, o.Destinations, s.Destinations)...)
+	}
+	for _, s := range before.IPVS {
+		if !seen[s.Key] {
+			out = append(out, Change{Kind: "service", Action: "remove", Subject: s.Key.String()})
+		}
+	}
+	out = append(out, diffRoutes(before.VIPs, after.VIPs)...)
+	return out
+}
+
+// serviceDelta describes changed service settings ("" when equal).
+func serviceDelta(a, b ipvs.Service) string {
+	var d []string
+	if a.Scheduler != b.Scheduler {
+		d = append(d, fmt.Sprintf("scheduler %s -> %s", a.Scheduler, b.Scheduler))
+	}
+	if !slices.Equal(a.Flags, b.Flags) {
+		d = append(d, fmt.Sprintf("flags %v -> %v", a.Flags, b.Flags))
+	}
+	if a.Persistence != b.Persistence {
+		d = append(d, fmt.Sprintf("persistence %s -> %s", a.Persistence, b.Persistence))
+	}
+	return strings.Join(d, ", ")
+}
+
+// diffDests lists destination changes of one service.
+func diffDests(key ipvs.Key, before, after []ipvs.Destination) []Change {
+	var out []Change
+	subject := func(d ipvs.Destination) string {
+		return key.String() + " -> " + netip.AddrPortFrom(d.Address, d.Port).String()
+	}
+	old := map[netip.AddrPort]ipvs.Destination{}
+	for _, d := range before {
+		old[netip.AddrPortFrom(d.Address, d.Port)] = d
+	}
+	seen := map[netip.AddrPort]bool{}
+	for _, d := range after {
+		ap := netip.AddrPortFrom(d.Address, d.Port)
+		seen[ap] = true
+		o, ok := old[ap]
+		switch {
+		case !ok:
+			out = append(out, Change{Kind: "destination", Action: "add", Subject: subject(d),
+				Detail: fmt.Sprintf("weight %d, %s", d.Weight, d.Forwarding)})
+		case o.Weight != d.Weight || o.Forwarding != d.Forwarding || o.Draining != d.Draining:
+			detail := fmt.Sprintf("weight %d -> %d", o.Weight, d.Weight)
+			if d.Draining {
+				detail += " (draining)"
+			}
+			if o.Forwarding != d.Forwarding {
+				detail += fmt.Sprintf(", forwarding %s -> %s", o.Forwarding, d.Forwarding)
+			}
+			out = append(out, Change{Kind: "destination", Action: "change", Subject: subject(d), Detail: detail})
+		}
+	}
+	for _, d := range before {
+		if !seen[netip.AddrPortFrom(d.Address, d.Port)] {
+			out = append(out, Change{Kind: "destination", Action: "remove", Subject: subject(d)})
+		}
+	}
+	return out
+}
+
+// diffRoutes lists VIPs whose advertisement would start or stop.
+func diffRoutes(before, after []VIPPlan) []Change {
+	var out []Change
+	old := map[netip.Addr]VIPPlan{}
+	for _, v := range before {
+		old[v.VIP] = v
+	}
+	seen := map[netip.Addr]bool{}
+	for _, v := range after {
+		seen[v.VIP] = true
+		o := old[v.VIP]
+		switch {
+		case v.Advertise && !o.Advertise:
+			out = append(out, Change{Kind: "route", Action: "add", Subject: v.Ad.Prefix.String(), Detail: v.Reason})
+		case !v.Advertise && o.Advertise:
+			out = append(out, Change{Kind: "route", Action: "remove", Subject: v.Ad.Prefix.String(), Detail: v.Reason})
+		}
+	}
+	for _, v := range before {
+		if !seen[v.VIP] && v.Advertise {
+			out = append(out, Change{Kind: "route", Action: "remove", Subject: v.Ad.Prefix.String(),
+				Detail: "VIP no longer configured"})
+		}
+	}
+	return out
+}

@@ -1,0 +1,128 @@
+package announcer
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/routing"
+)
+
+// publish builds and stores the status snapshot of a pass and records VIP events.
+func (l *Loop) publish(st *state, p Plan, res ApplyResult, passErr error, start time.Time) {
+	end := l.now()
+	s := &Status{
+		Director:             st.cfg.Director.Name,
+		Config:               st.version(),
+		Learning:             p.Learning,
+		ShuttingDown:         st.shutdown.active,
+		Peers:                l.deps.Routes.Peers(),
+		Overrides:            st.overrides,
+		LastPass:             end,
+		PassDuration:         end.Sub(start),
+		Passes:               st.passes,
+		FailedPasses:         st.failed,
+		WithdrawnForFailures: st.withdrawn,
+	}
+	if n, ok := st.overrides.directorDrained(start); ok {
+		s.Drained = &n
+	}
+	if l.deps.IPVS != nil {
+		s.Sysctls = l.deps.IPVS.Sysctls()
+	}
+	if passErr != nil {
+		s.LastError = passErr.Error()
+	}
+	advertised := map[netip.Addr]routing.Advertisement{}
+	for _, ad := range st.ads {
+		advertised[ad.Prefix.Addr()] = ad
+	}
+	for _, vp := range p.VIPs {
+		ad, on := advertised[vp.VIP]
+		key := vp.VIP.String()
+		if was, seen := st.prevVIPs[key]; !seen || was != on {
+			st.adSince[key] = end
+			if seen || on {
+				l.vipEvent(st, vp, on, end)
+			}
+		}
+		st.prevVIPs[key] = on
+		reason := vp.Reason
+		if st.withdrawn {
+			reason = "withdrawn: reconcile failing"
+		}
+		s.VIPs = append(s.VIPs, VIPStatus{VIP: vp.VIP, Advertised: on, Graceful: on && ad.GracefulShutdown,
+			Reason: reason, Services: vp.Services, Since: st.adSince[key]})
+	}
+	for i, sp := range p.Services {
+		svc := &st.cfg.Services[i]
+		ss := ServiceStatus{Name: sp.Name, Key: sp.Key, Forwarding: svc.Forwarding.String(),
+			Scheduler: svc.Scheduler, Flags: svc.SchedulerFlags, Healthy: sp.Healthy, Total: sp.Total,
+			MinHealthy: sp.MinHealthy, Programmed: true}
+		if !sp.Local {
+			if err, bad := res.Failed[sp.Key]; bad {
+				ss.Programmed, ss.Error = false, err.Error()
+			}
+			ss.Fingerprint = res.Fingerprints[sp.Key]
+		}
+		c := st.counters[sp.Key]
+		ss.Counters = c.Service
+		for _, bp := range sp.Backends {
+			ss.Backends = append(ss.Backends, BackendStatus{BackendPlan: bp,
+				Counters: c.Dests[netip.AddrPortFrom(bp.Address, bp.Port)]})
+		}
+		s.Services = append(s.Services, ss)
+	}
+	l.status.Store(s)
+	l.lastPass.Store(end.UnixNano())
+	l.onPass(end.Sub(start), passErr)
+}
+
+// vipEvent logs and records a VIP's advertise/withdraw.
+func (l *Loop) vipEvent(st *state, vp VIPPlan, on bool, now time.Time) {
+	from, to := "withdrawn", "advertised"
+	if !on {
+		from, to = to, from
+	}
+	l.log.Info("VIP "+to, "vip", vp.VIP, "reason", vp.Reason)
+	l.events.Append(Event{Time: now, Kind: EventVIP, Subject: vp.VIP.String(), From: from, To: to, Reason: vp.Reason})
+}
+
+// healthEvents records verdict changes between two snapshots.
+func (l *Loop) healthEvents(st *state, snap health.Snapshot, now time.Time) {
+	if st.prevHealth != nil {
+		for key, r := range snap {
+			old, ok := st.prevHealth[key]
+			if ok && old.State == r.State {
+				continue
+			}
+			if !ok && r.State == health.Unknown {
+				continue
+			}
+			subject := targetName(key)
+			l.log.Info("backend health changed", "backend", subject, "reason", r.Reason, "state", r.State.String())
+			l.events.Append(Event{Time: now, Kind: EventHealth, Subject: subject,
+				From: old.State.String(), To: r.State.String(), Reason: r.Reason})
+		}
+	}
+	st.prevHealth = snap
+}
+
+// sameAds reports whether two advertisement sets are identical, in order.
+func sameAds(a, b []routing.Advertisement) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return len(a) == 0 || reflect.DeepEqual(a, b)
+}
+
+// targetName shortens a health target key to "type addr:port" for humans.
+func targetName(key string) string {
+	parts := strings.SplitN(key, "|", 3)
+	if len(parts) < 2 {
+		return key
+	}
+	return parts[0] + " " + parts[1]
+}

@@ -1,0 +1,165 @@
+package announcer
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/routing"
+)
+
+// vipGroup collects the services that share a VIP: an anycast VIP is servable
+// only when every service on it is.
+type vipGroup struct {
+	vip      netip.Addr
+	services []*ServicePlan
+	ad       config.Advertise
+}
+
+// planVIPs decides, for every configured VIP, whether it is advertised and why,
+// and returns the VIPs to bind locally.
+func planVIPs(in Input, svcs []ServicePlan, learning bool, mem *Memory, wake func(time.Time)) ([]VIPPlan, []netip.Addr) {
+	groups := map[netip.Addr]*vipGroup{}
+	var order []netip.Addr
+	for i := range svcs {
+		sp := &svcs[i]
+		g, ok := groups[sp.Key.VIP]
+		if !ok {
+			g = &vipGroup{vip: sp.Key.VIP, ad: in.Config.Services[i].Advertise}
+			groups[sp.Key.VIP] = g
+			order = append(order, sp.Key.VIP)
+		}
+		g.services = append(g.services, sp)
+	}
+	slices.SortFunc(order, func(a, b netip.Addr) int { return a.Compare(b) })
+
+	out := make([]VIPPlan, 0, len(order))
+	for _, vip := range order {
+		out = append(out, decideVIP(in, groups[vip], learning, mem, wake))
+	}
+	return out, order
+}
+
+// decideVIP applies the announce policy to one VIP: nothing during the learn
+// period; at least min_healthy healthy backends in every service; a hold-down
+// before announcing; an immediate withdraw on bad health; a graceful withdraw
+// (GRACEFUL_SHUTDOWN community, then withdraw) for operator and shutdown reasons.
+func decideVIP(in Input, g *vipGroup, learning bool, mem *Memory, wake func(time.Time)) VIPPlan {
+	now, dir := in.Now, in.Config.Director
+	vp := VIPPlan{VIP: g.vip}
+	healthy, total := 0, 0
+	var failing *ServicePlan
+	for _, sp := range g.services {
+		vp.Services = append(vp.Services, sp.Name)
+		if !sp.Local {
+			vp.Keys = append(vp.Keys, sp.Key)
+		}
+		healthy += sp.Healthy
+		total += sp.Total
+		if !sp.OK && failing == nil {
+			failing = sp
+		}
+	}
+	servable := !learning && failing == nil
+
+	held := false
+	if servable {
+		since, ok := in.Memory.ServableSince[g.vip]
+		if !ok {
+			since = now
+		}
+		mem.ServableSince[g.vip] = since
+		if end := since.Add(dir.HoldDown); now.Before(end) {
+			held = true
+			wake(end)
+		}
+	}
+
+	operator := operatorReason(in, g.vip)
+	switch {
+	case operator != "":
+		vp.Reason = operator
+	case learning:
+		vp.Reason = "learning"
+	case failing != nil:
+		vp.Reason = belowReason(failing, len(g.services) > 1)
+	case held:
+		vp.Reason = fmt.Sprintf("hold-down %d/%d", healthy, total)
+	default:
+		vp.Reason = fmt.Sprintf("healthy %d/%d", healthy, total)
+	}
+
+	vp.Ad = advertisement(g.vip, g.ad)
+	switch {
+	case servable && !held && operator == "":
+		vp.Advertise = true
+	case servable && operator != "" && in.Memory.Advertised[g.vip]:
+		since, ok := in.Memory.GracefulSince[g.vip]
+		if !ok {
+			since = now
+		}
+		end := since.Add(dir.GracefulShutdown)
+		if now.Before(end) {
+			mem.GracefulSince[g.vip] = since
+			wake(end)
+			vp.Advertise = true
+			vp.Ad.GracefulShutdown = true
+			if g.ad.ShutdownMED != nil {
+				vp.Ad.MED = g.ad.ShutdownMED
+			}
+			vp.Reason += fmt.Sprintf(" (graceful shutdown, withdraw in %s)", end.Sub(now).Round(time.Millisecond))
+		}
+	}
+	return vp
+}
+
+// operatorReason returns why an operator decision or a shutdown keeps the VIP
+// withdrawn ("" when none does).
+func operatorReason(in Input, vip netip.Addr) string {
+	if in.ShuttingDown {
+		return "shutting down"
+	}
+	if n, ok := in.Overrides.directorDrained(in.Now); ok {
+		return "director drained by operator" + noteSuffix(n)
+	}
+	if n, ok := in.Overrides.disabled(vip, in.Now); ok {
+		return "disabled by operator" + noteSuffix(n)
+	}
+	return ""
+}
+
+// belowReason explains a service without enough healthy backends.
+func belowReason(sp *ServicePlan, name bool) string {
+	s := fmt.Sprintf("below min_healthy %d/%d", sp.Healthy, sp.Total)
+	if sp.Unknown > 0 {
+		s += fmt.Sprintf(", %d not yet checked", sp.Unknown)
+	}
+	if name {
+		s += " (service " + sp.Name + ")"
+	}
+	return s
+}
+
+// advertisement builds the route for a VIP from the service's attributes.
+func advertisement(vip netip.Addr, a config.Advertise) routing.Advertisement {
+	return routing.Advertisement{
+		Prefix:           netip.PrefixFrom(vip, vip.BitLen()),
+		Communities:      a.Communities,
+		LargeCommunities: a.LargeCommunities,
+		MED:              a.MED,
+		ASPathPrepend:    a.ASPathPrepend,
+	}
+}
+
+// keysOK reports whether every IPVS service of a VIP was programmed.
+func keysOK(keys []ipvs.Key, failed map[ipvs.Key]error) (bool, error) {
+	for _, k := range keys {
+		if err, bad := failed[k]; bad {
+			return false, fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return true, nil
+}
