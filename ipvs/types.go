@@ -84,6 +84,10 @@ type Destination struct {
 	// Draining marks a destination kept only so its connections finish: it is
 	// held at weight 0 and Apply deletes it once it has no connections left.
 	Draining bool
+	// Stats are the counters read from the kernel. They are filled only in
+	// observed services (Diff reads the connection counts of draining
+	// destinations from them) and ignored in desired ones.
+	Stats Stats
 }
 
 // Stats are a service's or destination's kernel counters.
@@ -94,4 +98,25 @@ type Stats struct {
 	// Connections, PacketsIn, PacketsOut, BytesIn and BytesOut are totals since
 	// the entry was created.
 	Connections, PacketsIn, PacketsOut, BytesIn, BytesOut uint64
+}
+
+// ServiceStats are one service's kernel counters and those of its
+// destinations, for status and metrics.
+type ServiceStats struct {
+	// Stats are the service's totals.
+	Stats Stats
+	// Destinations are in kernel list order (the order the mh table is built
+	// from), so status shows what Fingerprint hashes.
+	Destinations []DestinationStats
+}
+
+// DestinationStats are one destination's kernel counters with the weight the
+// kernel holds, so a draining (weight 0) destination is visible as such.
+type DestinationStats struct {
+	// Address is the real server's address and port.
+	Address netip.AddrPort
+	// Weight is the kernel's current weight.
+	Weight int
+	// Stats are the destination's counters.
+	Stats Stats
 }

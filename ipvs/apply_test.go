@@ -1,0 +1,405 @@
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// netipComparers let go-cmp compare netip values, whose fields are unexported.
+func netipComparers() []cmp.Option {
+	return []cmp.Option{
+		cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+	}
+}
+
+// fakeClock is a manually advanced clock for the resync interval.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func testConfig() config {
+	c := defaultConfig()
+	c.now = (&fakeClock{t: time.Unix(1000, 0)}).now
+	return c
+}
+
+func newTestHandle(t *testing.T) (*Handle, *fakeKernel, *fakeClock) {
+	f := newFakeKernel(t)
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	cfg := defaultConfig()
+	cfg.now = clk.now
+	return newHandle(f, "", discard(), cfg), f, clk
+}
+
+func mustApply(t *testing.T, h *Handle, want []Service) Report {
+	t.Helper()
+	rep, err := h.Apply(context.Background(), want)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	for k, err := range rep.Failed {
+		t.Fatalf("Apply failed for %s: %v", k, err)
+	}
+	return rep
+}
+
+var api = Key{VIP: netip.MustParseAddr("198.18.0.11"), Port: 443, Protocol: 6}
+
+func TestApplyCreatesAndIsIdempotent(t *testing.T) {
+	for _, resync := range []time.Duration{DefaultResyncInterval, 0} {
+		t.Run("resync="+resync.String(), func(t *testing.T) {
+			h, f, _ := newTestHandle(t)
+			h.cfg.resync = resync
+			mh := svc(web, "mh", dst("10.0.2.22", 1), dst("10.0.2.21", 1))
+			mh.Flags = []string{"mh-port", "mh-fallback"}
+			want := []Service{mh, svc(api, "wlc", dst("10.0.2.31", 5))}
+			rep := mustApply(t, h, want)
+			if rep.Ops != 5 || f.writes != 5 {
+				t.Errorf("first Apply: report ops %d, kernel writes %d, want 5 and 5", rep.Ops, f.writes)
+			}
+			if got := f.service(web); !cmp.Equal(got.Flags, []string{"mh-fallback", "mh-port"}) {
+				t.Errorf("kernel flags of %s = %q", web, got.Flags)
+			}
+			before := f.writes
+			rep = mustApply(t, h, want)
+			if rep.Ops != 0 || f.writes != before {
+				t.Errorf("second Apply: report ops %d, kernel writes %d (was %d), want no writes", rep.Ops, f.writes, before)
+			}
+			if rep.FullRead != (resync == 0) {
+				t.Errorf("second Apply FullRead = %v with resync %s", rep.FullRead, resync)
+			}
+			if resync != 0 && rep.Reads != 0 {
+				t.Errorf("second Apply with unchanged input read %d times, want 0", rep.Reads)
+			}
+			wantFP := map[Key]string{web: Fingerprint(*f.service(web)), api: Fingerprint(*f.service(api))}
+			if diff := cmp.Diff(wantFP, rep.Fingerprint); diff != "" {
+				t.Errorf("fingerprints (-kernel +report):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestApplyAdoptsWithoutRecreating(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	// A previous daemon left the service, in canonical order, with a live
+	// connection and a stale weight.
+	f.seed(svc(web, "mh", withConns(dst("10.0.2.22", 1), 3, 0), dst("10.0.2.21", 1)))
+	gen := f.generation(web)
+	rep := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 4))})
+	if !rep.FullRead {
+		t.Error("first Apply did not read the kernel")
+	}
+	if diff := cmp.Diff([]string{"10.0.2.22:80/4", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	if rep.Ops != 1 {
+		t.Errorf("adoption issued %d writes, want 1 (the weight)", rep.Ops)
+	}
+	if f.generation(web) != gen {
+		t.Error("adoption re-created the service")
+	}
+	if got := f.service(web).Destinations[0].Stats.ActiveConns; got != 3 {
+		t.Errorf("active connections after adoption = %d, want 3", got)
+	}
+}
+
+func TestApplyAdoptionReordersKeepingConnections(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	// ipvsadm-made order (ascending), connections on both.
+	f.seed(svc(web, "mh", withConns(dst("10.0.2.21", 1), 2, 0), withConns(dst("10.0.2.22", 1), 5, 1)))
+	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1))})
+	got := f.service(web)
+	if diff := cmp.Diff([]string{"10.0.2.22:80/1", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
+		t.Fatalf("order (-want +got):\n%s", diff)
+	}
+	if got.Destinations[0].Stats.ActiveConns != 5 || got.Destinations[1].Stats.ActiveConns != 2 {
+		t.Errorf("connections lost in reorder: %+v", got.Destinations)
+	}
+}
+
+func TestApplyTouchesOnlyOwned(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	foreign := svc(Key{VIP: netip.MustParseAddr("192.0.2.1"), Port: 53, Protocol: 17}, "rr", dst("10.9.9.9", 7), dst("10.9.9.8", 1))
+	f.seed(foreign)
+	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))})
+	rep := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1))})
+	if f.service(api) != nil {
+		t.Error("service dropped from the desired state was not deleted")
+	}
+	if _, ok := rep.Fingerprint[api]; ok {
+		t.Error("deleted service still has a fingerprint")
+	}
+	if diff := cmp.Diff([]string{"10.9.9.9:80/7", "10.9.9.8:80/1"}, f.order(foreign.Key)); diff != "" {
+		t.Errorf("foreign service changed (-want +got):\n%s", diff)
+	}
+	// Even an empty desired state only deletes what was owned.
+	mustApply(t, h, nil)
+	if f.service(web) != nil || f.service(foreign.Key) == nil {
+		t.Errorf("empty Apply: web present=%v foreign present=%v, want false true", f.service(web) != nil, f.service(foreign.Key) != nil)
+	}
+}
+
+func TestApplyIsolatesFailingService(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	f.fail["new-service "+web.String()] = syscall.ENOMEM
+	want := []Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))}
+	rep, err := h.Apply(context.Background(), want)
+	if err != nil {
+		t.Fatalf("Apply returned global error %v for one failing service", err)
+	}
+	if err := rep.Failed[web]; !errors.Is(err, syscall.ENOMEM) {
+		t.Errorf("Failed[%s] = %v, want ENOMEM", web, err)
+	}
+	if len(rep.Failed) != 1 || f.service(api) == nil {
+		t.Errorf("other service not applied: failed %v, api present %v", rep.Failed, f.service(api) != nil)
+	}
+	delete(f.fail, "new-service "+web.String())
+	rep = mustApply(t, h, want)
+	if !rep.FullRead || f.service(web) == nil {
+		t.Errorf("retry: FullRead %v, web present %v; want a full read that creates it", rep.FullRead, f.service(web) != nil)
+	}
+}
+
+func TestApplyInvalidServiceKeepsKernelState(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1))})
+	bad := svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.21", 2))
+	rep, err := h.Apply(context.Background(), []Service{bad, svc(api, "rr", dst("10.0.2.31", 1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed[web] == nil || !strings.Contains(rep.Failed[web].Error(), "listed twice") {
+		t.Errorf("Failed[%s] = %v, want the validation error", web, rep.Failed[web])
+	}
+	if f.service(web) == nil || f.service(api) == nil {
+		t.Error("invalid entry deleted its service, or blocked the valid one")
+	}
+}
+
+func TestApplyGlobalFailure(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	f.failGS = syscall.EPERM
+	_, err := h.Apply(context.Background(), []Service{svc(web, "mh")})
+	if !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("Apply error = %v, want EPERM from listing services", err)
+	}
+	if f.writes != 0 {
+		t.Errorf("wrote %d times without a readable kernel state", f.writes)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Apply(ctx, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Apply with cancelled context = %v", err)
+	}
+}
+
+func TestApplyDrain(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1))})
+	b := netip.MustParseAddrPort("10.0.2.22:80")
+	f.setConns(web, b, 1, 2)
+	want := []Service{svc(web, "mh", dst("10.0.2.21", 1), draining(dst("10.0.2.22", 1)))}
+	rep := mustApply(t, h, want)
+	if diff := cmp.Diff([]string{"10.0.2.22:80/0", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
+		t.Fatalf("draining (-want +got):\n%s", diff)
+	}
+	if rep.FullRead {
+		t.Error("drain step should be incremental")
+	}
+	rep = mustApply(t, h, want) // still connections: nothing to do, but must look
+	if rep.Ops != 0 || rep.Reads != 1 {
+		t.Errorf("held drain: ops %d reads %d, want 0 and 1 (re-read the draining service)", rep.Ops, rep.Reads)
+	}
+	f.setConns(web, b, 0, 0)
+	mustApply(t, h, want)
+	if diff := cmp.Diff([]string{"10.0.2.21:80/1"}, f.order(web)); diff != "" {
+		t.Errorf("drained (-want +got):\n%s", diff)
+	}
+}
+
+func TestApplyIncrementalAndResync(t *testing.T) {
+	h, f, clk := newTestHandle(t)
+	want := []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1)), svc(api, "mh", dst("10.0.2.31", 1))}
+	mustApply(t, h, want)
+	want[0].Destinations[1].Weight = 5 // the caller mutates its slice: Apply kept a copy
+	rep := mustApply(t, h, want)
+	if rep.FullRead || rep.Reads != 1 || rep.Ops != 1 {
+		t.Errorf("single weight change: full %v reads %d ops %d, want false 1 1", rep.FullRead, rep.Reads, rep.Ops)
+	}
+	// Someone changes a weight by hand; the next resync repairs it.
+	f.svcs[fkey(kernelKey(api))].dests[0].Weight = 9
+	if rep := mustApply(t, h, want); rep.Ops != 0 {
+		t.Errorf("before the resync interval Apply wrote %d times", rep.Ops)
+	}
+	clk.t = clk.t.Add(DefaultResyncInterval)
+	rep = mustApply(t, h, want)
+	if !rep.FullRead || rep.Ops != 1 || f.order(api)[0] != "10.0.2.31:80/1" {
+		t.Errorf("resync: full %v ops %d order %v, want the weight repaired", rep.FullRead, rep.Ops, f.order(api))
+	}
+	// Resync() forces the next full read.
+	h.Resync()
+	if rep := mustApply(t, h, want); !rep.FullRead {
+		t.Error("Resync did not force a full read")
+	}
+}
+
+func TestApplyDriftDuringIncrementalIsRepaired(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	want := []Service{svc(web, "mh", dst("10.0.2.21", 1))}
+	mustApply(t, h, want)
+	delete(f.svcs, fkey(kernelKey(web))) // deleted by hand
+	f.strict = false
+	want[0].Destinations[0].Weight = 2
+	rep, err := h.Apply(context.Background(), want)
+	if err != nil || rep.Failed[web] == nil {
+		t.Fatalf("Apply on a vanished service: err %v failed %v, want a per-service failure", err, rep.Failed)
+	}
+	f.strict = true
+	rep = mustApply(t, h, want)
+	if !rep.FullRead || f.service(web) == nil {
+		t.Errorf("after the failure: full %v present %v, want it re-created", rep.FullRead, f.service(web) != nil)
+	}
+}
+
+func TestApplyDuplicateKeys(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	rep, err := h.Apply(context.Background(), []Service{svc(web, "mh"), svc(web, "rr")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed[web] == nil || f.service(web) != nil {
+		t.Errorf("duplicate key: failed %v, created %v; want failed and not created", rep.Failed[web], f.service(web) != nil)
+	}
+}
+
+func TestPlanDoesNotWrite(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	f.seed(svc(web, "wlc", dst("10.0.2.21", 1)))
+	ops, err := h.Plan(context.Background(), []Service{svc(web, "mh", dst("10.0.2.21", 2))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"update service tcp/198.18.0.10:80 scheduler mh (scheduler wlc -> mh)",
+		"update destination tcp/198.18.0.10:80 -> 10.0.2.21:80 dr weight 2 (weight 1 -> 2)",
+	}
+	if diff := cmp.Diff(want, opLines(ops)); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+	if f.writes != 0 {
+		t.Errorf("Plan wrote %d times", f.writes)
+	}
+}
+
+func TestStats(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 2))})
+	f.seed(svc(api, "rr", dst("10.0.2.31", 1))) // not owned: not reported
+	f.setConns(web, netip.MustParseAddrPort("10.0.2.21:80"), 4, 1)
+	fs := f.svcs[fkey(kernelKey(web))]
+	fs.svc.Stats.PacketsIn = 42
+	fs.dests[1].Stats.BytesOut = 1000
+	got, err := h.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[Key]ServiceStats{web: {
+		Stats: Stats{ActiveConns: 4, InactiveConns: 1, PacketsIn: 42},
+		Destinations: []DestinationStats{
+			{Address: netip.MustParseAddrPort("10.0.2.22:80"), Weight: 2},
+			{Address: netip.MustParseAddrPort("10.0.2.21:80"), Weight: 1, Stats: Stats{ActiveConns: 4, InactiveConns: 1, BytesOut: 1000}},
+		},
+	}}
+	if diff := cmp.Diff(want, got, netipComparers()...); diff != "" {
+		t.Errorf("Stats (-want +got):\n%s", diff)
+	}
+}
+
+func TestOpenWithoutIPVS(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "ip_vs")
+	_, err := Open("", discard(), func(c *config) { c.procIPVS = missing })
+	if !errors.Is(err, ErrNotAvailable) {
+		t.Fatalf("Open = %v, want ErrNotAvailable", err)
+	}
+	for _, s := range []string{"IPVS is not available in this kernel", "modprobe ip_vs ip_vs_mh"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not say %q", err, s)
+		}
+	}
+}
+
+func TestOpenWithFakeKernel(t *testing.T) {
+	present := filepath.Join(t.TempDir(), "ip_vs")
+	if err := os.WriteFile(present, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeKernel(t)
+	h, err := Open("", nil, func(c *config) {
+		c.procIPVS = present
+		c.newKernel = func(string) (kernel, error) { return f, nil }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil || !f.closed {
+		t.Errorf("Close = %v, kernel closed %v", err, f.closed)
+	}
+	if _, err := h.Apply(context.Background(), nil); err == nil {
+		t.Error("Apply on a closed handle succeeded")
+	}
+	if _, err := Open("/nonexistent/netns", nil, func(c *config) { c.procIPVS = present }); err == nil || !strings.Contains(err.Error(), "/nonexistent/netns") {
+		t.Errorf("Open with a missing namespace = %v", err)
+	}
+}
+
+func TestSysctls(t *testing.T) {
+	dir := t.TempDir()
+	var names []string
+	for _, s := range flowSysctls() {
+		names = append(names, s.name)
+	}
+	names = append(names, "sync_threshold")
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("7\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, _, _ := newTestHandle(t)
+	h.cfg.sysctlDir = dir
+	got, err := h.SetSysctls(map[string]int{"expire_nodest_conn": 1, "sync_threshold": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for _, s := range flowSysctls() {
+		want[s.name] = s.value
+	}
+	want["expire_nodest_conn"] = 1
+	want["sync_threshold"] = 3
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("SetSysctls (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, h.Sysctls()); diff != "" {
+		t.Errorf("Sysctls read back (-want +got):\n%s", diff)
+	}
+	if want["sloppy_tcp"] != 1 || want["conntrack"] != 0 {
+		t.Errorf("table must enable sloppy_tcp and disable conntrack: %v", want)
+	}
+	if _, err := h.SetSysctls(map[string]int{"../../ip_forward": 1, "no_such_sysctl": 1}); err == nil ||
+		!strings.Contains(err.Error(), "../../ip_forward") || !strings.Contains(err.Error(), "no_such_sysctl") {
+		t.Errorf("bad overrides: %v", err)
+	}
+}

@@ -1,0 +1,315 @@
+package ipvs
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/moby/ipvs"
+)
+
+// fakeKernel is a stateful in-memory IPVS that behaves like the kernel where
+// this package depends on it: new destinations go to the head of the list,
+// deleted destinations with connections go to a trash and come back with
+// them, flags read back with the internal "hashed" bit, and an impossible
+// operation (adding what exists, changing or deleting what does not) fails
+// the test, because Apply must never issue one.
+type fakeKernel struct {
+	t      testing.TB
+	strict bool // impossible operations fail the test
+
+	svcs   map[fakeKey]*fakeService
+	trash  map[fakeDestKey]ipvs.Destination
+	writes int
+	reads  int
+	gen    int // service generation counter, to detect re-creation
+	fail   map[string]error
+	failGS error // GetServices error
+	closed bool
+}
+
+type fakeKey struct {
+	af, proto uint16
+	addr      netip.Addr
+	port      uint16
+}
+
+type fakeDestKey struct {
+	svc  fakeKey
+	addr netip.Addr
+	port uint16
+}
+
+type fakeService struct {
+	svc   ipvs.Service
+	gen   int
+	dests []ipvs.Destination // kernel list order
+}
+
+func newFakeKernel(t testing.TB) *fakeKernel {
+	return &fakeKernel{t: t, strict: true, svcs: map[fakeKey]*fakeService{}, trash: map[fakeDestKey]ipvs.Destination{}, fail: map[string]error{}}
+}
+
+func fkey(s *ipvs.Service) fakeKey {
+	a, _ := addrFromKernel(s.Address, s.AddressFamily)
+	return fakeKey{af: s.AddressFamily, proto: s.Protocol, addr: a, port: s.Port}
+}
+
+func (k fakeKey) String() string {
+	return Key{VIP: k.addr, Port: k.port, Protocol: uint8(k.proto)}.String()
+}
+
+func fdaddr(d *ipvs.Destination) netip.Addr {
+	a, _ := addrFromKernel(d.Address, d.AddressFamily)
+	return a
+}
+
+func (f *fakeKernel) impossible(format string, args ...any) {
+	if f.strict {
+		f.t.Helper()
+		f.t.Errorf("fake kernel: impossible operation: "+format, args...)
+	}
+}
+
+// injected returns the error injected for op on key, if any.
+func (f *fakeKernel) injected(op string, k fakeKey) error {
+	return f.fail[op+" "+k.String()]
+}
+
+func (f *fakeKernel) GetServices() ([]*ipvs.Service, error) {
+	f.reads++
+	if f.failGS != nil {
+		return nil, f.failGS
+	}
+	var out []*ipvs.Service
+	for _, s := range f.svcs {
+		c := s.svc
+		c.Flags |= flagHashed
+		out = append(out, &c)
+	}
+	return out, nil
+}
+
+func (f *fakeKernel) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
+	f.reads++
+	k := fkey(s)
+	if err := f.injected("get-dests", k); err != nil {
+		return nil, err
+	}
+	fs := f.svcs[k]
+	if fs == nil {
+		return nil, syscall.ESRCH
+	}
+	out := make([]*ipvs.Destination, len(fs.dests))
+	for i := range fs.dests {
+		d := fs.dests[i]
+		out[i] = &d
+	}
+	return out, nil
+}
+
+func (f *fakeKernel) checkService(s *ipvs.Service) error {
+	if s.AddressFamily == syscall.AF_INET6 && (s.Netmask < 1 || s.Netmask > 128) {
+		return syscall.EINVAL
+	}
+	if !slices.Contains([]string{"rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq"}, s.SchedName) {
+		return syscall.ENOENT
+	}
+	return nil
+}
+
+func (f *fakeKernel) NewService(s *ipvs.Service) error {
+	f.writes++
+	k := fkey(s)
+	if err := f.injected("new-service", k); err != nil {
+		return err
+	}
+	if f.svcs[k] != nil {
+		f.impossible("create existing service %s", k)
+		return syscall.EEXIST
+	}
+	if err := f.checkService(s); err != nil {
+		return err
+	}
+	f.gen++
+	f.svcs[k] = &fakeService{svc: *s, gen: f.gen}
+	return nil
+}
+
+func (f *fakeKernel) UpdateService(s *ipvs.Service) error {
+	f.writes++
+	k := fkey(s)
+	if err := f.injected("update-service", k); err != nil {
+		return err
+	}
+	fs := f.svcs[k]
+	if fs == nil {
+		f.impossible("update missing service %s", k)
+		return syscall.ESRCH
+	}
+	if err := f.checkService(s); err != nil {
+		return err
+	}
+	fs.svc = *s
+	return nil
+}
+
+func (f *fakeKernel) DelService(s *ipvs.Service) error {
+	f.writes++
+	k := fkey(s)
+	if err := f.injected("del-service", k); err != nil {
+		return err
+	}
+	if f.svcs[k] == nil {
+		f.impossible("delete missing service %s", k)
+		return syscall.ESRCH
+	}
+	delete(f.svcs, k)
+	return nil
+}
+
+func (f *fakeKernel) destIndex(fs *fakeService, d *ipvs.Destination) int {
+	return slices.IndexFunc(fs.dests, func(x ipvs.Destination) bool {
+		return fdaddr(&x) == fdaddr(d) && x.Port == d.Port
+	})
+}
+
+func (f *fakeKernel) NewDestination(s *ipvs.Service, d *ipvs.Destination) error {
+	f.writes++
+	k := fkey(s)
+	if err := f.injected("new-dest", k); err != nil {
+		return err
+	}
+	fs := f.svcs[k]
+	if fs == nil {
+		f.impossible("add destination to missing service %s", k)
+		return syscall.ESRCH
+	}
+	if f.destIndex(fs, d) >= 0 {
+		f.impossible("add existing destination %s to %s", fdaddr(d), k)
+		return syscall.EEXIST
+	}
+	if d.Weight < 0 {
+		return syscall.ERANGE
+	}
+	nd := ipvs.Destination{Address: d.Address, Port: d.Port, Weight: d.Weight,
+		ConnectionFlags: d.ConnectionFlags & fwdMask, AddressFamily: d.AddressFamily}
+	tk := fakeDestKey{svc: k, addr: fdaddr(d), port: d.Port}
+	if old, ok := f.trash[tk]; ok { // ip_vs_trash_get_dest: connections come back
+		nd.ActiveConnections, nd.InactiveConnections = old.ActiveConnections, old.InactiveConnections
+		delete(f.trash, tk)
+	}
+	fs.dests = slices.Insert(fs.dests, 0, nd)
+	return nil
+}
+
+func (f *fakeKernel) UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error {
+	f.writes++
+	k := fkey(s)
+	if err := f.injected("update-dest", k); err != nil {
+		return err
+	}
+	fs := f.svcs[k]
+	if fs == nil {
+		f.impossible("update destination of missing service %s", k)
+		return syscall.ESRCH
+	}
+	i := f.destIndex(fs, d)
+	if i < 0 {
+		f.impossible("update missing destination %s of %s", fdaddr(d), k)
+		return syscall.ENOENT
+	}
+	fs.dests[i].Weight = d.Weight
+	fs.dests[i].ConnectionFlags = d.ConnectionFlags & fwdMask
+	return nil
+}
+
+func (f *fakeKernel) DelDestination(s *ipvs.Service, d *ipvs.Destination) error {
+	f.writes++
+	k := fkey(s)
+	if err := f.injected("del-dest", k); err != nil {
+		return err
+	}
+	fs := f.svcs[k]
+	if fs == nil {
+		f.impossible("delete destination of missing service %s", k)
+		return syscall.ESRCH
+	}
+	i := f.destIndex(fs, d)
+	if i < 0 {
+		f.impossible("delete missing destination %s of %s", fdaddr(d), k)
+		return syscall.ENOENT
+	}
+	if old := fs.dests[i]; old.ActiveConnections+old.InactiveConnections > 0 {
+		f.trash[fakeDestKey{svc: k, addr: fdaddr(d), port: d.Port}] = old
+	}
+	fs.dests = slices.Delete(fs.dests, i, i+1)
+	return nil
+}
+
+func (f *fakeKernel) Close() { f.closed = true }
+
+// service returns the fake's view of key as an observed Service, or nil.
+func (f *fakeKernel) service(k Key) *Service {
+	fs := f.svcs[fkey(kernelKey(k))]
+	if fs == nil {
+		return nil
+	}
+	s, _ := serviceFromKernel(&fs.svc)
+	for i := range fs.dests {
+		d, _ := destFromKernel(&fs.dests[i])
+		s.Destinations = append(s.Destinations, d)
+	}
+	return &s
+}
+
+// order lists key's destinations in kernel order as "addr:port/weight".
+func (f *fakeKernel) order(k Key) []string {
+	s := f.service(k)
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for _, d := range s.Destinations {
+		out = append(out, fmt.Sprintf("%s/%d", destKey(d), d.Weight))
+	}
+	return out
+}
+
+// seed creates a service behind Apply's back (not counted as a write), with
+// destinations in the given kernel order.
+func (f *fakeKernel) seed(s Service) {
+	ks := kernelService(s)
+	f.gen++
+	fs := &fakeService{svc: *ks, gen: f.gen}
+	for _, d := range s.Destinations {
+		kd := kernelDest(d)
+		kd.ActiveConnections, kd.InactiveConnections = d.Stats.ActiveConns, d.Stats.InactiveConns
+		fs.dests = append(fs.dests, *kd)
+	}
+	f.svcs[fkey(ks)] = fs
+}
+
+// setConns sets a destination's connection counters.
+func (f *fakeKernel) setConns(k Key, addr netip.AddrPort, active, inactive int) {
+	fs := f.svcs[fkey(kernelKey(k))]
+	if fs == nil {
+		f.t.Fatalf("setConns: no service %s", k)
+	}
+	for i := range fs.dests {
+		if fdaddr(&fs.dests[i]) == addr.Addr() && fs.dests[i].Port == addr.Port() {
+			fs.dests[i].ActiveConnections, fs.dests[i].InactiveConnections = active, inactive
+			return
+		}
+	}
+	f.t.Fatalf("setConns: no destination %s in %s", addr, k)
+}
+
+func (f *fakeKernel) generation(k Key) int {
+	if fs := f.svcs[fkey(kernelKey(k))]; fs != nil {
+		return fs.gen
+	}
+	return 0
+}

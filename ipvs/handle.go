@@ -1,0 +1,268 @@
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/moby/ipvs"
+)
+
+// ErrNotAvailable means the kernel has no IPVS. The daemon marks its IPVS
+// services failed and keeps serving the services that need no IPVS.
+var ErrNotAvailable = errors.New("IPVS is not available in this kernel")
+
+// modulesHint names what to load, for the ErrNotAvailable message.
+const modulesHint = "modprobe ip_vs ip_vs_mh ip_vs_wlc ip_vs_rr ip_vs_sh"
+
+// DefaultResyncInterval is how long Apply trusts its record of what it wrote
+// before it reads the whole owned state back from the kernel. In between,
+// Apply reads back only the services whose desired state changed (and those
+// with draining destinations), which keeps a single weight change fast with
+// tens of thousands of services; drift made behind its back is repaired at
+// the next full read.
+const DefaultResyncInterval = 10 * time.Second
+
+// Handle programs IPVS in one network namespace. Its methods are safe for
+// concurrent use; they are serialized because moby/ipvs shares one netlink
+// socket per handle.
+type Handle struct {
+	mu     sync.Mutex
+	k      kernel
+	log    *slog.Logger
+	nsPath string
+	cfg    config
+
+	// entries are the owned services: keys of the last desired state plus
+	// keys applied before whose deletion has not succeeded yet.
+	entries  map[Key]*entry
+	fps      map[Key]string
+	needFull bool
+	lastFull time.Time
+	extra    map[string]bool // sysctl names set through overrides
+}
+
+// config holds what Options change.
+type config struct {
+	resync    time.Duration
+	now       func() time.Time
+	procIPVS  string // exists when the ip_vs module is loaded
+	sysctlDir string
+	newKernel func(nsPath string) (kernel, error)
+}
+
+// Option changes how Open builds a Handle.
+type Option func(*config)
+
+// WithResyncInterval sets how often Apply reads the whole owned state back
+// from the kernel (DefaultResyncInterval by default; 0 reads it on every
+// Apply, which makes every Apply cost one read per owned service).
+func WithResyncInterval(d time.Duration) Option {
+	return func(c *config) { c.resync = d }
+}
+
+func defaultConfig() config {
+	return config{
+		resync:    DefaultResyncInterval,
+		now:       time.Now,
+		procIPVS:  "/proc/net/ip_vs",
+		sysctlDir: "/proc/sys/net/ipv4/vs",
+		newKernel: func(nsPath string) (kernel, error) { return ipvs.New(nsPath) },
+	}
+}
+
+// Open returns a handle that programs IPVS in the network namespace at nsPath
+// (a file such as /run/netns/NAME; "" is the caller's namespace). It fails
+// with ErrNotAvailable when the kernel has no IPVS.
+func Open(nsPath string, logger *slog.Logger, opts ...Option) (*Handle, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	// Check before moby/ipvs resolves the IPVS netlink family: it does so once
+	// per process, and a process that asked before the module was loaded
+	// would send every later request to family 0, which the kernel
+	// acknowledges without doing anything.
+	if _, err := os.Stat(cfg.procIPVS); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s does not exist (load it with: %s)", ErrNotAvailable, cfg.procIPVS, modulesHint)
+		}
+		return nil, fmt.Errorf("check for IPVS at %s: %w", cfg.procIPVS, err)
+	}
+	if nsPath != "" {
+		if _, err := os.Stat(nsPath); err != nil {
+			return nil, fmt.Errorf("open IPVS handle: network namespace %s: %w", nsPath, err)
+		}
+	}
+	k, err := cfg.newKernel(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("open IPVS netlink socket in namespace %q: %w", nsPath, err)
+	}
+	h := newHandle(k, nsPath, logger, cfg)
+	if _, err := k.GetServices(); err != nil {
+		k.Close()
+		return nil, fmt.Errorf("%w: listing services failed: %v (load it with: %s)", ErrNotAvailable, err, modulesHint)
+	}
+	return h, nil
+}
+
+// newHandle wraps a kernel; unit tests call it with a fake.
+func newHandle(k kernel, nsPath string, logger *slog.Logger, cfg config) *Handle {
+	return &Handle{
+		k:        k,
+		log:      logger,
+		nsPath:   nsPath,
+		cfg:      cfg,
+		entries:  make(map[Key]*entry),
+		fps:      make(map[Key]string),
+		needFull: true,
+		extra:    make(map[string]bool),
+	}
+}
+
+// Close releases the netlink socket. IPVS state stays in the kernel: a
+// restarted daemon adopts it.
+func (h *Handle) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.k != nil {
+		h.k.Close()
+		h.k = nil
+	}
+	return nil
+}
+
+// Resync makes the next Apply read the whole owned state from the kernel, for
+// example after an operator changed IPVS by hand.
+func (h *Handle) Resync() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.needFull = true
+}
+
+// Plan reads the kernel and returns the writes Apply would issue for want,
+// without issuing them (a dry run). It reads the owned services and those in
+// want, like Apply's full read.
+func (h *Handle) Plan(ctx context.Context, want []Service) ([]Op, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.usable(ctx); err != nil {
+		return nil, err
+	}
+	keys := make(map[Key]bool, len(want)+len(h.entries))
+	for _, w := range want {
+		keys[w.Key] = true
+	}
+	for k := range h.entries {
+		keys[k] = true
+	}
+	have, _, failed, err := h.read(keys)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, e := range failed {
+		errs = append(errs, e)
+	}
+	return Diff(want, have), errors.Join(errs...)
+}
+
+// Stats reads the counters of the owned services (those of the last Apply)
+// from the kernel.
+func (h *Handle) Stats(ctx context.Context) (map[Key]ServiceStats, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.usable(ctx); err != nil {
+		return nil, err
+	}
+	ks, err := h.k.GetServices()
+	if err != nil {
+		return nil, fmt.Errorf("read IPVS services for stats: %w", err)
+	}
+	out := make(map[Key]ServiceStats, len(h.entries))
+	var errs []error
+	for _, s := range ks {
+		svc, ok := serviceFromKernel(s)
+		if !ok || h.entries[svc.Key] == nil {
+			continue
+		}
+		kds, err := h.k.GetDestinations(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read destinations of %s for stats: %w", svc.Key, err))
+			continue
+		}
+		st := ServiceStats{Stats: statsFromKernel(s.Stats)}
+		for _, kd := range kds {
+			d, ok := destFromKernel(kd)
+			if !ok {
+				continue
+			}
+			st.Stats.ActiveConns += d.Stats.ActiveConns
+			st.Stats.InactiveConns += d.Stats.InactiveConns
+			st.Destinations = append(st.Destinations, DestinationStats{Address: destKey(d), Weight: d.Weight, Stats: d.Stats})
+		}
+		out[svc.Key] = st
+	}
+	return out, errors.Join(errs...)
+}
+
+// usable reports a closed handle or a cancelled context.
+func (h *Handle) usable(ctx context.Context) error {
+	if h.k == nil {
+		return errors.New("IPVS handle is closed")
+	}
+	return ctx.Err()
+}
+
+// read returns the kernel's view of the services in keys, destinations in
+// kernel order. present lists the keys found; failed holds per-service read
+// errors (those services must not be written this round). The error is set
+// only when the service list itself cannot be read.
+func (h *Handle) read(keys map[Key]bool) (have []Service, present map[Key]bool, failed map[Key]error, err error) {
+	ks, err := h.k.GetServices()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read IPVS services: %w", err)
+	}
+	present = make(map[Key]bool)
+	failed = make(map[Key]error)
+	for _, s := range ks {
+		svc, ok := serviceFromKernel(s)
+		if !ok || !keys[svc.Key] {
+			continue
+		}
+		present[svc.Key] = true
+		ds, err := h.readDests(svc.Key)
+		if err != nil {
+			failed[svc.Key] = err
+			continue
+		}
+		svc.Destinations = ds
+		have = append(have, svc)
+	}
+	slices.SortFunc(have, func(a, b Service) int { return compareKeys(a.Key, b.Key) })
+	return have, present, failed, nil
+}
+
+// readDests reads one service's destinations in kernel list order.
+func (h *Handle) readDests(k Key) ([]Destination, error) {
+	kds, err := h.k.GetDestinations(kernelKey(k))
+	if err != nil {
+		return nil, fmt.Errorf("read destinations of %s: %w", k, err)
+	}
+	ds := make([]Destination, 0, len(kds))
+	for _, kd := range kds {
+		if d, ok := destFromKernel(kd); ok {
+			ds = append(ds, d)
+		}
+	}
+	return ds, nil
+}
