@@ -429,6 +429,11 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 		v.SetString(n.Value)
 		return true
 	case reflect.Int64:
+		if tag == "!!float" && isDigits(n.Value) {
+			// YAML resolves an integer too large for 64 bits as a float.
+			d.r.errAt(n.Line, path, "%s is out of range", n.Value)
+			return false
+		}
 		if tag != "!!int" {
 			e := d.r.errAt(n.Line, path, "expected an integer, got %s", describe(n))
 			if _, err := strconv.ParseInt(n.Value, 10, 64); err == nil && tag == "!!str" {
@@ -445,7 +450,10 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 		return true
 	case reflect.Bool:
 		if tag != "!!bool" {
-			d.r.errAt(n.Line, path, "expected true or false, got %s", describe(n))
+			e := d.r.errAt(n.Line, path, "expected true or false, got %s", describe(n))
+			if _, err := strconv.ParseBool(n.Value); err == nil && tag == "!!str" {
+				e.hintf("remove the quotes")
+			}
 			return false
 		}
 		var b bool
@@ -458,6 +466,20 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 	}
 	d.r.errAt(n.Line, path, "cannot decode %s here", describe(n))
 	return false
+}
+
+// isDigits reports whether s is an optionally signed run of decimal digits.
+func isDigits(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // describe names a node's kind and value for messages.
@@ -503,26 +525,33 @@ func closest(s string, candidates []string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance, bounded to short keys.
+// editDistance is the optimal string alignment distance (Levenshtein plus
+// transpositions, the commonest typo: "paht" is one edit from "path"),
+// bounded to short keys.
 func editDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 64
 	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	// d[i][j] is the distance between a[:i] and b[:j].
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

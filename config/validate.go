@@ -370,14 +370,6 @@ func isSysctlName(s string) bool {
 	return true
 }
 
-// quoteList formats a list of names for messages.
-func quoteList(xs []string) string {
-	if len(xs) == 0 {
-		return "none"
-	}
-	return strings.Join(xs, ", ")
-}
-
 // lineRef formats "services[0], line 12" for messages that point elsewhere.
 func (v *validator) lineRef(path string) string {
 	return fmt.Sprintf("%s, line %d", path, v.lineOf(path))

@@ -95,7 +95,7 @@ func (v *validator) bgp(b *rawBGP, announce Announce) *BGP {
 	for i, rp := range b.Peers {
 		path := indexPath("bgp.peers", i)
 		if rp == nil {
-			v.errf(path, "empty peer").hintf("remove the lone '-' or fill in address and asn")
+			v.missing(path, "empty peer").hintf("remove the lone '-' or fill in address and asn")
 			continue
 		}
 		p, ok := v.peer(rp, path, out.ListenPort)
@@ -209,11 +209,11 @@ func (v *validator) families(fs []*string, path string, peerIs4 bool) (ipv4, ipv
 	}
 	for i, f := range fs {
 		fp := indexPath(path, i)
-		name, ok := v.enum(f, fp, "address family", "", []string{"ipv4", "ipv6"})
 		if f == nil {
-			v.errf(fp, "empty address family").hintf("ipv4 or ipv6")
+			v.missing(fp, "empty address family").hintf("ipv4 or ipv6")
 			continue
 		}
+		name, ok := v.enum(f, fp, "address family", "", []string{"ipv4", "ipv6"})
 		if !ok {
 			continue
 		}

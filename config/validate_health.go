@@ -88,18 +88,18 @@ func (v *validator) check(r *rawCheck, path string) Check {
 	case CheckDNS:
 		v.dnsCheck(r, path, &c)
 	case CheckExec:
-		for _, a := range r.Command {
+		for i, a := range r.Command {
 			if a == nil {
-				c.Command = append(c.Command, "")
-			} else {
-				c.Command = append(c.Command, *a)
+				v.missing(indexPath(path+".command", i), "empty argument").hintf(`write "" for an empty argument`)
+				continue
 			}
+			c.Command = append(c.Command, *a)
 		}
 		switch {
-		case len(c.Command) == 0:
+		case len(r.Command) == 0:
 			v.missing(path+".command", "required for an exec check: the program and its arguments").
 				hintf(`a list, e.g. ["/usr/local/bin/check-db", "--quick"]`)
-		case c.Command[0] == "":
+		case len(c.Command) > 0 && c.Command[0] == "" && r.Command[0] != nil:
 			v.errf(indexPath(path+".command", 0), "the program name is empty")
 		}
 	}
@@ -137,7 +137,7 @@ func (v *validator) checkFieldsFit(r *rawCheck, path string, t CheckType) {
 		for i, ft := range f.types {
 			names[i] = string(ft)
 		}
-		v.errf(path+"."+f.key, "not used by a %s check", t).
+		v.errf(path+"."+f.key, "not used by %s checks", t).
 			hintf("%s belongs to %s checks; check the type, or remove the key", f.key, strings.Join(names, " and "))
 	}
 }
@@ -166,7 +166,7 @@ func (v *validator) httpCheck(r *rawCheck, path string, c *Check) {
 	for i, st := range r.ExpectStatus {
 		sp := indexPath(path+".expect_status", i)
 		if st == nil {
-			v.errf(sp, "empty status code")
+			v.missing(sp, "empty status code")
 			continue
 		}
 		if *st < 100 || *st > 599 {

@@ -50,6 +50,12 @@ type serviceKey struct {
 	proto Protocol
 }
 
+// validity records which of a service's identifying fields parsed, so checks
+// that need one run exactly when it is usable.
+type validity struct {
+	vip, port, proto bool
+}
+
 // vipShare remembers the first service of a VIP, whose advertise block the
 // others must repeat.
 type vipShare struct {
@@ -67,16 +73,16 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 	shared := make(map[netip.Addr]vipShare)
 	// First pass: every service's own fields, so the backend checks below know
 	// every VIP of the file.
-	parsed := make([]bool, len(rs))
+	valid := make([]validity, len(rs))
 	for i, r := range rs {
 		path := indexPath("services", i)
 		if r == nil {
-			v.errf(path, "empty service").hintf("remove the lone '-' or fill in name, vip and port")
+			v.missing(path, "empty service").hintf("remove the lone '-' or fill in name, vip and port")
 			out = append(out, Service{})
 			continue
 		}
 		s, ok := v.service(r, path, announce, bgp)
-		parsed[i] = ok
+		valid[i] = ok
 		if s.Name != "" {
 			if first, dup := names[s.Name]; dup {
 				v.errf(path+".name", "duplicate service name %q (first at %s)", s.Name, v.lineRef(first)).
@@ -85,7 +91,7 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 				names[s.Name] = path + ".name"
 			}
 		}
-		if ok {
+		if ok.vip && ok.port && ok.proto {
 			k := serviceKey{s.VIP, s.Port, s.Protocol}
 			if first, dup := keys[k]; dup {
 				v.errf(path+".vip", "%s %s is already served by %s", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port), v.lineRef(first)).
@@ -93,6 +99,8 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 			} else {
 				keys[k] = path
 			}
+		}
+		if ok.vip {
 			if _, seen := vips[s.VIP]; !seen {
 				vips[s.VIP] = path + ".vip"
 			}
@@ -101,16 +109,16 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 		out = append(out, s)
 	}
 	for i, r := range rs {
-		if r == nil || !parsed[i] {
+		if r == nil {
 			continue
 		}
 		path := indexPath("services", i)
 		s := &out[i]
-		s.Backends = v.backends(r.Backends, path, s, vips)
+		s.Backends = v.backends(r.Backends, path, s, valid[i], vips)
 		v.minHealthy(r.MinHealthy, path, s)
 		if r.Health != nil && r.Health.Source != nil && s.Health.Source.IsValid() {
 			for _, t := range s.HealthTargets() {
-				if t.Addr().Is4() != s.Health.Source.Is4() {
+				if t.Addr().IsValid() && t.Addr().Is4() != s.Health.Source.Is4() {
 					v.errf(path+".health.source", "%s cannot reach the target %s (other address family)", s.Health.Source, t.Addr())
 					break
 				}
@@ -120,12 +128,11 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 	return out
 }
 
-// service validates one service's own fields (not its backends). ok is false
-// when the VIP, port or protocol is unusable, which skips the checks that
-// need them.
-func (v *validator) service(r *rawService, path string, announce Announce, bgp *BGP) (Service, bool) {
+// service validates one service's own fields (not its backends) and says
+// which of VIP, port and protocol are usable for the checks that need them.
+func (v *validator) service(r *rawService, path string, announce Announce, bgp *BGP) (Service, validity) {
 	s := Service{}
-	ok := true
+	ok := validity{}
 	switch {
 	case r.Name == nil || *r.Name == "":
 		v.missing(path+".name", "required: the service's name").hintf("for example name: web")
@@ -146,19 +153,17 @@ func (v *validator) service(r *rawService, path string, announce Announce, bgp *
 			vok = false
 		}
 	}
-	ok = ok && vok
+	ok.vip = vok
 	s.VIP = vip
 	if r.Port == nil {
 		v.missing(path+".port", "required: the service port")
-		ok = false
 	} else if p, pok := v.integer(r.Port, path+".port", 0, 1, 65535); pok {
 		s.Port = uint16(p)
-	} else {
-		ok = false
+		ok.port = true
 	}
 	proto, pok := v.enum(r.Protocol, path+".protocol", "protocol", DefaultProtocol.String(), []string{"tcp", "udp"})
 	s.Protocol = map[string]Protocol{"tcp": TCP, "udp": UDP}[proto]
-	ok = ok && pok
+	ok.proto = pok
 	sched, schedOK := v.enum(r.Scheduler, path+".scheduler", "IPVS scheduler", DefaultScheduler, ipvsSchedulers())
 	s.Scheduler = sched
 	s.SchedulerFlags = v.flags(r.SchedulerFlags, path+".scheduler_flags", sched, schedOK)
@@ -197,16 +202,15 @@ func (v *validator) flags(fs []*string, path, sched string, schedOK bool) []stri
 	for i, f := range fs {
 		fp := indexPath(path, i)
 		if f == nil || *f == "" {
-			v.errf(fp, "empty scheduler flag")
+			v.missing(fp, "empty scheduler flag")
 			continue
 		}
 		switch {
 		case !slices.Contains(allSchedulerFlags(), *f):
-			v.errf(fp, "unknown scheduler flag %q", *f).hintf("sh takes sh-fallback, sh-port; mh takes mh-fallback, mh-port")
+			v.errf(fp, "unknown scheduler flag %q", *f).hintf(flagsHint)
 			continue
 		case schedOK && !slices.Contains(valid, *f):
-			v.errf(fp, "flag %q does not fit scheduler %q", *f, sched).
-				hintf("%s takes %s; sh takes sh-fallback, sh-port; mh takes mh-fallback, mh-port", sched, quoteList(valid))
+			v.errf(fp, "flag %q does not fit scheduler %q", *f, sched).hintf(flagsHint)
 			continue
 		case slices.Contains(out, *f):
 			v.errf(fp, "flag %q is listed twice", *f)
@@ -217,8 +221,10 @@ func (v *validator) flags(fs []*string, path, sched string, schedOK bool) []stri
 	return out
 }
 
+const flagsHint = "sh takes sh-fallback, sh-port; mh takes mh-fallback, mh-port; the other schedulers take none"
+
 // backends validates a service's backends against the service and every VIP.
-func (v *validator) backends(rbs []*rawBackend, path string, s *Service, vips map[netip.Addr]string) []Backend {
+func (v *validator) backends(rbs []*rawBackend, path string, s *Service, ok validity, vips map[netip.Addr]string) []Backend {
 	local := s.Forwarding == ForwardLocal
 	if len(rbs) == 0 && !local {
 		v.missing(path+".backends", "a %s service needs at least one backend", s.Forwarding).
@@ -233,19 +239,19 @@ func (v *validator) backends(rbs []*rawBackend, path string, s *Service, vips ma
 	for j, rb := range rbs {
 		bp := indexPath(path+".backends", j)
 		if rb == nil {
-			v.errf(bp, "empty backend").hintf("remove the lone '-' or fill in address")
+			v.missing(bp, "empty backend").hintf("remove the lone '-' or fill in address")
 			continue
 		}
 		b := Backend{Port: s.Port, Weight: DefaultWeight}
-		addr, ok := v.requiredAddr(rb.Address, bp+".address", "real server's address")
-		if ok {
+		addr, aok := v.requiredAddr(rb.Address, bp+".address", "real server's address")
+		if aok {
 			switch first, isVIP := vips[addr]; {
 			case addr.IsUnspecified() || addr.IsMulticast():
 				v.errf(bp+".address", "%s is not a unicast address", addr)
 			case isVIP && !(local && addr == s.VIP):
 				v.errf(bp+".address", "%s is a VIP (%s), not a real server", addr, v.lineRef(first)).
 					hintf("a backend must be a real server's own address; the VIP sits on its loopback")
-			case !local && addr.Is4() != s.VIP.Is4():
+			case ok.vip && !local && addr.Is4() != s.VIP.Is4():
 				v.errf(bp+".address", "%s is not of the same address family as the VIP %s", addr, s.VIP).
 					hintf("IPVS cannot forward between IPv4 and IPv6; add a service with a VIP of that family")
 			}
@@ -253,14 +259,14 @@ func (v *validator) backends(rbs []*rawBackend, path string, s *Service, vips ma
 		b.Address = addr
 		if p, pok := v.integer(rb.Port, bp+".port", int64(s.Port), 1, 65535); pok {
 			b.Port = uint16(p)
-			if b.Port != s.Port && (s.Forwarding == ForwardDR || s.Forwarding == ForwardTunnel) {
+			if ok.port && b.Port != s.Port && (s.Forwarding == ForwardDR || s.Forwarding == ForwardTunnel) {
 				v.errf(bp+".port", "port %d differs from the service port %d, which %s forwarding cannot do", b.Port, s.Port, s.Forwarding).
 					hintf("%s delivers packets unchanged: make the real server listen on %d, or use forwarding: nat", s.Forwarding, s.Port)
 			}
 		}
 		w, _ := v.integer(rb.Weight, bp+".weight", DefaultWeight, 0, maxWeight)
 		b.Weight = int(w)
-		if ok {
+		if aok {
 			ap := netip.AddrPortFrom(addr, b.Port)
 			if first, dup := seen[ap]; dup {
 				v.errf(bp+".address", "backend %s is listed twice (first at %s)", ap, v.lineRef(first))
@@ -383,7 +389,7 @@ func (v *validator) advertise(a *rawAdvertise, path string, announce Announce) A
 // community parses n colon-separated numbers, each at most max.
 func (v *validator) community(c *string, path string, n int, form string, limit uint64) ([]uint32, bool) {
 	if c == nil {
-		v.errf(path, "empty community").hintf("write %s", form)
+		v.missing(path, "empty community").hintf("write %s", form)
 		return nil, false
 	}
 	fields := strings.Split(*c, ":")
