@@ -1,0 +1,113 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/osrg/gobgp/v4/api"
+
+	"github.com/anycast-director/director/config"
+)
+
+// Reconfigure applies a reloaded configuration. Peers are added, removed
+// (with a Cease) or updated; unchanged sessions are not touched. A change of
+// timers or BFD only is applied in place (timers take effect at the next
+// session); any other change to a peer resets its session. A new ASN, router
+// ID or listen setting restarts the whole server, which resets every session:
+// the log says so. Before Start the configuration is only stored.
+func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
+	if err := validate(cfg); err != nil {
+		return fmt.Errorf("bgp reconfigure: %w", err)
+	}
+	defer s.emitPending()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	next := cloneBGP(cfg)
+	if s.srv == nil {
+		s.cfg = next
+		return nil
+	}
+	if restart := globalChange(s.cfg, next); restart != "" {
+		s.logger.Warn("restarting bgp speaker: all sessions will be reset", "reason", restart)
+		if err := s.stopLocked(ctx, "restarting"); err != nil {
+			s.logger.Warn("stopping the old bgp server", "err", err)
+		}
+		for _, p := range s.cfg.Peers {
+			s.peers.remove(p.Address)
+		}
+		s.cfg = next
+		return s.startLocked(ctx)
+	}
+
+	old := make(map[netip.Addr]config.Peer, len(s.cfg.Peers))
+	for _, p := range s.cfg.Peers {
+		old[p.Address] = p
+	}
+	var errs []error
+	kept := make(map[netip.Addr]bool)
+	for _, p := range next.Peers {
+		o, ok := old[p.Address]
+		kept[p.Address] = ok
+		switch {
+		case !ok:
+			s.logger.Info("bgp peer added", "peer", p.Address, "asn", p.ASN)
+			errs = append(errs, s.addPeerLocked(ctx, p))
+		case comparePeer(o, p) == peerTimers:
+			s.logger.Info("bgp peer timers updated; the session stays up", "peer", p.Address)
+			if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p)}); err != nil {
+				errs = append(errs, fmt.Errorf("update peer %s: %w", p.Address, err))
+			}
+		case comparePeer(o, p) == peerSession:
+			s.logger.Warn("bgp peer changed; resetting its session", "peer", p.Address)
+			errs = append(errs, s.deletePeerLocked(ctx, o, false), s.addPeerLocked(ctx, p))
+		}
+	}
+	for _, o := range s.cfg.Peers {
+		if !kept[o.Address] {
+			s.logger.Info("bgp peer removed", "peer", o.Address)
+			errs = append(errs, s.deletePeerLocked(ctx, o, true))
+		}
+	}
+	// Peers were added in the loop against the old config; record the new one
+	// even on partial failure so the next reload diffs against what is live.
+	s.cfg = next
+	return errors.Join(errs...)
+}
+
+// deletePeerLocked removes a neighbor; GoBGP sends it a Cease (peer
+// de-configured). forget drops its status too (it leaves the configuration).
+func (s *Speaker) deletePeerLocked(ctx context.Context, p config.Peer, forget bool) error {
+	err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()})
+	if pe, ok := s.peers.transition(p.Address, "idle", time.Now(), ""); ok {
+		s.pending = append(s.pending, pe)
+	}
+	if forget {
+		s.peers.remove(p.Address)
+	}
+	if err != nil {
+		return fmt.Errorf("delete peer %s: %w", p.Address, err)
+	}
+	return nil
+}
+
+// globalChange names the server-wide setting that differs, or "".
+func globalChange(a, b config.BGP) string {
+	switch {
+	case a.ASN != b.ASN:
+		return fmt.Sprintf("asn changed from %d to %d", a.ASN, b.ASN)
+	case a.RouterID != b.RouterID:
+		return fmt.Sprintf("router id changed from %s to %s", a.RouterID, b.RouterID)
+	case a.ListenPort != b.ListenPort:
+		return fmt.Sprintf("listen port changed from %d to %d", a.ListenPort, b.ListenPort)
+	case !slices.Equal(a.ListenAddresses, b.ListenAddresses):
+		return "listen addresses changed"
+	}
+	return ""
+}
