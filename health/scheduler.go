@@ -128,12 +128,17 @@ func (s *Scheduler) Changes() <-chan struct{} { return s.changes }
 // interval evenly and start-up has no burst. Until that probe they appear in
 // the Snapshot as Unknown.
 func (s *Scheduler) Update(targets []Target) {
+	// Keys are formatted outside the lock: for ten thousand targets that is
+	// the bulk of the work, and probes finishing meanwhile need the lock.
+	keys := make([]string, len(targets))
+	for i, t := range targets {
+		keys[i] = t.Key()
+	}
 	want := make(map[string]struct{}, len(targets))
 	var added []*entry
 	s.mu.Lock()
 	now := s.now()
-	for _, t := range targets {
-		k := t.Key()
+	for i, k := range keys {
 		if _, dup := want[k]; dup {
 			continue
 		}
@@ -141,7 +146,7 @@ func (s *Scheduler) Update(targets []Target) {
 		if _, ok := s.entries[k]; ok {
 			continue
 		}
-		e := newEntry(k, cloneTarget(t), now)
+		e := newEntry(k, cloneTarget(targets[i]), now)
 		s.entries[k] = e
 		added = append(added, e)
 	}
@@ -150,7 +155,7 @@ func (s *Scheduler) Update(targets []Target) {
 			s.removeLocked(e)
 		}
 	}
-	s.spreadLocked(added, now)
+	s.spreadLocked(added, s.now())
 	s.version.Add(1)
 	s.mu.Unlock()
 	s.poke()

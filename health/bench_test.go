@@ -1,0 +1,270 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Benchmarks for the figures issue 2 asks of `make bench`. Run them with
+//
+//	go test -run '^$' -bench . -benchtime 2s ./health
+//
+// Every check is a real, new connection (no reuse) to a listener in a separate
+// process on 127.0.0.1. Two figures per benchmark:
+//   - checks/s/core: checks per wall-clock second divided by GOMAXPROCS. The
+//     listener process competes for the same cores, so this understates what a
+//     director probing remote backends gets, and it drops when other work shares
+//     the machine.
+//   - checks/cpu-s: checks per CPU-second used by this process (user + system,
+//     all threads, including the kernel's connect and close work done on its
+//     behalf): the cost of a check on one core, independent of machine load.
+
+// listenerEnv makes the test binary serve as a benchmark listener instead of
+// running tests (see TestMain): the listener then runs in its own process, so
+// the CPU time measured here is the checker's alone, as on a director whose
+// backends are other machines.
+const listenerEnv = "HEALTH_BENCH_LISTENER"
+
+// TestMain runs the tests, or the benchmark listener when listenerEnv is set.
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(listenerEnv); kind != "" {
+		os.Exit(serveBenchListener(kind))
+	}
+	os.Exit(m.Run())
+}
+
+// serveBenchListener listens on 127.0.0.1, prints the port, and serves kind
+// ("tcp": accept and close; "http": net/http answering "ok") until stdin closes.
+func serveBenchListener(kind string) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	switch kind {
+	case "http":
+		srv := &http.Server{
+			Handler:  http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }),
+			ErrorLog: log.New(io.Discard, "", 0), // resets from closing probes are expected
+		}
+		go srv.Serve(ln)
+	default:
+		for range runtime.GOMAXPROCS(0) {
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+		}
+	}
+	io.Copy(io.Discard, os.Stdin) // the parent closes stdin (or dies) to stop us
+	return 0
+}
+
+// benchListener starts a listener process of kind and returns its port. It is
+// stopped, by its PID, when b ends.
+func benchListener(b *testing.B, kind string) uint16 {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), listenerEnv+"="+kind)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	var port uint16
+	if _, err := fmt.Fscan(stdout, &port); err != nil {
+		b.Fatalf("benchmark listener did not report its port: %v", err)
+	}
+	return port
+}
+
+// benchChecker measures raw checker throughput: many probes in parallel, each
+// under its own deadline as the scheduler runs them.
+func benchChecker(b *testing.B, c Checker, tg Target) {
+	b.SetParallelism(8) // 8 x GOMAXPROCS probes in flight keeps both sides busy
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	start, cpu0 := time.Now(), cpuTime(b)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if err := c.Check(ctx, tg); err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+			}
+			cancel()
+		}
+	})
+	elapsed := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d probes failed, first: %v", n, b.N, firstErr.Load())
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds()/float64(runtime.GOMAXPROCS(0)), "checks/s/core")
+	b.ReportMetric(float64(b.N)/cpuTime(b).Sub(cpu0).Seconds(), "checks/cpu-s")
+}
+
+func BenchmarkCheckTCP(b *testing.B) {
+	tg := Target{Addr: loopback, Port: benchListener(b, "tcp"), Spec: Spec{Type: TCP, Timeout: time.Second}}
+	benchChecker(b, DefaultCheckers()[TCP], tg)
+}
+
+func BenchmarkCheckHTTP(b *testing.B) {
+	tg := Target{Addr: loopback, Port: benchListener(b, "http"),
+		Spec: Spec{Type: HTTP, Path: "/healthz", ExpectStatus: []int{200}, ExpectBody: "ok", Timeout: time.Second}}
+	benchChecker(b, DefaultCheckers()[HTTP], tg)
+}
+
+// window is the bucket width of the spread figures.
+const window = 100 * time.Millisecond
+
+// startCounter wraps a checker and counts probe starts per window since t0.
+type startCounter struct {
+	inner     Checker
+	t0        time.Time
+	buckets   []atomic.Int64
+	failed    atomic.Int64
+	lastErr   atomic.Value
+	failTimes atomic.Value
+}
+
+func (c *startCounter) Check(ctx context.Context, t Target) error {
+	if i := int(time.Since(c.t0) / window); i >= 0 && i < len(c.buckets) {
+		c.buckets[i].Add(1)
+	}
+	err := c.inner.Check(ctx, t)
+	if err != nil && !errors.Is(ctx.Err(), context.Canceled) { // not the shutdown at the end
+		c.failed.Add(1)
+		c.lastErr.Store(err)
+		c.failTimes.Store(time.Since(c.t0))
+	}
+	return err
+}
+
+// spread is the largest window's count divided by the mean count per window.
+func spread(counts []int64) float64 {
+	var sum int64
+	for _, n := range counts {
+		sum += n
+	}
+	if sum == 0 {
+		return 0
+	}
+	return float64(slices.Max(counts)) / (float64(sum) / float64(len(counts)))
+}
+
+// benchScheduler runs one Scheduler with perCore x GOMAXPROCS distinct
+// targets at a 1 s interval, i.e. a demand of perCore checks/s per core, for
+// one start-up interval plus steady seconds. It reports the achieved
+// checks/s/core in steady state and the spread ratio of probe starts over
+// 100 ms windows, for the first interval (start-up burst) and steady state.
+func benchScheduler(b *testing.B, typ Type, port uint16, perCore, steady int) {
+	const interval = time.Second
+	cores := runtime.GOMAXPROCS(0)
+	n := perCore * cores
+	targets := make([]Target, n)
+	for i := range targets {
+		// Distinct keys for one listener: the Key covers Rise, so vary it.
+		targets[i] = Target{Addr: loopback, Port: port, Spec: Spec{Type: typ, Path: "/healthz",
+			Interval: interval, Timeout: 500 * time.Millisecond, Rise: 1 + i, Fall: 1}}
+	}
+	startWindows := int(interval / window)
+	total := startWindows + steady*startWindows
+	for b.Loop() {
+		counter := &startCounter{inner: DefaultCheckers()[typ], buckets: make([]atomic.Int64, total)}
+		s := NewScheduler(nil, Options{Rand: rand.New(rand.NewPCG(1, 1)), Concurrency: 64,
+			Checkers: map[Type]Checker{typ: counter}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		counter.t0 = time.Now()
+		s.Update(targets)
+		go func() { done <- s.Run(ctx) }()
+		time.Sleep(time.Duration(startWindows) * window)
+		cpu0 := cpuTime(b)
+		time.Sleep(time.Duration(total-startWindows) * window)
+		cpuUsed := cpuTime(b).Sub(cpu0)
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		counts := make([]int64, total)
+		for i := range counts {
+			counts[i] = counter.buckets[i].Load()
+		}
+		if f := counter.failed.Load(); f > 0 {
+			b.Logf("%d probes failed, last: %v at %v", f, counter.lastErr.Load(), counter.failTimes.Load())
+		}
+		var steadySum int64
+		for _, c := range counts[startWindows:] {
+			steadySum += c
+		}
+		b.ReportMetric(float64(steadySum)/float64(steady)/float64(cores), "checks/s/core")
+		b.ReportMetric(float64(steadySum)/cpuUsed.Seconds(), "checks/cpu-s")
+		b.ReportMetric(spread(counts[:startWindows]), "spread-start")
+		b.ReportMetric(spread(counts[startWindows:]), "spread-steady")
+		b.ReportMetric(float64(counter.failed.Load()), "failed")
+	}
+}
+
+// BenchmarkSchedulerTCP demands 10,000 tcp checks/s per core from one scheduler.
+func BenchmarkSchedulerTCP(b *testing.B) {
+	benchScheduler(b, TCP, benchListener(b, "tcp"), 10_000, 3)
+}
+
+// BenchmarkSchedulerHTTP demands 5,000 http checks/s per core from one scheduler.
+func BenchmarkSchedulerHTTP(b *testing.B) {
+	benchScheduler(b, HTTP, benchListener(b, "http"), 5_000, 3)
+}
+
+// cpuClock is process CPU time (user + system, every thread), a clock that
+// other processes on a shared machine cannot speed up or slow down.
+type cpuClock time.Duration
+
+// cpuTime reads the process CPU time.
+func cpuTime(b *testing.B) cpuClock {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return cpuClock(time.Duration(ru.Utime.Nano() + ru.Stime.Nano()))
+}
+
+// Sub returns the CPU time spent between c0 and c.
+func (c cpuClock) Sub(c0 cpuClock) time.Duration { return time.Duration(c - c0) }
