@@ -1,0 +1,88 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/anycast-director/director/announcer"
+	"github.com/anycast-director/director/config"
+)
+
+// Caller names who made a call: "uid=0 pid=1234" on the Unix socket,
+// "cert CN=ops,O=example" on TCP with mTLS. It is recorded in overrides and
+// in the audit log.
+func Caller(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "unknown"
+	}
+	switch info := p.AuthInfo.(type) {
+	case PeerCredInfo:
+		return fmt.Sprintf("uid=%d pid=%d", info.UID, info.PID)
+	case credentials.TLSInfo:
+		if certs := info.State.PeerCertificates; len(certs) > 0 {
+			return "cert " + certs[0].Subject.String()
+		}
+		return "tls without client certificate"
+	}
+	if p.Addr != nil {
+		return p.Addr.String()
+	}
+	return "unknown"
+}
+
+// invalid returns an InvalidArgument status; the message says what to fix.
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// toStatus maps an error from the announcer or a daemon hook to a gRPC status
+// whose message keeps the cause and says what to do.
+func toStatus(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && !isWrapped(err) {
+		return err
+	}
+	msg := what + ": " + err.Error()
+	var cerrs config.Errors
+	switch {
+	case errors.Is(err, announcer.ErrInvalid):
+		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, announcer.ErrNotFound):
+		return status.Error(codes.NotFound, msg)
+	case errors.As(err, &cerrs):
+		return status.Error(codes.FailedPrecondition, what+": the configuration file has errors; the running configuration is kept. Fix these and reload:\n"+indent(err.Error()))
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, msg+" (the announcer loop did not answer in time; retry, and check the daemon's log if it persists)")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, msg)
+	}
+	return status.Error(codes.Internal, msg)
+}
+
+// isWrapped reports whether err is something other than a bare status error
+// (status.FromError also unwraps, which would lose our context).
+func isWrapped(err error) bool {
+	_, bare := err.(interface{ GRPCStatus() *status.Status })
+	return !bare
+}
+
+// indent prefixes every line with two spaces.
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+// notFound returns a NotFound status for something the running configuration
+// lacks; the message lists what exists.
+func notFound(format string, args ...any) error {
+	return status.Errorf(codes.NotFound, format, args...)
+}

@@ -1,0 +1,273 @@
+package control
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/anycast-director/director/announcer"
+	directorv1 "github.com/anycast-director/director/proto/director/v1"
+)
+
+// service implements directorv1.DirectorServer on top of the Director and
+// the daemon's hooks. Every request is validated completely before anything
+// changes, so a refused request has no effect.
+type service struct {
+	directorv1.UnimplementedDirectorServer
+	opts ServerOptions
+	log  *slog.Logger
+	// stopping is closed when the server shuts down, ending Watch streams
+	// so a graceful stop does not wait for them.
+	stopping chan struct{}
+}
+
+// audit logs a mutating call with its caller; outcome is "ok" or the error.
+func (s *service) audit(ctx context.Context, call, reason string, err error, attrs ...any) {
+	args := append([]any{"call", call, "caller", Caller(ctx), "reason", reason}, attrs...)
+	if err != nil {
+		s.log.Warn("control call refused", append(args, "err", err)...)
+		return
+	}
+	s.log.Info("control call", args...)
+}
+
+// GetStatus converts the latest snapshot.
+func (s *service) GetStatus(context.Context, *directorv1.GetStatusRequest) (*directorv1.GetStatusResponse, error) {
+	return statusToProto(s.opts.Director.Status()), nil
+}
+
+// DrainBackend validates the reference and note, then sets the drain.
+func (s *service) DrainBackend(ctx context.Context, req *directorv1.DrainBackendRequest) (resp *directorv1.DrainBackendResponse, err error) {
+	defer func() { s.audit(ctx, "DrainBackend", req.GetReason(), err, "backend", refString(req.GetBackend())) }()
+	st := s.opts.Director.Status()
+	ref, err := parseBackendRef(req.GetBackend(), st)
+	if err != nil {
+		return nil, err
+	}
+	note, err := parseNote(req.GetReason(), req.GetExpiresAfter(), Caller(ctx), s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Director.DrainBackend(ctx, ref, note); err != nil {
+		return nil, toStatus("drain backend "+ref.String(), err)
+	}
+	return &directorv1.DrainBackendResponse{Matched: matchBackends(st, ref),
+		Override: overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DRAIN_BACKEND, &ref, "", 0, note)}, nil
+}
+
+// EnableBackend lifts a drain.
+func (s *service) EnableBackend(ctx context.Context, req *directorv1.EnableBackendRequest) (resp *directorv1.EnableBackendResponse, err error) {
+	defer func() { s.audit(ctx, "EnableBackend", req.GetReason(), err, "backend", refString(req.GetBackend())) }()
+	st := s.opts.Director.Status()
+	ref, err := parseBackendRef(req.GetBackend(), st)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	_, was := st.Overrides.Drained[ref]
+	if err := s.opts.Director.EnableBackend(ctx, ref, Caller(ctx)); err != nil {
+		return nil, toStatus("enable backend "+ref.String(), err)
+	}
+	return &directorv1.EnableBackendResponse{Matched: matchBackends(st, ref), WasDrained: was}, nil
+}
+
+// SetWeight sets or clears a weight override.
+func (s *service) SetWeight(ctx context.Context, req *directorv1.SetWeightRequest) (resp *directorv1.SetWeightResponse, err error) {
+	defer func() {
+		s.audit(ctx, "SetWeight", req.GetReason(), err, "backend", refString(req.GetBackend()),
+			"weight", req.GetWeight(), "clear", req.GetClear())
+	}()
+	st := s.opts.Director.Status()
+	ref, err := parseBackendRef(req.GetBackend(), st)
+	if err != nil {
+		return nil, err
+	}
+	if !req.GetClear() && req.GetWeight() > 65535 {
+		return nil, invalid("weight %d is out of range: use 0 to 65535 (0 stops new connections), or clear the override", req.GetWeight())
+	}
+	note, err := parseNote(req.GetReason(), req.GetExpiresAfter(), Caller(ctx), s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	weight := int(req.GetWeight())
+	if req.GetClear() {
+		weight = -1
+	}
+	if err := s.opts.Director.SetWeight(ctx, ref, weight, note); err != nil {
+		return nil, toStatus("set weight on "+ref.String(), err)
+	}
+	resp = &directorv1.SetWeightResponse{Matched: matchBackends(st, ref)}
+	if !req.GetClear() {
+		resp.Override = overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_WEIGHT, &ref, "", uint32(weight), note)
+	}
+	return resp, nil
+}
+
+// DisableVIP withdraws a VIP gracefully.
+func (s *service) DisableVIP(ctx context.Context, req *directorv1.DisableVIPRequest) (resp *directorv1.DisableVIPResponse, err error) {
+	defer func() { s.audit(ctx, "DisableVIP", req.GetReason(), err, "vip", req.GetVip()) }()
+	st := s.opts.Director.Status()
+	vip, err := parseVIP(req.GetVip(), st)
+	if err != nil {
+		return nil, err
+	}
+	note, err := parseNote(req.GetReason(), req.GetExpiresAfter(), Caller(ctx), s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Director.DisableVIP(ctx, vip, note); err != nil {
+		return nil, toStatus("disable VIP "+vip.String(), err)
+	}
+	return &directorv1.DisableVIPResponse{
+		Override: overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DISABLE_VIP, nil, vip.String(), 0, note)}, nil
+}
+
+// EnableVIP lifts DisableVIP.
+func (s *service) EnableVIP(ctx context.Context, req *directorv1.EnableVIPRequest) (resp *directorv1.EnableVIPResponse, err error) {
+	defer func() { s.audit(ctx, "EnableVIP", req.GetReason(), err, "vip", req.GetVip()) }()
+	st := s.opts.Director.Status()
+	vip, err := parseVIP(req.GetVip(), st)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	_, was := st.Overrides.DisabledVIPs[vip]
+	if err := s.opts.Director.EnableVIP(ctx, vip, Caller(ctx)); err != nil {
+		return nil, toStatus("enable VIP "+vip.String(), err)
+	}
+	return &directorv1.EnableVIPResponse{WasDisabled: was}, nil
+}
+
+// DrainDirector withdraws every VIP gracefully.
+func (s *service) DrainDirector(ctx context.Context, req *directorv1.DrainDirectorRequest) (resp *directorv1.DrainDirectorResponse, err error) {
+	defer func() { s.audit(ctx, "DrainDirector", req.GetReason(), err) }()
+	note, err := parseNote(req.GetReason(), req.GetExpiresAfter(), Caller(ctx), s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Director.DrainDirector(ctx, note); err != nil {
+		return nil, toStatus("drain director", err)
+	}
+	return &directorv1.DrainDirectorResponse{
+		Override: overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DRAIN_DIRECTOR, nil, "", 0, note)}, nil
+}
+
+// UndrainDirector lifts DrainDirector.
+func (s *service) UndrainDirector(ctx context.Context, req *directorv1.UndrainDirectorRequest) (resp *directorv1.UndrainDirectorResponse, err error) {
+	defer func() { s.audit(ctx, "UndrainDirector", req.GetReason(), err) }()
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
+	}
+	was := s.opts.Director.Status().Overrides.Director != nil
+	if err := s.opts.Director.UndrainDirector(ctx, Caller(ctx)); err != nil {
+		return nil, toStatus("undrain director", err)
+	}
+	return &directorv1.UndrainDirectorResponse{WasDrained: was}, nil
+}
+
+// Reload asks the daemon to re-read its configuration file.
+func (s *service) Reload(ctx context.Context, req *directorv1.ReloadRequest) (resp *directorv1.ReloadResponse, err error) {
+	if !req.GetDryRun() {
+		defer func() { s.audit(ctx, "Reload", "", err) }()
+	}
+	if s.opts.Reload == nil {
+		return nil, status.Error(codes.Unimplemented, "reload is not available in this daemon: send SIGHUP to directord instead")
+	}
+	changes, v, err := s.opts.Reload(ctx, req.GetDryRun())
+	if err != nil {
+		return nil, toStatus("reload", err)
+	}
+	return &directorv1.ReloadResponse{Changes: changesToProto(changes), Applied: !req.GetDryRun(),
+		Version: versionToProto(v)}, nil
+}
+
+// Rollback re-applies a kept configuration.
+func (s *service) Rollback(ctx context.Context, req *directorv1.RollbackRequest) (resp *directorv1.RollbackResponse, err error) {
+	defer func() { s.audit(ctx, "Rollback", "", err, "version", req.GetVersion()) }()
+	if req.GetVersion() < 0 {
+		return nil, invalid("version %d is negative: use a version from `directorctl configs`, or 0 for the previous one", req.GetVersion())
+	}
+	hist, err := s.opts.Director.History(ctx)
+	if err != nil {
+		return nil, toStatus("rollback", err)
+	}
+	if err := checkRollback(hist, req.GetVersion()); err != nil {
+		return nil, err
+	}
+	v, err := s.opts.Director.Rollback(ctx, int(req.GetVersion()))
+	if err != nil {
+		return nil, toStatus("rollback", err)
+	}
+	return &directorv1.RollbackResponse{Version: versionToProto(v)}, nil
+}
+
+// checkRollback refuses a rollback the history cannot satisfy, with the
+// versions that can be used.
+func checkRollback(hist []announcer.ConfigVersion, version int64) error {
+	if version == 0 {
+		if len(hist) < 2 {
+			return status.Error(codes.FailedPrecondition, "there is no previous configuration to roll back to: only the running one is kept")
+		}
+		return nil
+	}
+	for _, h := range hist {
+		if int64(h.Version) == version {
+			if h.Version == hist[len(hist)-1].Version {
+				return status.Errorf(codes.FailedPrecondition, "version %d is the running configuration: pick an older one from `directorctl configs`", version)
+			}
+			return nil
+		}
+	}
+	return notFound("configuration version %d is not kept: use one of %s (see `directorctl configs`)", version, versionList(hist))
+}
+
+// ListConfigs lists the kept configurations.
+func (s *service) ListConfigs(ctx context.Context, _ *directorv1.ListConfigsRequest) (*directorv1.ListConfigsResponse, error) {
+	hist, err := s.opts.Director.History(ctx)
+	if err != nil {
+		return nil, toStatus("list configurations", err)
+	}
+	resp := &directorv1.ListConfigsResponse{}
+	for _, h := range hist {
+		resp.Configs = append(resp.Configs, versionToProto(h))
+	}
+	if len(hist) > 0 {
+		resp.Running = int64(hist[len(hist)-1].Version)
+	}
+	return resp, nil
+}
+
+// RouterConfig renders the router side of the peering.
+func (s *service) RouterConfig(_ context.Context, req *directorv1.RouterConfigRequest) (*directorv1.RouterConfigResponse, error) {
+	var flavor string
+	switch req.GetFlavor() {
+	case directorv1.RouterFlavor_ROUTER_FLAVOR_FRR:
+		flavor = "frr"
+	case directorv1.RouterFlavor_ROUTER_FLAVOR_BIRD:
+		flavor = "bird"
+	default:
+		return nil, invalid("flavor %s is not supported: use ROUTER_FLAVOR_FRR or ROUTER_FLAVOR_BIRD", req.GetFlavor())
+	}
+	if s.opts.RouterConfig == nil {
+		return nil, status.Error(codes.Unimplemented, "router-config is not available in this daemon: run `directord router-config` with the configuration file")
+	}
+	out, err := s.opts.RouterConfig(flavor)
+	if err != nil {
+		return nil, toStatus("router config", err)
+	}
+	return &directorv1.RouterConfigResponse{Flavor: req.GetFlavor(), Config: string(out)}, nil
+}
+
+// refString renders a request's backend reference for the audit log.
+func refString(r *directorv1.BackendRef) string {
+	if r == nil {
+		return ""
+	}
+	return r.GetService() + "/" + r.GetAddress() + ":" + itoa(r.GetPort())
+}

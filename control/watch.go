@@ -1,0 +1,62 @@
+package control
+
+import (
+	"math"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	directorv1 "github.com/anycast-director/director/proto/director/v1"
+)
+
+// Watch streams the event log from the requested point and then follows it.
+// The client resumes after a disconnect by passing the last sequence it saw.
+// When the server no longer holds some of the requested events (the ring
+// overwrote them, or the daemon restarted and its numbering began anew), the
+// stream starts with EventsLost so the client knows to re-read the status.
+func (s *service) Watch(req *directorv1.WatchRequest, stream directorv1.Director_WatchServer) error {
+	log := s.opts.Director.Events()
+	if log == nil {
+		return status.Error(codes.Unavailable, "this daemon keeps no event log")
+	}
+	ctx := stream.Context()
+	after := req.GetAfterSeq()
+	_, last, _, _ := log.Since(math.MaxUint64)
+	switch {
+	case req.GetFromNow():
+		after = last
+	case after > last:
+		// The client saw a sequence this log never issued: the daemon
+		// restarted. Everything it holds is new to the client.
+		if err := stream.Send(lostMsg(after, 0)); err != nil {
+			return err
+		}
+		after = 0
+	}
+	for {
+		events, last, lost, changed := log.Since(after)
+		if lost && len(events) > 0 {
+			if err := stream.Send(lostMsg(after, events[0].Seq-1)); err != nil {
+				return err
+			}
+		}
+		for _, e := range events {
+			if err := stream.Send(&directorv1.WatchResponse{Kind: &directorv1.WatchResponse_Event{Event: eventToProto(e)}}); err != nil {
+				return err
+			}
+		}
+		after = last
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			return status.Error(codes.Unavailable, "directord is stopping: reconnect with --after to resume")
+		}
+	}
+}
+
+func lostMsg(requested, resumed uint64) *directorv1.WatchResponse {
+	return &directorv1.WatchResponse{Kind: &directorv1.WatchResponse_Lost{Lost: &directorv1.EventsLost{
+		RequestedAfter: requested, ResumedAfter: resumed}}}
+}
