@@ -43,6 +43,9 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 			s.peers.remove(p.Address)
 		}
 		s.cfg = next
+		if s.restartHook != nil {
+			s.restartHook()
+		}
 		return s.startLocked(ctx)
 	}
 

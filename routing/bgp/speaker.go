@@ -77,6 +77,10 @@ type Speaker struct {
 	want    map[netip.Prefix]route // desired set, kept for a server restart
 	sent    map[netip.Prefix]sentRoute
 	pending []routing.PeerEvent // synthesized events, reported by emitPending
+
+	// restartHook, when set (tests only), runs between stopping the old
+	// server and starting the new one on a restarting Reconfigure.
+	restartHook func()
 }
 
 var _ routing.Advertiser = (*Speaker)(nil)
