@@ -209,7 +209,7 @@ func benchScheduler(b *testing.B, typ Type, port uint16, perCore, steady int) {
 	total := startWindows + steady*startWindows
 	for b.Loop() {
 		counter := &startCounter{inner: DefaultCheckers()[typ], buckets: make([]atomic.Int64, total)}
-		s := NewScheduler(nil, Options{Rand: rand.New(rand.NewPCG(1, 1)), Concurrency: 64,
+		s := NewScheduler(nil, Options{Rand: rand.New(rand.NewPCG(1, 1)),
 			Checkers: map[Type]Checker{typ: counter}})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

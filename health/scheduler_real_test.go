@@ -2,6 +2,8 @@ package health
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -73,5 +75,62 @@ func TestSchedulerRealProbesDoNotLeak(t *testing.T) {
 				runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSchedulerRealTCPUpDown(t *testing.T) {
+	// A real listener comes and goes; the verdict follows with rise/fall and
+	// every flip is signalled.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := addrPort(t, ln.Addr())
+	tg := Target{Addr: loopback, Port: port, Spec: Spec{Type: TCP, Interval: 50 * time.Millisecond,
+		Timeout: 40 * time.Millisecond, Rise: 2, Fall: 2}}
+	s := NewScheduler(nil, Options{})
+	s.Update([]Target{tg})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// waitFor reads Changes until the target reaches want (bounded: 2 s).
+	waitFor := func(want State) Result {
+		t.Helper()
+		timeout := time.After(2 * time.Second)
+		for {
+			if r := s.Snapshot()[tg.Key()]; r.State == want {
+				return r
+			}
+			select {
+			case <-s.Changes():
+			case <-timeout:
+				t.Fatalf("target did not become %s within 2s: %+v", want, s.Snapshot()[tg.Key()])
+			}
+		}
+	}
+	up := waitFor(Up)
+	if up.Reason != "2/2 probes passed" || up.LastError != "" || up.Probes < 2 {
+		t.Errorf("up result %+v, want reason \"2/2 probes passed\" after at least 2 probes", up)
+	}
+	ln.Close()
+	down := waitFor(Down)
+	wantErr := fmt.Sprintf("connect 127.0.0.1:%d: connection refused", port)
+	if down.LastError != wantErr || down.Reason != "2/2 probes failed: "+wantErr {
+		t.Errorf("down result %+v, want last error %q and reason \"2/2 probes failed: ...\"", down, wantErr)
+	}
+	if !down.Since.After(up.Since) || down.Probes < up.Probes+2 {
+		t.Errorf("down since %v after up since %v, probes %d after %d: want a later change after 2 more probes",
+			down.Since, up.Since, down.Probes, up.Probes)
 	}
 }
