@@ -211,3 +211,36 @@ func TestCheckHTTPSAgainstPlainListener(t *testing.T) {
 		t.Errorf("error (-want +got):\n%s", diff)
 	}
 }
+
+func TestCheckHTTPEndlessBody(t *testing.T) {
+	// A 200 whose body never ends: without ExpectBody the probe passes as soon
+	// as the status is read; with it, the bounded read decides, well before
+	// the deadline.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := []byte(strings.Repeat("y", 4096))
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	port := addrPort(t, srv.Listener.Addr())
+	for _, tc := range []struct {
+		name, expect, wantErr string
+	}{
+		{name: "status only", wantErr: ""},
+		{name: "body marker absent", expect: "ok", wantErr: `body does not contain "ok"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := Target{Addr: loopback, Port: port, Spec: Spec{Type: HTTP, ExpectBody: tc.expect, Timeout: 3 * time.Second}}
+			got, took := runCheck(t, DefaultCheckers()[HTTP], tg)
+			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
+				t.Errorf("error (-want +got):\n%s", diff)
+			}
+			if took > time.Second {
+				t.Errorf("probe took %s; an endless body must not hold it until the 3s deadline", took)
+			}
+		})
+	}
+}
