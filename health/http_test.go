@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -242,5 +243,30 @@ func TestCheckHTTPEndlessBody(t *testing.T) {
 				t.Errorf("probe took %s; an endless body must not hold it until the 3s deadline", took)
 			}
 		})
+	}
+}
+
+func TestCheckIPv6(t *testing.T) {
+	rec := &seen{}
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("IPv6 loopback is needed for this test: %v", err)
+	}
+	srv := &http.Server{Handler: testHandler(rec)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	ap, err := netip.ParseAddrPort(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []Type{TCP, HTTP} {
+		tg := Target{Addr: ap.Addr(), Port: ap.Port(), Spec: Spec{Type: typ, Path: "/healthz", Timeout: time.Second}}
+		if got, _ := runCheck(t, DefaultCheckers()[typ], tg); got != "" {
+			t.Errorf("%s probe of %s: %s", typ, ap, got)
+		}
+	}
+	reqs, _, _ := rec.snapshot()
+	if diff := cmp.Diff([]string{fmt.Sprintf("GET [::1]:%d /healthz", ap.Port())}, reqs); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
 	}
 }
