@@ -237,6 +237,8 @@ func (h *Handle) exec(op Op) error {
 	switch {
 	case (op.Kind == OpCreateService || op.Kind == OpUpdateService) && errors.Is(err, syscall.ENOENT):
 		hint = fmt.Sprintf(" (is the scheduler available? modprobe ip_vs_%s)", op.Service.Scheduler)
+	case op.Kind == OpAddDestination && errors.Is(err, syscall.EINVAL):
+		hint = " (the kernel takes only unicast destination addresses; in a new network namespace bring lo up first)"
 	case errors.Is(err, syscall.EEXIST), errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ESRCH):
 		hint = " (IPVS was changed behind this handle's back; the next Apply reads it again)"
 	}

@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,8 +14,9 @@ import (
 
 // sysctlSetting is one IPVS sysctl and why it has its value.
 type sysctlSetting struct {
-	name  string
-	value int
+	name     string
+	value    int
+	optional bool // absent in older kernels: skipped there
 }
 
 // flowSysctls is THE table of IPVS sysctls (/proc/sys/net/ipv4/vs/*) that
@@ -30,14 +32,14 @@ func flowSysctls() []sysctlSetting {
 		// the default 0 a director drops the mid-stream packets of a flow that
 		// ECMP moved to it; with 1 it schedules them, and mh picks the same real
 		// server the other director picked.
-		{"sloppy_tcp", 1},
+		{name: "sloppy_tcp", value: 1},
 		// The same for SCTP: accept a flow that did not start with INIT here.
-		{"sloppy_sctp", 1},
+		{name: "sloppy_sctp", value: 1},
 		// Schedule ICMP errors (fragmentation needed, unreachable) that belong to
 		// a flow this director has no entry for, instead of dropping them; mh
 		// sends them to the real server of the flow, so path MTU discovery keeps
 		// working for flows that moved between directors.
-		{"schedule_icmp", 1},
+		{name: "schedule_icmp", value: 1},
 		// 0: a packet for a connection whose destination was deleted is dropped,
 		// not the connection expired. Apply restores the canonical destination
 		// order by deleting and re-adding destinations; the kernel keeps a
@@ -47,38 +49,42 @@ func flowSysctls() []sysctlSetting {
 		// run between the delete and the re-add and reset healthy flows. Backends
 		// that really leave are drained first (weight 0 until their connections
 		// end or the drain delay passes).
-		{"expire_nodest_conn", 0},
+		{name: "expire_nodest_conn", value: 0},
 		// Bit 1: reschedule a SYN that reuses the ports of a finished connection
 		// (TIME_WAIT/CLOSE); bit 2: also when the old entry is in FIN_WAIT, the
 		// last state a DR director sees. A reused port then goes where mh sends
 		// it now, which is where a director without the old entry sends it too;
 		// otherwise the new flow follows the stale entry and breaks when ECMP
 		// moves it.
-		{"conn_reuse_mode", 3},
+		{name: "conn_reuse_mode", value: 3},
 		// Expire a persistence template when its real server is quiesced
 		// (weight 0), so persistent clients of a draining backend move on; a
 		// director without the template would already schedule them elsewhere,
 		// so this also keeps directors consistent.
-		{"expire_quiescent_template", 1},
+		{name: "expire_quiescent_template", value: 1},
 		// 0: no netfilter conntrack entries for IPVS connections. DR needs none,
 		// entries made from mid-stream packets would be INVALID, and with
 		// conntrack on a reused port can be dropped for a second (the "old
 		// conntrack" path of conn_reuse_mode).
-		{"conntrack", 0},
+		{name: "conntrack", value: 0},
 		// Answer oversized packets with ICMP fragmentation-needed (DR/TUN), so
 		// clients lower their MTU instead of black-holing.
-		{"pmtu_disc", 1},
+		{name: "pmtu_disc", value: 1},
 		// Never drop connection entries or packets under memory pressure, and
 		// keep the normal TCP state timeouts: each of these defenses drops or
 		// shortens established flows.
-		{"drop_entry", 0},
-		{"drop_packet", 0},
-		{"secure_tcp", 0},
+		{name: "drop_entry", value: 0},
+		{name: "drop_packet", value: 0},
+		{name: "secure_tcp", value: 0},
 		// Stay a director even if a sync daemon runs in backup mode.
-		{"backup_only", 0},
+		{name: "backup_only", value: 0},
 		// Never route packets without a real server around IPVS to the local
 		// stack: they would be answered with resets.
-		{"cache_bypass", 0},
+		{name: "cache_bypass", value: 0},
+		// Keep the estimator running: it folds the per-CPU packet and byte
+		// counters into the totals Stats reports (every 2 s). Older kernels
+		// have no switch (always on), so it is skipped where it is missing.
+		{name: "run_estimation", value: 1, optional: true},
 	}
 }
 
@@ -90,8 +96,10 @@ func (h *Handle) SetSysctls(overrides map[string]int) (map[string]int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	want := make(map[string]int)
+	optional := make(map[string]bool)
 	for _, s := range flowSysctls() {
 		want[s.name] = s.value
+		optional[s.name] = s.optional
 	}
 	var errs []error
 	for name, v := range overrides {
@@ -107,6 +115,10 @@ func (h *Handle) SetSysctls(overrides map[string]int) (map[string]int, error) {
 		for _, name := range slices.Sorted(maps.Keys(want)) {
 			p := filepath.Join(h.cfg.sysctlDir, name)
 			if err := writeExisting(p, strconv.Itoa(want[name])+"\n"); err != nil {
+				if optional[name] && errors.Is(err, fs.ErrNotExist) && !h.extra[name] {
+					h.log.Info("IPVS sysctl not in this kernel, skipped", "reason", name)
+					continue
+				}
 				errs = append(errs, fmt.Errorf("set IPVS sysctl %s=%d: %w", name, want[name], err))
 				continue
 			}
