@@ -1,6 +1,7 @@
 package health
 
 import (
+	"container/heap"
 	"context"
 	"slices"
 	"time"
@@ -18,6 +19,10 @@ type entry struct {
 	// in the queue (-1 when it is not queued, that is after removal).
 	next  time.Time
 	index int
+	// spreadAt is when the first start was chosen; dispatched turns true with
+	// the first probe. Run uses them to re-anchor starts chosen before it ran.
+	spreadAt   time.Time
+	dispatched bool
 
 	// running is set while a probe is dispatched or in flight, so probes of one
 	// target never overlap; cancel aborts that probe when the target is removed.
@@ -29,33 +34,79 @@ type entry struct {
 	result Result
 }
 
-// queue is a min-heap of entries ordered by next start, the Scheduler's single
-// timer source: one timer for all targets instead of one per target.
-type queue []*entry
-
-func (q queue) Len() int           { return len(q) }
-func (q queue) Less(i, j int) bool { return q[i].next.Before(q[j].next) }
-func (q queue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].index = i
-	q[j].index = j
+// queue orders entries by next start: the Scheduler's single timer source,
+// one timer for all targets instead of one per target. Each heap slot carries
+// its start as a number, so the comparisons that dominate a large heap do not
+// chase entry pointers.
+type queue struct {
+	base  time.Time // starts are kept as offsets from base
+	items heapItems
 }
 
-// Push adds x (an *entry); used through container/heap.
-func (q *queue) Push(x any) {
-	e := x.(*entry)
-	e.index = len(*q)
-	*q = append(*q, e)
+// item is a heap slot: an entry and its start as an offset from queue.base.
+type item struct {
+	at time.Duration
+	e  *entry
 }
 
-// Pop removes the last element; used through container/heap.
-func (q *queue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	e.index = -1
-	*q = old[:len(old)-1]
-	return e
+// heapItems implements container/heap; entries track their index.
+type heapItems []item
+
+func (h heapItems) Len() int           { return len(h) }
+func (h heapItems) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h heapItems) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].e.index = i
+	h[j].e.index = j
+}
+
+// Push appends x (an item); used through container/heap.
+func (h *heapItems) Push(x any) {
+	it := x.(item)
+	it.e.index = len(*h)
+	*h = append(*h, it)
+}
+
+// Pop removes the last item; used through container/heap.
+func (h *heapItems) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = item{}
+	it.e.index = -1
+	*h = old[:len(old)-1]
+	return it
+}
+
+// len returns the number of queued entries.
+func (q *queue) len() int { return len(q.items) }
+
+// head returns the entry that starts first; the queue must not be empty.
+func (q *queue) head() *entry { return q.items[0].e }
+
+// push queues e at e.next.
+func (q *queue) push(e *entry) { heap.Push(&q.items, item{at: e.next.Sub(q.base), e: e}) }
+
+// moved restores order after e.next changed.
+func (q *queue) moved(e *entry) {
+	q.items[e.index].at = e.next.Sub(q.base)
+	heap.Fix(&q.items, e.index)
+}
+
+// remove takes e out of the queue if it is queued.
+func (q *queue) remove(e *entry) {
+	if e.index >= 0 {
+		heap.Remove(&q.items, e.index)
+	}
+}
+
+// each calls f for every queued entry, then restores order, for bulk changes
+// of next starts.
+func (q *queue) each(f func(*entry)) {
+	for i := range q.items {
+		f(q.items[i].e)
+		q.items[i].at = q.items[i].e.next.Sub(q.base)
+	}
+	heap.Init(&q.items)
 }
 
 // nextSlot returns the first start in the cadence scheduled, scheduled+interval,

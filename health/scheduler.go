@@ -1,7 +1,6 @@
 package health
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -103,6 +102,7 @@ func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.queue.base = s.now()
 	if s.concurrency <= 0 {
 		s.concurrency = DefaultConcurrency
 	}
@@ -180,9 +180,7 @@ func newEntry(key string, t Target, now time.Time) *entry {
 
 // removeLocked stops e: out of the queue and the map, its probe cancelled.
 func (s *Scheduler) removeLocked(e *entry) {
-	if e.index >= 0 {
-		heap.Remove(&s.queue, e.index)
-	}
+	s.queue.remove(e)
 	e.removed = true
 	if e.cancel != nil {
 		e.cancel()
@@ -210,7 +208,8 @@ func (s *Scheduler) spreadLocked(added []*entry, now time.Time) {
 		for i, slot := range s.rand.Perm(len(g)) {
 			off := time.Duration((float64(slot) + s.rand.Float64()) / n * float64(iv))
 			g[i].next = now.Add(min(off, iv-1))
-			heap.Push(&s.queue, g[i])
+			g[i].spreadAt = now
+			s.queue.push(g[i])
 		}
 	}
 }
@@ -302,16 +301,21 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-// rebaseLocked moves starts that passed while the Scheduler was not running to
-// their next slot in cadence, so targets added before Run keep their spread
-// instead of all firing at once when Run starts.
+// rebaseLocked re-anchors starts when Run begins. Targets never probed keep
+// their offsets but measured from now rather than from their Update, so a
+// batch added before Run is spread over the first interval of Run instead of
+// firing at once; targets probed before (Run restarted) move to their next
+// slot in cadence.
 func (s *Scheduler) rebaseLocked(now time.Time) {
-	for _, e := range s.queue {
-		if e.next.Before(now) {
+	s.queue.each(func(e *entry) {
+		switch {
+		case !e.dispatched:
+			e.next = e.next.Add(now.Sub(e.spreadAt))
+			e.spreadAt = now
+		case e.next.Before(now):
 			e.next = nextSlot(e.next, now, e.interval)
 		}
-	}
-	heap.Init(&s.queue)
+	})
 }
 
 // takeDue pops up to maxBatch entries whose start has come, marks them running
@@ -322,22 +326,22 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	for len(s.queue) > 0 && len(due) < maxBatch {
-		e := s.queue[0]
+	for s.queue.len() > 0 && len(due) < maxBatch {
+		e := s.queue.head()
 		if e.next.After(now) {
 			return due, e.next.Sub(now)
 		}
 		e.next = nextSlot(e.next, now, e.interval)
-		heap.Fix(&s.queue, 0)
+		s.queue.moved(e)
 		if e.running {
 			s.log.Debug("health probe skipped: previous probe still running",
 				"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "check", e.target.Spec.Type)
 			continue
 		}
-		e.running = true
+		e.running, e.dispatched = true, true
 		due = append(due, e)
 	}
-	if len(due) > 0 || len(s.queue) > 0 {
+	if len(due) > 0 || s.queue.len() > 0 {
 		return due, 0
 	}
 	return due, -1
