@@ -38,8 +38,9 @@ type Options struct {
 	Concurrency int
 	// OnProbe, when set, is called synchronously after every completed probe
 	// (not after probes aborted by removal or shutdown), for metrics such as
-	// check counts by result and latency histograms. It must be cheap and must
-	// not call back into the Scheduler.
+	// check counts by result and latency histograms. It runs on the probing
+	// worker, outside the Scheduler's lock, and must be cheap: a slow hook
+	// holds a worker.
 	OnProbe func(t Target, ok bool, latency time.Duration, err error)
 	// Checkers overrides the checker per Type; types it does not name use
 	// DefaultCheckers. Tests inject fakes here.
@@ -51,6 +52,12 @@ type Options struct {
 // not one per target. It deduplicates targets by Key, spreads first probes over
 // the interval, never overlaps probes of one target, dampens results and
 // publishes them as an immutable Snapshot.
+//
+// Starts keep a fixed cadence: each is the previous scheduled start plus the
+// Interval, however long probes take. A slot that comes while the target's
+// previous probe still runs (Timeout >= Interval, or every worker busy) is
+// skipped rather than queued, so a slow target or an overloaded pool never
+// causes a catch-up burst.
 type Scheduler struct {
 	log         *slog.Logger
 	now         func() time.Time
