@@ -1,0 +1,324 @@
+//go:build linux && privileged
+
+package routerconfig
+
+import (
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPrivilegedFRRAcceptsGenerated loads every golden case's FRR output into
+// real FRR 8.4 daemons (zebra, bgpd, bfdd, ospfd, ospf6d) in a fresh network
+// namespace and checks that FRR took every line: vtysh applies the file without
+// a single error, every generated command shows up in the running
+// configuration (except those FRR hides because they equal its defaults), and
+// no daemon logged an error.
+func TestPrivilegedFRRAcceptsGenerated(t *testing.T) {
+	requireRoot(t)
+	for _, gc := range goldenCases() {
+		t.Run(gc.name, func(t *testing.T) {
+			out, err := Generate("frr", loadDir(t, gc.name), gc.opts)
+			if err != nil {
+				t.Fatalf("Generate: %v", err)
+			}
+			ns := newNetns(t)
+			// The OSPF cases name eth1 and eth2; create them so the interface
+			// configuration applies to real devices.
+			for _, ifc := range []string{"eth1", "eth2"} {
+				sh(t, "ip", "-n", ns, "link", "add", ifc, "type", "veth", "peer", "name", ifc+"p")
+				sh(t, "ip", "-n", ns, "link", "set", ifc, "up")
+			}
+			// The router's own addresses (update-source), on the link toward
+			// the directors, so bgpd can open its sessions.
+			for _, a := range updateSources(string(out)) {
+				plen := "/24"
+				if strings.Contains(a, ":") {
+					plen = "/64"
+				}
+				sh(t, "ip", "-n", ns, "addr", "add", a+plen, "dev", "eth1", "nodad")
+			}
+			dir := frrDir(t)
+			conf := filepath.Join(dir, "frr.conf")
+			if err := os.WriteFile(conf, out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if res, err := exec.Command("vtysh", "--dryrun", "-f", conf).CombinedOutput(); err != nil || len(strings.TrimSpace(string(res))) > 0 {
+				t.Fatalf("vtysh --dryrun rejected the configuration: %v\n%s", err, res)
+			}
+			daemons := []string{"zebra", "bgpd", "bfdd", "ospfd", "ospf6d"}
+			startFRR(t, ns, dir, daemons)
+			res, err := exec.Command("vtysh", "--vty_socket", dir, "-f", conf).CombinedOutput()
+			if err != nil || strings.Contains(string(res), "%") {
+				t.Fatalf("FRR rejected lines of the generated configuration: %v\n%s\nconfiguration:\n%s", err, res, out)
+			}
+			running := vtysh(t, dir, "show running-config")
+			for _, missing := range missingLines(string(out), running) {
+				t.Errorf("FRR's running configuration lacks generated line %q", missing)
+			}
+			if gc.name != "ospf" {
+				summary := vtysh(t, dir, "show bgp summary")
+				for _, l := range strings.Split(string(out), "\n") {
+					if f := strings.Fields(l); len(f) == 4 && f[0] == "neighbor" && f[2] == "remote-as" && !strings.Contains(summary, f[1]) {
+						t.Errorf("show bgp summary lacks neighbor %s:\n%s", f[1], summary)
+					}
+				}
+			}
+			if gc.name == "md5-bfd" {
+				// bgpd hands a session to bfdd only once it has a peer, so
+				// check bgpd's view: BFD and MD5 are on for both neighbors.
+				for _, n := range []string{"10.0.1.11", "10.255.0.12"} {
+					nb := vtysh(t, dir, "show bgp neighbor "+n)
+					for _, want := range []string{"BFD: Type:", "Peer Authentication Enabled"} {
+						if !strings.Contains(nb, want) {
+							t.Errorf("show bgp neighbor %s lacks %q:\n%s", n, want, nb)
+						}
+					}
+				}
+			}
+			for _, d := range daemons {
+				if errs := logErrors(t, filepath.Join(dir, d+".log")); len(errs) > 0 {
+					t.Errorf("%s logged errors:\n%s", d, strings.Join(errs, "\n"))
+				}
+			}
+			if t.Failed() {
+				t.Logf("generated:\n%s\nrunning:\n%s", out, running)
+			}
+		})
+	}
+}
+
+// TestPrivilegedBIRDAcceptsGenerated parses every golden case's BIRD output
+// with `bird -p` and then runs BIRD 2 on it in a fresh namespace, checking that
+// every generated protocol exists.
+func TestPrivilegedBIRDAcceptsGenerated(t *testing.T) {
+	requireRoot(t)
+	for _, gc := range goldenCases() {
+		t.Run(gc.name, func(t *testing.T) {
+			out, err := Generate("bird", loadDir(t, gc.name), gc.opts)
+			if err != nil {
+				t.Fatalf("Generate: %v", err)
+			}
+			dir := t.TempDir()
+			conf := filepath.Join(dir, "bird.conf")
+			if err := os.WriteFile(conf, out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if res, err := exec.Command("bird", "-p", "-c", conf).CombinedOutput(); err != nil {
+				t.Fatalf("bird -p rejected the configuration: %v\n%s\nconfiguration:\n%s", err, res, out)
+			}
+			ns := newNetns(t)
+			for _, ifc := range []string{"eth1", "eth2"} {
+				sh(t, "ip", "-n", ns, "link", "add", ifc, "type", "veth", "peer", "name", ifc+"p")
+			}
+			sock := filepath.Join(dir, "bird.ctl")
+			cmd := exec.Command("ip", "netns", "exec", ns, "bird", "-f", "-c", conf, "-s", sock)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			var protos string
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				res, err := exec.Command("birdc", "-s", sock, "show", "protocols").CombinedOutput()
+				if err == nil {
+					protos = string(res)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if protos == "" {
+				t.Fatal("birdc could not reach BIRD within 10 s")
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				f := strings.Fields(l)
+				if len(f) >= 3 && f[0] == "protocol" {
+					name := f[len(f)-2]
+					if !strings.Contains(protos, name) {
+						t.Errorf("BIRD runs no protocol %s:\n%s", name, protos)
+					}
+				}
+			}
+		})
+	}
+}
+
+// updateSources returns the distinct update-source addresses of an FRR
+// configuration.
+func updateSources(conf string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range strings.Split(conf, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 4 && f[0] == "neighbor" && f[2] == "update-source" && !seen[f[3]] {
+			seen[f[3]] = true
+			out = append(out, f[3])
+		}
+	}
+	return out
+}
+
+// frrHides reports generated lines that FRR accepts but does not show in its
+// running configuration because they equal its defaults or are structure.
+func frrHides(l string) bool {
+	switch l {
+	case "detect-multiplier 3", "transmit-interval 300", "receive-interval 300": // bfdd's defaults
+		return true
+	case "bgp default ipv4-unicast": // bgpd's default
+		return true
+	case "exit", "!", "exit-address-family":
+		return true
+	}
+	return false
+}
+
+// missingLines returns the generated commands that the running configuration
+// does not contain, ignoring comments, structure and default values.
+func missingLines(generated, running string) []string {
+	have := map[string]bool{}
+	for _, l := range strings.Split(running, "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	var missing []string
+	for _, l := range strings.Split(generated, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "!") || frrHides(l) {
+			continue
+		}
+		if !have[l] {
+			missing = append(missing, l)
+		}
+	}
+	return missing
+}
+
+// logErrors returns the error lines of an FRR log ("[EC " codes, unknown
+// commands), except zebra's notice that this kernel has no MPLS.
+func logErrors(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	var errs []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "Disabling MPLS support") {
+			continue
+		}
+		if strings.Contains(l, "[EC ") || strings.Contains(l, "Unknown command") || strings.Contains(l, "No such command") {
+			errs = append(errs, l)
+		}
+	}
+	return errs
+}
+
+// The helpers below are private to this package's privileged tests.
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("privileged test: needs root to create network namespaces and run FRR (run `make test-privileged` as root)")
+	}
+}
+
+func sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// newNetns creates a namespace with a per-run unique name and lo up, deleted
+// at cleanup.
+func newNetns(t *testing.T) string {
+	t.Helper()
+	name := "rc" + strconv.FormatInt(int64(os.Getpid()%1679616), 36) + strconv.FormatInt(rand.Int64N(1679616), 36)
+	sh(t, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("delete namespace %s: %v\n%s", name, err, out)
+		}
+	})
+	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// frrDir makes a folder owned by user frr for the daemons' files.
+func frrDir(t *testing.T) string {
+	t.Helper()
+	u, err := user.Lookup("frr")
+	if err != nil {
+		t.Fatalf("FRR is not installed (no user frr; run scripts/deps.sh): %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	dir, err := os.MkdirTemp("", "routerconfig-frr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startFRR starts daemons in the foreground (the test owns their PIDs) with
+// empty configurations, and waits for their vty sockets.
+func startFRR(t *testing.T, ns, dir string, daemons []string) {
+	t.Helper()
+	for _, d := range daemons {
+		conf := filepath.Join(dir, d+".conf")
+		if err := os.WriteFile(conf, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"netns", "exec", ns, "/usr/lib/frr/" + d, "-f", conf,
+			"-i", filepath.Join(dir, d+".pid"), "-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir,
+			"-u", "frr", "-g", "frr", "--log", "file:" + filepath.Join(dir, d+".log")}
+		if d == "bfdd" {
+			args = append(args, "--bfdctl", filepath.Join(dir, "bfdd.sock"))
+		}
+		cmd := exec.Command("ip", args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", d, err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		waitFile(t, filepath.Join(dir, d+".vty"))
+	}
+}
+
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear within 10 s", path)
+}
+
+func vtysh(t *testing.T, dir string, cmds ...string) string {
+	t.Helper()
+	args := []string{"--vty_socket", dir}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out, err := exec.Command("vtysh", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vtysh %v: %v\n%s", cmds, err, out)
+	}
+	return string(out)
+}

@@ -1,0 +1,530 @@
+// Package routerconfig prints the router side of the directors' routing: the
+// FRR or BIRD configuration an upstream router needs to peer with every
+// director of a set, derived from the directors' own configuration files so
+// both sides cannot drift apart.
+//
+// For BGP directors it writes one static neighbor per director session (not
+// "bgp listen range": with it FRR 8.4 re-creates the BFD session when BGP comes
+// up and GoBGP flaps the peer), with the director's timers, TCP MD5 password,
+// BFD timers, eBGP multihop or GTSM, fast connect timers, an import policy that
+// accepts only the directors' configured VIPs (host prefixes, exact match; the
+// GRACEFUL_SHUTDOWN community lowers the local preference to 0 per RFC 8326) with
+// a max-prefix limit, an export policy that sends nothing, and ECMP over all
+// directors. For OSPF directors (announce: kernel) it writes the area
+// configuration of the router's interfaces toward them.
+//
+// The director's address as the router sees it is the peer's local_address in
+// the director's configuration; without one the generator falls back to the
+// director's bgp.router_id and says so in a comment of the output. Router-level
+// values that director files do not carry come from the peer entries (a peer's
+// address is the router's address, its asn the router's AS number) or from
+// Options.
+package routerconfig
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/anycast-director/director/config"
+)
+
+// Options carries the router-level parameters that director configurations do
+// not hold. The zero value works for a single router that every peer entry
+// points at.
+type Options struct {
+	// RouterAddresses are this router's addresses. Only peer entries whose
+	// address is one of them describe this router; empty means every peer entry
+	// of every director is this router.
+	RouterAddresses []netip.Addr
+	// RouterASN is the router's AS number; 0 takes it from the peer entries,
+	// which must agree. When set, the peer entries must agree with it.
+	RouterASN uint32
+	// RouterID is the router's BGP and OSPF router ID; invalid takes the lowest
+	// IPv4 router address of the peer entries.
+	RouterID netip.Addr
+	// MaximumPaths is the ECMP width; 0 means max(8, number of directors).
+	MaximumPaths int
+	// MaxPrefix limits the prefixes accepted per session and family; 0 means the
+	// number of configured VIPs of that family (the import filter accepts no
+	// more, so the limit only trips when the filter is wrong).
+	MaxPrefix int
+	// OSPF configures the router's side of OSPF directors (announce: kernel).
+	OSPF OSPFOptions
+}
+
+// OSPFOptions describes the router's OSPF interfaces toward the directors.
+type OSPFOptions struct {
+	// Interfaces are the router's interfaces toward OSPF directors; required
+	// when any director announces through OSPF.
+	Interfaces []string
+	// Area is the OSPF area of those interfaces; invalid means 0.0.0.0.
+	Area netip.Addr
+	// PointToPoint runs the interfaces as point-to-point links (one director
+	// per link): no DR election, so adjacencies come up seconds sooner.
+	PointToPoint bool
+}
+
+// Timers the router side always uses, with the reasons.
+const (
+	// connectRetry: retry a connection to a director every second, so a
+	// restarted director is back in the ECMP set at once.
+	connectRetry = 1
+	// helloInterval and deadInterval: OSPF's fastest whole-second timers, a
+	// failed director is gone from the ECMP set within 3 s.
+	helloInterval = 1
+	deadInterval  = 3
+	// maxPrefixRestartMinutes: a session cut by the prefix limit comes back by
+	// itself after a minute.
+	maxPrefixRestartMinutes = 1
+)
+
+// model is the router's view of all directors, independent of the flavor.
+type model struct {
+	sources   []string
+	notes     []string
+	routerASN uint32
+	routerID  netip.Addr
+	idNote    string
+	sessions  []session
+	vips4     []netip.Prefix
+	vips6     []netip.Prefix
+	profiles  []bfdProfile
+	relax     bool
+	ibgp      bool
+	maxPaths  int
+	maxPrefix int
+	ospf      *ospfModel
+}
+
+// session is one BGP neighbor of the router: one director's peer entry.
+type session struct {
+	director   string
+	source     string
+	addr       netip.Addr
+	addrNote   string
+	routerAddr netip.Addr
+	asn        uint32
+	password   string
+	hold       int
+	keepalive  int
+	// dirPort is the director's listen port when not 179 (0: standard).
+	dirPort uint16
+	// routerPort is the port the director dials on the router when not 179.
+	routerPort uint16
+	// passive: the director does not listen, so the router must not dial.
+	passive     bool
+	multihop    uint8
+	ttlSecurity uint8
+	bfd         *bfdProfile
+	ipv4, ipv6  bool
+}
+
+// bfdProfile is one set of BFD timers shared by sessions.
+type bfdProfile struct {
+	name       string
+	intervalMS int
+	multiplier int
+}
+
+// ospfModel is the router side of the OSPF directors.
+type ospfModel struct {
+	directors  []string
+	interfaces []string
+	area       netip.Addr
+	p2p        bool
+	ipv6       bool
+}
+
+// Generate prints the router configuration for flavor "frr" or "bird" from one
+// or more director configurations. It fails, saying which director and field,
+// when the directors cannot share one router: they disagree about the router's
+// AS number, two sessions use the same director address, an IPv6 session has no
+// director address, and so on.
+func Generate(flavor string, cfgs []*config.Config, opts Options) ([]byte, error) {
+	var render func(*model) []byte
+	switch flavor {
+	case "frr":
+		render = renderFRR
+	case "bird":
+		render = renderBIRD
+	default:
+		return nil, fmt.Errorf("unknown router flavor %q: use frr or bird", flavor)
+	}
+	m, err := build(cfgs, opts)
+	if err != nil {
+		return nil, err
+	}
+	return render(m), nil
+}
+
+// build turns director configurations into the router's model.
+func build(cfgs []*config.Config, opts Options) (*model, error) {
+	if len(cfgs) == 0 {
+		return nil, errors.New("no director configuration given: pass at least one director's config file")
+	}
+	dirs := slices.Clone(cfgs)
+	for i, c := range dirs {
+		if c == nil {
+			return nil, fmt.Errorf("director configuration %d is nil", i+1)
+		}
+	}
+	slices.SortStableFunc(dirs, func(a, b *config.Config) int {
+		return cmp.Or(cmp.Compare(a.Director.Name, b.Director.Name), cmp.Compare(a.Source, b.Source))
+	})
+	m := &model{}
+	var errs []error
+	names := map[string]string{}
+	routerAddrs := map[netip.Addr]bool{}
+	for _, a := range opts.RouterAddresses {
+		routerAddrs[a.Unmap()] = true
+	}
+	asnBy := map[uint32][]string{}
+	var ospfDirs []*config.Config
+	v4, v6 := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
+	for _, c := range dirs {
+		src := sourceName(c)
+		m.sources = append(m.sources, src)
+		if first, dup := names[c.Director.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s and %s both name their director %q: director names must be unique", first, src, c.Director.Name))
+			continue
+		}
+		names[c.Director.Name] = src
+		switch c.Director.Announce {
+		case config.AnnounceBGP:
+			if c.BGP == nil {
+				errs = append(errs, fmt.Errorf("%s announces with bgp but has no bgp section", who(c)))
+				continue
+			}
+			ss, err := sessions(c, src, routerAddrs, opts, asnBy)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			m.sessions = append(m.sessions, ss...)
+			has4, has6 := false, false
+			for _, s := range ss {
+				has4, has6 = has4 || s.ipv4, has6 || s.ipv6
+			}
+			for _, svc := range c.Services {
+				p := netip.PrefixFrom(svc.VIP.Unmap(), svc.VIP.Unmap().BitLen())
+				if p.Addr().Is4() {
+					v4[p] = true
+				} else {
+					v6[p] = true
+				}
+				if (p.Addr().Is4() && !has4) || (p.Addr().Is6() && !has6) {
+					m.notes = append(m.notes, fmt.Sprintf("director %s has VIP %s but no session to this router carries its address family: it never reaches this router", c.Director.Name, p.Addr()))
+				}
+			}
+		case config.AnnounceKernel:
+			ospfDirs = append(ospfDirs, c)
+		default:
+			m.notes = append(m.notes, fmt.Sprintf("director %s (%s) announces nothing (announce: %s): no configuration for it", c.Director.Name, src, c.Director.Announce))
+		}
+	}
+	slices.Sort(m.notes)
+	m.notes = slices.Compact(m.notes)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(m.sessions) == 0 && len(ospfDirs) == 0 {
+		return nil, errors.New("no director announces to this router: every director has announce: none, or no peer entry matches the router's addresses")
+	}
+	if err := m.resolveASN(asnBy, opts.RouterASN); err != nil {
+		return nil, err
+	}
+	if err := m.checkSessions(); err != nil {
+		return nil, err
+	}
+	if err := m.resolveRouterID(opts.RouterID); err != nil {
+		return nil, err
+	}
+	m.vips4, m.vips6 = sortedSet(v4), sortedSet(v6)
+	m.maxPaths = opts.MaximumPaths
+	if m.maxPaths == 0 {
+		m.maxPaths = max(8, len(dirs))
+	}
+	if m.maxPaths < 1 || m.maxPaths > 256 {
+		return nil, fmt.Errorf("maximum paths %d is out of range 1..256", m.maxPaths)
+	}
+	if opts.MaxPrefix < 0 {
+		return nil, fmt.Errorf("max prefix %d is negative", opts.MaxPrefix)
+	}
+	m.maxPrefix = opts.MaxPrefix
+	m.finishBGP()
+	if len(ospfDirs) > 0 {
+		o, err := ospf(ospfDirs, opts.OSPF)
+		if err != nil {
+			return nil, err
+		}
+		m.ospf = o
+	}
+	return m, nil
+}
+
+// sessions returns the router's neighbors for one BGP director.
+func sessions(c *config.Config, src string, routerAddrs map[netip.Addr]bool, opts Options, asnBy map[uint32][]string) ([]session, error) {
+	name := c.Director.Name
+	var out []session
+	var errs []error
+	for i, p := range c.BGP.Peers {
+		raddr := p.Address.Unmap()
+		if len(routerAddrs) > 0 && !routerAddrs[raddr] {
+			continue
+		}
+		where := fmt.Sprintf("%s, bgp.peers[%d] (%s)", who(c), i, raddr)
+		asnBy[p.ASN] = append(asnBy[p.ASN], fmt.Sprintf("%s says %d", where, p.ASN))
+		s := session{
+			director:    name,
+			source:      src,
+			routerAddr:  raddr,
+			asn:         c.BGP.ASN,
+			password:    p.Password,
+			hold:        int(p.HoldTime / time.Second),
+			keepalive:   int(p.Keepalive / time.Second),
+			multihop:    p.MultihopTTL,
+			ttlSecurity: p.TTLSecurity,
+			ipv4:        p.IPv4,
+			ipv6:        p.IPv6,
+		}
+		switch {
+		case p.LocalAddress.IsValid():
+			s.addr = p.LocalAddress.Unmap()
+			s.addrNote = "its local_address"
+		case raddr.Is4():
+			s.addr = c.BGP.RouterID.Unmap()
+			s.addrNote = fmt.Sprintf("no local_address for peer %s, so its bgp.router_id; the director must source the session from that address", raddr)
+		default:
+			errs = append(errs, fmt.Errorf("%s: an IPv6 session needs the director's IPv6 address, but the peer has no local_address (bgp.router_id %s is IPv4): set local_address", where, c.BGP.RouterID))
+			continue
+		}
+		if s.addr.Is4() != raddr.Is4() {
+			errs = append(errs, fmt.Errorf("%s: director address %s and router address %s are of different families", where, s.addr, raddr))
+			continue
+		}
+		if err := checkPassword(p.Password); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			continue
+		}
+		if p.MultihopTTL != 0 && p.TTLSecurity != 0 {
+			errs = append(errs, fmt.Errorf("%s: multihop_ttl and ttl_security are both set; routers accept only one", where))
+			continue
+		}
+		if p.Passive && c.BGP.ListenPort == 0 {
+			errs = append(errs, fmt.Errorf("%s: the peer is passive but the director does not listen (bgp.listen_port 0), so nobody would connect", where))
+			continue
+		}
+		switch c.BGP.ListenPort {
+		case 0:
+			s.passive = true
+		case 179:
+		default:
+			s.dirPort = c.BGP.ListenPort
+		}
+		if p.Port != 179 && p.Port != 0 {
+			s.routerPort = p.Port
+		}
+		if p.BFD != nil {
+			ms := int(p.BFD.MinInterval / time.Millisecond)
+			s.bfd = &bfdProfile{name: fmt.Sprintf("directord-%dms-x%d", ms, p.BFD.Multiplier), intervalMS: ms, multiplier: int(p.BFD.Multiplier)}
+		}
+		if !s.ipv4 && !s.ipv6 {
+			errs = append(errs, fmt.Errorf("%s: the session carries no address family", where))
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("%s has no peer entry for this router (addresses %v): add one, or leave the director out", who(c), opts.RouterAddresses))
+	}
+	return out, errors.Join(errs...)
+}
+
+// checkPassword rejects MD5 keys that FRR (one word) or BIRD (a quoted string)
+// cannot carry literally.
+func checkPassword(pw string) error {
+	for _, r := range pw {
+		if r <= ' ' || r == '"' || r == '\\' || r == 0x7f {
+			return fmt.Errorf("the MD5 password contains a space, a quote, a backslash or a control character, which router configurations cannot carry: choose another password")
+		}
+	}
+	return nil
+}
+
+// resolveASN settles the router's AS number from the peer entries and options.
+func (m *model) resolveASN(asnBy map[uint32][]string, want uint32) error {
+	if len(asnBy) == 0 {
+		m.routerASN = want
+		return nil
+	}
+	asns := make([]uint32, 0, len(asnBy))
+	for a := range asnBy {
+		asns = append(asns, a)
+	}
+	slices.Sort(asns)
+	if len(asns) > 1 || (want != 0 && asns[0] != want) {
+		var lines []string
+		if want != 0 {
+			lines = append(lines, fmt.Sprintf("the router AS option says %d", want))
+		}
+		for _, a := range asns {
+			lines = append(lines, asnBy[a]...)
+		}
+		return fmt.Errorf("the directors disagree about the router's AS number:\n  %s\nfix the peer asn in the director configs (or the router AS option)", strings.Join(lines, "\n  "))
+	}
+	m.routerASN = asns[0]
+	return nil
+}
+
+// checkSessions rejects two sessions with the same director address.
+func (m *model) checkSessions() error {
+	slices.SortStableFunc(m.sessions, func(a, b session) int {
+		return cmp.Or(cmp.Compare(a.director, b.director), a.addr.Compare(b.addr))
+	})
+	seen := map[netip.Addr]session{}
+	var errs []error
+	for _, s := range m.sessions {
+		if first, dup := seen[s.addr]; dup {
+			errs = append(errs, fmt.Errorf("directors %s (%s) and %s (%s) both use %s as the director address: a router has one neighbor per address; set distinct local_address values",
+				first.director, first.source, s.director, s.source, s.addr))
+			continue
+		}
+		seen[s.addr] = s
+	}
+	return errors.Join(errs...)
+}
+
+// resolveRouterID picks the router ID: the option, else the lowest IPv4
+// router address of the peer entries.
+func (m *model) resolveRouterID(want netip.Addr) error {
+	if want.IsValid() {
+		if !want.Unmap().Is4() {
+			return fmt.Errorf("router ID %s is not an IPv4 address", want)
+		}
+		m.routerID = want.Unmap()
+		return nil
+	}
+	for _, s := range m.sessions {
+		if s.routerAddr.Is4() && (!m.routerID.IsValid() || s.routerAddr.Less(m.routerID)) {
+			m.routerID = s.routerAddr
+		}
+	}
+	if !m.routerID.IsValid() {
+		return errors.New("no router ID: no director peers with an IPv4 router address; give the router ID explicitly")
+	}
+	m.idNote = "the lowest IPv4 router address in the directors' peer entries"
+	return nil
+}
+
+// finishBGP derives the shared BGP settings: BFD profiles, multipath-relax,
+// iBGP multipath.
+func (m *model) finishBGP() {
+	asns := map[uint32]bool{}
+	profiles := map[string]bfdProfile{}
+	for _, s := range m.sessions {
+		asns[s.asn] = true
+		if s.asn == m.routerASN {
+			m.ibgp = true
+		}
+		if s.bfd != nil {
+			profiles[s.bfd.name] = *s.bfd
+		}
+	}
+	m.relax = len(asns) > 1
+	for _, p := range profiles {
+		m.profiles = append(m.profiles, p)
+	}
+	slices.SortFunc(m.profiles, func(a, b bfdProfile) int { return cmp.Compare(a.name, b.name) })
+}
+
+// limit returns the max-prefix limit for a family.
+func (m *model) limit(v6 bool) int {
+	if m.maxPrefix > 0 {
+		return m.maxPrefix
+	}
+	n := len(m.vips4)
+	if v6 {
+		n = len(m.vips6)
+	}
+	return max(n, 1)
+}
+
+// hasFamily reports whether any session carries the family.
+func (m *model) hasFamily(v6 bool) bool {
+	for _, s := range m.sessions {
+		if (v6 && s.ipv6) || (!v6 && s.ipv4) {
+			return true
+		}
+	}
+	return false
+}
+
+// ospf builds the router side of the OSPF directors.
+func ospf(dirs []*config.Config, opts OSPFOptions) (*ospfModel, error) {
+	o := &ospfModel{area: netip.IPv4Unspecified(), p2p: opts.PointToPoint}
+	if opts.Area.IsValid() {
+		if !opts.Area.Unmap().Is4() {
+			return nil, fmt.Errorf("OSPF area %s is not a dotted-quad (IPv4 form) area ID", opts.Area)
+		}
+		o.area = opts.Area.Unmap()
+	}
+	for _, c := range dirs {
+		o.directors = append(o.directors, fmt.Sprintf("%s (%s, kernel table %d, protocol %d)", c.Director.Name, sourceName(c), c.Kernel.Table, c.Kernel.Protocol))
+		for _, svc := range c.Services {
+			if svc.VIP.Unmap().Is6() {
+				o.ipv6 = true
+			}
+		}
+	}
+	if len(opts.Interfaces) == 0 {
+		var names []string
+		for _, c := range dirs {
+			names = append(names, c.Director.Name)
+		}
+		return nil, fmt.Errorf("directors %s announce through OSPF (announce: kernel): give the router's interfaces toward them", strings.Join(names, ", "))
+	}
+	seen := map[string]bool{}
+	for _, ifc := range opts.Interfaces {
+		if ifc == "" || len(ifc) > 15 || strings.ContainsAny(ifc, " \t\"/") {
+			return nil, fmt.Errorf("OSPF interface %q is not a valid interface name", ifc)
+		}
+		if !seen[ifc] {
+			seen[ifc] = true
+			o.interfaces = append(o.interfaces, ifc)
+		}
+	}
+	return o, nil
+}
+
+// sourceName is the file name shown for a configuration.
+func sourceName(c *config.Config) string {
+	if c.Source == "" {
+		return "(config of " + c.Director.Name + " without a file)"
+	}
+	return filepath.Base(c.Source)
+}
+
+// who names a director in error messages: its file, when there is one, and
+// its name.
+func who(c *config.Config) string {
+	if c.Source == "" {
+		return "director " + c.Director.Name
+	}
+	return filepath.Base(c.Source) + ": director " + c.Director.Name
+}
+
+// sortedSet returns a set's prefixes in address order.
+func sortedSet(set map[netip.Prefix]bool) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return out
+}
