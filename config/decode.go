@@ -418,8 +418,14 @@ func keyNames(t reflect.Type) []string {
 
 // scalar decodes a scalar node into a string, int64 or bool.
 func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
-	want := map[reflect.Kind]string{reflect.String: "a string", reflect.Int64: "an integer", reflect.Bool: "true or false"}[v.Kind()]
 	if n.Kind != yaml.ScalarNode {
+		want := "true or false"
+		switch v.Kind() {
+		case reflect.String:
+			want = "a string"
+		case reflect.Int64:
+			want = "an integer"
+		}
 		d.r.errAt(n.Line, path, "expected %s, got %s", want, describe(n))
 		return false
 	}
@@ -440,6 +446,15 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 				e.hintf("remove the quotes")
 			}
 			return false
+		}
+		// Plain decimal is the common case; YAML's other integer forms
+		// (0x1F, 0o17, 1_000, and 010, which yaml.v3 reads as octal) go
+		// through the library so their meaning does not change.
+		if isPlainDecimal(n.Value) {
+			if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+				v.SetInt(i)
+				return true
+			}
 		}
 		var i int64
 		if err := n.Decode(&i); err != nil {
@@ -466,6 +481,24 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 	}
 	d.r.errAt(n.Line, path, "cannot decode %s here", describe(n))
 	return false
+}
+
+// isPlainDecimal reports whether s is "0" or a decimal integer without a
+// leading zero, optionally negative.
+func isPlainDecimal(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "0" {
+		return true
+	}
+	if s == "" || s[0] < '1' || s[0] > '9' {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // isDigits reports whether s is an optionally signed run of decimal digits.

@@ -236,3 +236,19 @@ func TestDigest(t *testing.T) {
 		t.Errorf("Config.Digest %q differs from Digest()", a.Digest)
 	}
 }
+
+// TestIntegerForms: integers mean what yaml.v3 says they mean, fast path or not.
+func TestIntegerForms(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{"80", 80}, {"0x50", 80}, {"0o120", 80}, {"1_0", 10}, {"010", 8}, {"+80", 80},
+	}
+	for _, tt := range tests {
+		c := mustParse(t, "director: { name: d1 }\nservices: [ { name: a, vip: 198.18.0.10, port: 80, backends: [ { address: 10.0.2.1, weight: "+tt.in+" } ] } ]\n")
+		if got := c.Services[0].Backends[0].Weight; got != tt.want {
+			t.Errorf("weight: %s = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}

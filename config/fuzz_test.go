@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // FuzzParse feeds arbitrary bytes to Parse: it must never panic, every error
@@ -37,7 +38,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse("fuzz.yaml", data)
+		c, err := parseWithin(t, data, 10*time.Second)
 		again, err2 := Parse("fuzz.yaml", data)
 		if fmt.Sprint(err) != fmt.Sprint(err2) || (c == nil) != (again == nil) {
 			t.Fatalf("two parses of the same input differ:\n%v\n---\n%v", err, err2)
@@ -62,6 +63,30 @@ func FuzzParse(f *testing.F) {
 		}
 		checkErrors(t, errs, lines)
 	})
+}
+
+// parseWithin parses data, failing the test if that takes longer than limit:
+// the fuzzer has no per-input deadline, and a slow input is a finding too.
+func parseWithin(t *testing.T, data []byte, limit time.Duration) (*Config, error) {
+	t.Helper()
+	type result struct {
+		c   *Config
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := Parse("fuzz.yaml", data)
+		done <- result{c, err}
+	}()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-timer.C:
+		t.Fatalf("Parse took more than %s on %d bytes", limit, len(data))
+		return nil, nil
+	}
 }
 
 // checkErrors asserts that every error is placed: a line within the file (or
