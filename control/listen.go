@@ -61,8 +61,18 @@ func listenUnix(path string) (net.Listener, error) {
 		lis.Close()
 		return nil, fmt.Errorf("move API socket into place at %s: %w", path, err)
 	}
-	return lis, nil
+	return namedListener{lis, &net.UnixAddr{Name: path, Net: "unix"}}, nil
 }
+
+// namedListener reports the socket's final path rather than the private
+// path it was bound under.
+type namedListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+// Addr returns the configured socket path.
+func (l namedListener) Addr() net.Addr { return l.addr }
 
 // removeSocket deletes the API socket on shutdown.
 func removeSocket(path string, log *slog.Logger) {

@@ -2,12 +2,20 @@ package control
 
 import (
 	"math"
+	"strconv"
+
+	"google.golang.org/grpc/metadata"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
+
+// HeaderAfterSeq is the Watch response header that carries the sequence the
+// stream starts after: with from_now, the client learns its resume point
+// before any event arrives.
+const HeaderAfterSeq = "director-after-seq"
 
 // Watch streams the event log from the requested point and then follows it.
 // The client resumes after a disconnect by passing the last sequence it saw.
@@ -22,16 +30,25 @@ func (s *service) Watch(req *directorv1.WatchRequest, stream directorv1.Director
 	ctx := stream.Context()
 	after := req.GetAfterSeq()
 	_, last, _, _ := log.Since(math.MaxUint64)
+	var restarted *directorv1.WatchResponse
 	switch {
 	case req.GetFromNow():
 		after = last
 	case after > last:
 		// The client saw a sequence this log never issued: the daemon
 		// restarted. Everything it holds is new to the client.
-		if err := stream.Send(lostMsg(after, 0)); err != nil {
+		restarted = lostMsg(after, 0)
+		after = 0
+	}
+	// The header tells the client where the stream starts (useful with
+	// from_now) once the starting point is fixed.
+	if err := stream.SendHeader(metadata.Pairs(HeaderAfterSeq, strconv.FormatUint(after, 10))); err != nil {
+		return err
+	}
+	if restarted != nil {
+		if err := stream.Send(restarted); err != nil {
 			return err
 		}
-		after = 0
 	}
 	for {
 		events, last, lost, changed := log.Since(after)

@@ -119,8 +119,10 @@ type Harness struct {
 	// Logs collects the server's log (the audit trail).
 	Logs *SyncBuffer
 
-	mu   sync.Mutex
-	file string // the "configuration file" the Reload hook re-reads
+	mu       sync.Mutex
+	file     string // the "configuration file" the Reload hook re-reads
+	stopOnce sync.Once
+	stop     func()
 }
 
 // ShortTempDir returns a directory whose path fits a Unix socket address
@@ -161,6 +163,7 @@ func Start(t testing.TB, o Options) *Harness {
 	if o.Server != nil {
 		o.Server(&opts)
 	}
+	h.Sock = opts.API.Socket
 	h.Server = control.NewServer(opts)
 	serveErr := make(chan error, 1)
 	go func() { defer wg.Done(); serveErr <- h.Server.Serve(ctx) }()
@@ -175,17 +178,22 @@ func Start(t testing.TB, o Options) *Harness {
 		t.Fatal(err)
 	}
 	h.Conn, h.Client = conn, directorv1.NewDirectorClient(conn)
-	t.Cleanup(func() {
-		conn.Close()
+	h.stop = func() {
 		cancel()
 		wg.Wait()
+		conn.Close()
 		if err := <-serveErr; err != nil {
 			t.Errorf("Serve returned %v after a clean stop", err)
 		}
-	})
+	}
+	t.Cleanup(h.Stop)
 	h.WaitFor("the first pass", func(s *announcer.Status) bool { return s.Passes > 0 && !s.Learning })
 	return h
 }
+
+// Stop stops the server and the loop and waits for both (also done by the
+// test's cleanup).
+func (h *Harness) Stop() { h.stopOnce.Do(h.stop) }
 
 // reload is the daemon's Reload hook: it re-reads the harness's file.
 func (h *Harness) reload(ctx context.Context, dryRun bool) ([]announcer.Change, announcer.ConfigVersion, error) {
