@@ -15,12 +15,22 @@ type qemuConfig struct {
 	OutSock        string  // unix socket the output port connects to
 	Shares         []Share // extra 9p folders, tagged share0, share1, ...
 	Firmware       string  // -bios image; empty means qemu's default SeaBIOS
+	LPJ            int     // preset loops-per-jiffy; 0 lets the guest calibrate
 }
 
 // kernelCmdline: console on the first serial port (qemu's stdout), quiet so
 // that only warnings reach it, and any panic (for example /init dying) turns
-// into a reboot, which -no-reboot turns into qemu exiting.
-const kernelCmdline = "console=ttyS0 quiet panic=-1 rdinit=/init"
+// into a reboot, which -no-reboot turns into qemu exiting. The emulated TSCs
+// all follow the host clock, so tsc=reliable keeps the cheap TSC clocksource
+// instead of the HPET the guest would fall back to; lpj, when known, skips
+// calibrating each extra CPU.
+func kernelCmdline(lpj int) string {
+	s := "console=ttyS0 quiet panic=-1 rdinit=/init tsc=reliable"
+	if lpj > 0 {
+		s += " lpj=" + strconv.Itoa(lpj)
+	}
+	return s
+}
 
 // qemuArgs builds the qemu command line. TCG only: on these machines /dev/kvm
 // is a nested setup where the guest hangs (see shared/lab/NOTES.md).
@@ -41,7 +51,7 @@ func qemuArgs(c qemuConfig) []string {
 	args = append(args,
 		"-kernel", c.Kernel,
 		"-initrd", c.Initrd,
-		"-append", kernelCmdline,
+		"-append", kernelCmdline(c.LPJ),
 		"-device", "virtio-rng-pci",
 		"-device", "virtio-serial-pci,id=vser",
 		"-chardev", "socket,id=out,path="+qemuEscape(c.OutSock),

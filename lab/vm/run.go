@@ -69,6 +69,7 @@ func Run(ctx context.Context, o Options, argv []string) (Result, error) {
 		Memory: plan.memory, CPUs: plan.cpus,
 		CtlDir: ctl, OutSock: sock, Shares: plan.shares,
 		Firmware: firmware(),
+		LPJ:      hostLPJ(assets.HZ),
 	})
 	var outBuf bytes.Buffer
 	var outMu sync.Mutex
@@ -158,8 +159,8 @@ func Run(ctx context.Context, o Options, argv []string) (Result, error) {
 		if data, err := os.ReadFile(filepath.Join(ctl, "fail")); err == nil {
 			reason = strings.TrimSpace(string(data))
 		}
-		if strings.HasPrefix(reason, "module ") {
-			return res, fmt.Errorf("%w: %s", ErrModule, strings.TrimPrefix(reason, "module "))
+		if m, ok := strings.CutPrefix(reason, "module: "); ok {
+			return res, fmt.Errorf("%w: %s", ErrModule, m)
 		}
 		return res, fmt.Errorf("%w: %s; last console lines:\n%s", ErrBoot, reason, tail)
 	}
@@ -381,7 +382,10 @@ func writeControl(ctl string, p runPlan) (string, error) {
 		return "", err
 	}
 	nonce := hex.EncodeToString(b)
-	files := map[string]string{"cmd.sh": p.script, "nonce": nonce + "\n", "mounts": mountsFile(p.shares)}
+	files := map[string]string{
+		"cmd.sh": p.script, "nonce": nonce + "\n", "mounts": mountsFile(p.shares),
+		"runskel": runSkeleton(readRunDir("/run")),
+	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(ctl, name), []byte(content), 0o644); err != nil {
 			return "", fmt.Errorf("write control file %s: %w", name, err)
@@ -390,5 +394,47 @@ func writeControl(ctl string, p runPlan) (string, error) {
 	return nonce, nil
 }
 
-// firmware picks the BIOS image. qemu's default SeaBIOS works everywhere.
+// firmware picks the BIOS image. qemu's default SeaBIOS works everywhere;
+// with a PVH kernel it is only on screen for a moment.
 func firmware() string { return "" }
+
+func hostLPJ(hz int) int {
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return presetLPJ(cpuinfo, hz)
+}
+
+// readRunDir reads the first level of the host's /run for runSkeleton.
+func readRunDir(dir string) []runEntry {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []runEntry
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		e := runEntry{Name: de.Name()}
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			if e.Target, err = os.Readlink(p); err != nil {
+				continue
+			}
+		case fi.IsDir():
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok {
+				continue
+			}
+			e.Dir, e.UID, e.GID, e.Mode = true, st.Uid, st.Gid, st.Mode&0o7777
+		default:
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}

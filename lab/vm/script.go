@@ -9,7 +9,7 @@ import (
 
 // Guest-side protocol, shared by the init script and the host:
 //   - the control folder (9p tag "ctl", mounted at /ctl and at /run/vmrunner in
-//     the chroot) holds cmd.sh, nonce and mounts from the host, and receives
+//     the chroot) holds cmd.sh, nonce, mounts and runskel from the host, and receives
 //     exit (the program's status) or fail (why the boot stopped);
 //   - the console (ttyS0, qemu's stdout) carries the VMRUNNER-* lines;
 //   - the program's stdout and stderr go to the virtio port "vmrunner.out"
@@ -24,7 +24,7 @@ const (
 	markerReady   = "VMRUNNER-READY"
 	markerFail    = "VMRUNNER-FAIL"
 	markerEnd     = "\x1eVMRUNNER-END "
-	msize         = 512 * 1024
+	msize         = 512000 // the most virtio's 9p transport accepts
 	sharedTagBase = "share"
 )
 
@@ -74,6 +74,12 @@ $bb mount -t tmpfs -o mode=1777 shm $r/dev/shm
 $bb mount -t tmpfs -o mode=0755 run $r/run || fail mount /run
 $bb mkdir -p $r/run/netns $r/run/lock $r` + guestCtlDir + `
 $bb mount -o bind /ctl $r` + guestCtlDir + ` || fail mount "control folder in the chroot"
+while read -r kind a b c name; do
+	case "$kind" in
+	d) $bb mkdir -p "$r/run/$name" && $bb chown "$b:$c" "$r/run/$name" && $bb chmod "$a" "$r/run/$name" ;;
+	l) $bb ln -sfn "$a" "$r/run/$b" ;;
+	esac
+done < /ctl/runskel
 while read -r tag dir opts; do
 	[ -n "$tag" ] || continue
 	$bb mkdir -p "$r$dir" || fail share "cannot create $dir"
@@ -93,7 +99,10 @@ done
 exec 3<>"$port" || fail port "cannot open $port"
 nonce=$($bb cat /ctl/nonce)
 echo "` + markerReady + ` $($bb cut -d' ' -f1 /proc/uptime)"
-$bb chroot $r /bin/sh ` + guestCtlDir + `/cmd.sh </dev/null >&3 2>&3 3>&-
+# In the background: ash would print "Killed" into the output for a
+# foreground job that dies by a signal.
+$bb chroot $r /bin/sh ` + guestCtlDir + `/cmd.sh </dev/null >&3 2>&3 3>&- &
+wait $!
 rc=$?
 echo "$rc" > /ctl/exit
 $bb sync
@@ -185,4 +194,38 @@ func mountsFile(shares []Share) string {
 		fmt.Fprintf(&b, "%s%d %s %s\n", sharedTagBase, i, s.Guest, opts)
 	}
 	return b.String()
+}
+
+// runSkeleton lists the first level of the host's /run (folders with their
+// owner and mode, symlinks) for /init to recreate, empty, in the guest's
+// fresh /run: daemons such as FRR expect their runtime folder (/run/frr,
+// owned by frr) to exist as the package set it up. Names with white space are
+// left out; at most 256 entries.
+func runSkeleton(entries []runEntry) string {
+	var b strings.Builder
+	n := 0
+	for _, e := range entries {
+		if n == 256 || strings.ContainsAny(e.Name, " \t\n/") || e.Name == "" || strings.ContainsAny(e.Target, " \t\n") {
+			continue
+		}
+		switch {
+		case e.Target != "":
+			fmt.Fprintf(&b, "l %s %s\n", e.Target, e.Name)
+		case e.Dir:
+			fmt.Fprintf(&b, "d %o %d %d %s\n", e.Mode, e.UID, e.GID, e.Name)
+		default:
+			continue
+		}
+		n++
+	}
+	return b.String()
+}
+
+// runEntry is one item of the host's /run.
+type runEntry struct {
+	Name     string
+	Dir      bool
+	Mode     uint32 // permission bits, with setgid and sticky
+	UID, GID uint32
+	Target   string // symlink target
 }
