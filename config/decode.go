@@ -27,8 +27,12 @@ func newReport(file string) *report {
 	return &report{file: file, lines: make(map[string]int), bad: make(map[string]bool)}
 }
 
-// errAt records an error at an explicit line.
+// errAt records an error at an explicit line. A problem with the top-level
+// mapping itself (a bad key or merge there) is reported under PathDocument.
 func (r *report) errAt(line int, path, format string, args ...any) *Error {
+	if path == "" {
+		path = PathDocument
+	}
 	e := &Error{File: r.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
 	r.errs = append(r.errs, e)
 	r.bad[path] = true
