@@ -1,131 +1,12 @@
 package config
 
 import (
-	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
 )
-
-// report collects the problems of one file and remembers where every field
-// was written, so the validation stage can place its errors on a line by field
-// path alone.
-type report struct {
-	file string
-	// lines maps a field path to the line of its key (or list item).
-	lines map[string]int
-	// bad holds the paths that already have an error, so that a value which
-	// failed to decode is not reported again as missing.
-	bad   map[string]bool
-	errs  Errors
-	warns Errors
-}
-
-func newReport(file string) *report {
-	return &report{file: file, lines: make(map[string]int), bad: make(map[string]bool)}
-}
-
-// errAt records an error at an explicit line. A problem with the top-level
-// mapping itself (a bad key or merge there) is reported under PathDocument.
-func (r *report) errAt(line int, path, format string, args ...any) *Error {
-	if path == "" {
-		path = PathDocument
-	}
-	e := &Error{File: r.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
-	r.errs = append(r.errs, e)
-	r.bad[path] = true
-	return e
-}
-
-// failed reports whether path or one of its ancestors already has an error.
-func (r *report) failed(path string) bool {
-	for {
-		if r.bad[path] {
-			return true
-		}
-		if path == "" {
-			return false
-		}
-		path = parentPath(path)
-	}
-}
-
-// errf records an error at the line where path (or its nearest written
-// ancestor, for a missing field) appears.
-func (r *report) errf(path, format string, args ...any) *Error {
-	return r.errAt(r.lineOf(path), path, format, args...)
-}
-
-// warnf records a problem that does not stop the load.
-func (r *report) warnf(path, format string, args ...any) *Error {
-	e := &Error{File: r.file, Line: r.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)}
-	r.warns = append(r.warns, e)
-	return e
-}
-
-// has reports whether path was written in the file (even as null).
-func (r *report) has(path string) bool {
-	_, ok := r.lines[path]
-	return ok
-}
-
-// lineOf finds the line of path, walking up to the nearest ancestor written in
-// the file: a missing field is reported where its parent is.
-func (r *report) lineOf(path string) int {
-	for {
-		if l, ok := r.lines[path]; ok {
-			return l
-		}
-		if path == "" {
-			return 0
-		}
-		path = parentPath(path)
-	}
-}
-
-// parentPath strips the last element of a field path ("a.b[2]" -> "a.b",
-// "a.b" -> "a", "a" -> ""). The result is always shorter than p.
-func parentPath(p string) string {
-	if strings.HasSuffix(p, "]") {
-		if i := strings.LastIndexByte(p, '['); i >= 0 {
-			return p[:i]
-		}
-	}
-	if i := strings.LastIndexByte(p, '.'); i >= 0 {
-		return p[:i]
-	}
-	return ""
-}
-
-// fieldPath appends a mapping key to a path, quoting keys that are not plain
-// names so the path stays unambiguous.
-func fieldPath(base, key string) string {
-	if !isPlainKey(key) {
-		return base + "[" + strconv.Quote(key) + "]"
-	}
-	if base == "" {
-		return key
-	}
-	return base + "." + key
-}
-
-func indexPath(base string, i int) string {
-	return base + "[" + strconv.Itoa(i) + "]"
-}
-
-func isPlainKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for _, c := range k {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
 
 // decoder fills the raw structs from a yaml.Node tree. It is strict where
 // yaml.v3 is not: Node.Decode ignores KnownFields and reports type errors
@@ -548,47 +429,4 @@ func describe(n *yaml.Node) string {
 		return strconv.Quote(v)
 	}
 	return "nothing"
-}
-
-// closest returns the candidate within edit distance 2 of s (the likely typo),
-// or "".
-func closest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance (Levenshtein plus
-// transpositions, the commonest typo: "paht" is one edit from "path"),
-// bounded to short keys.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	// d[i][j] is the distance between a[:i] and b[:j].
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }

@@ -194,7 +194,7 @@ services:
 	}
 	want := []string{
 		"test.yaml:2: bgp: the bgp section is ignored: director.announce is none",
-		"test.yaml:6: kernel: the kernel section is ignored: director.announce is none",
+		"test.yaml:6: kernel.table: kernel.table is ignored: director.announce is none",
 		"test.yaml:11: services[0].advertise: advertise is ignored: director.announce is none",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -94,9 +94,10 @@ const (
 	// protocol read without extra configuration (other tables need
 	// "ip import-table" in FRR).
 	DefaultKernelTable = 254
-	// DefaultKernelProtocol: a route protocol number of our own so routes are
-	// told apart from everyone else's; 250 is not used by the kernel (0-4),
-	// BIRD (12), keepalived (18) or FRR (186-198).
+	// DefaultKernelProtocol: a protocol number of our own that marks the VIP
+	// routes and the VIP addresses (IFA_PROTO) as the director's, so it never
+	// touches anyone else's; 250 is not used by the kernel (0-4), FRR (11,
+	// 186-198), BIRD (12) or keepalived (18).
 	DefaultKernelProtocol = 250
 )
 

@@ -297,27 +297,37 @@ func (v *validator) log(l *rawLog) Log {
 	return Log{Format: f, Level: lv}
 }
 
+// kernel validates the kernel section. Its protocol number also marks the VIP
+// addresses the director binds (IFA_PROTO), in every announce mode; the table
+// is used only with announce: kernel.
 func (v *validator) kernel(k *rawKernel, announce Announce) Kernel {
-	if k == nil {
-		return Kernel{Table: DefaultKernelTable, Protocol: DefaultKernelProtocol}
-	}
-	if announce != AnnounceKernel {
-		v.warnf("kernel", "the kernel section is ignored: director.announce is %s", announce)
-	}
 	out := Kernel{Table: DefaultKernelTable, Protocol: DefaultKernelProtocol}
+	if k == nil {
+		return out
+	}
+	if k.Table != nil && announce != AnnounceKernel {
+		v.warnf("kernel.table", "kernel.table is ignored: director.announce is %s", announce)
+	}
 	if t, ok := v.integer(k.Table, "kernel.table", DefaultKernelTable, 1, math.MaxUint32); ok {
-		if t == 255 {
-			v.errf("kernel.table", "table 255 is the kernel's local table").
-				hintf("use the main table (254) or a table of your own")
+		if t == 253 || t == 255 {
+			v.errf("kernel.table", "table %d is reserved by the kernel (253 default, 255 local)", t).
+				hintf("use the main table (254) or a table of your own (1..252)")
 		} else {
 			out.Table = int(t)
 		}
 	}
 	if p, ok := v.integer(k.Protocol, "kernel.protocol", DefaultKernelProtocol, 0, 255); ok {
-		if p < 5 {
+		switch {
+		case p < 5:
 			v.errf("kernel.protocol", "protocol %d is reserved by the kernel", p).
-				hintf("use a number of our own in 5..255 (default %d) so our routes are told apart", DefaultKernelProtocol)
-		} else {
+				hintf("use a number of our own in 5..255 (default %d) so our routes and addresses are told apart", DefaultKernelProtocol)
+		case p == 11 || p >= 186 && p <= 198:
+			v.errf("kernel.protocol", "protocol %d belongs to FRR, whose zebra deletes such routes when it starts", p).
+				hintf("use a number of our own (default %d)", DefaultKernelProtocol)
+		case p == 12:
+			v.errf("kernel.protocol", "protocol 12 belongs to BIRD").
+				hintf("use a number of our own (default %d)", DefaultKernelProtocol)
+		default:
 			out.Protocol = int(p)
 		}
 	}
