@@ -213,6 +213,7 @@ func (st *state) versions() []ConfigVersion {
 func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why string) ConfigVersion {
 	now := l.now()
 	v := st.load(cfg, now)
+	l.running.Store(cfg)
 	l.deps.Health.Update(Targets(cfg))
 	if r, ok := l.deps.Routes.(Reconfigurer); ok {
 		if err := r.Reconfigure(ctx, cfg); err != nil {

@@ -103,6 +103,7 @@ type Loop struct {
 	cmds     chan command
 	poke     chan struct{}
 	status   atomic.Pointer[Status]
+	running  atomic.Pointer[config.Config]
 	lastPass atomic.Int64 // unix nanoseconds of the last finished pass
 	st       *state       // only touched by the Run goroutine
 }
@@ -124,12 +125,16 @@ func New(cfg *config.Config, deps Deps, logger *slog.Logger, opts Options) *Loop
 	}
 	now := l.now()
 	l.st = newState(cfg, now, cfg.API.KeepConfigs)
+	l.running.Store(cfg)
 	l.status.Store(&Status{Director: cfg.Director.Name, Config: l.st.version(), Learning: true})
 	return l
 }
 
 // Status returns the latest published snapshot. Never nil.
 func (l *Loop) Status() *Status { return l.status.Load() }
+
+// Running returns the running configuration (immutable).
+func (l *Loop) Running() *config.Config { return l.running.Load() }
 
 // Events returns the loop's event log.
 func (l *Loop) Events() *EventLog { return l.events }

@@ -306,3 +306,17 @@ func TestPlanWake(t *testing.T) {
 		t.Errorf("wake = %v, want the end of the hold-down %v", p.Wake, want)
 	}
 }
+
+func TestPlanLoopbackVIPIsNotBound(t *testing.T) {
+	svc := config.Service{Name: "web", VIP: netip.MustParseAddr("127.0.0.10"), Port: 8080, Protocol: config.TCP,
+		Forwarding: config.ForwardLocal, MinHealthy: 1,
+		Health: config.Check{Type: config.CheckTCP, Interval: time.Second, Timeout: time.Second / 2, Rise: 1, Fall: 1}}
+	cfg := testConfig(svc, webService("api", "198.18.0.11", 1, "10.0.2.31"))
+	p := plan(Input{Config: cfg, Now: t0})
+	if len(p.LocalVIPs) != 1 || p.LocalVIPs[0] != netip.MustParseAddr("198.18.0.11") {
+		t.Errorf("LocalVIPs = %v, want only the non-loopback VIP", p.LocalVIPs)
+	}
+	if len(p.VIPs) != 2 {
+		t.Errorf("VIPs = %d, want both decided", len(p.VIPs))
+	}
+}

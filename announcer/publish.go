@@ -102,7 +102,7 @@ func (l *Loop) healthEvents(st *state, snap health.Snapshot, now time.Time) {
 				continue
 			}
 			subject := targetName(key)
-			l.log.Info("backend health changed", "backend", subject, "reason", r.Reason, "state", r.State.String())
+			l.log.Debug("backend health changed", "backend", subject, "reason", r.Reason, "state", r.State.String())
 			l.events.Append(Event{Time: now, Kind: EventHealth, Subject: subject,
 				From: old.State.String(), To: r.State.String(), Reason: r.Reason})
 		}

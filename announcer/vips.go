@@ -20,7 +20,9 @@ type vipGroup struct {
 }
 
 // planVIPs decides, for every configured VIP, whether it is advertised and why,
-// and returns the VIPs to bind locally.
+// and returns the VIPs to bind locally (every non-loopback VIP, advertised or
+// not, so IPVS and local services keep receiving traffic while routers move
+// away from a withdrawn VIP).
 func planVIPs(in Input, svcs []ServicePlan, learning bool, mem *Memory, wake func(time.Time)) ([]VIPPlan, []netip.Addr) {
 	groups := map[netip.Addr]*vipGroup{}
 	var order []netip.Addr
@@ -37,10 +39,16 @@ func planVIPs(in Input, svcs []ServicePlan, learning bool, mem *Memory, wake fun
 	slices.SortFunc(order, func(a, b netip.Addr) int { return a.Compare(b) })
 
 	out := make([]VIPPlan, 0, len(order))
+	var bind []netip.Addr
 	for _, vip := range order {
 		out = append(out, decideVIP(in, groups[vip], learning, mem, wake))
+		// Loopback VIPs (a lab or a laptop with announce: none) are local
+		// already: the kernel delivers all of 127/8 and ::1 to this host.
+		if !vip.IsLoopback() {
+			bind = append(bind, vip)
+		}
 	}
-	return out, order
+	return out, bind
 }
 
 // decideVIP applies the announce policy to one VIP: nothing during the learn

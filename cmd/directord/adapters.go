@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/anycast-director/director/announcer"
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/routing"
+	"github.com/anycast-director/director/routing/bgp"
+)
+
+// ipvsPlane adapts *ipvs.Handle to the announcer's DataPlane.
+type ipvsPlane struct{ h *ipvs.Handle }
+
+func (p ipvsPlane) Apply(ctx context.Context, want []ipvs.Service) (announcer.ApplyResult, error) {
+	r, err := p.h.Apply(ctx, want)
+	return announcer.ApplyResult{Failed: r.Failed, Fingerprints: r.Fingerprint}, err
+}
+
+func (p ipvsPlane) Stats(ctx context.Context) (map[ipvs.Key]announcer.Counters, error) {
+	raw, err := p.h.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[ipvs.Key]announcer.Counters, len(raw))
+	for k, s := range raw {
+		c := announcer.Counters{Service: s.Stats, Dests: make(map[netip.AddrPort]ipvs.Stats, len(s.Destinations))}
+		for _, d := range s.Destinations {
+			c.Dests[d.Address] = d.Stats
+		}
+		out[k] = c
+	}
+	return out, nil
+}
+
+func (p ipvsPlane) Sysctls() map[string]int { return p.h.Sysctls() }
+
+// missingPlane stands in for IPVS on a kernel without it: every IPVS service
+// fails with the reason, so its VIP is never advertised, while `local`
+// services keep working.
+type missingPlane struct{ err error }
+
+func (m missingPlane) Apply(_ context.Context, want []ipvs.Service) (announcer.ApplyResult, error) {
+	res := announcer.ApplyResult{Failed: make(map[ipvs.Key]error, len(want))}
+	for _, s := range want {
+		res.Failed[s.Key] = m.err
+	}
+	return res, nil
+}
+
+func (missingPlane) Stats(context.Context) (map[ipvs.Key]announcer.Counters, error) { return nil, nil }
+func (missingPlane) Sysctls() map[string]int                                        { return nil }
+
+// hasIPVSServices reports whether cfg needs IPVS at all.
+func hasIPVSServices(cfg *config.Config) bool {
+	for i := range cfg.Services {
+		if cfg.Services[i].Forwarding != config.ForwardLocal {
+			return true
+		}
+	}
+	return false
+}
+
+// openIPVS opens IPVS in the daemon's namespace and sets its sysctls, or
+// returns the stand-in that reports why IPVS cannot be used.
+func openIPVS(cfg *config.Config, log *slog.Logger) (announcer.DataPlane, func()) {
+	h, err := ipvs.Open("", log)
+	if err != nil {
+		if hasIPVSServices(cfg) {
+			log.Error("IPVS services will not be served", "err", err)
+		} else {
+			log.Info("IPVS unavailable; only local services configured", "err", err)
+		}
+		return missingPlane{err: err}, func() {}
+	}
+	setSysctls(h, cfg, log)
+	return ipvsPlane{h: h}, func() { h.Close() }
+}
+
+// setSysctls writes the IPVS sysctls unless the configuration leaves them alone.
+func setSysctls(h *ipvs.Handle, cfg *config.Config, log *slog.Logger) {
+	if !cfg.IPVS.ManageSysctls {
+		return
+	}
+	set, err := h.SetSysctls(cfg.IPVS.Sysctls)
+	if err != nil {
+		log.Error("IPVS sysctls", "err", err)
+	}
+	log.Info("IPVS sysctls set", "reason", fmt.Sprint(set))
+}
+
+// bgpRoutes adds reload support to the BGP speaker: new peers and timers, and
+// the export allow-list of configured VIPs.
+type bgpRoutes struct{ *bgp.Speaker }
+
+func (b bgpRoutes) Reconfigure(ctx context.Context, cfg *config.Config) error {
+	if cfg.BGP == nil {
+		return fmt.Errorf("announce bgp needs a bgp section")
+	}
+	if err := b.SetAllowed(vipPrefixes(cfg)); err != nil {
+		return err
+	}
+	return b.Speaker.Reconfigure(ctx, cfg.BGP)
+}
+
+// vipPrefixes lists every configured VIP as a host prefix.
+func vipPrefixes(cfg *config.Config) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range cfg.VIPs() {
+		out = append(out, netip.PrefixFrom(v, v.BitLen()))
+	}
+	return out
+}
+
+// noRoutes is the advertiser for `announce: none`: it remembers the set so
+// status says what would be announced, and announces nothing.
+type noRoutes struct{}
+
+func (noRoutes) Set(context.Context, []routing.Advertisement) error { return nil }
+func (noRoutes) Peers() []routing.PeerStatus                        { return nil }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/anycast-director/director/announcer"
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/routing/routerconfig"
+)
+
+// reload re-reads the configuration file. A file with errors is rejected as a
+// whole (every error is logged and returned) and the running configuration
+// stays; dryRun only previews the changes.
+func (d *daemon) reload(ctx context.Context, dryRun bool) ([]announcer.Change, announcer.ConfigVersion, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	running := d.loop.Status().Config
+	cfg, err := config.Load(d.path)
+	if err != nil {
+		if !dryRun {
+			d.metrics.ObserveReload(time.Now(), err)
+			d.loop.Events().Append(announcer.Event{Time: time.Now(), Kind: announcer.EventReload,
+				Subject: d.path, To: "rejected", Reason: err.Error()})
+		}
+		return nil, running, fmt.Errorf("%w: %s has errors, nothing changed:\n%v", announcer.ErrInvalid, d.path, err)
+	}
+	for _, w := range cfg.Warnings {
+		d.log.Warn("configuration warning", "reason", w.Error())
+	}
+	if dryRun {
+		changes, err := d.loop.Preview(ctx, cfg)
+		return changes, running, err
+	}
+	d.warnRestartOnly(d.current(), cfg)
+	changes, _ := d.loop.Preview(ctx, cfg)
+	v, err := d.loop.Reload(ctx, cfg)
+	d.metrics.ObserveReload(time.Now(), err)
+	if err != nil {
+		return nil, running, err
+	}
+	d.level.Set(parseLevel(cfg.Log.Level))
+	return changes, v, nil
+}
+
+// warnRestartOnly logs settings that a reload cannot change in a running
+// process, so an operator is not surprised that they did not take effect.
+func (d *daemon) warnRestartOnly(old, cfg *config.Config) {
+	check := func(name string, changed bool) {
+		if changed {
+			d.log.Warn("setting changed but needs a restart to take effect", "reason", name)
+		}
+	}
+	check("director.name", old.Director.Name != cfg.Director.Name)
+	check("director.vip_interface", old.Director.VIPInterface != cfg.Director.VIPInterface)
+	check("director.announce", old.Director.Announce != cfg.Director.Announce)
+	check("api", fmt.Sprint(old.API) != fmt.Sprint(cfg.API))
+	check("metrics.listen", old.Metrics.Listen != cfg.Metrics.Listen)
+	check("log.format", old.Log.Format != cfg.Log.Format)
+	check("kernel", old.Kernel != cfg.Kernel)
+	check("ipvs", fmt.Sprint(old.IPVS) != fmt.Sprint(cfg.IPVS))
+}
+
+// routerConfig renders the routers' side of this director's peering.
+func (d *daemon) routerConfig(flavor string) ([]byte, error) {
+	return routerconfig.Generate(flavor, []*config.Config{d.current()}, routerconfig.Options{})
+}

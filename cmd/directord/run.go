@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/anycast-director/director/announcer"
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/control"
+	"github.com/anycast-director/director/control/metrics"
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/routing"
+	"github.com/anycast-director/director/routing/bgp"
+	"github.com/anycast-director/director/routing/kernel"
+)
+
+// cmdRun is `directord run -config FILE`.
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/directord/directord.yaml", "configuration `file`")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "directord run: unexpected argument %q (use -config FILE)\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return exitUsage
+	}
+	level := new(slog.LevelVar)
+	log := newLogger(stderr, cfg.Log, level)
+	d, err := newDaemon(*path, cfg, log, level)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return exitFail
+	}
+	return d.run()
+}
+
+// newLogger builds the slog logger the configuration asks for.
+func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) *slog.Logger {
+	level.Set(parseLevel(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func parseLevel(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// daemon holds the wired adapters of one directord process.
+type daemon struct {
+	path    string
+	log     *slog.Logger
+	level   *slog.LevelVar
+	first   *config.Config
+	health  *health.Scheduler
+	loop    *announcer.Loop
+	routes  routing.Advertiser
+	speaker *bgp.Speaker
+	metrics *metrics.Metrics
+	server  *control.Server
+	closers []func()
+
+	reloadMu sync.Mutex // one reload at a time (SIGHUP and API)
+}
+
+// newDaemon wires the real adapters for cfg.
+func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
+	d := &daemon{path: path, log: log.With("director", cfg.Director.Name), level: level, first: cfg}
+	for _, w := range cfg.Warnings {
+		d.log.Warn("configuration warning", "reason", w.Error())
+	}
+	vips, err := kernel.NewVIPs(d.log, kernel.VIPOptions{Interface: cfg.Director.VIPInterface, Protocol: cfg.Kernel.Protocol})
+	if err != nil {
+		return nil, fmt.Errorf("VIP interface %q: %w", cfg.Director.VIPInterface, err)
+	}
+	d.closers = append(d.closers, func() { vips.Close() })
+	plane, closePlane := openIPVS(cfg, d.log)
+	d.closers = append(d.closers, closePlane)
+	if err := d.newRoutes(cfg); err != nil {
+		d.close()
+		return nil, err
+	}
+	var loop *announcer.Loop
+	d.metrics, err = metrics.New(metrics.Options{Status: func() *announcer.Status { return loop.Status() },
+		Version: version, Logger: d.log})
+	if err != nil {
+		d.close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	d.health = health.NewScheduler(d.log, health.Options{OnProbe: d.metrics.OnProbe})
+	loop = announcer.New(cfg, announcer.Deps{Health: d.health, IPVS: plane, VIPs: vips, Routes: d.routes},
+		d.log, announcer.Options{OnPass: d.metrics.OnPass})
+	d.loop = loop
+	d.server = control.NewServer(control.ServerOptions{Director: loop, Reload: d.reload,
+		RouterConfig: d.routerConfig, Logger: d.log, API: cfg.API})
+	return d, nil
+}
+
+// newRoutes builds the advertiser the announce mode asks for.
+func (d *daemon) newRoutes(cfg *config.Config) error {
+	switch cfg.Director.Announce {
+	case config.AnnounceBGP:
+		s, err := bgp.New(cfg.BGP, d.log, bgp.Options{OnPeerEvent: func(ev routing.PeerEvent) {
+			if d.loop != nil {
+				d.loop.PeerChanged(ev)
+			}
+		}})
+		if err != nil {
+			return fmt.Errorf("bgp: %w", err)
+		}
+		if err := s.SetAllowed(vipPrefixes(cfg)); err != nil {
+			return fmt.Errorf("bgp: %w", err)
+		}
+		d.speaker, d.routes = s, bgpRoutes{s}
+	case config.AnnounceKernel:
+		a, err := kernel.NewAdvertiser(d.log, kernel.AdvertiserOptions{Table: cfg.Kernel.Table,
+			Protocol: cfg.Kernel.Protocol, Interface: cfg.Director.VIPInterface})
+		if err != nil {
+			return fmt.Errorf("kernel advertiser: %w", err)
+		}
+		d.closers = append(d.closers, func() { a.Close() })
+		d.routes = a
+	default:
+		d.routes = noRoutes{}
+	}
+	return nil
+}
+
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// run starts everything and handles signals until the daemon exits.
+func (d *daemon) run() int {
+	defer d.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	if d.speaker != nil {
+		if err := d.speaker.Start(ctx); err != nil {
+			d.log.Error("start failed", "err", fmt.Errorf("bgp: %w", err))
+			return exitFail
+		}
+	}
+	start("health", d.health.Run)
+	start("announcer", d.loop.Run)
+	start("api", d.server.Serve)
+	start("metrics", func(ctx context.Context) error { return d.metrics.Serve(ctx, d.first.Metrics.Listen) })
+	select {
+	case <-d.server.Ready():
+	case err := <-errc:
+		d.log.Error("start failed", "err", err)
+		return exitFail
+	}
+	d.log.Info("directord running", "reason", fmt.Sprintf("version %s, config %s (%s), announce %s",
+		version, d.path, d.first.Digest, d.first.Director.Announce))
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case err := <-errc:
+			d.log.Error("component failed; shutting down", "err", err)
+			code := d.shutdown(sigs)
+			cancel()
+			wg.Wait()
+			return max(code, exitFail)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if _, _, err := d.reload(ctx, false); err != nil {
+					d.log.Error("reload rejected; the running configuration stays", "err", err)
+				}
+				continue
+			}
+			d.log.Info("signal received; shutting down gracefully", "reason", sig.String())
+			code := d.shutdown(sigs)
+			cancel()
+			wg.Wait()
+			d.log.Info("directord stopped")
+			return code
+		}
+	}
+}
+
+// shutdown withdraws every VIP gracefully, lingers, then ends the BGP sessions
+// with a Cease. A second SIGTERM or SIGINT cuts it short.
+func (d *daemon) shutdown(sigs <-chan os.Signal) int {
+	cfg := d.current()
+	budget := cfg.Director.GracefulShutdown + cfg.Director.Linger + 10*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	go func() {
+		for sig := range sigs {
+			if sig != syscall.SIGHUP {
+				d.log.Warn("second signal: skipping the rest of the graceful shutdown", "reason", sig.String())
+				cancel()
+				return
+			}
+		}
+	}()
+	code := exitOK
+	if err := d.loop.Shutdown(ctx); err != nil {
+		d.log.Error("graceful shutdown incomplete", "err", err)
+		code = exitFail
+	}
+	if d.speaker != nil {
+		stopCtx, stop := context.WithTimeout(context.Background(), 3*time.Second)
+		defer stop()
+		if err := d.speaker.Stop(stopCtx); err != nil {
+			d.log.Warn("bgp stop", "err", err)
+		}
+	}
+	return code
+}
+
+// current returns the running configuration.
+func (d *daemon) current() *config.Config {
+	if c := d.loop.Running(); c != nil {
+		return c
+	}
+	return d.first
+}
