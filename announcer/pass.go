@@ -18,6 +18,7 @@ import (
 // state is everything the loop goroutine owns.
 type state struct {
 	cfg       *config.Config
+	keys      [][]string // TargetKeys(cfg)
 	history   []loaded // newest last
 	keep      int
 	nextVer   int
@@ -68,6 +69,7 @@ func (st *state) load(cfg *config.Config, now time.Time) ConfigVersion {
 	st.nextVer++
 	v := ConfigVersion{Version: st.nextVer, Digest: cfg.Digest, Source: cfg.Source, Loaded: now}
 	st.cfg = cfg
+	st.keys = TargetKeys(cfg)
 	st.history = append(st.history, loaded{cfg: cfg, ver: v})
 	if len(st.history) > st.keep {
 		st.history = slices.Delete(st.history, 0, len(st.history)-st.keep)
@@ -88,7 +90,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	snap := l.deps.Health.Snapshot()
 	l.healthEvents(st, snap, start)
 	p := plan(Input{Config: st.cfg, Health: snap, Overrides: st.overrides, Now: start,
-		Memory: st.mem, ShuttingDown: st.shutdown.active})
+		Memory: st.mem, ShuttingDown: st.shutdown.active, Keys: st.keys})
 
 	// 1. Withdraw first: keep only what is still wanted, with its new attributes.
 	wanted := map[string]routing.Advertisement{}

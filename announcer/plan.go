@@ -28,6 +28,26 @@ type Input struct {
 	Memory Memory
 	// ShuttingDown withdraws every VIP gracefully (SIGTERM).
 	ShuttingDown bool
+	// Keys are the health target keys per service and backend, as
+	// TargetKeys(Config) returns them; nil computes them. The loop computes
+	// them once per configuration: formatting 50,000 keys on every pass would
+	// dominate the pass.
+	Keys [][]string
+}
+
+// TargetKeys returns the health target key of every backend of every service
+// of cfg, indexed like cfg.Services[i] and backendsOf(svc)[j].
+func TargetKeys(cfg *config.Config) [][]string {
+	out := make([][]string, len(cfg.Services))
+	for i := range cfg.Services {
+		svc := &cfg.Services[i]
+		bs := backendsOf(svc)
+		out[i] = make([]string, len(bs))
+		for j, b := range bs {
+			out[i][j] = targetFor(svc, b).Key()
+		}
+	}
+	return out
 }
 
 // Memory is what plan remembers between passes: when timers started and what
@@ -145,10 +165,13 @@ func plan(in Input) Plan {
 		}
 	}
 	d := drainer{in: in, out: &p.Memory, wake: wake}
+	if in.Keys == nil {
+		in.Keys = TargetKeys(cfg)
+	}
 
 	allKnown := true
 	for i := range cfg.Services {
-		sp, svc := planService(&cfg.Services[i], in, &d)
+		sp, svc := planService(&cfg.Services[i], in.Keys[i], in, &d)
 		if sp.Unknown > 0 {
 			allKnown = false
 		}
@@ -169,13 +192,13 @@ func plan(in Input) Plan {
 
 // planService decides one service's backends and, for IPVS services, its
 // desired IPVS service.
-func planService(svc *config.Service, in Input, d *drainer) (ServicePlan, *ipvs.Service) {
+func planService(svc *config.Service, keys []string, in Input, d *drainer) (ServicePlan, *ipvs.Service) {
 	key := ipvs.Key{VIP: svc.VIP, Port: svc.Port, Protocol: uint8(svc.Protocol)}
 	local := svc.Forwarding == config.ForwardLocal
 	sp := ServicePlan{Name: svc.Name, Key: key, Local: local, MinHealthy: svc.MinHealthy}
 	var dests []ipvs.Destination
-	for _, b := range backendsOf(svc) {
-		bp := planBackend(svc, b, in)
+	for j, b := range backendsOf(svc) {
+		bp := planBackend(svc, b, keys[j], in)
 		sp.Total++
 		switch {
 		case bp.Health.State == health.Unknown:
@@ -206,13 +229,12 @@ func planService(svc *config.Service, in Input, d *drainer) (ServicePlan, *ipvs.
 }
 
 // planBackend decides one backend's effective weight from health and overrides.
-func planBackend(svc *config.Service, b config.Backend, in Input) BackendPlan {
-	t := targetFor(svc, b)
+func planBackend(svc *config.Service, b config.Backend, key string, in Input) BackendPlan {
 	port := b.Port
 	if port == 0 {
 		port = svc.Port
 	}
-	bp := BackendPlan{Address: b.Address, Port: port, Target: t.Key(), Configured: b.Weight}
+	bp := BackendPlan{Address: b.Address, Port: port, Target: key, Configured: b.Weight}
 	bp.Health = in.Health[bp.Target]
 	weight := b.Weight
 	if w, ok := in.Overrides.weight(svc.Name, b.Address, port, in.Now); ok {

@@ -42,8 +42,9 @@ func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error
 		snap := l.deps.Health.Snapshot()
 		in := Input{Health: snap, Overrides: st.overrides, Now: now, Memory: st.mem,
 			ShuttingDown: st.shutdown.active}
-		in.Config = st.cfg
+		in.Config, in.Keys = st.cfg, st.keys
 		before := plan(in)
+		in.Keys = nil
 		in.Config = cfg
 		after := plan(in)
 		out = diffPlans(before, after)
