@@ -19,7 +19,7 @@ import (
 type state struct {
 	cfg       *config.Config
 	keys      [][]string // TargetKeys(cfg)
-	history   []loaded // newest last
+	history   []loaded   // newest last
 	keep      int
 	nextVer   int
 	overrides Overrides
