@@ -122,10 +122,13 @@ func Prepare(ctx context.Context, o AssetOptions) (Assets, error) {
 }
 
 func prepareLocked(ctx context.Context, o AssetOptions, log *slog.Logger) (Assets, error) {
+	busybox, err := checkBusybox(o.Busybox)
+	if err != nil {
+		return Assets{}, err
+	}
 	pkg := o.KernelPackage
 	if pkg == "" {
-		var err error
-		if pkg, err = resolveKernelPackage(ctx, log); err != nil {
+		if pkg, err = currentKernelPackage(ctx, o.CacheDir, log); err != nil {
 			cached := newestCachedKernel(o.CacheDir)
 			if cached == "" {
 				return Assets{}, err
@@ -134,13 +137,41 @@ func prepareLocked(ctx context.Context, o AssetOptions, log *slog.Logger) (Asset
 			pkg = "linux-image-" + cached
 		}
 	}
+	a, err := prepareKernel(ctx, o, pkg, busybox, log)
+	var dl *downloadError
+	if !errors.As(err, &dl) {
+		return a, err
+	}
+	// Stale package lists name a version the registry no longer has:
+	// update them once, ask again which kernel is current, and retry.
+	log.Info("download failed; running apt-get update and retrying", "reason", err)
+	if uerr := aptUpdate(ctx); uerr != nil {
+		return Assets{}, fmt.Errorf("%v; and %w", err, uerr)
+	}
+	if o.KernelPackage == "" {
+		if pkg, err = resolveKernelPackage(ctx, log); err != nil {
+			return Assets{}, err
+		}
+		rememberKernelPackage(o.CacheDir, pkg)
+	}
+	a, err = prepareKernel(ctx, o, pkg, busybox, log)
+	if errors.As(err, &dl) {
+		return Assets{}, fmt.Errorf("%v (after apt-get update; check apt-cache depends linux-image-amd64 or pin AssetOptions.KernelPackage)", err)
+	}
+	return a, err
+}
+
+// downloadError marks a failed apt-get download, which an apt-get update may fix.
+type downloadError struct{ err error }
+
+func (e *downloadError) Error() string { return e.err.Error() }
+func (e *downloadError) Unwrap() error { return e.err }
+
+// prepareKernel makes the assets of one kernel package.
+func prepareKernel(ctx context.Context, o AssetOptions, pkg string, busybox []byte, log *slog.Logger) (Assets, error) {
 	kver := strings.TrimPrefix(pkg, "linux-image-")
 	if kver == pkg || kver == "" || strings.ContainsAny(kver, "/ ") {
 		return Assets{}, fmt.Errorf("kernel package %q is not named linux-image-<version>", pkg)
-	}
-	busybox, err := checkBusybox(o.Busybox)
-	if err != nil {
-		return Assets{}, err
 	}
 	kdir := filepath.Join(o.CacheDir, kver)
 	key := initrdKey(kver, o.Modules, busybox)
@@ -232,6 +263,33 @@ func initrdKey(kver string, reqs []ModuleRequest, busybox []byte) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
+// kernelAnswerTTL is how long apt's answer to "which kernel is current" is
+// reused: asking costs about 0.4 s, a tenth of a warm run.
+const kernelAnswerTTL = 6 * time.Hour
+
+// currentKernelPackage is resolveKernelPackage, remembered in the cache for
+// kernelAnswerTTL.
+func currentKernelPackage(ctx context.Context, cacheDir string, log *slog.Logger) (string, error) {
+	p := filepath.Join(cacheDir, "current-kernel")
+	if st, err := os.Stat(p); err == nil && time.Since(st.ModTime()) < kernelAnswerTTL {
+		if data, err := os.ReadFile(p); err == nil {
+			if pkg := strings.TrimSpace(string(data)); strings.HasPrefix(pkg, "linux-image-") {
+				return pkg, nil
+			}
+		}
+	}
+	pkg, err := resolveKernelPackage(ctx, log)
+	if err != nil {
+		return "", err
+	}
+	rememberKernelPackage(cacheDir, pkg)
+	return pkg, nil
+}
+
+func rememberKernelPackage(cacheDir, pkg string) {
+	writeFileAtomic(filepath.Join(cacheDir, "current-kernel"), []byte(pkg+"\n"))
+}
+
 // resolveKernelPackage asks apt which kernel linux-image-amd64 depends on,
 // running apt-get update once if the lists do not know it.
 func resolveKernelPackage(ctx context.Context, log *slog.Logger) (string, error) {
@@ -283,8 +341,7 @@ func aptUpdate(ctx context.Context) error {
 }
 
 // fetchKernelDeb returns the cached .deb of pkg, downloading it with apt-get
-// (after one apt-get update when the lists are stale: the mirror then no
-// longer has the version they name).
+// download; a failed download is a *downloadError.
 func fetchKernelDeb(ctx context.Context, dir, pkg string, log *slog.Logger) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -300,27 +357,14 @@ func fetchKernelDeb(ctx context.Context, dir, pkg string, log *slog.Logger) (str
 	if deb := find(); deb != "" {
 		return deb, nil
 	}
-	download := func() error {
-		start := time.Now()
-		cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("apt-get download %s: %v: %s", pkg, err, bytes.TrimSpace(out))
-		}
-		log.Info("downloaded kernel package", "package", pkg, "took", time.Since(start).Round(time.Millisecond))
-		return nil
-	}
+	start := time.Now()
 	log.Info("downloading kernel package", "package", pkg)
-	if err := download(); err != nil {
-		log.Info("download failed; running apt-get update and retrying", "reason", err)
-		if uerr := aptUpdate(ctx); uerr != nil {
-			return "", fmt.Errorf("%v; and %w", err, uerr)
-		}
-		if err := download(); err != nil {
-			return "", fmt.Errorf("%v (after apt-get update; set AssetOptions.KernelPackage or check apt-cache depends linux-image-amd64)", err)
-		}
+	cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", &downloadError{fmt.Errorf("apt-get download %s: %v: %s", pkg, err, bytes.TrimSpace(out))}
 	}
+	log.Info("downloaded kernel package", "package", pkg, "took", time.Since(start).Round(time.Millisecond))
 	if deb := find(); deb != "" {
 		return deb, nil
 	}

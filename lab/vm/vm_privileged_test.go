@@ -107,8 +107,8 @@ func TestPrivilegedVMLargeOutputArrivesWhole(t *testing.T) {
 
 // TestPrivilegedVMKernelFeatures proves what the IPVS and lab work relies on,
 // in one boot: IPVS with mh and its flags, namespaces with the host's
-// iproute2, a dummy link, writable /etc, FRR's runtime folder, and files
-// collected through the output folder.
+// iproute2, a dummy link, writable /etc, FRR's zebra in a namespace (as the
+// lab runs it), and files collected through the output folder.
 func TestPrivilegedVMKernelFeatures(t *testing.T) {
 	requireRoot(t)
 	out := t.TempDir()
@@ -125,6 +125,10 @@ ip -n vmtest-a -o link show d0 | grep -q d0 && echo "dummy: ok"
 echo written > /etc/vmtest-probe && echo "etc: writable"
 stat -c '%U' /run/frr | grep -q frr && echo "run/frr: owned by frr"
 ip -o link show lo | grep -q 'UP' && echo "lo: up"
+R=/tmp/vmtest-frr; mkdir -p $R; echo 'hostname r1' > $R/zebra.conf; chown -R frr:frr $R
+ip netns exec vmtest-a /usr/lib/frr/zebra -d -f $R/zebra.conf -i $R/zebra.pid -z $R/zserv.api --vty_socket $R -u frr -g frr 2>/dev/null
+vtysh --vty_socket $R -d zebra -c 'show interface brief' | grep -q '^d0 ' && echo "frr: zebra sees d0"
+kill "$(cat $R/zebra.pid)"
 echo result-data > "$VM_OUTDIR/result.txt"
 `
 	res, err := Run(context.Background(), Options{OutDir: out, Timeout: 2 * time.Minute}, []string{"sh", "-c", script})
@@ -134,7 +138,7 @@ echo result-data > "$VM_OUTDIR/result.txt"
 	if res.ExitCode != 0 {
 		t.Fatalf("script failed with status %d:\n%s", res.ExitCode, res.Output)
 	}
-	for _, want := range []string{"ip_vs: present", "ipvsadm: mh-port", "sysctl: sloppy_tcp", "netns: ok", "dummy: ok", "etc: writable", "run/frr: owned by frr", "lo: up"} {
+	for _, want := range []string{"ip_vs: present", "ipvsadm: mh-port", "sysctl: sloppy_tcp", "netns: ok", "dummy: ok", "etc: writable", "run/frr: owned by frr", "lo: up", "frr: zebra sees d0"} {
 		if !strings.Contains(string(res.Output), want+"\n") {
 			t.Errorf("output lacks %q:\n%s", want, res.Output)
 		}

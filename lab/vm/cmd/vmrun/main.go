@@ -55,6 +55,7 @@ func run() int {
 	flag.StringVar(&opts.OutDir, "out", "", "host folder shared writable at the same path ($VM_OUTDIR in the guest)")
 	flag.StringVar(&opts.Dir, "C", "", "working directory in the guest (default: the current one)")
 	flag.Var(&shares, "share", "HOST[:GUEST][:ro] folder to mount in the guest (repeatable)")
+	flag.StringVar(&opts.Assets.KernelPackage, "kernel-package", "", "pin the kernel package (default: what linux-image-amd64 depends on)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: vmrun [flags] -- CMD [ARGS...]\n")
 		flag.PrintDefaults()
