@@ -24,15 +24,22 @@ type Report struct {
 	// written. Other services are applied regardless.
 	Failed map[Key]error
 	// Fingerprint is Fingerprint of every owned service as the kernel holds
-	// it after Apply, for status and for comparing directors.
+	// it after Apply, for status and for comparing directors. The map may be
+	// shared with later reports: read it, do not modify it.
 	Fingerprint map[Key]string
 }
 
 // entry is Apply's record of one owned service.
 type entry struct {
+	key     Key
+	gone    bool     // deleted from Handle.entries
+	drains  bool     // applied has draining destinations: re-read every time
 	exists  bool     // the kernel has the service
 	have    Service  // the kernel's view; destinations in kernel list order
 	applied *Service // the desired state last applied without error
+	seen    uint64   // the last Apply (epoch) whose desired state listed the key
+	wantIdx int      // its index in that desired state
+	dup     bool     // that desired state listed the key twice
 }
 
 // Apply makes the kernel's IPVS services match want and returns what it did.
@@ -59,60 +66,96 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 		return rep, err
 	}
 
-	wantBy := make(map[Key]*Service, len(want))
-	skip := make(map[Key]bool)
+	// Mark the keys of this desired state (unseen entries are dropped ones)
+	// and note which services differ from what was last applied. The entry
+	// at the same index last time is tried before the map: callers usually
+	// pass services in a stable order, and this loop is all a no-op costs.
+	h.epoch++
+	full := h.needFull || h.cfg.now().Sub(h.lastFull) >= h.cfg.resync
+	prevLen := len(h.order)
+	order := h.order
+	if cap(order) < len(want) {
+		order = make([]*entry, len(want))
+		copy(order, h.order)
+	}
+	order = order[:len(want)]
+	var changed []Key
+	seen := 0
 	for i := range want {
 		k := want[i].Key
-		if _, dup := wantBy[k]; dup {
-			rep.Failed[k] = fmt.Errorf("service %s: listed twice in the desired state", k)
-			skip[k] = true
-			continue
-		}
-		wantBy[k] = &want[i]
-		if err := Validate(want[i]); err != nil {
-			rep.Failed[k] = err
-			skip[k] = true
-		}
-	}
-	full := h.needFull || h.cfg.now().Sub(h.lastFull) >= h.cfg.resync
-	for k := range wantBy {
-		if h.entries[k] == nil {
+		var e *entry
+		if c := order[i]; i < prevLen && c != nil && !c.gone && c.key == k {
+			e = c
+		} else if e = h.entries[k]; e == nil {
+			e = &entry{key: k}
+			h.entries[k] = e
 			full = true // adopt or create: the kernel may have it already
 		}
+		if e.seen == h.epoch {
+			e.dup = true
+			rep.Failed[k] = fmt.Errorf("service %s: listed twice in the desired state", k)
+			order[i] = nil
+			continue
+		}
+		e.seen, e.wantIdx, e.dup = h.epoch, i, false
+		order[i] = e
+		seen++
+		if e.applied == nil || e.drains || !sameSpec(want[i], *e.applied) {
+			changed = append(changed, k)
+		}
 	}
-	keys := make(map[Key]bool, len(wantBy)+len(h.entries))
-	for k := range wantBy {
-		keys[k] = true
-	}
-	for k := range h.entries {
-		keys[k] = true
-	}
+	h.order = order
+	var skip map[Key]bool // unreadable this round
 	if full {
-		if err := h.fullRead(keys, skip, &rep); err != nil {
+		var err error
+		if skip, err = h.fullRead(&rep); err != nil {
 			h.needFull = true
 			return h.finish(rep), err
 		}
 	}
 	h.needFull = false
 
-	order := slices.SortedFunc(maps.Keys(keys), compareKeys)
-	for _, k := range order {
+	// Diff all services after a full read, otherwise only those whose
+	// desired state changed, that drain, or that were dropped.
+	work := changed
+	if full {
+		work = work[:0]
+		for _, e := range order {
+			if e != nil {
+				work = append(work, e.key)
+			}
+		}
+	}
+	work = slices.DeleteFunc(work, func(k Key) bool { e := h.entries[k]; return e.dup || skip[k] })
+	if seen < len(h.entries) {
+		for k, e := range h.entries {
+			if e.seen != h.epoch && !skip[k] {
+				work = append(work, k)
+			}
+		}
+	}
+	slices.SortFunc(work, compareKeys)
+
+	for _, k := range work {
 		if err := ctx.Err(); err != nil {
 			h.needFull = true
 			return h.finish(rep), fmt.Errorf("apply IPVS services: %w", err)
 		}
-		if skip[k] {
-			continue
-		}
 		e := h.entries[k]
-		if e == nil {
-			e = &entry{}
-			h.entries[k] = e
+		var w *Service
+		if e.seen == h.epoch {
+			w = &want[e.wantIdx]
+			if err := Validate(*w); err != nil {
+				rep.Failed[k] = err // keep the kernel's state for this key
+				e.applied = nil
+				continue
+			}
 		}
-		h.applyService(k, e, wantBy[k], full, &rep)
-		if wantBy[k] == nil && !e.exists && rep.Failed[k] == nil {
+		h.applyService(k, e, w, full, &rep)
+		if w == nil && !e.exists && rep.Failed[k] == nil {
+			e.gone = true
 			delete(h.entries, k)
-			delete(h.fps, k)
+			h.setFingerprint(k, "")
 		}
 	}
 	if len(rep.Failed) > 0 {
@@ -121,50 +164,68 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 	return h.finish(rep), nil
 }
 
-// finish fills the fingerprints.
+// finish publishes the fingerprints. The map is shared with the handle and
+// copied before the handle changes it, so a no-op Apply costs no copy.
 func (h *Handle) finish(rep Report) Report {
-	rep.Fingerprint = maps.Clone(h.fps)
+	rep.Fingerprint = h.fps
+	h.fpsShared = true
 	return rep
 }
 
-// fullRead refreshes every entry in keys from the kernel. Services whose
-// destinations cannot be read are marked failed and skipped this round.
-func (h *Handle) fullRead(keys, skip map[Key]bool, rep *Report) error {
+// setFingerprint records fp for k ("" removes it), copying the published map
+// first.
+func (h *Handle) setFingerprint(k Key, fp string) {
+	if old, ok := h.fps[k]; ok == (fp != "") && old == fp {
+		return
+	}
+	if h.fpsShared {
+		h.fps = maps.Clone(h.fps)
+		h.fpsShared = false
+	}
+	if fp == "" {
+		delete(h.fps, k)
+	} else {
+		h.fps[k] = fp
+	}
+}
+
+// fullRead refreshes every entry from the kernel. Services whose
+// destinations cannot be read are reported failed and returned in skip.
+func (h *Handle) fullRead(rep *Report) (skip map[Key]bool, err error) {
 	rep.FullRead = true
-	have, present, failed, err := h.read(keys)
-	rep.Reads += 1 + len(present)
+	have, reads, failed, err := h.read(func(k Key) bool { return h.entries[k] != nil })
+	rep.Reads += reads
 	if err != nil {
-		return err
+		return nil, err
 	}
-	haveBy := make(map[Key]Service, len(have))
-	for _, s := range have {
-		haveBy[s.Key] = s
+	haveBy := make(map[Key]*Service, len(have))
+	for i := range have {
+		haveBy[have[i].Key] = &have[i]
 	}
-	for k := range keys {
+	for k, e := range h.entries {
 		if err := failed[k]; err != nil {
 			rep.Failed[k] = err
+			if skip == nil {
+				skip = make(map[Key]bool)
+			}
 			skip[k] = true
 			continue
 		}
-		e := h.entries[k]
-		if e == nil {
-			e = &entry{}
-			h.entries[k] = e
+		e.applied = nil
+		e.exists = haveBy[k] != nil
+		e.have = Service{}
+		if e.exists {
+			e.have = *haveBy[k]
 		}
-		s, ok := haveBy[k]
-		e.exists, e.have, e.applied = ok, s, nil
 		h.refreshFingerprint(k, e)
 	}
 	h.lastFull = h.cfg.now()
-	return nil
+	return skip, nil
 }
 
 // applyService diffs and writes one owned service.
 func (h *Handle) applyService(k Key, e *entry, want *Service, fresh bool, rep *Report) {
 	if !fresh {
-		if want != nil && e.applied != nil && sameSpec(*want, *e.applied) && !hasDraining(*want) {
-			return // unchanged since it was applied: nothing to read or write
-		}
 		if e.exists {
 			ds, err := h.readDests(k)
 			rep.Reads++
@@ -198,17 +259,17 @@ func (h *Handle) applyService(k Key, e *entry, want *Service, fresh bool, rep *R
 	}
 	if want != nil {
 		c := cloneService(*want)
-		e.applied = &c
+		e.applied, e.drains = &c, hasDraining(c)
 	}
 	h.refreshFingerprint(k, e)
 }
 
 func (h *Handle) refreshFingerprint(k Key, e *entry) {
+	fp := ""
 	if e.exists {
-		h.fps[k] = Fingerprint(e.have)
-	} else {
-		delete(h.fps, k)
+		fp = Fingerprint(e.have)
 	}
+	h.setFingerprint(k, fp)
 }
 
 // exec issues one write.

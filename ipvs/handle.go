@@ -41,11 +41,15 @@ type Handle struct {
 
 	// entries are the owned services: keys of the last desired state plus
 	// keys applied before whose deletion has not succeeded yet.
-	entries  map[Key]*entry
-	fps      map[Key]string
-	needFull bool
-	lastFull time.Time
-	extra    map[string]bool // sysctl names set through overrides
+	entries   map[Key]*entry
+	order     []*entry       // entries in the order of the last desired state
+	epoch     uint64         // counts Apply calls, to mark the keys of one
+	fps       map[Key]string // fingerprints, copy-on-write once published
+	fpsShared bool
+	needFull  bool
+	lastFull  time.Time
+	extra     map[string]bool // sysctl names set through overrides
+	proc      *os.File        // /proc/net/ip_vs of the namespace, or nil
 }
 
 // config holds what Options change.
@@ -55,6 +59,7 @@ type config struct {
 	procIPVS  string // exists when the ip_vs module is loaded
 	sysctlDir string
 	newKernel func(nsPath string) (kernel, error)
+	procDests bool // full reads take destinations from /proc/net/ip_vs
 }
 
 // Option changes how Open builds a Handle.
@@ -74,6 +79,7 @@ func defaultConfig() config {
 		procIPVS:  "/proc/net/ip_vs",
 		sysctlDir: "/proc/sys/net/ipv4/vs",
 		newKernel: func(nsPath string) (kernel, error) { return ipvs.New(nsPath) },
+		procDests: true,
 	}
 }
 
@@ -112,6 +118,11 @@ func Open(nsPath string, logger *slog.Logger, opts ...Option) (*Handle, error) {
 		k.Close()
 		return nil, fmt.Errorf("%w: listing services failed: %v (load it with: %s)", ErrNotAvailable, err, modulesHint)
 	}
+	if cfg.procDests {
+		if h.proc, err = openProcIPVS(nsPath); err != nil {
+			logger.Warn("cannot open /proc/net/ip_vs; full reads will take one netlink request per service", "err", err)
+		}
+	}
 	return h, nil
 }
 
@@ -138,6 +149,11 @@ func (h *Handle) Close() error {
 		h.k.Close()
 		h.k = nil
 	}
+	if h.proc != nil {
+		err := h.proc.Close()
+		h.proc = nil
+		return err
+	}
 	return nil
 }
 
@@ -158,14 +174,11 @@ func (h *Handle) Plan(ctx context.Context, want []Service) ([]Op, error) {
 	if err := h.usable(ctx); err != nil {
 		return nil, err
 	}
-	keys := make(map[Key]bool, len(want)+len(h.entries))
+	keys := make(map[Key]bool, len(want))
 	for _, w := range want {
 		keys[w.Key] = true
 	}
-	for k := range h.entries {
-		keys[k] = true
-	}
-	have, _, failed, err := h.read(keys)
+	have, _, failed, err := h.read(func(k Key) bool { return keys[k] || h.entries[k] != nil })
 	if err != nil {
 		return nil, err
 	}
@@ -223,33 +236,53 @@ func (h *Handle) usable(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// read returns the kernel's view of the services in keys, destinations in
-// kernel order. present lists the keys found; failed holds per-service read
-// errors (those services must not be written this round). The error is set
-// only when the service list itself cannot be read.
-func (h *Handle) read(keys map[Key]bool) (have []Service, present map[Key]bool, failed map[Key]error, err error) {
+// read returns the kernel's view of the owned services, destinations in
+// kernel order, and the number of read requests it took. Service attributes
+// come from the netlink service dump; destinations from one read of
+// /proc/net/ip_vs when the handle has it open, else one netlink dump per
+// service. failed holds per-service read errors (those services must not be
+// written this round). The error is set only when the service list itself
+// cannot be read.
+func (h *Handle) read(owned func(Key) bool) (have []Service, reads int, failed map[Key]error, err error) {
 	ks, err := h.k.GetServices()
+	reads++
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read IPVS services: %w", err)
+		return nil, reads, nil, fmt.Errorf("read IPVS services: %w", err)
 	}
-	present = make(map[Key]bool)
 	failed = make(map[Key]error)
+	var procDests map[Key][]Destination
+	if h.proc != nil {
+		reads++
+		if procDests, err = readProcDests(h.proc, owned); err != nil {
+			h.log.Warn("reading /proc/net/ip_vs failed, reading destinations per service instead", "err", err)
+			procDests = nil
+		}
+	}
 	for _, s := range ks {
 		svc, ok := serviceFromKernel(s)
-		if !ok || !keys[svc.Key] {
+		if !ok || !owned(svc.Key) {
 			continue
 		}
-		present[svc.Key] = true
-		ds, err := h.readDests(svc.Key)
-		if err != nil {
-			failed[svc.Key] = err
-			continue
+		if procDests != nil {
+			ds, ok := procDests[svc.Key]
+			if !ok {
+				failed[svc.Key] = fmt.Errorf("read destinations of %s: the service changed while being read; the next Apply reads it again", svc.Key)
+				continue
+			}
+			svc.Destinations = ds
+		} else {
+			ds, err := h.readDests(svc.Key)
+			reads++
+			if err != nil {
+				failed[svc.Key] = err
+				continue
+			}
+			svc.Destinations = ds
 		}
-		svc.Destinations = ds
 		have = append(have, svc)
 	}
 	slices.SortFunc(have, func(a, b Service) int { return compareKeys(a.Key, b.Key) })
-	return have, present, failed, nil
+	return have, reads, failed, nil
 }
 
 // readDests reads one service's destinations in kernel list order.
