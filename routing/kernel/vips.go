@@ -25,6 +25,39 @@ type VIPOptions struct {
 	// Namespace is the path of the network namespace file to work in
 	// ("/run/netns/NAME"); "" means the process's own namespace.
 	Namespace string
+	// Binding is how a VIP is made local: an address (the default) or a local
+	// route. Use BindLocalRoute with announce: kernel and FRR (docs/ospf.md).
+	Binding Binding
+}
+
+// Binding is how VIPs makes a VIP local to the director.
+type Binding int
+
+const (
+	// BindAddress adds the VIP as an address (/32, /128 nodad) to the VIP
+	// interface, marked with IFA_PROTO. Local services can bind to it like to
+	// any address.
+	BindAddress Binding = iota
+	// BindLocalRoute adds a "local" route for the VIP to the kernel's local
+	// table (what `ip route add local VIP dev lo table local` does), marked
+	// with the route protocol number. The kernel delivers the VIP's packets
+	// locally (to IPVS) exactly as for an address, but the VIP is no interface
+	// address, so FRR's zebra does not turn it into a connected route, which
+	// would always beat the Advertiser's route and keep it from being
+	// redistributed (FRR 8.4). IPv4 sockets can bind to such a VIP; IPv6
+	// sockets need IP_FREEBIND or net.ipv6.ip_nonlocal_bind=1.
+	BindLocalRoute
+)
+
+// String returns the configuration spelling of b.
+func (b Binding) String() string {
+	switch b {
+	case BindAddress:
+		return "address"
+	case BindLocalRoute:
+		return "local-route"
+	}
+	return "unknown"
 }
 
 // VIPs binds VIP addresses to the local VIP interface as a full set. It only
@@ -36,7 +69,7 @@ type VIPs struct {
 	log   *slog.Logger
 	opts  VIPOptions
 	links linkKernel
-	addrs addrKernel
+	bind  binder
 	close func()
 
 	mu sync.Mutex
@@ -59,7 +92,16 @@ func NewVIPs(log *slog.Logger, opts VIPOptions) (*VIPs, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := newVIPs(log, opts, conn.h, conn, conn.close)
+	var b binder = &addrBinder{k: conn, proto: opts.Protocol, iface: opts.Interface}
+	switch opts.Binding {
+	case BindAddress:
+	case BindLocalRoute:
+		b = &routeBinder{k: conn.h, proto: opts.Protocol}
+	default:
+		conn.close()
+		return nil, fmt.Errorf("unknown VIP binding %d", opts.Binding)
+	}
+	v := newVIPs(log, opts, conn.h, b, conn.close)
 	if err := v.prepareInterface(); err != nil {
 		conn.close()
 		return nil, err
@@ -68,12 +110,12 @@ func NewVIPs(log *slog.Logger, opts VIPOptions) (*VIPs, error) {
 }
 
 // newVIPs wires a VIPs to its kernel endpoints; the tests pass in-memory ones.
-func newVIPs(log *slog.Logger, opts VIPOptions, links linkKernel, addrs addrKernel, closeFn func()) *VIPs {
+func newVIPs(log *slog.Logger, opts VIPOptions, links linkKernel, b binder, closeFn func()) *VIPs {
 	return &VIPs{
-		log:           log.With("interface", opts.Interface),
+		log:           log.With("interface", opts.Interface, "binding", opts.Binding.String()),
 		opts:          opts,
 		links:         links,
-		addrs:         addrs,
+		bind:          b,
 		close:         closeFn,
 		foreignWarned: map[netip.Addr]bool{},
 	}
@@ -152,29 +194,38 @@ func (v *VIPs) Set(ctx context.Context, vips []netip.Addr) error {
 	}
 
 	owned := map[netip.Prefix]bool{}
+	var stale []netip.Prefix
 	foreign := map[netip.Addr]bool{}
-	for _, a := range have {
-		if a.Proto == v.opts.Protocol {
-			owned[a.Prefix] = true
-		} else {
-			foreign[a.Prefix.Addr()] = true
+	for _, b := range have {
+		switch {
+		case b.Owned && b.Stale:
+			stale = append(stale, b.Prefix)
+		case b.Owned:
+			owned[b.Prefix] = true
+		default:
+			foreign[b.Prefix.Addr()] = true
 		}
 	}
 
-	// Remove first, so a VIP we own with the wrong prefix length is re-added
-	// with the right one.
+	// Remove first, so a VIP we own in the wrong shape (prefix length, stale
+	// device) is re-added in the right one.
+	remove := stale
 	for _, p := range sortedPrefixes(owned) {
-		if want[p] {
-			continue
+		if !want[p] {
+			remove = append(remove, p)
 		}
+	}
+	for _, p := range remove {
 		if err := ctx.Err(); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
-		if err := v.addrs.delAddr(ifindex, p); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			errs = append(errs, fmt.Errorf("unbind VIP %s from %s: %w", p.Addr(), v.opts.Interface, err))
+		if err := v.bind.unbind(ifindex, p); err != nil {
+			errs = append(errs, fmt.Errorf("unbind VIP %s (%s on %s): %w", p.Addr(), v.opts.Binding, v.opts.Interface, err))
 			continue
 		}
-		v.log.Info("unbound VIP", "vip", p.Addr())
+		if !want[p] {
+			v.log.Info("unbound VIP", "vip", p.Addr())
+		}
 	}
 
 	var added []netip.Prefix
@@ -185,16 +236,16 @@ func (v *VIPs) Set(ctx context.Context, vips []netip.Addr) error {
 		if foreign[p.Addr()] {
 			if !v.foreignWarned[p.Addr()] {
 				v.foreignWarned[p.Addr()] = true
-				v.log.Warn("VIP is already bound by someone else; using it, but never removing it",
-					"vip", p.Addr(), "reason", "address without directord's protocol mark")
+				v.log.Warn("VIP is already local through someone else's address or route; using it, but never removing it",
+					"vip", p.Addr(), "reason", "no directord protocol mark")
 			}
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
-		if err := v.addrs.addAddr(ifindex, v.mark(p)); err != nil {
-			errs = append(errs, fmt.Errorf("bind VIP %s to %s: %w", p.Addr(), v.opts.Interface, err))
+		if err := v.bind.bind(ifindex, p); err != nil {
+			errs = append(errs, fmt.Errorf("bind VIP %s (%s on %s): %w", p.Addr(), v.opts.Binding, v.opts.Interface, err))
 			continue
 		}
 		added = append(added, p)
@@ -206,7 +257,7 @@ func (v *VIPs) Set(ctx context.Context, vips []netip.Addr) error {
 		}
 	}
 	if len(added) > 0 {
-		if err := v.verifyMarks(ifindex, added); err != nil {
+		if err := v.bind.verify(ifindex, added); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -221,9 +272,9 @@ func (v *VIPs) Owned(ctx context.Context) ([]netip.Addr, error) {
 		return nil, err
 	}
 	var out []netip.Addr
-	for _, a := range have {
-		if a.Proto == v.opts.Protocol {
-			out = append(out, a.Prefix.Addr())
+	for _, b := range have {
+		if b.Owned && !b.Stale {
+			out = append(out, b.Prefix.Addr())
 		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
@@ -231,8 +282,8 @@ func (v *VIPs) Owned(ctx context.Context) ([]netip.Addr, error) {
 }
 
 // dump resolves the interface (it may have been re-created since the last pass)
-// and lists its addresses.
-func (v *VIPs) dump(ctx context.Context) (int, []ifAddr, error) {
+// and lists the VIP bindings.
+func (v *VIPs) dump(ctx context.Context) (int, []binding, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
@@ -241,53 +292,10 @@ func (v *VIPs) dump(ctx context.Context) (int, []ifAddr, error) {
 		return 0, nil, fmt.Errorf("look up VIP interface %s: %w (was it deleted? restart directord to re-create it)", v.opts.Interface, err)
 	}
 	ifindex := link.Attrs().Index
-	have, err := retryDump("list addresses of "+v.opts.Interface, func() ([]ifAddr, error) {
-		return v.addrs.addrs(ifindex)
+	have, err := retryDump("list the VIPs bound on "+v.opts.Interface, func() ([]binding, error) {
+		return v.bind.list(ifindex)
 	})
 	return ifindex, have, err
-}
-
-// mark returns the address to create for VIP prefix p: our protocol, nodad for
-// IPv6 (a VIP exists on every director at once, so duplicate address detection
-// would only delay or disable it), and a label for IPv4 when it fits.
-func (v *VIPs) mark(p netip.Prefix) ifAddr {
-	a := ifAddr{Prefix: p, Proto: v.opts.Protocol}
-	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
-	} else if label := v.opts.Interface + ":vip"; len(label) < unix.IFNAMSIZ {
-		a.Label = label
-	}
-	return a
-}
-
-// verifyMarks checks that the kernel kept the protocol mark on the addresses
-// just added. Kernels before 6.1 silently drop IFA_PROTO; without the mark we
-// would take our own VIPs for foreign ones and never remove them, so the
-// addresses are removed again and the error says why.
-func (v *VIPs) verifyMarks(ifindex int, added []netip.Prefix) error {
-	have, err := retryDump("list addresses of "+v.opts.Interface, func() ([]ifAddr, error) {
-		return v.addrs.addrs(ifindex)
-	})
-	if err != nil {
-		return fmt.Errorf("verify the VIPs just bound: %w", err)
-	}
-	proto := map[netip.Prefix]int{}
-	for _, a := range have {
-		proto[a.Prefix] = a.Proto
-	}
-	var errs []error
-	for _, p := range added {
-		got, ok := proto[p]
-		if !ok || got == v.opts.Protocol {
-			continue // gone again (someone removed it) or fine
-		}
-		err := fmt.Errorf("bind VIP %s: the kernel did not keep the address protocol mark (IFA_PROTO, Linux 6.1 or later needed; got %d, want %d), so the address was removed again", p.Addr(), got, v.opts.Protocol)
-		if derr := v.addrs.delAddr(ifindex, p); derr != nil {
-			err = fmt.Errorf("%w; removing it failed too, remove %s from %s by hand: %v", err, p, v.opts.Interface, derr)
-		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
 
 // hostPrefix turns a VIP into its host prefix (/32 or /128).

@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,6 +47,11 @@ func loState(k *fakeKernel) []string {
 	return out
 }
 
+// addrVIPs returns a VIPs binding addresses in the fake kernel.
+func addrVIPs(k *fakeKernel, iface string, proto int) *VIPs {
+	return newVIPs(discard(), VIPOptions{Interface: iface, Protocol: proto}, k, &addrBinder{k: k, proto: proto, iface: iface}, nil)
+}
+
 var loBase = []string{"127.0.0.1/8 label lo", "::1/128 proto 1"}
 
 func withBase(extra ...string) []string { return append(append([]string{}, loBase...), extra...) }
@@ -53,7 +60,7 @@ func TestVIPsSetScenario(t *testing.T) {
 	k := newFakeKernel(t)
 	// An operator's own address on lo, and one more on another device.
 	k.addrTab[1] = append(k.addrTab[1], ifAddr{Prefix: netip.MustParsePrefix("192.0.2.5/32")})
-	v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	v := addrVIPs(k, "lo", testProto)
 	ctx := context.Background()
 
 	steps := []struct {
@@ -113,19 +120,19 @@ func TestVIPsSetScenario(t *testing.T) {
 func TestVIPsAdoptAfterRestart(t *testing.T) {
 	k := newFakeKernel(t)
 	ctx := context.Background()
-	first := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	first := addrVIPs(k, "lo", testProto)
 	if err := first.Set(ctx, addrs("198.18.0.10", "198.18.0.11", "2001:db8::10")); err != nil {
 		t.Fatal(err)
 	}
 	// Another daemon on the same host uses another protocol number: its
 	// addresses must be left alone, exactly like an operator's.
-	other := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: 251}, k, k, nil)
+	other := addrVIPs(k, "lo", 251)
 	if err := other.Set(ctx, addrs("198.18.0.99")); err != nil {
 		t.Fatal(err)
 	}
 
 	// "Restart": a new value with no memory of the first one.
-	second := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	second := addrVIPs(k, "lo", testProto)
 	owned, err := second.Owned(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +203,7 @@ func TestVIPsSetErrors(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(k)
 			}
-			v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+			v := addrVIPs(k, "lo", testProto)
 			err := v.Set(context.Background(), tt.set)
 			switch {
 			case tt.wantErr == "" && err != nil:
@@ -216,7 +223,7 @@ func TestVIPsSetErrors(t *testing.T) {
 
 func TestVIPsCanceledContextChangesNothing(t *testing.T) {
 	k := newFakeKernel(t)
-	v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto}, k, k, nil)
+	v := addrVIPs(k, "lo", testProto)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := v.Set(ctx, addrs("198.18.0.10")); err == nil {
@@ -244,7 +251,7 @@ func TestVIPsPrepareInterface(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			k := newFakeKernel(t)
 			k.dummy = tt.dummy
-			v := newVIPs(discard(), VIPOptions{Interface: tt.iface, Protocol: testProto}, k, k, nil)
+			v := addrVIPs(k, tt.iface, testProto)
 			err := v.prepareInterface()
 			switch {
 			case tt.wantErr == "" && err != nil:
@@ -279,8 +286,8 @@ func TestVIPsLabelOnlyWhenItFits(t *testing.T) {
 		{"directord-vip0", ""}, // 14 + 4 characters do not fit IFNAMSIZ
 	}
 	for _, tt := range tests {
-		v := newVIPs(discard(), VIPOptions{Interface: tt.iface, Protocol: testProto}, nil, nil, nil)
-		if got := v.mark(netip.MustParsePrefix("198.18.0.1/32")).Label; got != tt.want {
+		b := &addrBinder{proto: testProto, iface: tt.iface}
+		if got := b.mark(netip.MustParsePrefix("198.18.0.1/32")).Label; got != tt.want {
 			t.Errorf("label on %s = %q, want %q", tt.iface, got, tt.want)
 		}
 	}
@@ -299,5 +306,85 @@ func TestCheckProtocolAndTable(t *testing.T) {
 		if err := checkTable(tb); (err == nil) != ok {
 			t.Errorf("checkTable(%d) = %v, want ok=%v", tb, err, ok)
 		}
+	}
+}
+
+// localRoute is a route of the kernel's local table.
+func localRoute(dst string, proto, ifindex int, typ int) netlink.Route {
+	r := hostRoute(dst, unix.RT_TABLE_LOCAL, proto, ifindex)
+	r.Type = typ
+	return r
+}
+
+func TestVIPsLocalRouteBinding(t *testing.T) {
+	k := newFakeKernel(t)
+	k.links["eth0"] = &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "eth0", Index: 2, Flags: net.FlagUp}}
+	// What the kernel keeps in its local table for the addresses it has, plus
+	// an operator's AnyIP route and one of ours on a device that is gone.
+	k.routes = []netlink.Route{
+		localRoute("127.0.0.1/32", 2, 1, unix.RTN_LOCAL),
+		localRoute("127.255.255.255/32", 2, 1, unix.RTN_BROADCAST),
+		localRoute("10.0.1.11/32", 2, 2, unix.RTN_LOCAL),
+		localRoute("192.0.2.5/32", 4, 1, unix.RTN_LOCAL),
+		localRoute("198.18.0.12/32", testProto, 9, unix.RTN_LOCAL),
+		hostRoute("198.18.0.10/32", 254, testProto, 1), // an advertisement route in main: not a binding
+	}
+	base := []string{
+		"254/198.18.0.10/32 proto 250 dev 1",
+		"255/10.0.1.11/32 proto 2 dev 2",
+		"255/127.0.0.1/32 proto 2 dev 1",
+		"255/127.255.255.255/32 proto 2 dev 1",
+		"255/192.0.2.5/32 proto 4 dev 1",
+	}
+	v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto, Binding: BindLocalRoute}, k, &routeBinder{k: k, proto: testProto}, nil)
+	ctx := context.Background()
+	steps := []struct {
+		name string
+		set  []netip.Addr
+		ours []string
+	}{
+		{"bind, and re-point the stale one", addrs("198.18.0.10", "198.18.0.12", "2001:db8::10"),
+			[]string{"255/198.18.0.10/32 proto 250 dev 1", "255/198.18.0.12/32 proto 250 dev 1", "255/2001:db8::10/128 proto 250 dev 1"}},
+		{"local already through an address or someone's route: used, not owned", addrs("10.0.1.11", "192.0.2.5", "198.18.0.10"),
+			[]string{"255/198.18.0.10/32 proto 250 dev 1"}},
+		{"empty set", nil, nil},
+	}
+	for _, st := range steps {
+		if err := v.Set(ctx, st.set); err != nil {
+			t.Fatalf("%s: Set: %v", st.name, err)
+		}
+		want := append(slices.Clone(base), st.ours...)
+		slices.Sort(want)
+		if diff := cmp.Diff(want, routeState(k)); diff != "" {
+			t.Errorf("%s: routes (-want +got):\n%s", st.name, diff)
+		}
+		for _, r := range k.routes {
+			if int(r.Protocol) == testProto && r.Table == unix.RT_TABLE_LOCAL && r.Type != unix.RTN_LOCAL {
+				t.Errorf("%s: our route %v is not of type local", st.name, r.Dst)
+			}
+		}
+	}
+	owned, err := v.Owned(ctx)
+	if err != nil || len(owned) != 0 {
+		t.Errorf("Owned() = %v, %v; want none", owned, err)
+	}
+}
+
+func TestNewVIPsMissingNamespace(t *testing.T) {
+	_, err := NewVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto, Namespace: "/run/netns/directord-test-does-not-exist"})
+	if err == nil || !strings.Contains(err.Error(), "open network namespace /run/netns/directord-test-does-not-exist") {
+		t.Fatalf("NewVIPs in a missing namespace: err = %v, want an error naming the namespace", err)
+	}
+	_, err = NewAdvertiser(discard(), AdvertiserOptions{Table: 200, Protocol: testProto, Interface: "lo", Namespace: "/run/netns/directord-test-does-not-exist"})
+	if err == nil || !strings.Contains(err.Error(), "open network namespace") {
+		t.Fatalf("NewAdvertiser in a missing namespace: err = %v, want an error naming the namespace", err)
+	}
+	_, err = NewAdvertiser(discard(), AdvertiserOptions{Table: 255, Protocol: testProto, Interface: "lo"})
+	if err == nil || !strings.Contains(err.Error(), "reserved by the kernel") {
+		t.Fatalf("NewAdvertiser with the local table: err = %v", err)
+	}
+	_, err = NewVIPs(discard(), VIPOptions{Interface: "lo", Protocol: 188})
+	if err == nil || !strings.Contains(err.Error(), "belongs to FRR") {
+		t.Fatalf("NewVIPs with FRR's protocol: err = %v", err)
 	}
 }
