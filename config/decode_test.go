@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -219,6 +220,10 @@ func TestLoadErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Load(bad)
+	var first *Error
+	if wrapped := fmt.Errorf("reload: %w", err); !errors.As(wrapped, &first) || first.Path != "director.name" {
+		t.Errorf("errors.As through a wrapped Errors gave %v, want the director.name error", first)
+	}
 	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].File != bad || errs[0].Path != "director.name" || errs[0].Line != 1 {
 		t.Errorf("got %v, want one director.name error naming %s at line 1", err, bad)
 	}

@@ -79,6 +79,16 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// Unwrap exposes the single errors to errors.Is and errors.As, so a caller
+// can take the first *Error out of any error chain that holds Errors.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
 // sorted returns es ordered by line (file-level errors first), keeping the
 // order of discovery within a line, without exact duplicates (an anchor
 // expanded twice reports its own problems once per path, not once per use).

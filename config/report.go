@@ -62,12 +62,6 @@ func (r *report) warnf(path, format string, args ...any) *Error {
 	return e
 }
 
-// has reports whether path was written in the file (even as null).
-func (r *report) has(path string) bool {
-	_, ok := r.lines[path]
-	return ok
-}
-
 // lineOf finds the line of path, walking up to the nearest ancestor written in
 // the file: a missing field is reported where its parent is.
 func (r *report) lineOf(path string) int {
