@@ -3,15 +3,14 @@
 package routerconfig
 
 import (
-	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anycast-director/director/lab/netlab"
 )
 
 // TestPrivilegedFRRAcceptsGenerated loads every golden case's FRR output into
@@ -21,31 +20,29 @@ import (
 // configuration (except those FRR hides because they equal its defaults), and
 // no daemon logged an error.
 func TestPrivilegedFRRAcceptsGenerated(t *testing.T) {
-	requireRoot(t)
 	for _, gc := range goldenCases() {
 		t.Run(gc.name, func(t *testing.T) {
 			out, err := Generate("frr", loadDir(t, gc.name), gc.opts)
 			if err != nil {
 				t.Fatalf("Generate: %v", err)
 			}
-			ns := newNetns(t)
-			// The OSPF cases name eth1 and eth2; create them so the interface
-			// configuration applies to real devices.
-			for _, ifc := range []string{"eth1", "eth2"} {
-				sh(t, "ip", "-n", ns, "link", "add", ifc, "type", "veth", "peer", "name", ifc+"p")
-				sh(t, "ip", "-n", ns, "link", "set", ifc, "up")
+			lab := netlab.New(t)
+			rtr := lab.Namespace("rtr")
+			// The OSPF cases name eth1 and eth2 (eth0 is unused); the link
+			// toward the directors carries the router's own addresses
+			// (update-source), so bgpd can open its sessions.
+			peer := lab.Namespace("peer")
+			for range 3 {
+				lab.Link(rtr, nil, peer, nil)
 			}
-			// The router's own addresses (update-source), on the link toward
-			// the directors, so bgpd can open its sessions.
 			for _, a := range updateSources(string(out)) {
 				plen := "/24"
 				if strings.Contains(a, ":") {
 					plen = "/64"
 				}
-				sh(t, "ip", "-n", ns, "addr", "add", a+plen, "dev", "eth1", "nodad")
+				rtr.AddAddr("eth1", a+plen)
 			}
-			dir := frrDir(t)
-			conf := filepath.Join(dir, "frr.conf")
+			conf := filepath.Join(lab.Dir(), "frr.conf")
 			if err := os.WriteFile(conf, out, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +50,8 @@ func TestPrivilegedFRRAcceptsGenerated(t *testing.T) {
 				t.Fatalf("vtysh --dryrun rejected the configuration: %v\n%s", err, res)
 			}
 			daemons := []string{"zebra", "bgpd", "bfdd", "ospfd", "ospf6d"}
-			startFRR(t, ns, dir, daemons)
+			frr := rtr.StartFRR("", daemons[1:]...)
+			dir := frr.Dir
 			res, err := exec.Command("vtysh", "--vty_socket", dir, "-f", conf).CombinedOutput()
 			if err != nil || strings.Contains(string(res), "%") {
 				t.Fatalf("FRR rejected lines of the generated configuration: %v\n%s\nconfiguration:\n%s", err, res, out)
@@ -98,7 +96,6 @@ func TestPrivilegedFRRAcceptsGenerated(t *testing.T) {
 // with `bird -p` and then runs BIRD 2 on it in a fresh namespace, checking that
 // every generated protocol exists.
 func TestPrivilegedBIRDAcceptsGenerated(t *testing.T) {
-	requireRoot(t)
 	for _, gc := range goldenCases() {
 		t.Run(gc.name, func(t *testing.T) {
 			out, err := Generate("bird", loadDir(t, gc.name), gc.opts)
@@ -113,16 +110,13 @@ func TestPrivilegedBIRDAcceptsGenerated(t *testing.T) {
 			if res, err := exec.Command("bird", "-p", "-c", conf).CombinedOutput(); err != nil {
 				t.Fatalf("bird -p rejected the configuration: %v\n%s\nconfiguration:\n%s", err, res, out)
 			}
-			ns := newNetns(t)
-			for _, ifc := range []string{"eth1", "eth2"} {
-				sh(t, "ip", "-n", ns, "link", "add", ifc, "type", "veth", "peer", "name", ifc+"p")
+			lab := netlab.New(t)
+			rtr, peer := lab.Namespace("rtr"), lab.Namespace("peer")
+			for range 3 {
+				lab.Link(rtr, nil, peer, nil)
 			}
 			sock := filepath.Join(dir, "bird.ctl")
-			cmd := exec.Command("ip", "netns", "exec", ns, "bird", "-f", "-c", conf, "-s", sock)
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			rtr.Start("rtr/bird", nil, "bird", "-f", "-c", conf, "-s", sock)
 			var protos string
 			deadline := time.Now().Add(10 * time.Second)
 			for time.Now().Before(deadline) {
@@ -218,98 +212,7 @@ func logErrors(t *testing.T, path string) []string {
 	return errs
 }
 
-// The helpers below are private to this package's privileged tests.
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test: needs root to create network namespaces and run FRR (run `make test-privileged` as root)")
-	}
-}
-
-func sh(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// newNetns creates a namespace with a per-run unique name and lo up, deleted
-// at cleanup.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	name := "rc" + strconv.FormatInt(int64(os.Getpid()%1679616), 36) + strconv.FormatInt(rand.Int64N(1679616), 36)
-	sh(t, "ip", "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("delete namespace %s: %v\n%s", name, err, out)
-		}
-	})
-	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-// frrDir makes a folder owned by user frr for the daemons' files.
-func frrDir(t *testing.T) string {
-	t.Helper()
-	u, err := user.Lookup("frr")
-	if err != nil {
-		t.Fatalf("FRR is not installed (no user frr; run scripts/deps.sh): %v", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	dir, err := os.MkdirTemp("", "routerconfig-frr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// startFRR starts daemons in the foreground (the test owns their PIDs) with
-// empty configurations, and waits for their vty sockets.
-func startFRR(t *testing.T, ns, dir string, daemons []string) {
-	t.Helper()
-	for _, d := range daemons {
-		conf := filepath.Join(dir, d+".conf")
-		if err := os.WriteFile(conf, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args := []string{"netns", "exec", ns, "/usr/lib/frr/" + d, "-f", conf,
-			"-i", filepath.Join(dir, d+".pid"), "-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir,
-			"-u", "frr", "-g", "frr", "--log", "file:" + filepath.Join(dir, d+".log")}
-		if d == "bfdd" {
-			args = append(args, "--bfdctl", filepath.Join(dir, "bfdd.sock"))
-		}
-		cmd := exec.Command("ip", args...)
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", d, err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		waitFile(t, filepath.Join(dir, d+".vty"))
-	}
-}
-
-func waitFile(t *testing.T, path string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not appear within 10 s", path)
-}
-
+// vtysh runs show commands against the daemons whose vty sockets are in dir.
 func vtysh(t *testing.T, dir string, cmds ...string) string {
 	t.Helper()
 	args := []string{"--vty_socket", dir}
