@@ -55,6 +55,8 @@ type Advertiser struct {
 	links  linkKernel
 	routes routeKernel
 	close  func()
+	// closeOnce makes Close safe to call twice.
+	closeOnce sync.Once
 
 	mu sync.Mutex
 }
@@ -96,9 +98,11 @@ func newAdvertiser(log *slog.Logger, opts AdvertiserOptions, links linkKernel, r
 // process is not a withdraw (call Set with an empty set for that), and the next
 // process adopts them.
 func (a *Advertiser) Close() error {
-	if a.close != nil {
-		a.close()
-	}
+	a.closeOnce.Do(func() {
+		if a.close != nil {
+			a.close()
+		}
+	})
 	return nil
 }
 

@@ -2,7 +2,10 @@
 // It does two jobs:
 //
 //   - VIPs binds the VIPs to the local VIP interface (lo, or a dummy device where
-//     the kernel has one) so IPVS and local services receive their traffic.
+//     the kernel has one) so IPVS and local services receive their traffic:
+//     as addresses, or as "local" routes in the kernel's local table, which a
+//     routing daemon on the director does not mistake for connected routes
+//     (FRR's zebra would let such a connected route beat the Advertiser's).
 //   - Advertiser is the OSPF (or any local routing daemon) path of
 //     routing.Advertiser: a VIP is advertised by a host route in a dedicated
 //     routing table with a dedicated route protocol number, which a local FRR or
@@ -26,8 +29,9 @@
 //     addresses apart in `ip addr`; ownership is decided by the protocol alone.
 //     A kernel that drops the attribute (older than 6.1) is detected after the
 //     first add and reported as an error instead of losing track of addresses.
-//   - Routes carry the route protocol number (rtm_protocol) in the configured
-//     table; routes of that table with any other protocol are left alone.
+//   - Routes carry the route protocol number (rtm_protocol): the Advertiser's
+//     in the configured table, local-route VIPs in the local table; routes
+//     with any other protocol are left alone.
 //
 // All netlink traffic goes through handles opened for an explicit network
 // namespace (the process's own, or a named one for tests), never through the

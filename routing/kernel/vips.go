@@ -71,6 +71,8 @@ type VIPs struct {
 	links linkKernel
 	bind  binder
 	close func()
+	// closeOnce makes Close safe to call twice.
+	closeOnce sync.Once
 
 	mu sync.Mutex
 	// foreignWarned remembers the wanted VIPs already found bound by someone
@@ -124,9 +126,11 @@ func newVIPs(log *slog.Logger, opts VIPOptions, links linkKernel, b binder, clos
 // Close releases the netlink handles; bound VIPs stay (they are adopted by the
 // next process).
 func (v *VIPs) Close() error {
-	if v.close != nil {
-		v.close()
-	}
+	v.closeOnce.Do(func() {
+		if v.close != nil {
+			v.close()
+		}
+	})
 	return nil
 }
 

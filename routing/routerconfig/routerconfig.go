@@ -376,7 +376,7 @@ func (m *model) resolveASN(asnBy map[uint32][]string, want uint32) error {
 		for _, a := range asns {
 			lines = append(lines, asnBy[a]...)
 		}
-		return fmt.Errorf("the directors disagree about the router's AS number:\n  %s\nfix the peer asn in the director configs (or the router AS option)", strings.Join(lines, "\n  "))
+		return fmt.Errorf("the directors disagree about the router's AS number:\n  %s\nfix the peer asn in the director configs, or, if these are different routers, pass this router's addresses so only its peer entries count", strings.Join(lines, "\n  "))
 	}
 	m.routerASN = asns[0]
 	return nil
