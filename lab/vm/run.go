@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,7 +98,8 @@ func Run(ctx context.Context, o Options, argv []string) (Result, error) {
 	cmd.WaitDelay = 5 * time.Second
 	log.Debug("starting qemu", "args", strings.Join(args, " "))
 	vmStart := time.Now()
-	if err := cmd.Start(); err != nil {
+	waitCh, err := startLocked(cmd)
+	if err != nil {
 		return res, fmt.Errorf("%w: start %s: %v", ErrBoot, qemu, err)
 	}
 	killed := false
@@ -105,18 +107,10 @@ func Run(ctx context.Context, o Options, argv []string) (Result, error) {
 		killed = true
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	defer func() {
-		if cmd.ProcessState == nil { // still running: never leave qemu behind
-			kill()
-			cmd.Wait()
-		}
-	}()
 
 	outDone := make(chan int, 1)
 	go func() { outDone <- pumpOutput(ln, nonce, emit) }()
 
-	waitCh := make(chan error, 1)
-	go func() { waitCh <- cmd.Wait() }()
 	timer := time.NewTimer(plan.timeout)
 	defer timer.Stop()
 	var waitErr, stopErr error
@@ -186,6 +180,30 @@ func Run(ctx context.Context, o Options, argv []string) (Result, error) {
 	}
 	return res, fmt.Errorf("%w: %s before the program's exit status arrived; qemu said: %q; last console lines:\n%s",
 		ErrBoot, why, strings.TrimSpace(stderr.String()), tail)
+}
+
+// startLocked starts cmd from a goroutine locked to its OS thread and keeps
+// it there until cmd exits. Pdeathsig fires when the forking thread ends, and
+// the Go runtime ends a thread when a goroutine locked to it exits (netns
+// code does that): without the lock, such a goroutine scheduled later on the
+// forking thread would kill qemu mid-run.
+func startLocked(cmd *exec.Cmd) (<-chan error, error) {
+	started := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		done <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // pumpOutput accepts the output port's connection, streams it through emit

@@ -37,7 +37,9 @@ func (r *pkgResult) Ran() int { return r.Passed + r.Failed + r.Benchmarks }
 
 var (
 	reTopResult = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): \S+ \(`)
-	reBenchLine = regexp.MustCompile(`^Benchmark\S*\s+\d+\s+\S+ \S+/op`)
+	// "BenchmarkX-2   100   123 ns/op   0.5 ratio"; b.ReportMetric(0, "ns/op")
+	// removes ns/op, so any "value unit" pairs count.
+	reBenchLine = regexp.MustCompile(`^Benchmark\S*\s+\d+(\s+[-+.\deE]+ \S+)+\s*$`)
 )
 
 // streamParser splits the VM's output by package and counts results. With

@@ -41,6 +41,8 @@ goos: linux
 BenchmarkApply
 BenchmarkApply-2   	       3	 412345678 ns/op	         0.85 ratio
 BenchmarkNoop-2    	 1000000	      1052 ns/op
+BenchmarkCustom-2  	       1	         0.97 ratio	    12.5 ms/apply
+BenchmarkNotAResult is running
 PASS
 partial line without newline=== VMTEST END 2
 `
@@ -57,7 +59,7 @@ func TestStreamParserCountsPerPackage(t *testing.T) {
 		want := []counts{
 			{Passed: 1, Failed: 1, Skipped: 1, Began: true, Ended: true},
 			{NoTests: true, Began: true, Ended: true},
-			{Benchmarks: 2, Began: true, Ended: true},
+			{Benchmarks: 3, Began: true, Ended: true},
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("chunk %d: counts (-want +got):\n%s", chunk, diff)
@@ -68,8 +70,8 @@ func TestStreamParserCountsPerPackage(t *testing.T) {
 		if !strings.Contains(p.pkgs[2].Output.String(), "partial line without newline\n") {
 			t.Errorf("chunk %d: text before a marker was lost: %q", chunk, p.pkgs[2].Output.String())
 		}
-		if p.pkgs[0].Ran() != 2 || p.pkgs[1].Ran() != 0 || p.pkgs[2].Ran() != 2 {
-			t.Errorf("chunk %d: Ran = %d %d %d, want 2 0 2", chunk, p.pkgs[0].Ran(), p.pkgs[1].Ran(), p.pkgs[2].Ran())
+		if p.pkgs[0].Ran() != 2 || p.pkgs[1].Ran() != 0 || p.pkgs[2].Ran() != 3 {
+			t.Errorf("chunk %d: Ran = %d %d %d, want 2 0 3", chunk, p.pkgs[0].Ran(), p.pkgs[1].Ran(), p.pkgs[2].Ran())
 		}
 	}
 }

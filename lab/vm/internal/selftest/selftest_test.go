@@ -82,3 +82,18 @@ func TestNamespaceAndIPVSAdm(t *testing.T) {
 		t.Errorf("service leaked into the initial namespace:\n%s", root)
 	}
 }
+
+// BenchmarkReadProcIPVS gives vmtest's -bench path a real benchmark to run:
+// the cost of reading the IPVS table banner from the guest kernel.
+func BenchmarkReadProcIPVS(b *testing.B) {
+	var n int
+	for b.Loop() {
+		data, err := os.ReadFile("/proc/net/ip_vs")
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += len(data)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/read")
+	b.ReportMetric(float64(n)/float64(b.N), "bytes/read")
+}
