@@ -95,7 +95,16 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	for _, w := range cfg.Warnings {
 		d.log.Warn("configuration warning", "reason", w.Error())
 	}
-	vips, err := kernel.NewVIPs(d.log, kernel.VIPOptions{Interface: cfg.Director.VIPInterface, Protocol: cfg.Kernel.Protocol})
+	// With announce: kernel a local routing daemon redistributes our routes;
+	// FRR would prefer the connected route of a VIP address over them and
+	// announce nothing, so the VIP is made local with a local route instead
+	// (docs/ospf.md).
+	binding := kernel.BindAddress
+	if cfg.Director.Announce == config.AnnounceKernel {
+		binding = kernel.BindLocalRoute
+	}
+	vips, err := kernel.NewVIPs(d.log, kernel.VIPOptions{Interface: cfg.Director.VIPInterface,
+		Protocol: cfg.Kernel.Protocol, Binding: binding})
 	if err != nil {
 		return nil, fmt.Errorf("VIP interface %q: %w", cfg.Director.VIPInterface, err)
 	}
