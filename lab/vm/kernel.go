@@ -47,21 +47,26 @@ func bootableKernel(ctx context.Context, vmlinuz string, log *slog.Logger) strin
 	return vmlinux
 }
 
-// compressions are the bzImage payload formats Debian kernels use, by magic.
-var compressions = []struct {
+// compression is a bzImage payload format, known by its magic bytes.
+type compression struct {
 	magic []byte
 	tool  []string // external decompressor reading stdin; nil means Go's gzip
-}{
-	{[]byte{0xfd, '7', 'z', 'X', 'Z', 0x00}, []string{"xz", "-dc", "--single-stream"}},
-	{[]byte{0x28, 0xb5, 0x2f, 0xfd}, []string{"zstd", "-dc"}},
-	{[]byte{0x1f, 0x8b, 0x08}, nil},
+}
+
+// compressions are the payload formats Debian kernels use.
+func compressions() []compression {
+	return []compression{
+		{[]byte{0xfd, '7', 'z', 'X', 'Z', 0x00}, []string{"xz", "-dc", "--single-stream"}},
+		{[]byte{0x28, 0xb5, 0x2f, 0xfd}, []string{"zstd", "-dc"}},
+		{[]byte{0x1f, 0x8b, 0x08}, nil},
+	}
 }
 
 // extractVmlinux finds the compressed ELF kernel inside a bzImage and returns
 // it if it has a PVH entry point.
 func extractVmlinux(ctx context.Context, bz []byte) ([]byte, error) {
 	var errs []string
-	for _, c := range compressions {
+	for _, c := range compressions() {
 		for off := 0; ; {
 			i := bytes.Index(bz[off:], c.magic)
 			if i < 0 {

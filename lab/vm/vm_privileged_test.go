@@ -145,18 +145,24 @@ echo result-data > "$VM_OUTDIR/result.txt"
 func TestPrivilegedVMTimeoutKillsQEMU(t *testing.T) {
 	requireRoot(t)
 	start := time.Now()
-	res, err := Run(context.Background(), Options{Timeout: 25 * time.Second}, []string{"sh", "-c", "echo started; sleep 600"})
+	const timeout = 30 * time.Second
+	res, err := Run(context.Background(), Options{Timeout: timeout}, []string{"sh", "-c", "echo started; sleep 600"})
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Run error = %v, want ErrTimeout", err)
 	}
 	if !strings.Contains(err.Error(), "qemu was killed") {
 		t.Errorf("error %q does not say qemu was killed", err)
 	}
-	if d := time.Since(start); d > 60*time.Second {
-		t.Errorf("Run returned after %s, want soon after the 25 s timeout", d)
+	if d := time.Since(start); d > timeout+30*time.Second {
+		t.Errorf("Run returned after %s, want soon after the %s timeout", d, timeout)
 	}
-	if string(res.Output) != "started\n" {
+	// On a machine busy enough to need the whole timeout to boot, the
+	// program never started; the kill is still what is tested.
+	if res.Boot > 0 && string(res.Output) != "started\n" {
 		t.Errorf("partial output = %q, want %q", res.Output, "started\n")
+	}
+	if res.Boot == 0 {
+		t.Logf("the VM did not finish booting within %s; error: %v", timeout, err)
 	}
 	if kids := qemuChildren(t); len(kids) > 0 {
 		t.Errorf("qemu processes left behind: %v", kids)
