@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	directorv1 "github.com/anycast-director/director/proto/director/v1"
+)
+
+// outputFlag adds -o/--output with the given choices (the first is the default).
+func outputFlag(cmd *cobra.Command, out *string, choices ...string) {
+	cmd.Flags().StringVarP(out, "output", "o", choices[0], "output format: "+strings.Join(choices, " or "))
+}
+
+// checkOutput validates -o.
+func checkOutput(out string, choices ...string) error {
+	for _, c := range choices {
+		if out == c {
+			return nil
+		}
+	}
+	return usagef("--output %q is not supported: use %s", out, strings.Join(choices, " or "))
+}
+
+// printJSON writes m as indented JSON with the proto field names.
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return failure{fmt.Errorf("encode JSON: %w", err)}
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+func (a *app) reloadCmd() *cobra.Command {
+	var dryRun bool
+	var out string
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Re-read directord's configuration file (--dry-run: only show what would change)",
+		Long: `reload makes directord re-read its configuration file, like SIGHUP. Operator
+overrides are kept. A file with errors is refused and the running
+configuration stays; the errors are printed. With --dry-run nothing changes:
+the plan lists the IPVS services, destinations and routes that would be
+added, changed or removed.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out, "text", "json"); err != nil {
+				return err
+			}
+			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
+				resp, err := c.Reload(ctx, &directorv1.ReloadRequest{DryRun: dryRun})
+				if err != nil {
+					return rpcError{"reload", err}
+				}
+				if out == "json" {
+					return printJSON(a.stdout, resp)
+				}
+				printPlan(a.stdout, resp)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only compute and print the plan")
+	outputFlag(cmd, &out, "text", "json")
+	return cmd
+}
+
+// printPlan renders a reload's changes.
+func printPlan(w io.Writer, resp *directorv1.ReloadResponse) {
+	v := resp.GetVersion()
+	if resp.GetApplied() {
+		fmt.Fprintf(w, "loaded configuration version %d (%s)\n", v.GetVersion(), v.GetDigest())
+	} else {
+		fmt.Fprintf(w, "dry run against running version %d (%s): nothing was changed\n", v.GetVersion(), v.GetDigest())
+	}
+	if len(resp.GetChanges()) == 0 {
+		fmt.Fprintln(w, "no changes")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTION\tKIND\tSUBJECT\tDETAIL")
+	for _, c := range resp.GetChanges() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", enumWord(c.GetAction().String(), "CHANGE_ACTION_"),
+			enumWord(c.GetKind().String(), "CHANGE_KIND_"), c.GetSubject(), c.GetDetail())
+	}
+	tw.Flush()
+}
+
+func (a *app) rollbackCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollback [VERSION]",
+		Short: "Re-apply a kept configuration (default: the previous one)",
+		Long: `rollback re-applies a configuration from directord's history (see
+'directorctl configs'). Without VERSION it goes back to the configuration
+before the running one. The rolled-back configuration becomes a new version.`,
+		Args: maxArgs(1, "one version"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var version int64
+			if len(args) == 1 {
+				v, err := strconv.ParseInt(args[0], 10, 64)
+				if err != nil || v < 1 {
+					return usagef("version %q is not a positive number: pick one from `directorctl configs`", args[0])
+				}
+				version = v
+			}
+			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
+				resp, err := c.Rollback(ctx, &directorv1.RollbackRequest{Version: version})
+				if err != nil {
+					return rpcError{"rollback", err}
+				}
+				v := resp.GetVersion()
+				fmt.Fprintf(a.stdout, "rolled back: running configuration is now version %d (%s)\n", v.GetVersion(), v.GetDigest())
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) configsCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "configs",
+		Short: "List the configurations kept for rollback",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out, "table", "json"); err != nil {
+				return err
+			}
+			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
+				resp, err := c.ListConfigs(ctx, &directorv1.ListConfigsRequest{})
+				if err != nil {
+					return rpcError{"configs", err}
+				}
+				if out == "json" {
+					return printJSON(a.stdout, resp)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "VERSION\tDIGEST\tLOADED\tSOURCE\t")
+				for _, v := range resp.GetConfigs() {
+					mark := ""
+					if v.GetVersion() == resp.GetRunning() {
+						mark = "(running)"
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", v.GetVersion(), v.GetDigest(),
+						v.GetLoaded().AsTime().Local().Format(time.DateTime), v.GetSource(), mark)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	outputFlag(cmd, &out, "table", "json")
+	return cmd
+}
+
+func (a *app) routerConfigCmd() *cobra.Command {
+	var flavor string
+	cmd := &cobra.Command{
+		Use:   "router-config",
+		Short: "Print the upstream router's side of the peering (FRR or BIRD)",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var f directorv1.RouterFlavor
+			switch flavor {
+			case "frr":
+				f = directorv1.RouterFlavor_ROUTER_FLAVOR_FRR
+			case "bird":
+				f = directorv1.RouterFlavor_ROUTER_FLAVOR_BIRD
+			default:
+				return usagef("--flavor %q is not supported: use frr or bird", flavor)
+			}
+			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
+				resp, err := c.RouterConfig(ctx, &directorv1.RouterConfigRequest{Flavor: f})
+				if err != nil {
+					return rpcError{"router-config", err}
+				}
+				_, err = io.WriteString(a.stdout, resp.GetConfig())
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&flavor, "flavor", "frr", "router software: frr or bird")
+	cmd.RegisterFlagCompletionFunc("flavor", cobra.FixedCompletions([]string{"frr", "bird"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// enumWord turns "CHANGE_ACTION_ADD" into "add".
+func enumWord(s, prefix string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s, prefix)), "_", "-")
+}

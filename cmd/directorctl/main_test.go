@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/anycast-director/director/control/controltest"
+	directorv1 "github.com/anycast-director/director/proto/director/v1"
+)
+
+// binary is the directorctl built once for the package's tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(buildAndRun(m))
+}
+
+func buildAndRun(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "directorctl-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "directorctl")
+	cmd := exec.Command("go", "build", "-o", binary, ".")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build directorctl:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// ctl runs the binary against the harness's socket.
+func ctl(t *testing.T, h *controltest.Harness, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	if h != nil {
+		args = append([]string{"--socket", h.Sock}, args...)
+	}
+	cmd := exec.Command(binary, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run directorctl %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestExitCodesAndMessages(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	tests := []struct {
+		name   string
+		args   []string
+		harn   bool
+		code   int
+		stderr string
+	}{
+		{"status", []string{"status"}, true, 0, ""},
+		{"unknown flag", []string{"status", "--bogus"}, true, 2, "unknown flag: --bogus"},
+		{"unknown command", []string{"frobnicate"}, true, 2, `unknown command "frobnicate"`},
+		{"missing argument", []string{"drain"}, true, 2, "expected one backend address, got 0 argument(s)"},
+		{"bad address", []string{"drain", "10.0.0.300"}, true, 2, `backend address "10.0.0.300" is not an IP address: use the address as in the configuration, e.g. 10.0.2.21`},
+		{"bad weight", []string{"weight", "10.0.2.21", "70000"}, true, 2, `weight "70000" is not a number from 0 to 65535`},
+		{"bad output", []string{"status", "-o", "yaml"}, true, 2, `--output "yaml" is not supported: use table or json`},
+		{"bad flavor", []string{"router-config", "--flavor", "cisco"}, true, 2, `--flavor "cisco" is not supported`},
+		{"server: unknown backend", []string{"drain", "10.0.2.99"}, true, 1, "drain 10.0.2.99: no backend matches */10.0.2.99:*"},
+		{"server: unknown service", []string{"drain", "10.0.2.21", "--service", "nope"}, true, 1, `no service named "nope": use one of web, api`},
+		{"server: malformed (reason)", []string{"drain", "10.0.2.21", "--reason", "a\tb"}, true, 2, "reason contains a control character"},
+		{"server: no previous config", []string{"rollback"}, true, 1, "there is no previous configuration"},
+		{"no daemon", []string{"--socket", "/nonexistent/d.sock", "status"}, false, 1, "cannot reach directord at /nonexistent/d.sock"},
+		{"addr without certificates", []string{"--addr", "127.0.0.1:1", "status"}, false, 2, "--addr needs mutual TLS: give --cert, --key and --ca"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hh := h
+			if !tt.harn {
+				hh = nil
+			}
+			_, stderr, code := ctl(t, hh, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and stderr containing %q", code, stderr, tt.code, tt.stderr)
+			}
+		})
+	}
+	if n := len(h.Loop.Status().Overrides.Drained); n != 0 {
+		t.Errorf("failed commands left %d drains", n)
+	}
+}
+
+func TestStatusJSONAndTable(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	out, stderr, code := ctl(t, h, "status", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var resp directorv1.GetStatusResponse
+	if err := protojson.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatalf("status -o json does not parse: %v\n%s", err, out)
+	}
+	if resp.GetDirector() != "t1" || len(resp.GetVips()) != 2 || len(resp.GetServices()) != 2 {
+		t.Errorf("json status = director %q, %d VIPs, %d services", resp.GetDirector(), len(resp.GetVips()), len(resp.GetServices()))
+	}
+	table, _, code := ctl(t, h, "status")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{
+		"Director t1: serving, 2 of 2 VIPs advertised",
+		"198.18.0.10  advertised",
+		"Service web  tcp/198.18.0.10:80  dr  mh",
+		"10.0.2.21:443  up      2/2",
+		"192.0.2.1  65000  established",
+		"IPVS     fingerprint 2/",
+		"IPVS sysctls: expire_nodest_conn=1 sloppy_tcp=1",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("status table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+func TestOverridesThroughTheCLI(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	steps := []struct {
+		args   []string
+		stdout string
+		check  func() bool
+	}{
+		{[]string{"drain", "10.0.2.21", "--service", "web", "--reason", "TICKET-7", "--for", "1h"}, "draining web/10.0.2.21:80 until ",
+			func() bool { return h.World.Weight(controltest.WebKey, ap("10.0.2.21:80")) == 0 }},
+		{[]string{"enable", "10.0.2.21", "--service", "web"}, "enabled web/10.0.2.21:80",
+			func() bool { return h.World.Weight(controltest.WebKey, ap("10.0.2.21:80")) == 1 }},
+		{[]string{"weight", "10.0.2.31", "9"}, "weight 9 on api/10.0.2.31:443",
+			func() bool { return h.World.Weight(controltest.APIKey, ap("10.0.2.31:443")) == 9 }},
+		{[]string{"weight", "10.0.2.31", "--clear"}, "cleared the weight override of api/10.0.2.31:443",
+			func() bool { return h.World.Weight(controltest.APIKey, ap("10.0.2.31:443")) == 1 }},
+		{[]string{"vip", "disable", "198.18.0.11", "--reason", "move"}, "VIP 198.18.0.11 disabled",
+			func() bool { return !h.World.Advertised(controltest.APIKey.VIP) }},
+		{[]string{"vip", "enable", "198.18.0.11"}, "VIP 198.18.0.11 enabled",
+			func() bool { return h.World.Advertised(controltest.APIKey.VIP) }},
+		{[]string{"director", "drain", "--reason", "maintenance"}, "director drained",
+			func() bool { return !h.World.Advertised(controltest.WebKey.VIP) }},
+		{[]string{"director", "undrain"}, "director undrained",
+			func() bool { return h.World.Advertised(controltest.WebKey.VIP) }},
+	}
+	for _, s := range steps {
+		out, stderr, code := ctl(t, h, s.args...)
+		if code != 0 || !strings.Contains(out, s.stdout) {
+			t.Fatalf("directorctl %v: exit %d, stdout %q, stderr %q; want stdout containing %q", s.args, code, out, stderr, s.stdout)
+		}
+		h.WaitWorld(strings.Join(s.args, " "), s.check)
+	}
+}
+
+func TestReloadRollbackConfigsAndWatch(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	h.SetFile(controltest.SecondConfig)
+	out, _, code := ctl(t, h, "reload", "--dry-run")
+	if code != 0 || !strings.Contains(out, "dry run against running version 1") ||
+		!strings.Contains(out, "add     destination  tcp/198.18.0.10:80 -> 10.0.2.23:80") {
+		t.Fatalf("reload --dry-run: exit %d\n%s", code, out)
+	}
+	if v := h.Loop.Status().Config.Version; v != 1 {
+		t.Fatalf("dry run changed the version to %d", v)
+	}
+	if out, _, code = ctl(t, h, "reload"); code != 0 || !strings.Contains(out, "loaded configuration version 2") {
+		t.Fatalf("reload: exit %d\n%s", code, out)
+	}
+	if out, _, code = ctl(t, h, "rollback"); code != 0 || !strings.Contains(out, "now version 3") {
+		t.Fatalf("rollback: exit %d\n%s", code, out)
+	}
+	out, _, code = ctl(t, h, "configs", "-o", "json")
+	var list directorv1.ListConfigsResponse
+	if err := protojson.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.GetConfigs()) != 3 || list.GetRunning() != 3 {
+		t.Fatalf("configs -o json: exit %d, %v\n%s", code, err, out)
+	}
+	if out, _, code = ctl(t, h, "configs"); code != 0 || !strings.Contains(out, "(running)") {
+		t.Errorf("configs: exit %d\n%s", code, out)
+	}
+	if out, _, code = ctl(t, h, "router-config", "--flavor", "bird"); code != 0 || out != "! bird for t1\n" {
+		t.Errorf("router-config: exit %d %q", code, out)
+	}
+
+	// The reloads and the rollback are events; watch --all replays them.
+	out, stderr, code := ctl(t, h, "watch", "--all", "--count", "2", "-o", "json")
+	if code != 0 {
+		t.Fatalf("watch: exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("watch --count 2 printed %d lines:\n%s", len(lines), out)
+	}
+	var first directorv1.Event
+	if err := protojson.Unmarshal([]byte(lines[0]), &first); err != nil || first.GetSeq() != 1 {
+		t.Fatalf("first event %q: %v", lines[0], err)
+	}
+	out, _, code = ctl(t, h, "watch", "--after", "1", "--count", "1")
+	if code != 0 || !strings.HasPrefix(out, "#2 ") {
+		t.Errorf("watch --after 1: exit %d, %q", code, out)
+	}
+	if out, _, code = ctl(t, nil, "completion", "bash"); code != 0 || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash: exit %d", code)
+	}
+}
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
