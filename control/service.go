@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,6 +22,16 @@ type service struct {
 	// stopping is closed when the server shuts down, ending Watch streams
 	// so a graceful stop does not wait for them.
 	stopping chan struct{}
+	// lastStatus caches the conversion of the latest snapshot: snapshots
+	// are immutable and change once per pass, while a dashboard may poll
+	// many times per pass.
+	lastStatus atomic.Pointer[convertedStatus]
+}
+
+// convertedStatus is a snapshot and its (read-only) protobuf form.
+type convertedStatus struct {
+	from *announcer.Status
+	resp *directorv1.GetStatusResponse
 }
 
 // audit logs a mutating call with its caller; outcome is "ok" or the error.
@@ -33,9 +44,16 @@ func (s *service) audit(ctx context.Context, call, reason string, err error, att
 	s.log.Info("control call", args...)
 }
 
-// GetStatus converts the latest snapshot.
+// GetStatus converts the latest snapshot, once per snapshot. The returned
+// message is shared between concurrent calls and only read (marshalled).
 func (s *service) GetStatus(context.Context, *directorv1.GetStatusRequest) (*directorv1.GetStatusResponse, error) {
-	return statusToProto(s.opts.Director.Status()), nil
+	st := s.opts.Director.Status()
+	if c := s.lastStatus.Load(); c != nil && c.from == st {
+		return c.resp, nil
+	}
+	c := &convertedStatus{from: st, resp: statusToProto(st)}
+	s.lastStatus.Store(c)
+	return c.resp, nil
 }
 
 // DrainBackend validates the reference and note, then sets the drain.
