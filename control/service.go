@@ -2,13 +2,16 @@ package control
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/anycast-director/director/announcer"
+	"github.com/anycast-director/director/config"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -199,10 +202,22 @@ func (s *service) Reload(ctx context.Context, req *directorv1.ReloadRequest) (re
 	}
 	changes, v, err := s.opts.Reload(ctx, req.GetDryRun())
 	if err != nil {
-		return nil, toStatus("reload", err)
+		return nil, reloadStatus(err)
 	}
 	return &directorv1.ReloadResponse{Changes: changesToProto(changes), Applied: !req.GetDryRun(),
 		Version: versionToProto(v)}, nil
+}
+
+// reloadStatus maps a reload failure. The request has no arguments, so an
+// invalid-input error from the hook means the configuration file: that is a
+// precondition to fix on the server, not a malformed request.
+func reloadStatus(err error) error {
+	var cerrs config.Errors
+	if errors.Is(err, announcer.ErrInvalid) || errors.As(err, &cerrs) {
+		msg := strings.TrimPrefix(err.Error(), announcer.ErrInvalid.Error()+": ")
+		return status.Error(codes.FailedPrecondition, "reload: "+msg+"\n(the running configuration is kept; fix the file and reload again)")
+	}
+	return toStatus("reload", err)
 }
 
 // Rollback re-applies a kept configuration.

@@ -2,6 +2,7 @@ package controltest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -202,7 +203,8 @@ func (h *Harness) reload(ctx context.Context, dryRun bool) ([]announcer.Change, 
 	h.mu.Unlock()
 	cfg, err := config.Parse("director.yaml", []byte(data))
 	if err != nil {
-		return nil, announcer.ConfigVersion{}, err
+		// Wrapped as the daemon does.
+		return nil, h.Loop.Status().Config, fmt.Errorf("%w: director.yaml has errors, nothing changed:\n%v", announcer.ErrInvalid, err)
 	}
 	cfg.Source = "director.yaml"
 	changes, err := h.Loop.Preview(ctx, cfg)
