@@ -32,6 +32,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		printConfigErrors(stderr, err)
 		return exitUsage
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning: "+w.Error())
+	}
 	if !*quiet {
 		describe(stdout, cfg)
 	}
