@@ -258,19 +258,20 @@ func (h *Handle) read(owned func(Key) bool) (have []Service, reads int, failed m
 			procDests = nil
 		}
 	}
+	missing := 0
 	for _, s := range ks {
 		svc, ok := serviceFromKernel(s)
 		if !ok || !owned(svc.Key) {
 			continue
 		}
-		if procDests != nil {
-			ds, ok := procDests[svc.Key]
-			if !ok {
-				failed[svc.Key] = fmt.Errorf("read destinations of %s: the service changed while being read; the next Apply reads it again", svc.Key)
-				continue
-			}
+		if ds, ok := procDests[svc.Key]; ok {
 			svc.Destinations = ds
 		} else {
+			// Not listed: no /proc file, or the kernel skipped it (see
+			// procread.go), or it appeared in between. Ask netlink.
+			if procDests != nil {
+				missing++
+			}
 			ds, err := h.readDests(svc.Key)
 			reads++
 			if err != nil {
@@ -280,6 +281,9 @@ func (h *Handle) read(owned func(Key) bool) (have []Service, reads int, failed m
 			svc.Destinations = ds
 		}
 		have = append(have, svc)
+	}
+	if missing > 0 {
+		h.log.Debug("services missing from /proc/net/ip_vs read over netlink", "reason", "the kernel's listing skips entries when other namespaces have IPVS services", "count", missing)
 	}
 	slices.SortFunc(have, func(a, b Service) int { return compareKeys(a.Key, b.Key) })
 	return have, reads, failed, nil

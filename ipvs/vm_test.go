@@ -490,3 +490,29 @@ func TestVMProcAndNetlinkReadsAgree(t *testing.T) {
 		t.Errorf("requests: /proc path %d, netlink path %d; want 2 and %d", procReads, nlReads, 1+len(want))
 	}
 }
+
+// TestVMProcListingSkipsWithOtherNamespaces documents the kernel's
+// incomplete /proc/net/ip_vs listing when two namespaces have services, and
+// checks that the full read still sees everything (netlink fills the gaps).
+func TestVMProcListingSkipsWithOtherNamespaces(t *testing.T) {
+	a, b := newNetns(t), newNetns(t)
+	want := scaleState(400, 2)
+	for _, ns := range []netns{a, b} {
+		h, _ := openCounted(t, ns)
+		applyOK(t, h, want)
+	}
+	listed := len(procList(t, a))
+	t.Logf("/proc/net/ip_vs in one of two namespaces with %d services each lists %d", len(want), listed)
+	h, ck := openCounted(t, a, WithResyncInterval(0))
+	reads := ck.reads
+	rep := applyOK(t, h, want)
+	if rep.Ops != 0 || len(rep.Fingerprint) != len(want) {
+		t.Fatalf("full read of %d services: %d ops, %d fingerprints; want 0 and %d", len(want), rep.Ops, len(rep.Fingerprint), len(want))
+	}
+	if got := ck.reads - reads; got != 1+len(want)-listed {
+		t.Errorf("netlink reads %d, want %d (the service dump plus the services missing from /proc)", got, 1+len(want)-listed)
+	}
+	if listed == len(want) {
+		t.Logf("this kernel listed every service: the fallback was not needed")
+	}
+}

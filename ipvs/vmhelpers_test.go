@@ -30,16 +30,23 @@ func newNetns(tb testing.TB) netns {
 	tb.Helper()
 	name := fmt.Sprintf("ipvst%d-%08x", os.Getpid(), rand.Uint32())
 	run(tb, "ip", "netns", "add", name)
-	tb.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			tb.Errorf("delete namespace %s: %v: %s", name, err, out)
-		}
-	})
 	n := netns{name: name, path: "/run/netns/" + name}
+	tb.Cleanup(func() { n.del(tb) })
 	// The kernel refuses IPv4 destinations in a namespace without a local
 	// routing table, which appears with the first address: bring lo up.
 	n.ip(tb, "link", "set", "lo", "up")
 	return n
+}
+
+// del deletes the namespace if it still exists.
+func (n netns) del(tb testing.TB) {
+	tb.Helper()
+	if _, err := os.Stat(n.path); err != nil {
+		return
+	}
+	if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
+		tb.Errorf("delete namespace %s: %v: %s", n.name, err, out)
+	}
 }
 
 // ip runs "ip -n NS ARGS".
