@@ -44,7 +44,8 @@ fail() {
 	$bb sleep 30
 }
 load() {
-	out=$($bb insmod "/lib/modules/$1" 2>&1) && return 0
+	$bb insmod "/lib/modules/$1" 2>/tmp/insmod.err && return 0
+	out=$($bb cat /tmp/insmod.err)
 	msg=$($bb dmesg | $bb grep -F -i -e "$2" | $bb tail -n 3 | $bb tr '\n' ' ')
 	if [ "$3" = optional ]; then
 		say "optional module $2 not loaded: $out $msg"
@@ -74,17 +75,19 @@ $bb mount -t tmpfs -o mode=1777 shm $r/dev/shm
 $bb mount -t tmpfs -o mode=0755 run $r/run || fail mount /run
 $bb mkdir -p $r/run/netns $r/run/lock $r` + guestCtlDir + `
 $bb mount -o bind /ctl $r` + guestCtlDir + ` || fail mount "control folder in the chroot"
+# Local copies: ash reads a file byte by byte, one 9p round trip each.
+$bb cp /ctl/mounts /ctl/runskel /tmp/ || fail ctl "cannot read the control folder"
 while read -r kind a b c name; do
 	case "$kind" in
 	d) $bb mkdir -p "$r/run/$name" && $bb chown "$b:$c" "$r/run/$name" && $bb chmod "$a" "$r/run/$name" ;;
 	l) $bb ln -sfn "$a" "$r/run/$b" ;;
 	esac
-done < /ctl/runskel
+done < /tmp/runskel
 while read -r tag dir opts; do
 	[ -n "$tag" ] || continue
 	$bb mkdir -p "$r$dir" || fail share "cannot create $dir"
 	$bb mount -t 9p -o "$nine,$opts" "$tag" "$r$dir" || fail share "cannot mount $tag on $dir"
-done < /ctl/mounts
+done < /tmp/mounts
 $bb ip link set lo up
 $bb hostname vm
 port=

@@ -102,7 +102,7 @@ func TestInitScriptIsValidShellAndLoadsInOrder(t *testing.T) {
 	if diff := cmp.Diff(want, loads); diff != "" {
 		t.Errorf("load lines (-want +got):\n%s", diff)
 	}
-	for _, must := range []string{markerReady, markerFail, "VMRUNNER-END %s %d", "msize=512000", "/ctl/mounts", "/ctl/runskel", "poweroff -f"} {
+	for _, must := range []string{markerReady, markerFail, "VMRUNNER-END %s %d", "msize=512000", "/tmp/mounts", "/tmp/runskel", "cp /ctl/mounts /ctl/runskel /tmp/", "poweroff -f"} {
 		if !strings.Contains(s, must) {
 			t.Errorf("init script lacks %q", must)
 		}
