@@ -2,7 +2,7 @@
 # Installs what the tests and the demo need on a Debian 12 machine, idempotently.
 # Usage: scripts/deps.sh [test|demo]
 set -euo pipefail
-pkgs=(frr bird2 iproute2 nftables ipvsadm qemu-system-x86 busybox-static kmod cpio
+pkgs=(frr bird2 iproute2 nftables ipvsadm qemu-system-x86 busybox-static kmod cpio xz-utils
       protobuf-compiler prometheus curl jq)
 missing=()
 for p in "${pkgs[@]}"; do
