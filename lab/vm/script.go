@@ -51,7 +51,7 @@ load() {
 		say "optional module $2 not loaded: $out $msg"
 		return 0
 	fi
-	fail module "$2: $out; dmesg: $msg"
+	fail module "$2: $out${msg:+; dmesg: $msg}"
 }
 $bb mount -t proc proc /proc
 $bb mount -t sysfs sysfs /sys

@@ -197,6 +197,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		live = stdout
 	}
 	parser := newStreamParser(names, live)
+	// Each package's line appears as soon as it ends: the driver writes the
+	// status file through the 9p share before printing the end marker.
+	parser.onEnd = func(i int, r *pkgResult) { printPackage(stdout, c.verbose, r, readStatus(statusFile(work, i))) }
 	opts := vm.Options{
 		Memory:  c.memory,
 		CPUs:    c.cpus,
@@ -208,33 +211,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	res, runErr := vm.Run(ctx, opts, []string{"/bin/sh", scriptPath})
 	parser.Flush()
-	return report(stdout, stderr, c, toRun, parser, work, res, runErr, built, time.Since(start))
+	return report(stdout, stderr, c, parser, work, res, runErr, built, time.Since(start))
 }
 
 // report prints go test style lines and the totals and picks the exit status.
-func report(stdout, stderr io.Writer, c config, pkgs []testPkg, p *streamParser, work string,
+func report(stdout, stderr io.Writer, c config, p *streamParser, work string,
 	res vm.Result, runErr error, built, total time.Duration) int {
 	code := 0
 	var passed, failed, skipped, ran int
 	for i, r := range p.pkgs {
-		status := readStatus(filepath.Join(work, fmt.Sprintf("%03d.rc", i)))
 		passed, failed, skipped, ran = passed+r.Passed, failed+r.Failed, skipped+r.Skipped, ran+r.Ran()
-		elapsed := r.Elapsed.Round(10 * time.Millisecond)
-		switch {
-		case status == 0 && r.Ran() == 0:
-			fmt.Fprintf(stdout, "ok  \t%s\t%s [no tests to run]\n", r.ImportPath, elapsed)
-		case status == 0:
-			fmt.Fprintf(stdout, "ok  \t%s\t%s (%d passed, %d skipped, %d benchmarks)\n", r.ImportPath, elapsed, r.Passed, r.Skipped, r.Benchmarks)
-		default:
+		if !r.Reported {
+			printPackage(stdout, c.verbose, r, readStatus(statusFile(work, i)))
+		}
+		if r.Status != 0 {
 			code = exitFail
-			if !c.verbose {
-				stdout.Write(r.Output.Bytes())
-			}
-			why := fmt.Sprintf("exit status %d", status)
-			if status < 0 {
-				why = "did not finish"
-			}
-			fmt.Fprintf(stdout, "FAIL\t%s\t%s (%s)\n", r.ImportPath, elapsed, why)
 		}
 	}
 	if p.stray.Len() > 0 && (runErr != nil || code != 0) {
@@ -257,6 +248,30 @@ func report(stdout, stderr io.Writer, c config, pkgs []testPkg, p *streamParser,
 	}
 	return code
 }
+
+// printPackage prints a package's go-test-style line (after its output if it
+// failed and the output was not streamed) and records its status.
+func printPackage(w io.Writer, verbose bool, r *pkgResult, status int) {
+	r.Status, r.Reported = status, true
+	elapsed := r.Elapsed.Round(10 * time.Millisecond)
+	switch {
+	case status == 0 && r.Ran() == 0:
+		fmt.Fprintf(w, "ok  \t%s\t%s [no tests to run]\n", r.ImportPath, elapsed)
+	case status == 0:
+		fmt.Fprintf(w, "ok  \t%s\t%s (%d passed, %d skipped, %d benchmarks)\n", r.ImportPath, elapsed, r.Passed, r.Skipped, r.Benchmarks)
+	default:
+		if !verbose {
+			w.Write(r.Output.Bytes())
+		}
+		why := fmt.Sprintf("exit status %d", status)
+		if status < 0 {
+			why = "did not finish"
+		}
+		fmt.Fprintf(w, "FAIL\t%s\t%s (%s)\n", r.ImportPath, elapsed, why)
+	}
+}
+
+func statusFile(work string, i int) string { return filepath.Join(work, fmt.Sprintf("%03d.rc", i)) }
 
 // readStatus reads a status file the driver wrote; -1 if the binary never finished.
 func readStatus(p string) int {
@@ -311,7 +326,7 @@ func driverScript(pkgs []testPkg, flags []string, work string) string {
 			b.WriteString(" " + quote(f))
 		}
 		b.WriteString(")\n")
-		fmt.Fprintf(&b, "echo $? > %s\n", quote(filepath.Join(work, fmt.Sprintf("%03d.rc", i))))
+		fmt.Fprintf(&b, "echo $? > %s\n", quote(statusFile(work, i)))
 		fmt.Fprintf(&b, "echo '%s%d'\n", markEnd, i)
 	}
 	return b.String()

@@ -122,7 +122,7 @@ func TestReportExitCodes(t *testing.T) {
 			p := newStreamParser([]string{"ex/a"}, nil)
 			p.Write([]byte(tc.run))
 			var stdout, stderr bytes.Buffer
-			got := report(&stdout, &stderr, config{allowEmpty: tc.allowEmpty}, nil, p, work, vm.Result{}, tc.runErr, 0, 0)
+			got := report(&stdout, &stderr, config{allowEmpty: tc.allowEmpty}, p, work, vm.Result{}, tc.runErr, 0, 0)
 			if got != tc.want {
 				t.Errorf("exit = %d, want %d\nstdout:\n%s\nstderr:\n%s", got, tc.want, stdout.String(), stderr.String())
 			}

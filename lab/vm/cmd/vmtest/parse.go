@@ -28,6 +28,8 @@ type pkgResult struct {
 	Ended      bool
 	Output     bytes.Buffer
 	Elapsed    time.Duration
+	Status     int  // the binary's exit status, -1 if it did not finish
+	Reported   bool // its go-test-style line was printed
 	start      time.Time
 }
 
@@ -51,6 +53,7 @@ type streamParser struct {
 	line  []byte
 	now   func() time.Time
 	stray bytes.Buffer // output outside any package (the driver's own)
+	onEnd func(i int, r *pkgResult)
 }
 
 func newStreamParser(pkgs []string, live io.Writer) *streamParser {
@@ -112,6 +115,9 @@ func (p *streamParser) marker(mark, arg string) {
 	r.Ended = true
 	r.Elapsed = p.now().Sub(r.start)
 	p.cur = nil
+	if p.onEnd != nil {
+		p.onEnd(idx, r)
+	}
 }
 
 func (p *streamParser) content(line string) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +99,15 @@ func TestStreamParserElapsed(t *testing.T) {
 	p.Write([]byte("=== VMTEST END 0\n"))
 	if p.pkgs[0].Elapsed != 1500*time.Millisecond {
 		t.Errorf("Elapsed = %s, want 1.5s", p.pkgs[0].Elapsed)
+	}
+}
+
+func TestStreamParserCallsOnEndPerPackage(t *testing.T) {
+	p := newStreamParser([]string{"a", "b"}, nil)
+	var ends []string
+	p.onEnd = func(i int, r *pkgResult) { ends = append(ends, fmt.Sprintf("%d:%s:%d", i, r.ImportPath, r.Passed)) }
+	p.Write([]byte(sampleRun[:strings.Index(sampleRun, "=== VMTEST BEGIN 2")]))
+	if diff := cmp.Diff([]string{"0:a:1", "1:b:0"}, ends); diff != "" {
+		t.Errorf("onEnd calls (-want +got):\n%s", diff)
 	}
 }
