@@ -131,6 +131,11 @@ type BGPNeighbor struct {
 	Established int    `json:"connectionsEstablished"`
 	Dropped     int    `json:"connectionsDropped"`
 	LastReset   string `json:"lastResetDueTo"`
+	// LastNotification is the last NOTIFICATION sent or received, such as
+	// "Cease/Administrative Shutdown"; LastShutdownMessage is its RFC 9003
+	// text.
+	LastNotification    string `json:"lastNotificationReason"`
+	LastShutdownMessage string `json:"lastShutdownDescription"`
 	// BFD is present when the neighbor has BFD configured.
 	BFD *struct {
 		Status string `json:"status"` // "Up", "Down", "Unknown"

@@ -264,6 +264,16 @@ func (t *peerTable) transition(addr netip.Addr, state string, at time.Time, reas
 	return routing.PeerEvent{Peer: *st, Previous: prev}, true
 }
 
+// state returns the current state of a neighbor ("" when unknown).
+func (t *peerTable) state(addr netip.Addr) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st, ok := t.peers[addr]; ok {
+		return st.State
+	}
+	return ""
+}
+
 // snapshot returns copies of all statuses, sorted by address.
 func (t *peerTable) snapshot() []routing.PeerStatus {
 	t.mu.Lock()

@@ -59,6 +59,12 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 		o, ok := old[p.Address]
 		kept[p.Address] = ok
 		switch {
+		case ok && s.recycling[p.Address]:
+			// Out of GoBGP until its idle hold ends; it comes back with
+			// this configuration.
+			if comparePeer(o, p) != peerSame {
+				s.logger.Info("bgp peer updated while it recovers from a failure", "peer", p.Address)
+			}
 		case !ok:
 			s.logger.Info("bgp peer added", "peer", p.Address, "asn", p.ASN)
 			errs = append(errs, s.addPeerLocked(ctx, p))
@@ -75,6 +81,11 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 	for _, o := range s.cfg.Peers {
 		if !kept[o.Address] {
 			s.logger.Info("bgp peer removed", "peer", o.Address)
+			if s.recycling[o.Address] {
+				delete(s.recycling, o.Address)
+				s.peers.remove(o.Address)
+				continue
+			}
 			errs = append(errs, s.deletePeerLocked(ctx, o, true))
 		}
 	}

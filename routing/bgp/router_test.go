@@ -91,7 +91,7 @@ func (r *testRouter) addSpeaker(t *testing.T, addr string, mods ...func(*api.Pee
 	p := &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: addr, PeerAsn: speakerASN},
 		Transport: &api.Transport{PassiveMode: true, LocalAddress: r.addr.String()},
-		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1}},
+		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1, IdleHoldTimeAfterReset: 1}},
 		AfiSafis: []*api.AfiSafi{
 			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
 			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,5 +246,45 @@ func TestSpeakerLifecycleErrors(t *testing.T) {
 	}
 	if err := s.Reconfigure(context.Background(), cfg); err == nil {
 		t.Errorf("Reconfigure after Stop: want an error")
+	}
+}
+
+// TestSpeakerRecoversFromFailureQuickly: after the router resets the
+// session, the speaker is back within its IdleHoldAfterReset (1 s) plus one
+// connection attempt. GoBGP alone would sit idle for a fixed 5 s first, and
+// with BFD could carry a stale reset into the next session (recycle.go).
+func TestSpeakerRecoversFromFailureQuickly(t *testing.T) {
+	const local = "127.0.16.2"
+	r := newTestRouter(t, "127.0.16.1")
+	r.addSpeaker(t, local)
+	s, log := startSpeaker(t, speakerConfig(local, r), []*testRouter{r}, "198.18.7.1/32")
+	waitEstablished(t, s)
+
+	start := time.Now()
+	if err := r.srv.ResetPeer(context.Background(), &api.ResetPeerRequest{Address: local, Communication: "test reset"}); err != nil {
+		t.Fatalf("router: reset the session: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the speaker to see the reset", func() string {
+		if st := statusOf(t, s, r.addr); st.Flaps != 1 {
+			return fmt.Sprintf("peer %+v", st)
+		}
+		return ""
+	})
+	waitEstablished(t, s)
+	if took := time.Since(start); took >= 5*time.Second {
+		t.Errorf("session back after %s, want under GoBGP's own 5 s idle hold", took)
+	}
+	st := statusOf(t, s, r.addr)
+	if !strings.Contains(st.LastError, "administrative reset") {
+		t.Errorf("LastError = %q, want the router's administrative reset", st.LastError)
+	}
+	var downs int
+	for _, ev := range log.all() {
+		if ev.Previous == "established" {
+			downs++
+		}
+	}
+	if downs != 1 {
+		t.Errorf("speaker reported %d session drops, want 1", downs)
 	}
 }

@@ -13,9 +13,13 @@
 // then Stop, which ends every session with a Cease (administrative shutdown).
 //
 // GoBGP timing facts the configuration has to live with: timers are whole
-// seconds; the first connection attempt of an active peer waits 1.5 to 2 s;
-// after a session failure GoBGP stays idle for a fixed 5 s, and after an
-// administrative reset (BFD down, a reset request) for IdleHoldAfterReset.
+// seconds and the first connection attempt of an active peer waits 1.5 to
+// 2 s. After a session failure GoBGP v4.8 stays idle for a fixed 5 s, and a
+// BFD reset that fires while the session is already down is queued and ends
+// the next session the moment it is established (one extra flap). The
+// speaker therefore re-creates a failed peer IdleHoldAfterReset after the
+// failure (see recycle.go): the fresh peer has no stale state and reconnects
+// at once.
 package bgp
 
 import (
@@ -77,6 +81,9 @@ type Speaker struct {
 	want    map[netip.Prefix]route // desired set, kept for a server restart
 	sent    map[netip.Prefix]sentRoute
 	pending []routing.PeerEvent // synthesized events, reported by emitPending
+	// recycling holds failed peers that are out of GoBGP until their idle
+	// hold ends (recycle.go).
+	recycling map[netip.Addr]bool
 
 	// restartHook, when set (tests only), runs between stopping the old
 	// server and starting the new one on a restarting Reconfigure.
@@ -101,6 +108,8 @@ func New(cfg *config.BGP, logger *slog.Logger, opts Options) (*Speaker, error) {
 		allowed: make(map[netip.Prefix]bool),
 		want:    make(map[netip.Prefix]route),
 		sent:    make(map[netip.Prefix]sentRoute),
+
+		recycling: make(map[netip.Addr]bool),
 	}
 	return s, nil
 }
@@ -345,13 +354,18 @@ func (s *Speaker) onPeerEvent(gen int64, ev *apiutil.WatchEventMessage_PeerEvent
 	}
 	addr := ev.Peer.State.NeighborAddress
 	state := fsmState(ev.Peer.State.SessionState)
+	// GoBGP attaches a reason to every transition; only a drop to idle
+	// (a session that ended or failed) makes it an error worth keeping.
 	reason := ""
-	if ev.Peer.State.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+	if state == "idle" && ev.Peer.State.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
 		reason = ev.Peer.State.DisconnectMessage
 	}
 	pe, ok := s.peers.transition(addr, state, at, reason)
 	if !ok {
 		return
+	}
+	if state == "idle" && failure(ev.Peer.State.DisconnectReason) {
+		go s.recycle(gen, addr)
 	}
 	switch {
 	case state == "established":
@@ -389,6 +403,9 @@ func (s *Speaker) stopLocked(ctx context.Context, why string) error {
 	srv := s.srv
 	var errs []error
 	for _, p := range s.cfg.Peers {
+		if s.recycling[p.Address] {
+			continue // not in GoBGP right now
+		}
 		err := srv.DisablePeer(ctx, &api.DisablePeerRequest{Address: p.Address.String(), Communication: shutdownCommunication})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("send cease to %s: %w", p.Address, err))
@@ -398,6 +415,7 @@ func (s *Speaker) stopLocked(ctx context.Context, why string) error {
 	srv.Stop()
 	s.cancel()
 	s.srv, s.cancel = nil, nil
+	clear(s.recycling)
 	s.gen.Add(1) // ignore late events of the old server
 	// Sessions that never came up produce no event when the server goes:
 	// record them as idle too.
