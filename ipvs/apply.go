@@ -100,7 +100,7 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 		e.seen, e.wantIdx, e.dup = h.epoch, i, false
 		order[i] = e
 		seen++
-		if e.applied == nil || e.drains || !sameSpec(want[i], *e.applied) {
+		if e.applied == nil || e.drains || !sameSpec(&want[i], e.applied) {
 			changed = append(changed, k)
 		}
 	}
@@ -339,14 +339,15 @@ func (e *entry) record(op Op) {
 	}
 }
 
-// sameSpec compares the desired fields of two services (not Stats).
-func sameSpec(a, b Service) bool {
+// sameSpec reports whether two desired states are identical (counters
+// aside). It runs for every service on every Apply: the no-op cost.
+func sameSpec(a, b *Service) bool {
 	if a.Key != b.Key || a.Scheduler != b.Scheduler || a.Persistence != b.Persistence ||
 		!slices.Equal(a.Flags, b.Flags) || len(a.Destinations) != len(b.Destinations) {
 		return false
 	}
 	for i := range a.Destinations {
-		x, y := a.Destinations[i], b.Destinations[i]
+		x, y := &a.Destinations[i], &b.Destinations[i]
 		if x.Address != y.Address || x.Port != y.Port || x.Weight != y.Weight ||
 			x.Forwarding != y.Forwarding || x.Draining != y.Draining {
 			return false
