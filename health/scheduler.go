@@ -384,7 +384,7 @@ func (s *Scheduler) probe(runCtx context.Context, e *entry) {
 	latency := end.Sub(start)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
 		// The checker returned late, or returned the bare context error.
-		err = timeoutError(t)
+		err = fmt.Errorf("%w after %s", errTimeout, e.timeout)
 	}
 
 	s.mu.Lock()
