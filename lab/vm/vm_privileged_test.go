@@ -145,7 +145,7 @@ echo result-data > "$VM_OUTDIR/result.txt"
 func TestPrivilegedVMTimeoutKillsQEMU(t *testing.T) {
 	requireRoot(t)
 	start := time.Now()
-	const timeout = 30 * time.Second
+	const timeout = 20 * time.Second
 	res, err := Run(context.Background(), Options{Timeout: timeout}, []string{"sh", "-c", "echo started; sleep 600"})
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Run error = %v, want ErrTimeout", err)
