@@ -17,7 +17,7 @@ import (
 )
 
 // buildDaemon compiles directord once per test binary run.
-func buildDaemon(t *testing.T) string {
+func buildDaemon(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "directord")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
