@@ -98,7 +98,9 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 			continue
 		}
 		e.seen, e.wantIdx, e.dup = h.epoch, i, false
-		order[i] = e
+		if order[i] != e {
+			order[i] = e
+		}
 		seen++
 		if e.applied == nil || e.drains || !sameSpec(&want[i], e.applied) {
 			changed = append(changed, k)
@@ -339,10 +341,11 @@ func (e *entry) record(op Op) {
 	}
 }
 
-// sameSpec reports whether two desired states are identical (counters
-// aside). It runs for every service on every Apply: the no-op cost.
+// sameSpec reports whether two desired states of the same key are identical
+// (counters aside). It runs for every service on every Apply: it is what a
+// no-op Apply costs.
 func sameSpec(a, b *Service) bool {
-	if a.Key != b.Key || a.Scheduler != b.Scheduler || a.Persistence != b.Persistence ||
+	if a.Scheduler != b.Scheduler || a.Persistence != b.Persistence ||
 		!slices.Equal(a.Flags, b.Flags) || len(a.Destinations) != len(b.Destinations) {
 		return false
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,17 +145,19 @@ func BenchmarkVMScale(b *testing.B) {
 		}
 		fullReads := rep.Reads
 
-		// Single weight changes, spread over the state.
+		// Single weight changes, spread over the state (101, for a stable median).
 		var weights []time.Duration
-		for i := range 21 {
-			s := &want[(i*7919)%nSvc]
-			s.Destinations[i%nDst].Weight = 2 + i%2
-			d := timed(func() { rep, err = h.Apply(ctx, want) })
-			if err != nil || rep.Ops != 1 || len(rep.Failed) > 0 {
-				b.Fatalf("weight change %d: err %v, ops %d, failed %v", i, err, rep.Ops, rep.Failed)
+		pprof.Do(ctx, pprof.Labels("phase", "weight"), func(ctx context.Context) {
+			for i := range 101 {
+				s := &want[(i*7919)%nSvc]
+				s.Destinations[i%nDst].Weight = 2 + i%2
+				d := timed(func() { rep, err = h.Apply(ctx, want) })
+				if err != nil || rep.Ops != 1 || len(rep.Failed) > 0 {
+					b.Fatalf("weight change %d: err %v, ops %d, failed %v", i, err, rep.Ops, rep.Failed)
+				}
+				weights = append(weights, d)
 			}
-			weights = append(weights, d)
-		}
+		})
 		slices.Sort(weights)
 
 		// The netlink part of a weight change alone: the re-read of the
