@@ -95,13 +95,24 @@ func (f *FRR) Configure(config string) {
 	}
 }
 
-// Vtysh runs one or more vtysh commands and returns the output.
+// Vtysh runs one or more vtysh commands and returns the output. A vtysh
+// that cannot reach the daemons is retried a few times: on a loaded machine a
+// busy daemon's vty socket occasionally refuses a connection, which is not
+// what a test asserts on.
 func (f *FRR) Vtysh(commands ...string) (string, error) {
 	args := []string{"--vty_socket", f.Dir}
 	for _, c := range commands {
 		args = append(args, "-c", c)
 	}
-	out, err := exec.Command("vtysh", args...).CombinedOutput()
+	var out []byte
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		out, err = exec.Command("vtysh", args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "failed to connect") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		return string(out), fmt.Errorf("vtysh %q in %s: %w: %s", commands, f.ns.Name, err, out)
 	}

@@ -3,15 +3,12 @@
 package bgp
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/lab/netlab"
@@ -41,6 +38,9 @@ type labOptions struct {
 	ipv6      bool // an IPv6 session per director besides the IPv4 one
 	// routerPasswords are the router's MD5 passwords per director (1-based).
 	routerPasswords map[int]string
+	// routerNeighbor holds extra neighbor options per director, such as
+	// "ttl-security hops 1".
+	routerNeighbor map[int]string
 	// extraFRR is appended to the router configuration.
 	extraFRR string
 }
@@ -99,6 +99,9 @@ func (l *bgpLab) frrConfig() string {
 		}
 		if pw := l.opts.routerPasswords[k]; pw != "" {
 			w(" neighbor %s password %s", addr, pw)
+		}
+		if extra := l.opts.routerNeighbor[k]; extra != "" {
+			w(" neighbor %s %s", addr, extra)
 		}
 	}
 	for k := 1; k <= l.opts.directors; k++ {
@@ -227,9 +230,3 @@ func (l *bgpLab) debug() string {
 	out, _ := l.frr.Vtysh("show bgp summary", "show bfd peers brief")
 	return out
 }
-
-// errNotYet is a sentinel for wait conditions.
-var errNotYet = errors.New("not yet")
-
-// cmpStrings diffs two string slices.
-func cmpStrings(want, got []string) string { return cmp.Diff(want, got) }

@@ -18,7 +18,8 @@ import (
 // timers or BFD only is applied in place (timers take effect at the next
 // session); any other change to a peer resets its session. A new ASN, router
 // ID or listen setting restarts the whole server, which resets every session:
-// the log says so. Before Start the configuration is only stored.
+// the log says so. Before Start the configuration is only stored; after a
+// failed restart, Reconfigure tries to start the server again.
 func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 	if err := validate(cfg); err != nil {
 		return fmt.Errorf("bgp reconfigure: %w", err)
@@ -32,6 +33,9 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 	next := cloneBGP(cfg)
 	if s.srv == nil {
 		s.cfg = next
+		if s.started {
+			return s.startLocked(ctx)
+		}
 		return nil
 	}
 	if restart := globalChange(s.cfg, next); restart != "" {
@@ -46,7 +50,11 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 		if s.restartHook != nil {
 			s.restartHook()
 		}
-		return s.startLocked(ctx)
+		if err := s.startLocked(ctx); err != nil {
+			s.logger.Error("bgp speaker restart failed: nothing is announced until a reload succeeds", "err", err)
+			return err
+		}
+		return nil
 	}
 
 	old := make(map[netip.Addr]config.Peer, len(s.cfg.Peers))

@@ -2,7 +2,9 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -286,5 +288,45 @@ func TestSpeakerRecoversFromFailureQuickly(t *testing.T) {
 	}
 	if downs != 1 {
 		t.Errorf("speaker reported %d session drops, want 1", downs)
+	}
+}
+
+// TestSpeakerFailedRestart: a reload whose restart fails leaves the speaker
+// down with a clear error from Set, and the next good reload brings it back
+// with the stored set.
+func TestSpeakerFailedRestart(t *testing.T) {
+	addr := netip.MustParseAddr("127.0.17.2")
+	busy, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := &config.BGP{ASN: speakerASN, RouterID: netip.MustParseAddr("10.255.0.1")}
+	s, _ := startSpeaker(t, cfg, nil, "198.18.8.1/32")
+	vip := []routing.Advertisement{{Prefix: netip.MustParsePrefix("198.18.8.1/32")}}
+	if err := s.Set(context.Background(), vip); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+
+	bad := *cfg
+	bad.ListenPort = uint16(busy.Addr().(*net.TCPAddr).Port)
+	bad.ListenAddresses = []netip.Addr{addr}
+	if err := s.Reconfigure(context.Background(), &bad); err == nil {
+		t.Fatalf("Reconfigure onto a port in use: want an error")
+	}
+	if err := s.Set(context.Background(), vip); !errors.Is(err, errDown) {
+		t.Errorf("Set while down: err = %v, want errDown", err)
+	}
+	if err := s.Reconfigure(context.Background(), cfg); err != nil {
+		t.Fatalf("Reconfigure back to a good config: %v", err)
+	}
+	s.mu.Lock()
+	n := len(s.sent)
+	s.mu.Unlock()
+	if n != 1 {
+		t.Errorf("after recovery GoBGP holds %d routes, want the 1 kept while down", n)
+	}
+	if err := s.Set(context.Background(), vip); err != nil {
+		t.Errorf("Set after recovery: %v", err)
 	}
 }

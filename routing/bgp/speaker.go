@@ -76,6 +76,7 @@ type Speaker struct {
 	cfg     config.BGP
 	srv     *server.BgpServer // nil until Start and after Stop
 	cancel  context.CancelFunc
+	started bool  // Start succeeded once; srv == nil then means a restart failed
 	stopped bool
 	allowed map[netip.Prefix]bool
 	want    map[netip.Prefix]route // desired set, kept for a server restart
@@ -122,11 +123,18 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if s.stopped {
 		return ErrStopped
 	}
-	if s.srv != nil {
+	if s.started {
 		return errors.New("bgp speaker already started")
 	}
-	return s.startLocked(ctx)
+	if err := s.startLocked(ctx); err != nil {
+		return err
+	}
+	s.started = true
+	return nil
 }
+
+// errDown is returned while a restarted server failed to come up.
+var errDown = errors.New("bgp speaker is down because its restart failed; the set is kept and applied when a reload succeeds")
 
 // startLocked brings up a GoBGP server for s.cfg and replays the allowed and
 // desired sets into it.
@@ -136,6 +144,9 @@ func (s *Speaker) startLocked(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			srv.Stop()
+			for _, p := range s.cfg.Peers {
+				s.peers.remove(p.Address)
+			}
 		}
 	}()
 	global := &api.Global{Asn: s.cfg.ASN, RouterId: s.cfg.RouterID.String(), ListenPort: -1}
@@ -211,11 +222,14 @@ func (s *Speaker) Set(ctx context.Context, ads []routing.Advertisement) error {
 		}
 	}
 	s.want = want
-	if s.srv != nil {
+	switch {
+	case s.srv != nil:
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("set advertisements: %w", err)
 		}
 		errs = append(errs, s.applyLocked())
+	case s.started:
+		errs = append(errs, errDown)
 	}
 	return errors.Join(errs...)
 }
@@ -302,8 +316,11 @@ func (s *Speaker) SetAllowed(prefixes []netip.Prefix) error {
 			delete(s.want, p)
 		}
 	}
-	if s.srv != nil {
+	switch {
+	case s.srv != nil:
 		errs = append(errs, s.applyLocked())
+	case s.started:
+		errs = append(errs, errDown)
 	}
 	return errors.Join(errs...)
 }

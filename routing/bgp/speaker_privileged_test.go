@@ -148,7 +148,7 @@ func TestPrivilegedFrozenSpeaker(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newBGPLab(t, labOptions{directors: 2, bfd: tc.bfd})
+			l := newBGPLab(t, labOptions{directors: 2, bfd: tc.bfd, extraFRR: "debug bfd peer\ndebug bgp bfd\n"})
 			d1, d2 := l.startSpeaker(1, nil), l.startSpeaker(2, nil)
 			d1.set(vip4Ad)
 			d2.set(vip4Ad)
@@ -228,15 +228,22 @@ func TestPrivilegedFrozenSpeaker(t *testing.T) {
 	}
 }
 
-// TestPrivilegedMD5: a speaker whose MD5 password differs from the router's
-// never establishes; one with the right password does.
-func TestPrivilegedMD5(t *testing.T) {
-	l := newBGPLab(t, labOptions{directors: 2, routerPasswords: map[int]string{1: "right-key", 2: "right-key"}})
+// TestPrivilegedSessionSecurity: a speaker whose MD5 password differs from
+// the router's never establishes; one with the right password does, and so
+// does one with TTL security (GTSM) on both sides.
+func TestPrivilegedSessionSecurity(t *testing.T) {
+	l := newBGPLab(t, labOptions{
+		directors:       3,
+		routerPasswords: map[int]string{1: "right-key", 2: "right-key"},
+		routerNeighbor:  map[int]string{3: "ttl-security hops 1"},
+	})
 	good := l.startSpeaker(1, func(c *config.BGP) { c.Peers[0].Password = "right-key" })
 	bad := l.startSpeaker(2, func(c *config.BGP) { c.Peers[0].Password = "wrong-key" })
-	good.set(vip4Ad)
-	bad.set(vip4Ad)
-	l.waitGateways(15*time.Second, vip4, dirAddr4(1))
+	gtsm := l.startSpeaker(3, func(c *config.BGP) { c.Peers[0].TTLSecurity = 1 })
+	for _, sp := range []*speakerProc{good, bad, gtsm} {
+		sp.set(vip4Ad)
+	}
+	l.waitGateways(15*time.Second, vip4, dirAddr4(1), dirAddr4(3))
 	err := netlab.Hold(5*time.Second, 200*time.Millisecond, func() error {
 		n, err := l.neighbor(dirAddr4(2))
 		if err != nil {
@@ -245,7 +252,7 @@ func TestPrivilegedMD5(t *testing.T) {
 		if n.State == "Established" || n.Established != 0 {
 			return fmt.Errorf("session with the wrong password: %s, established %d times", n.State, n.Established)
 		}
-		if gws := l.gateways(vip4); len(gws) != 1 {
+		if gws := l.gateways(vip4); len(gws) != 2 {
 			return fmt.Errorf("FIB next hops %v", gws)
 		}
 		return nil
