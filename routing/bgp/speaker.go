@@ -76,7 +76,7 @@ type Speaker struct {
 	cfg     config.BGP
 	srv     *server.BgpServer // nil until Start and after Stop
 	cancel  context.CancelFunc
-	started bool  // Start succeeded once; srv == nil then means a restart failed
+	started bool // Start succeeded once; srv == nil then means a restart failed
 	stopped bool
 	allowed map[netip.Prefix]bool
 	want    map[netip.Prefix]route // desired set, kept for a server restart
