@@ -196,7 +196,10 @@ func BenchmarkVMScale(b *testing.B) {
 			b.Fatalf("incremental no-op: err %v, ops %d, full read %v", err, rep.Ops, rep.FullRead)
 		}
 		h.Resync()
-		noopFull := timed(func() { rep, err = h.Apply(ctx, want) })
+		var noopFull time.Duration
+		pprof.Do(ctx, pprof.Labels("phase", "fullread"), func(ctx context.Context) {
+			noopFull = timed(func() { rep, err = h.Apply(ctx, want) })
+		})
 		if err != nil || rep.Ops != 0 || !rep.FullRead || ck.writes != before {
 			b.Fatalf("full-read no-op: err %v, ops %d, full read %v, writes %d", err, rep.Ops, rep.FullRead, ck.writes-before)
 		}

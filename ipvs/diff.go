@@ -130,7 +130,7 @@ func Validate(s Service) error {
 	if s.Persistence < 0 || s.Persistence > maxPersistence || s.Persistence%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("persistence %s: must be whole seconds between 0 and %s", s.Persistence, maxPersistence))
 	}
-	seen := make(map[netip.AddrPort]bool, len(s.Destinations))
+	seen := newDestIndex(s.Destinations)
 	for i, d := range s.Destinations {
 		ap := netip.AddrPortFrom(d.Address, d.Port)
 		switch {
@@ -142,10 +142,9 @@ func Validate(s Service) error {
 		case k.VIP.IsValid() && d.Address.Is4() != k.VIP.Is4():
 			errs = append(errs, fmt.Errorf("destinations[%d] %s: address family differs from vip %s", i, ap, k.VIP))
 		}
-		if seen[ap] {
+		if j := seen.find(ap); j >= 0 && j != i {
 			errs = append(errs, fmt.Errorf("destinations[%d] %s: listed twice", i, ap))
 		}
-		seen[ap] = true
 		if d.Weight < 0 || d.Weight > maxWeight {
 			errs = append(errs, fmt.Errorf("destinations[%d] %s: weight %d outside 0..%d", i, ap, d.Weight, maxWeight))
 		}
@@ -285,15 +284,12 @@ func destKey(d Destination) netip.AddrPort { return netip.AddrPortFrom(d.Address
 // add takes it back with its connections (ip_vs_trash_get_dest), so
 // reordering does not break flows as long as expire_nodest_conn is 0.
 func diffDestinations(key Key, want, have []Destination) []Op {
-	havePos := make(map[netip.AddrPort]int, len(have))
-	for i, h := range have {
-		havePos[destKey(h)] = i
-	}
+	havePos := newDestIndex(have)
 	keep := make([]Destination, 0, len(want))
 	for _, w := range want {
-		i, exists := havePos[destKey(w)]
+		i := havePos.find(destKey(w))
 		if w.Draining {
-			if !exists {
+			if i < 0 {
 				continue // nothing left to drain
 			}
 			if st := have[i].Stats; st.ActiveConns+st.InactiveConns == 0 {
@@ -305,25 +301,17 @@ func diffDestinations(key Key, want, have []Destination) []Op {
 		keep = append(keep, w)
 	}
 	canonicalOrder(keep)
-	keepSet := make(map[netip.AddrPort]bool, len(keep))
-	for _, k := range keep {
-		keepSet[destKey(k)] = true
-	}
-	wantDraining := make(map[netip.AddrPort]bool)
-	for _, w := range want {
-		if w.Draining {
-			wantDraining[destKey(w)] = true
-		}
-	}
+	keepSet := newDestIndex(keep)
+	wantIdx := newDestIndex(want)
 
 	var ops []Op
 	svc := Service{Key: key}
 	for _, h := range have {
-		if keepSet[destKey(h)] {
+		if keepSet.find(destKey(h)) >= 0 {
 			continue
 		}
 		why := "not in configuration"
-		if wantDraining[destKey(h)] {
+		if i := wantIdx.find(destKey(h)); i >= 0 && want[i].Draining {
 			why = "drained: no connections left"
 		}
 		ops = append(ops, Op{Kind: OpDeleteDestination, Service: svc, Destination: h, Reason: why})
@@ -333,15 +321,15 @@ func diffDestinations(key Key, want, have []Destination) []Op {
 	split := len(keep)
 	next := len(have)
 	for split > 0 {
-		p, ok := havePos[destKey(keep[split-1])]
-		if !ok || p >= next {
+		p := havePos.find(destKey(keep[split-1]))
+		if p < 0 || p >= next {
 			break
 		}
 		next = p
 		split--
 	}
 	for _, w := range keep[split:] {
-		h := have[havePos[destKey(w)]]
+		h := have[havePos.find(destKey(w))]
 		if why := destChange(w, h); why != "" {
 			ops = append(ops, Op{Kind: OpUpdateDestination, Service: svc, Destination: w, Reason: why})
 		}
@@ -349,7 +337,7 @@ func diffDestinations(key Key, want, have []Destination) []Op {
 	for i := split - 1; i >= 0; i-- {
 		w := keep[i]
 		why := "new"
-		if _, exists := havePos[destKey(w)]; exists {
+		if havePos.find(destKey(w)) >= 0 {
 			ops = append(ops, Op{Kind: OpDeleteDestination, Service: svc, Destination: w, Reason: "canonical order"})
 			why = "canonical order"
 		}
@@ -376,4 +364,41 @@ func destChange(want, have Destination) string {
 		why = append(why, fmt.Sprintf("forwarding %s -> %s", have.Forwarding, want.Forwarding))
 	}
 	return strings.Join(why, ", ")
+}
+
+// destIndex finds a destination by address and port: a linear scan over the
+// handful of destinations a service usually has (no allocation: Diff runs for
+// every service on a full read), a map for long lists.
+type destIndex struct {
+	ds []Destination
+	m  map[netip.AddrPort]int
+}
+
+func newDestIndex(ds []Destination) destIndex {
+	x := destIndex{ds: ds}
+	if len(ds) > 32 {
+		x.m = make(map[netip.AddrPort]int, len(ds))
+		for i, d := range ds {
+			if _, dup := x.m[destKey(d)]; !dup {
+				x.m[destKey(d)] = i // the first, like the linear scan
+			}
+		}
+	}
+	return x
+}
+
+// find returns the index of k, or -1.
+func (x destIndex) find(k netip.AddrPort) int {
+	if x.m != nil {
+		if i, ok := x.m[k]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range x.ds {
+		if x.ds[i].Address == k.Addr() && x.ds[i].Port == k.Port() {
+			return i
+		}
+	}
+	return -1
 }

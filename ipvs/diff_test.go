@@ -345,3 +345,33 @@ func TestFingerprint(t *testing.T) {
 		t.Errorf("key and counters changed the fingerprint: %s, want %s", got, fp)
 	}
 }
+
+// TestDiffManyDestinations covers services with more destinations than the
+// linear lookup handles (the map path).
+func TestDiffManyDestinations(t *testing.T) {
+	var ds []Destination
+	for i := range 40 {
+		ds = append(ds, dst(fmt.Sprintf("10.0.3.%d", 100-i), 1))
+	}
+	ops := Diff([]Service{svc(web, "mh", ds...)}, nil)
+	if len(ops) != 41 || ops[1].Destination.Address.String() != "10.0.3.61" || ops[40].Destination.Address.String() != "10.0.3.100" {
+		t.Fatalf("create with 40 destinations: %d ops, first add %v, last add %v; want ascending adds", len(ops), ops[1], ops[len(ops)-1])
+	}
+	have := slices.Clone(ds)
+	canonicalOrder(have)
+	have[3] = withConns(have[3], 1, 0)
+	want := slices.Clone(ds)
+	want = append(want[:10:10], want[11:]...) // drop 10.0.3.90
+	want[0].Draining = true                   // 10.0.3.100, no connections: deleted
+	got := opLines(Diff([]Service{svc(web, "mh", want...)}, []Service{svc(web, "mh", have...)}))
+	wantOps := []string{
+		"delete destination tcp/198.18.0.10:80 -> 10.0.3.100:80 (drained: no connections left)",
+		"delete destination tcp/198.18.0.10:80 -> 10.0.3.90:80 (not in configuration)",
+	}
+	if diff := cmp.Diff(wantOps, got); diff != "" {
+		t.Errorf("ops (-want +got):\n%s", diff)
+	}
+	if err := Validate(svc(web, "mh", append(ds, ds[39])...)); err == nil || !strings.Contains(err.Error(), "destinations[40] 10.0.3.61:80: listed twice") {
+		t.Errorf("Validate of a duplicate among 41: %v", err)
+	}
+}
