@@ -218,17 +218,40 @@ func diffService(want, have *Service) []Op {
 		}
 		return []Op{{Kind: OpDeleteService, Service: header(*have), Reason: "not in configuration"}}
 	}
-	var ops []Op
-	var haveDests []Destination
 	if have == nil {
-		ops = append(ops, Op{Kind: OpCreateService, Service: header(*want), Reason: "new"})
-	} else {
-		if why := serviceChange(*want, *have); why != "" {
-			ops = append(ops, Op{Kind: OpUpdateService, Service: header(*want), Reason: why})
+		create := Op{Kind: OpCreateService, Service: header(*want), Reason: "new"}
+		adds := diffDestinations(want.Key, want.Destinations, nil)
+		if !tableScheduler(want.Scheduler) || len(adds) < 2 {
+			return append([]Op{create}, adds...)
 		}
-		haveDests = have.Destinations
+		// The kernel rebuilds an mh table (4093 slots) on every destination
+		// change: create the service without a scheduler, add the
+		// destinations, then bind the scheduler, which builds the table once
+		// from the same list. Until then the new service schedules nothing.
+		create.Service.Scheduler = noScheduler
+		create.Service.Flags = flagNames(noScheduler, mustFlagBits(want))
+		create.Reason = "new; scheduler " + want.Scheduler + " bound after the destinations"
+		ops := append([]Op{create}, adds...)
+		return append(ops, Op{Kind: OpUpdateService, Service: header(*want), Reason: "bind scheduler " + want.Scheduler + ": one table build"})
 	}
-	return append(ops, diffDestinations(want.Key, want.Destinations, haveDests)...)
+	var ops []Op
+	if why := serviceChange(*want, *have); why != "" {
+		ops = append(ops, Op{Kind: OpUpdateService, Service: header(*want), Reason: why})
+	}
+	return append(ops, diffDestinations(want.Key, want.Destinations, have.Destinations)...)
+}
+
+// noScheduler is the kernel's name for a service without a scheduler.
+const noScheduler = "none"
+
+// tableScheduler reports schedulers whose lookup table the kernel rebuilds
+// on every destination change, and which are expensive to build.
+func tableScheduler(name string) bool { return name == "mh" }
+
+// mustFlagBits is flagBits of a validated service.
+func mustFlagBits(s *Service) uint32 {
+	bits, _ := flagBits(s.Scheduler, s.Flags)
+	return bits
 }
 
 // header is s without destinations and with canonical flags, as sent in

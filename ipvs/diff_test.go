@@ -18,6 +18,11 @@ func dst(addr string, weight int) Destination {
 	return Destination{Address: netip.MustParseAddr(addr), Port: 80, Weight: weight, Forwarding: DirectRoute}
 }
 
+func mhPortFallback(s Service) Service {
+	s.Flags = []string{"mh-port", "mh-fallback"}
+	return s
+}
+
 func svc(k Key, sched string, ds ...Destination) Service {
 	return Service{Key: k, Scheduler: sched, Destinations: ds}
 }
@@ -60,12 +65,30 @@ func TestDiff(t *testing.T) {
 	}{
 		{
 			name: "create inserts destinations in ascending order",
-			want: []Service{svc(web, "mh", dst("10.0.2.22", 1), dst("10.0.2.21", 1), dst("10.0.2.23", 2))},
+			want: []Service{svc(web, "wlc", dst("10.0.2.22", 1), dst("10.0.2.21", 1), dst("10.0.2.23", 2))},
 			ops: []string{
-				"create service tcp/198.18.0.10:80 scheduler mh (new)",
+				"create service tcp/198.18.0.10:80 scheduler wlc (new)",
 				"add destination tcp/198.18.0.10:80 -> 10.0.2.21:80 dr weight 1 (new)",
 				"add destination tcp/198.18.0.10:80 -> 10.0.2.22:80 dr weight 1 (new)",
 				"add destination tcp/198.18.0.10:80 -> 10.0.2.23:80 dr weight 2 (new)",
+			},
+		},
+		{
+			name: "create mh binds the scheduler after the destinations",
+			want: []Service{mhPortFallback(svc(web, "mh", dst("10.0.2.22", 1), dst("10.0.2.21", 1)))},
+			ops: []string{
+				"create service tcp/198.18.0.10:80 scheduler none flags flag-1,flag-2 (new; scheduler mh bound after the destinations)",
+				"add destination tcp/198.18.0.10:80 -> 10.0.2.21:80 dr weight 1 (new)",
+				"add destination tcp/198.18.0.10:80 -> 10.0.2.22:80 dr weight 1 (new)",
+				"update service tcp/198.18.0.10:80 scheduler mh flags mh-fallback,mh-port (bind scheduler mh: one table build)",
+			},
+		},
+		{
+			name: "create mh with one destination binds it at once",
+			want: []Service{svc(web, "mh", dst("10.0.2.21", 1))},
+			ops: []string{
+				"create service tcp/198.18.0.10:80 scheduler mh (new)",
+				"add destination tcp/198.18.0.10:80 -> 10.0.2.21:80 dr weight 1 (new)",
 			},
 		},
 		{
@@ -354,8 +377,8 @@ func TestDiffManyDestinations(t *testing.T) {
 		ds = append(ds, dst(fmt.Sprintf("10.0.3.%d", 100-i), 1))
 	}
 	ops := Diff([]Service{svc(web, "mh", ds...)}, nil)
-	if len(ops) != 41 || ops[1].Destination.Address.String() != "10.0.3.61" || ops[40].Destination.Address.String() != "10.0.3.100" {
-		t.Fatalf("create with 40 destinations: %d ops, first add %v, last add %v; want ascending adds", len(ops), ops[1], ops[len(ops)-1])
+	if len(ops) != 42 || ops[1].Destination.Address.String() != "10.0.3.61" || ops[40].Destination.Address.String() != "10.0.3.100" || ops[41].Kind != OpUpdateService {
+		t.Fatalf("create with 40 destinations: %d ops, first add %v, last add %v, then %v; want ascending adds, then the scheduler", len(ops), ops[1], ops[40], ops[len(ops)-1])
 	}
 	have := slices.Clone(ds)
 	canonicalOrder(have)

@@ -114,7 +114,7 @@ func (f *fakeKernel) checkService(s *ipvs.Service) error {
 	if s.AddressFamily == syscall.AF_INET6 && (s.Netmask < 1 || s.Netmask > 128) {
 		return syscall.EINVAL
 	}
-	if !slices.Contains([]string{"rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq"}, s.SchedName) {
+	if !slices.Contains([]string{"none", "rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq"}, s.SchedName) {
 		return syscall.ENOENT
 	}
 	return nil

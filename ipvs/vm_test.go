@@ -35,8 +35,8 @@ func TestVMCreateUpdateDelete(t *testing.T) {
 	api1 := svc(api, "wlc", Destination{Address: netip.MustParseAddr("10.0.3.31"), Port: 8443, Weight: 2, Forwarding: Masquerade})
 	api1.Persistence = 300 * time.Second
 	rep := applyOK(t, h, []Service{web1, api1})
-	if rep.Ops != 6 || ck.writes != 6 {
-		t.Errorf("create: report %d ops, %d netlink writes; want 6", rep.Ops, ck.writes)
+	if rep.Ops != 7 || ck.writes != 7 {
+		t.Errorf("create: report %d ops, %d netlink writes; want 7 (mh bound after its destinations)", rep.Ops, ck.writes)
 	}
 	// ipvsadm -Ln sorts destinations; /proc/net/ip_vs has the kernel order.
 	want := map[string]ipvsadmService{
