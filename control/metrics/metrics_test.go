@@ -58,7 +58,7 @@ func sampleStatus(conns uint64) *announcer.Status {
 			{VIP: netip.MustParseAddr("127.0.0.10"), Reason: "below min_healthy 0/1"},
 		},
 		Services: []announcer.ServiceStatus{
-			{Name: "web", Key: key, Forwarding: "dr", Healthy: 1, Total: 2, MinHealthy: 1, Programmed: true,
+			{Name: "web", Key: key, Forwarding: "dr", Fingerprint: "2/0123456789abcdef", Healthy: 1, Total: 2, MinHealthy: 1, Programmed: true,
 				Counters: ipvs.Stats{Connections: conns, PacketsIn: 3 * conns, PacketsOut: 2 * conns, BytesIn: 100 * conns, BytesOut: 900 * conns},
 				Backends: []announcer.BackendStatus{
 					{BackendPlan: announcer.BackendPlan{Address: netip.MustParseAddr("10.0.2.21"), Port: 80, Health: up, Configured: 1, Effective: 1},

@@ -28,7 +28,7 @@ type statusCollector struct {
 	dstConns, dstPackets, dstBytes, dstActive, dstInactive *prometheus.Desc
 	learning, drained, shuttingDown, withdrawn             *prometheus.Desc
 	overrides, configInfo, configVersion, configLoaded     *prometheus.Desc
-	lastPass                                               *prometheus.Desc
+	lastPass, fingerprint                                  *prometheus.Desc
 }
 
 func newStatusCollector(status func() *announcer.Status) *statusCollector {
@@ -75,6 +75,8 @@ func newStatusCollector(status func() *announcer.Status) *statusCollector {
 		configVersion: d("directord_config_version", "Version number of the running configuration (counts loads since start)."),
 		configLoaded:  d("directord_config_last_reload_success_timestamp_seconds", "Unix time the running configuration was loaded."),
 		lastPass:      d("directord_reconcile_last_pass_timestamp_seconds", "Unix time the last reconcile pass ended."),
+		fingerprint: d("directord_service_fingerprint_info", "The IPVS service's fingerprint (scheduler, flags, destination order and weights); directors whose fingerprints differ pick different real servers for a flow. The value is always 1.",
+			"service", "fingerprint"),
 	}
 }
 
@@ -86,7 +88,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.peerState, c.peerUp, c.peerFlaps, c.peerBFDUp, c.peerPrefixes,
 		c.svcConns, c.svcPackets, c.svcBytes, c.dstConns, c.dstPackets, c.dstBytes, c.dstActive, c.dstInactive,
 		c.learning, c.drained, c.shuttingDown, c.withdrawn, c.overrides, c.configInfo, c.configVersion,
-		c.configLoaded, c.lastPass,
+		c.configLoaded, c.lastPass, c.fingerprint,
 	} {
 		ch <- d
 	}
@@ -175,6 +177,9 @@ func (c *statusCollector) collectService(e emitter, s *announcer.ServiceStatus) 
 	ipvsService := s.Forwarding != "local"
 	if ipvsService {
 		emitStats(e, c.svcConns, c.svcPackets, c.svcBytes, s.Counters, s.Name)
+		if s.Fingerprint != "" {
+			e.gauge(c.fingerprint, 1, s.Name, s.Fingerprint)
+		}
 	}
 	for i := range s.Backends {
 		b := &s.Backends[i]
