@@ -22,6 +22,10 @@ import (
 // the daemon's packages).
 const defaultSocket = "/run/directord/directord.sock"
 
+// maxStatusBytes bounds a response directorctl accepts (GetStatus is about
+// 85 bytes per backend).
+const maxStatusBytes = 256 << 20
+
 // app holds the global flags and the output streams of one invocation.
 type app struct {
 	stdout, stderr io.Writer
@@ -115,7 +119,10 @@ func (a *app) dial() (directorv1.DirectorClient, func(), error) {
 		}
 		target, creds = "dns:///"+a.addr, c
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+	// A status of 10,000 services is several megabytes, above gRPC's default
+	// 4 MiB receive limit.
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxStatusBytes)))
 	if err != nil {
 		return nil, nil, failure{fmt.Errorf("connect to %s: %w", target, err)}
 	}
