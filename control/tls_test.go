@@ -2,14 +2,8 @@ package control_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,79 +21,12 @@ import (
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs a leaf certificate for a server (with 127.0.0.1) or a client.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn, Organization: []string{"anycast-director"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// writePair writes a certificate and key as PEM files and returns their paths.
-func writePair(t *testing.T, dir, name string, c tls.Certificate) (string, string) {
-	t.Helper()
-	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath, keyPath
-}
-
 func TestTCPListenerRequiresAClientCertificateFromTheConfiguredCA(t *testing.T) {
 	dir := t.TempDir()
-	ca, rogue := newCA(t, "director-ca"), newCA(t, "rogue-ca")
-	srvCert, srvKey := writePair(t, dir, "server", ca.issue(t, "directord", true))
-	caPath := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caPath, ca.pem, 0o600); err != nil {
+	ca, rogue := controltest.NewCA(t, "director-ca"), controltest.NewCA(t, "rogue-ca")
+	srvCert, srvKey := controltest.WritePair(t, dir, "server", ca.Issue(t, "directord", true))
+	caPath := filepath.Join(dir, "ca.PEM")
+	if err := os.WriteFile(caPath, ca.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h := controltest.Start(t, controltest.Options{Server: func(o *control.ServerOptions) {
@@ -111,7 +38,7 @@ func TestTCPListenerRequiresAClientCertificateFromTheConfiguredCA(t *testing.T) 
 	}
 	tcpAddr := addrs[1].String()
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 
 	call := func(cfg *tls.Config) error {
 		creds := insecure.NewCredentials()
@@ -128,7 +55,7 @@ func TestTCPListenerRequiresAClientCertificateFromTheConfiguredCA(t *testing.T) 
 		_, err = directorv1.NewDirectorClient(conn).DrainDirector(ctx, &directorv1.DrainDirectorRequest{Reason: "tls test"})
 		return err
 	}
-	good := ca.issue(t, "ops", false)
+	good := ca.Issue(t, "ops", false)
 	tests := []struct {
 		name string
 		cfg  *tls.Config
@@ -137,7 +64,7 @@ func TestTCPListenerRequiresAClientCertificateFromTheConfiguredCA(t *testing.T) 
 		{"plaintext", nil, false},
 		{"TLS without a client certificate", &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}, false},
 		{"client certificate from another CA", &tls.Config{RootCAs: roots, ServerName: "127.0.0.1",
-			Certificates: []tls.Certificate{rogue.issue(t, "mallory", false)}}, false},
+			Certificates: []tls.Certificate{rogue.Issue(t, "mallory", false)}}, false},
 		{"TLS 1.2 only", &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12,
 			Certificates: []tls.Certificate{good}}, false},
 		{"valid client certificate", &tls.Config{RootCAs: roots, ServerName: "127.0.0.1",

@@ -99,8 +99,14 @@ func describe(err error, target string) (int, string) {
 		switch st.Code() {
 		case codes.Unavailable:
 			hint := "is directord running? Point --socket (or --addr) at its API"
-			if strings.Contains(msg, "permission denied") {
+			if !strings.HasPrefix(target, "/") {
+				hint = "is directord listening there (api.tcp)? If so the mutual TLS handshake failed: check that --cert and --key\n  are signed by directord's api.tcp.client_ca and that --ca signs directord's certificate"
+			}
+			switch {
+			case strings.Contains(msg, "permission denied"):
 				hint = "the API socket is mode 0600: run directorctl as the user directord runs as (usually root)"
+			case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509") || strings.Contains(msg, "certificate"):
+				hint = "the TLS handshake failed: check --cert and --key (signed by directord's api.tcp.client_ca) and --ca (signs directord's certificate)"
 			}
 			return exitFail, fmt.Sprintf("cannot reach directord at %s: %s\n  %s", target, msg, hint)
 		case codes.InvalidArgument:
