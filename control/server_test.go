@@ -130,8 +130,8 @@ func TestDrainMovesTheBackendToWeightZeroAndBack(t *testing.T) {
 	if diff := cmp.Diff([]string{"web/10.0.2.21:80"}, resp.GetMatched()); diff != "" {
 		t.Errorf("matched (-want +got):\n%s", diff)
 	}
-	h.WaitWorld("web 10.0.2.21 at weight 0", func() bool { return kernelWeight(h, controltest.WebKey, "10.0.2.21:80") == 0 })
-	if got := kernelWeight(h, controltest.APIKey, "10.0.2.21:443"); got != 2 {
+	h.WaitWorld("web 10.0.2.21 at weight 0", func() bool { return kernelWeight(h, controltest.WebKey(), "10.0.2.21:80") == 0 })
+	if got := kernelWeight(h, controltest.APIKey(), "10.0.2.21:443"); got != 2 {
 		t.Errorf("api's 10.0.2.21 has weight %d, want 2: a drain scoped to web must not touch api", got)
 	}
 	st := h.WaitFor("drain in status", func(s *announcer.Status) bool {
@@ -160,7 +160,7 @@ func TestDrainMovesTheBackendToWeightZeroAndBack(t *testing.T) {
 	if !en.GetWasDrained() {
 		t.Errorf("EnableBackend says the backend was not drained")
 	}
-	h.WaitWorld("web 10.0.2.21 back at weight 1", func() bool { return kernelWeight(h, controltest.WebKey, "10.0.2.21:80") == 1 })
+	h.WaitWorld("web 10.0.2.21 back at weight 1", func() bool { return kernelWeight(h, controltest.WebKey(), "10.0.2.21:80") == 1 })
 }
 
 func TestSetWeightAndClear(t *testing.T) {
@@ -171,14 +171,14 @@ func TestSetWeightAndClear(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.WaitWorld("weight 7 on both services", func() bool {
-		return kernelWeight(h, controltest.WebKey, "10.0.2.21:80") == 7 && kernelWeight(h, controltest.APIKey, "10.0.2.21:443") == 7
+		return kernelWeight(h, controltest.WebKey(), "10.0.2.21:80") == 7 && kernelWeight(h, controltest.APIKey(), "10.0.2.21:443") == 7
 	})
 	if _, err := h.Client.SetWeight(ctx, &directorv1.SetWeightRequest{
 		Backend: &directorv1.BackendRef{Address: "10.0.2.21"}, Clear: true}); err != nil {
 		t.Fatal(err)
 	}
 	h.WaitWorld("configured weights back", func() bool {
-		return kernelWeight(h, controltest.WebKey, "10.0.2.21:80") == 1 && kernelWeight(h, controltest.APIKey, "10.0.2.21:443") == 2
+		return kernelWeight(h, controltest.WebKey(), "10.0.2.21:80") == 1 && kernelWeight(h, controltest.APIKey(), "10.0.2.21:443") == 2
 	})
 }
 
@@ -208,8 +208,8 @@ func TestDisableVIPAndDrainDirector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetDrained().GetReason() != "maintenance" || kernelWeight(h, controltest.WebKey, "10.0.2.21:80") != 1 {
-		t.Errorf("drained = %v, kernel weight %d (IPVS must keep forwarding)", st.GetDrained(), kernelWeight(h, controltest.WebKey, "10.0.2.21:80"))
+	if st.GetDrained().GetReason() != "maintenance" || kernelWeight(h, controltest.WebKey(), "10.0.2.21:80") != 1 {
+		t.Errorf("drained = %v, kernel weight %d (IPVS must keep forwarding)", st.GetDrained(), kernelWeight(h, controltest.WebKey(), "10.0.2.21:80"))
 	}
 	if resp, err := h.Client.UndrainDirector(ctx, &directorv1.UndrainDirectorRequest{}); err != nil || !resp.GetWasDrained() {
 		t.Fatalf("UndrainDirector = %v, %v", resp, err)
@@ -224,7 +224,7 @@ func TestOverridesSurviveAReload(t *testing.T) {
 		Backend: &directorv1.BackendRef{Service: "web", Address: "10.0.2.21", Port: 80}}); err != nil {
 		t.Fatal(err)
 	}
-	h.WaitWorld("drained", func() bool { return kernelWeight(h, controltest.WebKey, "10.0.2.21:80") == 0 })
+	h.WaitWorld("drained", func() bool { return kernelWeight(h, controltest.WebKey(), "10.0.2.21:80") == 0 })
 	h.SetFile(controltest.SecondConfig)
 	resp, err := h.Client.Reload(ctx, &directorv1.ReloadRequest{})
 	if err != nil {
@@ -233,8 +233,8 @@ func TestOverridesSurviveAReload(t *testing.T) {
 	if !resp.GetApplied() || resp.GetVersion().GetVersion() != 2 || resp.GetVersion().GetDigest() != config.Digest([]byte(controltest.SecondConfig)) {
 		t.Errorf("reload = %v", resp)
 	}
-	h.WaitWorld("new backend programmed", func() bool { return kernelWeight(h, controltest.WebKey, "10.0.2.23:80") == 1 })
-	if got := kernelWeight(h, controltest.WebKey, "10.0.2.21:80"); got != 0 {
+	h.WaitWorld("new backend programmed", func() bool { return kernelWeight(h, controltest.WebKey(), "10.0.2.23:80") == 1 })
+	if got := kernelWeight(h, controltest.WebKey(), "10.0.2.21:80"); got != 0 {
 		t.Errorf("after the reload the drained backend has weight %d, want 0", got)
 	}
 	st := h.Loop.Status()
@@ -297,7 +297,7 @@ func TestRollbackRestoresThePreviousVersion(t *testing.T) {
 	if _, err := h.Client.Reload(ctx, &directorv1.ReloadRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	h.WaitWorld("api removed", func() bool { return kernelWeight(h, controltest.APIKey, "10.0.2.31:443") <= 0 })
+	h.WaitWorld("api removed", func() bool { return kernelWeight(h, controltest.APIKey(), "10.0.2.31:443") <= 0 })
 
 	rb, err := h.Client.Rollback(ctx, &directorv1.RollbackRequest{})
 	if err != nil {
@@ -306,8 +306,8 @@ func TestRollbackRestoresThePreviousVersion(t *testing.T) {
 	if v := rb.GetVersion(); v.GetVersion() != 3 || v.GetDigest() != config.Digest([]byte(controltest.BaseConfig)) {
 		t.Errorf("rollback = %v, want version 3 with the first file's digest", v)
 	}
-	h.WaitWorld("api back", func() bool { return kernelWeight(h, controltest.APIKey, "10.0.2.31:443") == 1 })
-	h.WaitWorld("10.0.2.23 draining", func() bool { return kernelWeight(h, controltest.WebKey, "10.0.2.23:80") <= 0 })
+	h.WaitWorld("api back", func() bool { return kernelWeight(h, controltest.APIKey(), "10.0.2.31:443") == 1 })
+	h.WaitWorld("10.0.2.23 draining", func() bool { return kernelWeight(h, controltest.WebKey(), "10.0.2.23:80") <= 0 })
 
 	list, err := h.Client.ListConfigs(ctx, &directorv1.ListConfigsRequest{})
 	if err != nil {

@@ -142,21 +142,21 @@ func TestOverridesThroughTheCLI(t *testing.T) {
 		check  func() bool
 	}{
 		{[]string{"drain", "10.0.2.21", "--service", "web", "--reason", "TICKET-7", "--for", "1h"}, "draining web/10.0.2.21:80 until ",
-			func() bool { return h.World.Weight(controltest.WebKey, ap("10.0.2.21:80")) == 0 }},
+			func() bool { return h.World.Weight(controltest.WebKey(), ap("10.0.2.21:80")) == 0 }},
 		{[]string{"enable", "10.0.2.21", "--service", "web"}, "enabled web/10.0.2.21:80",
-			func() bool { return h.World.Weight(controltest.WebKey, ap("10.0.2.21:80")) == 1 }},
+			func() bool { return h.World.Weight(controltest.WebKey(), ap("10.0.2.21:80")) == 1 }},
 		{[]string{"weight", "10.0.2.31", "9"}, "weight 9 on api/10.0.2.31:443",
-			func() bool { return h.World.Weight(controltest.APIKey, ap("10.0.2.31:443")) == 9 }},
+			func() bool { return h.World.Weight(controltest.APIKey(), ap("10.0.2.31:443")) == 9 }},
 		{[]string{"weight", "10.0.2.31", "--clear"}, "cleared the weight override of api/10.0.2.31:443",
-			func() bool { return h.World.Weight(controltest.APIKey, ap("10.0.2.31:443")) == 1 }},
+			func() bool { return h.World.Weight(controltest.APIKey(), ap("10.0.2.31:443")) == 1 }},
 		{[]string{"vip", "disable", "198.18.0.11", "--reason", "move"}, "VIP 198.18.0.11 disabled",
-			func() bool { return !h.World.Advertised(controltest.APIKey.VIP) }},
+			func() bool { return !h.World.Advertised(controltest.APIKey().VIP) }},
 		{[]string{"vip", "enable", "198.18.0.11"}, "VIP 198.18.0.11 enabled",
-			func() bool { return h.World.Advertised(controltest.APIKey.VIP) }},
+			func() bool { return h.World.Advertised(controltest.APIKey().VIP) }},
 		{[]string{"director", "drain", "--reason", "maintenance"}, "director drained",
-			func() bool { return !h.World.Advertised(controltest.WebKey.VIP) }},
+			func() bool { return !h.World.Advertised(controltest.WebKey().VIP) }},
 		{[]string{"director", "undrain"}, "director undrained",
-			func() bool { return h.World.Advertised(controltest.WebKey.VIP) }},
+			func() bool { return h.World.Advertised(controltest.WebKey().VIP) }},
 	}
 	for _, s := range steps {
 		out, stderr, code := ctl(t, h, s.args...)

@@ -72,13 +72,15 @@ services:
       - { address: 10.0.2.23 }
 `
 
-// Service keys of BaseConfig.
-var (
-	// WebKey is BaseConfig's web service.
-	WebKey = ipvs.Key{VIP: netip.MustParseAddr("198.18.0.10"), Port: 80, Protocol: 6}
-	// APIKey is BaseConfig's api service.
-	APIKey = ipvs.Key{VIP: netip.MustParseAddr("198.18.0.11"), Port: 443, Protocol: 6}
-)
+// WebKey is BaseConfig's web service.
+func WebKey() ipvs.Key {
+	return ipvs.Key{VIP: netip.MustParseAddr("198.18.0.10"), Port: 80, Protocol: 6}
+}
+
+// APIKey is BaseConfig's api service.
+func APIKey() ipvs.Key {
+	return ipvs.Key{VIP: netip.MustParseAddr("198.18.0.11"), Port: 443, Protocol: 6}
+}
 
 // ParseConfig parses a test configuration or fails the test.
 func ParseConfig(t testing.TB, name, yaml string) *config.Config {
