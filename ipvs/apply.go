@@ -117,13 +117,14 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 	}
 	h.needFull = false
 
-	// Diff all services after a full read, otherwise only those whose
-	// desired state changed, that drain, or that were dropped.
+	// Diff the services whose desired state changed, that drain, or that
+	// were dropped; after a full read also those the kernel no longer holds
+	// as Apply left them.
 	work := changed
 	if full {
 		work = work[:0]
-		for _, e := range order {
-			if e != nil {
+		for i, e := range order {
+			if e != nil && (e.applied == nil || e.drains || !sameSpec(&want[i], e.applied)) {
 				work = append(work, e.key)
 			}
 		}
@@ -213,13 +214,18 @@ func (h *Handle) fullRead(rep *Report) (skip map[Key]bool, err error) {
 			skip[k] = true
 			continue
 		}
-		e.applied = nil
-		e.exists = haveBy[k] != nil
-		e.have = Service{}
-		if e.exists {
-			e.have = *haveBy[k]
+		fresh := haveBy[k]
+		if e.exists != (fresh != nil) || (fresh != nil && !sameKernelView(&e.have, fresh)) {
+			e.applied = nil // not what Apply left: diff it again
+			e.exists = fresh != nil
+			e.have = Service{}
+			if fresh != nil {
+				e.have = *fresh
+			}
+			h.refreshFingerprint(k, e)
+		} else if fresh != nil {
+			e.have.Destinations = fresh.Destinations // current connection counts
 		}
-		h.refreshFingerprint(k, e)
 	}
 	h.lastFull = h.cfg.now()
 	return skip, nil
@@ -353,6 +359,22 @@ func sameSpec(a, b *Service) bool {
 		x, y := &a.Destinations[i], &b.Destinations[i]
 		if x.Address != y.Address || x.Port != y.Port || x.Weight != y.Weight ||
 			x.Forwarding != y.Forwarding || x.Draining != y.Draining {
+			return false
+		}
+	}
+	return true
+}
+
+// sameKernelView reports whether two observed states of a service are the
+// same apart from counters: what Apply recorded and what a full read found.
+func sameKernelView(a, b *Service) bool {
+	if a.Scheduler != b.Scheduler || a.Persistence != b.Persistence ||
+		!slices.Equal(a.Flags, b.Flags) || len(a.Destinations) != len(b.Destinations) {
+		return false
+	}
+	for i := range a.Destinations {
+		x, y := &a.Destinations[i], &b.Destinations[i]
+		if x.Address != y.Address || x.Port != y.Port || x.Weight != y.Weight || x.Forwarding != y.Forwarding {
 			return false
 		}
 	}

@@ -249,10 +249,19 @@ func TestApplyIncrementalAndResync(t *testing.T) {
 	if !rep.FullRead || rep.Ops != 1 || f.order(api)[0] != "10.0.2.31:80/1" {
 		t.Errorf("resync: full %v ops %d order %v, want the weight repaired", rep.FullRead, rep.Ops, f.order(api))
 	}
-	// Resync() forces the next full read.
+	// Resync() forces the next full read, which finds a hand-made reorder.
+	ds := f.svcs[fkey(kernelKey(web))].dests
+	ds[0], ds[1] = ds[1], ds[0]
 	h.Resync()
-	if rep := mustApply(t, h, want); !rep.FullRead {
-		t.Error("Resync did not force a full read")
+	rep = mustApply(t, h, want)
+	if !rep.FullRead || rep.Ops != 2 {
+		t.Errorf("Resync: full read %v, %d ops; want a full read and 2 ops (re-insert one destination)", rep.FullRead, rep.Ops)
+	}
+	if diff := cmp.Diff([]string{"10.0.2.22:80/5", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
+		t.Errorf("order after resync (-want +got):\n%s", diff)
+	}
+	if rep := mustApply(t, h, want); rep.Ops != 0 {
+		t.Errorf("Apply after the repair wrote %d times", rep.Ops)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"strconv"
 )
 
 // The kernel's /proc/net/ip_vs lists every service with its destinations in
@@ -127,11 +126,11 @@ func parseProcDest(f [][]byte) (Destination, error) {
 	}
 	nums := [3]int{}
 	for i := range nums {
-		n, err := strconv.Atoi(string(f[3+i]))
-		if err != nil {
+		n, ok := parseUint(f[3+i], 10, 31)
+		if !ok {
 			return Destination{}, fmt.Errorf("destination %s: bad number %q", ap, f[3+i])
 		}
-		nums[i] = n
+		nums[i] = int(n)
 	}
 	d.Weight, d.Stats.ActiveConns, d.Stats.InactiveConns = nums[0], nums[1], nums[2]
 	return d, nil
@@ -144,8 +143,8 @@ func parseProcAddrPort(b []byte) (netip.AddrPort, error) {
 	if i < 0 {
 		return netip.AddrPort{}, fmt.Errorf("bad address %q", b)
 	}
-	port, err := strconv.ParseUint(string(b[i+1:]), 16, 16)
-	if err != nil {
+	port, ok := parseUint(b[i+1:], 16, 16)
+	if !ok {
 		return netip.AddrPort{}, fmt.Errorf("bad port in %q", b)
 	}
 	host := b[:i]
@@ -156,8 +155,8 @@ func parseProcAddrPort(b []byte) (netip.AddrPort, error) {
 		}
 		return netip.AddrPortFrom(a, uint16(port)), nil
 	}
-	v, err := strconv.ParseUint(string(host), 16, 32)
-	if err != nil || len(host) != 8 {
+	v, ok := parseUint(host, 16, 32)
+	if !ok || len(host) != 8 {
 		return netip.AddrPort{}, fmt.Errorf("bad IPv4 address %q", b)
 	}
 	a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
@@ -181,4 +180,32 @@ func splitFields(b []byte, out [][]byte) [][]byte {
 		out = append(out, b[start:])
 	}
 	return out
+}
+
+// parseUint parses a non-empty unsigned number of at most bits bits in base
+// 10 or 16 (upper or lower case), without allocating: the listing has tens
+// of thousands of lines.
+func parseUint(b []byte, base uint64, bits uint) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		var d uint64
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case base == 16 && c >= 'A' && c <= 'F':
+			d = uint64(c-'A') + 10
+		case base == 16 && c >= 'a' && c <= 'f':
+			d = uint64(c-'a') + 10
+		default:
+			return 0, false
+		}
+		v = v*base + d
+		if v>>bits != 0 {
+			return 0, false
+		}
+	}
+	return v, true
 }
