@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/control/controltest"
@@ -80,7 +81,8 @@ func TestTCPListenerRequiresAClientCertificateFromTheConfiguredCA(t *testing.T) 
 	}
 	// Only the accepted client changed anything, and the audit log names it
 	// by certificate subject.
-	if n := h.Loop.Status().Overrides.Director; n == nil || n.Who != "cert CN=ops,O=anycast-director" {
+	st := h.WaitFor("the drain in status", func(s *announcer.Status) bool { return s.Overrides.Director != nil })
+	if n := st.Overrides.Director; n.Who != "cert CN=ops,O=anycast-director" {
 		t.Errorf("director drain note = %+v, want it set by cert CN=ops,O=anycast-director", n)
 	}
 	logs := h.Logs.String()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/control/controltest"
@@ -49,7 +50,8 @@ func TestMutualTLSFlags(t *testing.T) {
 			}
 		})
 	}
-	if n := h.Loop.Status().Overrides.Director; n == nil || n.Who != "cert CN=ops,O=anycast-director" {
+	st := h.WaitFor("the drain in status", func(s *announcer.Status) bool { return s.Overrides.Director != nil })
+	if n := st.Overrides.Director; n.Who != "cert CN=ops,O=anycast-director" {
 		t.Errorf("director drain = %+v, want it set by the ops certificate", n)
 	}
 }
