@@ -120,6 +120,7 @@ func TestGetStatusMatchesTheLoopAndTheKernel(t *testing.T) {
 
 func TestDrainMovesTheBackendToWeightZeroAndBack(t *testing.T) {
 	h := controltest.Start(t, controltest.Options{})
+	h.World.SetApplyDelay(50 * time.Millisecond) // a slow pass: the call must wait for it
 	ctx := ctxT(t)
 	resp, err := h.Client.DrainBackend(ctx, &directorv1.DrainBackendRequest{
 		Backend: &directorv1.BackendRef{Service: "web", Address: "10.0.2.21"},
@@ -129,6 +130,10 @@ func TestDrainMovesTheBackendToWeightZeroAndBack(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"web/10.0.2.21:80"}, resp.GetMatched()); diff != "" {
 		t.Errorf("matched (-want +got):\n%s", diff)
+	}
+	// Read your writes: once the call returns, the status shows the drain.
+	if b, _ := controltest.Backend(h.Loop.Status(), "web", "10.0.2.21"); !b.Draining {
+		t.Errorf("status right after DrainBackend does not show the drain: %+v", b)
 	}
 	h.WaitWorld("web 10.0.2.21 at weight 0", func() bool { return kernelWeight(h, controltest.WebKey(), "10.0.2.21:80") == 0 })
 	if got := kernelWeight(h, controltest.APIKey(), "10.0.2.21:443"); got != 2 {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/health"
@@ -34,6 +35,15 @@ type World struct {
 	bound    map[netip.Addr]bool
 	ads      map[netip.Prefix]routing.Advertisement
 	peers    []routing.PeerStatus
+	delay    time.Duration // each Apply takes this long (a slow kernel)
+}
+
+// SetApplyDelay makes every IPVS Apply take d, like a busy kernel, so tests
+// can tell whether callers wait for the pass.
+func (w *World) SetApplyDelay(d time.Duration) {
+	w.mu.Lock()
+	w.delay = d
+	w.mu.Unlock()
 }
 
 // NewWorld builds an empty world whose health reports every target up.
@@ -113,6 +123,10 @@ type fakeIPVS struct{ w *World }
 
 func (f fakeIPVS) Apply(_ context.Context, want []ipvs.Service) (announcer.ApplyResult, error) {
 	w := f.w
+	w.mu.Lock()
+	delay := w.delay
+	w.mu.Unlock()
+	time.Sleep(delay)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	res := announcer.ApplyResult{Failed: map[ipvs.Key]error{}, Fingerprints: map[ipvs.Key]string{}}
