@@ -4,6 +4,7 @@ package ipvs
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // These tests run as root inside the VM (make test-vm), each in fresh
@@ -514,5 +516,112 @@ func TestVMProcListingSkipsWithOtherNamespaces(t *testing.T) {
 	}
 	if listed == len(want) {
 		t.Logf("this kernel listed every service: the fallback was not needed")
+	}
+}
+
+// TestVMSameRealServerAcrossHistories is what the canonical order is for:
+// two directors that reached the same backends through different histories
+// send a flow they never saw to the same real server (same mh table), while
+// a director whose list is in another order (ipvsadm, reverse insertion)
+// sends some flows elsewhere. Each director schedules 512 local connections
+// from fixed source ports (mh-port hashes the port too); the SYNs go nowhere,
+// but the kernel's connection table (ipvsadm -Lnc) records the choice.
+func TestVMSameRealServerAcrossHistories(t *testing.T) {
+	d := func(last string) Destination { return dst("10.0.2."+last, 1) }
+	set := []Destination{d("21"), d("22"), d("23"), d("24"), d("25")}
+	set[3].Weight = 2
+	setup := func(ns netns) {
+		ns.ip(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+		ns.ip(t, "addr", "add", "10.0.2.1/24", "dev", "v0")
+		ns.ip(t, "link", "set", "v0", "up")
+		ns.ip(t, "link", "set", "v1", "up")
+		ns.ip(t, "addr", "add", "198.18.0.10/32", "dev", "lo")
+	}
+	a, b, c := newNetns(t), newNetns(t), newNetns(t)
+	for _, ns := range []netns{a, b, c} {
+		setup(ns)
+	}
+	hists := map[netns][][]Destination{
+		a: {{d("21"), d("22")}, set},
+		b: {{d("25")}, {d("24"), d("23")}, {d("21"), d("23"), d("24"), d("25")}, set},
+	}
+	var fps []string
+	for _, ns := range []netns{a, b} {
+		h, _ := openCounted(t, ns)
+		var rep Report
+		for _, s := range hists[ns] {
+			rep = applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, s...)})
+		}
+		fps = append(fps, rep.Fingerprint[web])
+	}
+	if fps[0] != fps[1] {
+		t.Fatalf("fingerprints differ: %v", fps)
+	}
+	c.exec(t, "ipvsadm", "-A", "-t", "198.18.0.10:80", "-s", "mh", "-b", "mh-port")
+	for _, last := range []string{"25", "24", "23", "22", "21"} { // reverse of Apply's order
+		w := "1"
+		if last == "24" {
+			w = "2"
+		}
+		c.exec(t, "ipvsadm", "-a", "-t", "198.18.0.10:80", "-r", "10.0.2."+last+":80", "-g", "-w", w)
+	}
+
+	const flows = 512
+	choices := func(ns netns) map[string]string {
+		var fds []int
+		err := inNetns(ns.path, func() error {
+			for p := range flows {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return err
+				}
+				fds = append(fds, fd)
+				if err := unix.Bind(fd, &unix.SockaddrInet4{Port: 40000 + p}); err != nil {
+					return err
+				}
+				err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 0, 10}, Port: 80})
+				if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+					return err
+				}
+			}
+			return nil
+		})
+		defer func() {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}()
+		if err != nil {
+			t.Fatalf("connect from %s: %v", ns.name, err)
+		}
+		got := map[string]string{}
+		for _, line := range strings.Split(ns.exec(t, "ipvsadm", "-Lnc"), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 6 && f[0] == "TCP" && f[4] == "198.18.0.10:80" {
+				got[f[3]] = f[5]
+			}
+		}
+		if len(got) != flows {
+			t.Fatalf("%s: %d scheduled connections, want %d", ns.name, len(got), flows)
+		}
+		return got
+	}
+	ca, cb, cc := choices(a), choices(b), choices(c)
+	if diff := cmp.Diff(ca, cb); diff != "" {
+		t.Errorf("directors with equal fingerprints chose different real servers (-A +B):\n%s", diff)
+	}
+	moved := 0
+	for src, dest := range ca {
+		if cc[src] != dest {
+			moved++
+		}
+	}
+	spread := map[string]int{}
+	for _, dest := range ca {
+		spread[dest]++
+	}
+	t.Logf("%d flows spread %v: canonical directors agree on all; a director with the reverse order disagrees on %d", flows, spread, moved)
+	if moved == 0 {
+		t.Errorf("the reverse-order director chose like the canonical ones for all %d flows: the test no longer shows that order matters", flows)
 	}
 }
