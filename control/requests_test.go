@@ -225,6 +225,29 @@ func TestWatchReportsLostEvents(t *testing.T) {
 	if l := msgs[0].GetLost(); l == nil || l.GetRequestedAfter() != last+100 || l.GetResumedAfter() != 0 {
 		t.Errorf("first message = %v, want lost events back to 0", msgs[0])
 	}
+
+	// A sequence from another daemon instance (another epoch), even one this
+	// log has issued too: lost, from 0, and every held event is replayed.
+	stream, err = h.Client.Watch(ctxT(t), &directorv1.WatchRequest{AfterSeq: last - 1, Epoch: "an-older-daemon"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := stream.Header()
+	if err != nil || len(md.Get(control.HeaderEpoch)) != 1 || md.Get(control.HeaderEpoch)[0] == "an-older-daemon" {
+		t.Fatalf("epoch header = %v, %v", md.Get(control.HeaderEpoch), err)
+	}
+	msgs = recv(t, stream, 3)
+	if l := msgs[0].GetLost(); l == nil || l.GetRequestedAfter() != last-1 || l.GetResumedAfter() != 0 {
+		t.Errorf("first message = %v, want lost events back to 0", msgs[0])
+	}
+	// With the right epoch the same sequence resumes normally.
+	stream, err = h.Client.Watch(ctxT(t), &directorv1.WatchRequest{AfterSeq: last - 1, Epoch: md.Get(control.HeaderEpoch)[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, stream, 1)[0]; m.GetEvent().GetSeq() != last {
+		t.Errorf("resume with the right epoch: first message %v, want event %d", m, last)
+	}
 }
 
 func TestWatchEndsWhenTheServerStops(t *testing.T) {

@@ -8,11 +8,14 @@ package control
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,8 +98,18 @@ func NewServer(opts ServerOptions) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, log: opts.Logger, ready: make(chan struct{})}
-	s.svc = &service{opts: opts, log: opts.Logger, stopping: make(chan struct{})}
+	s.svc = &service{opts: opts, log: opts.Logger, stopping: make(chan struct{}), epoch: newEpoch(opts.Now())}
 	return s
+}
+
+// newEpoch names one daemon instance: random bits, or the start time if the
+// system has no randomness to give.
+func newEpoch(now time.Time) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return strconv.FormatInt(now.UnixNano(), 36)
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // Ready is closed once every listener is bound (or Serve failed to bind).

@@ -25,6 +25,8 @@ type service struct {
 	// stopping is closed when the server shuts down, ending Watch streams
 	// so a graceful stop does not wait for them.
 	stopping chan struct{}
+	// epoch identifies this process's event numbering for Watch resumes.
+	epoch string
 	// lastStatus caches the conversion of the latest snapshot: snapshots
 	// are immutable and change once per pass, while a dashboard may poll
 	// many times per pass.

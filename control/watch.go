@@ -17,6 +17,11 @@ import (
 // before any event arrives.
 const HeaderAfterSeq = "director-after-seq"
 
+// HeaderEpoch is the Watch response header that identifies this daemon's
+// event numbering; a client resuming with another epoch gets every event
+// as new (sequence numbers restart with the daemon).
+const HeaderEpoch = "director-epoch"
+
 // Watch streams the event log from the requested point and then follows it.
 // The client resumes after a disconnect by passing the last sequence it saw.
 // When the server no longer holds some of the requested events (the ring
@@ -34,15 +39,15 @@ func (s *service) Watch(req *directorv1.WatchRequest, stream directorv1.Director
 	switch {
 	case req.GetFromNow():
 		after = last
-	case after > last:
-		// The client saw a sequence this log never issued: the daemon
-		// restarted. Everything it holds is new to the client.
+	case after > last || (req.GetEpoch() != "" && req.GetEpoch() != s.epoch):
+		// The client's sequence is from another daemon instance: everything
+		// this one holds is new to the client.
 		restarted = lostMsg(after, 0)
 		after = 0
 	}
 	// The header tells the client where the stream starts (useful with
 	// from_now) once the starting point is fixed.
-	if err := stream.SendHeader(metadata.Pairs(HeaderAfterSeq, strconv.FormatUint(after, 10))); err != nil {
+	if err := stream.SendHeader(metadata.Pairs(HeaderAfterSeq, strconv.FormatUint(after, 10), HeaderEpoch, s.epoch)); err != nil {
 		return err
 	}
 	if restarted != nil {

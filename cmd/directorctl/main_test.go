@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,10 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/control/controltest"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
@@ -219,3 +223,71 @@ func TestReloadRollbackConfigsAndWatch(t *testing.T) {
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestWatchReconnectsAndResumes restarts the server under a running
+// `directorctl watch`: it reconnects, learns that the new daemon's events are
+// all new to it, and prints them.
+func TestWatchReconnectsAndResumes(t *testing.T) {
+	if headerAfterSeq != control.HeaderAfterSeq || headerEpoch != control.HeaderEpoch {
+		t.Fatalf("header names %q, %q differ from the server's %q, %q", headerAfterSeq, headerEpoch, control.HeaderAfterSeq, control.HeaderEpoch)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h := controltest.Start(t, controltest.Options{})
+	sock := h.Sock
+	var stdout, stderr lockedBuffer
+	cmd := exec.Command(binary, "--socket", sock, "watch")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	waitText := func(what string, buf *lockedBuffer, text string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(buf.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s\nstdout: %s\nstderr: %s", what, stdout.String(), stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let watch connect (from now)
+	if _, err := h.Client.DisableVIP(ctx, &directorv1.DisableVIPRequest{Vip: "198.18.0.10", Reason: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	waitText("the first event", &stdout, "disable VIP 198.18.0.10 (first)")
+	h.Stop()
+	waitText("the reconnect notice", &stderr, "reconnecting to resume after event")
+
+	// A new daemon on the same socket: its event numbering starts again.
+	h2 := controltest.Start(t, controltest.Options{Server: func(o *control.ServerOptions) { o.API.Socket = sock }})
+	if _, err := h2.Client.DisableVIP(ctx, &directorv1.DisableVIPRequest{Vip: "198.18.0.11", Reason: "second"}); err != nil {
+		t.Fatal(err)
+	}
+	waitText("the new daemon's event", &stdout, "disable VIP 198.18.0.11 (second)")
+	waitText("the lost-events notice", &stderr, "are no longer held by directord (lost)")
+}
+
+// lockedBuffer is a goroutine-safe buffer for a child's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,12 +17,22 @@ import (
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
+// headerAfterSeq is the Watch response header with the stream's starting
+// sequence (control.HeaderAfterSeq; directorctl imports only proto/).
+const headerAfterSeq = "director-after-seq"
+
+// headerEpoch is the Watch response header naming the daemon instance
+// (control.HeaderEpoch).
+const headerEpoch = "director-epoch"
+
 func (a *app) watchCmd() *cobra.Command {
 	var (
-		after uint64
-		all   bool
-		count int
-		out   string
+		after       uint64
+		all         bool
+		count       int
+		out         string
+		noReconnect bool
+		epoch       string
 	)
 	cmd := &cobra.Command{
 		Use:   "watch",
@@ -41,40 +52,86 @@ those events, watch says so; re-read 'directorctl status' then.`,
 			if count < 0 {
 				return usagef("--count %d must not be negative", count)
 			}
-			req := &directorv1.WatchRequest{AfterSeq: after, FromNow: !all && !cmd.Flags().Changed("after")}
+			req := &directorv1.WatchRequest{AfterSeq: after, FromNow: !all && !cmd.Flags().Changed("after"), Epoch: epoch}
 			c, closeConn, err := a.dial()
 			if err != nil {
 				return err
 			}
 			defer closeConn()
-			return a.follow(cmd.Context(), c, req, out, count)
+			return a.follow(cmd.Context(), c, req, out, count, !noReconnect)
 		},
 	}
 	cmd.Flags().Uint64Var(&after, "after", 0, "resume after this event sequence number")
 	cmd.Flags().BoolVar(&all, "all", false, "start with every event directord still holds")
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many events (default: follow until interrupted)")
+	cmd.Flags().StringVar(&epoch, "epoch", "", "with --after: the daemon instance the sequence is from (printed when a watch ends)")
+	cmd.Flags().BoolVar(&noReconnect, "no-reconnect", false, "exit when the connection is lost instead of reconnecting and resuming")
 	outputFlag(cmd, &out, "text", "json")
 	return cmd
 }
 
-// follow prints the stream until it ends, ctx is cancelled (Ctrl-C: exit 0)
-// or count events were printed.
-func (a *app) follow(ctx context.Context, c directorv1.DirectorClient, req *directorv1.WatchRequest, out string, count int) error {
+// follow prints the stream until ctx is cancelled (Ctrl-C: exit 0) or count
+// events were printed. When the connection is lost (directord restarts) it
+// reconnects every second and resumes after the last event it printed.
+func (a *app) follow(ctx context.Context, c directorv1.DirectorClient, req *directorv1.WatchRequest, out string, count int, reconnect bool) error {
+	pos := position{seq: req.GetAfterSeq(), epoch: req.GetEpoch()}
+	seen := 0
+	for {
+		err := a.stream(ctx, c, req, out, &pos, &seen, count)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if !reconnect || status.Code(err) != codes.Unavailable {
+			return rpcError{fmt.Sprintf("watch (resume with --after %d --epoch %s)", pos.seq, pos.epoch), err}
+		}
+		fmt.Fprintf(a.stderr, "directorctl: watch interrupted (%s); reconnecting to resume after event %d\n",
+			status.Convert(err).Message(), pos.seq)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		req = &directorv1.WatchRequest{AfterSeq: pos.seq, Epoch: pos.epoch}
+	}
+}
+
+// position is where a watch is in the event log of one daemon instance.
+type position struct {
+	seq   uint64
+	epoch string
+}
+
+// stream prints one Watch stream; it returns nil when count events were
+// printed or the stream ended cleanly, and the stream's error otherwise.
+func (a *app) stream(ctx context.Context, c directorv1.DirectorClient, req *directorv1.WatchRequest, out string,
+	pos *position, seen *int, count int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.Watch(ctx, req)
 	if err != nil {
-		return rpcError{"watch", err}
+		return err
 	}
-	last := req.GetAfterSeq()
-	seen := 0
+	// The headers say where the stream starts (it matters with from_now and
+	// after a restart) and which daemon instance numbered the events.
+	md, err := stream.Header()
+	if err != nil {
+		return err
+	}
+	if v := md.Get(headerAfterSeq); len(v) == 1 {
+		if n, err := strconv.ParseUint(v[0], 10, 64); err == nil {
+			pos.seq = n
+		}
+	}
+	if v := md.Get(headerEpoch); len(v) == 1 {
+		pos.epoch = v[0]
+	}
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return rpcError{fmt.Sprintf("watch (resume with --after %d)", last), err}
+			return err
 		}
 		if l := m.GetLost(); l != nil {
 			fmt.Fprintf(a.stderr, "directorctl: events %d to %d are no longer held by directord (lost); re-read `directorctl status`\n",
@@ -85,7 +142,7 @@ func (a *app) follow(ctx context.Context, c directorv1.DirectorClient, req *dire
 		if e == nil {
 			continue
 		}
-		last = e.GetSeq()
+		pos.seq = e.GetSeq()
 		if out == "json" {
 			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(e)
 			if err != nil {
@@ -95,8 +152,8 @@ func (a *app) follow(ctx context.Context, c directorv1.DirectorClient, req *dire
 		} else {
 			fmt.Fprintln(a.stdout, eventLine(e))
 		}
-		seen++
-		if count > 0 && seen >= count {
+		*seen++
+		if count > 0 && *seen >= count {
 			return nil
 		}
 	}

@@ -1885,7 +1885,12 @@ type WatchRequest struct {
 	// the server still holds).
 	AfterSeq uint64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	// from_now ignores after_seq and sends only events that happen from now on.
-	FromNow       bool `protobuf:"varint,2,opt,name=from_now,json=fromNow,proto3" json:"from_now,omitempty"`
+	FromNow bool `protobuf:"varint,2,opt,name=from_now,json=fromNow,proto3" json:"from_now,omitempty"`
+	// epoch is the director-epoch response header of the stream being
+	// resumed. Sequence numbers restart with the daemon; when epoch differs
+	// from the running daemon's, every event it holds is new to the client and
+	// the stream starts with EventsLost from 0. Empty: not checked.
+	Epoch         string `protobuf:"bytes,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1932,6 +1937,13 @@ func (x *WatchRequest) GetFromNow() bool {
 		return x.FromNow
 	}
 	return false
+}
+
+func (x *WatchRequest) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
 }
 
 // Event is one change, numbered so a watcher can resume after a disconnect.
@@ -3503,10 +3515,11 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\abackend\x18\x02 \x01(\v2\x17.director.v1.BackendRefR\abackend\x12\x10\n" +
 	"\x03vip\x18\x03 \x01(\tR\x03vip\x12\x16\n" +
 	"\x06weight\x18\x04 \x01(\rR\x06weight\x12%\n" +
-	"\x04note\x18\x05 \x01(\v2\x11.director.v1.NoteR\x04note\"F\n" +
+	"\x04note\x18\x05 \x01(\v2\x11.director.v1.NoteR\x04note\"\\\n" +
 	"\fWatchRequest\x12\x1b\n" +
 	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\x12\x19\n" +
-	"\bfrom_now\x18\x02 \x01(\bR\afromNow\"\xcb\x01\n" +
+	"\bfrom_now\x18\x02 \x01(\bR\afromNow\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\tR\x05epoch\"\xcb\x01\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +

@@ -60,7 +60,9 @@ type DirectorClient interface {
 	// peer changes, reloads, overrides) after `after_seq`, then follows new
 	// ones until the client cancels. A client that reconnects passes the last
 	// sequence it saw; if the server no longer holds some events after it, the
-	// stream starts with an EventsLost message.
+	// stream starts with an EventsLost message. The response headers
+	// director-after-seq and director-epoch give the starting point and the
+	// daemon instance to resume against.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// DrainBackend sets matching backends to weight 0 so they drain.
 	DrainBackend(ctx context.Context, in *DrainBackendRequest, opts ...grpc.CallOption) (*DrainBackendResponse, error)
@@ -251,7 +253,9 @@ type DirectorServer interface {
 	// peer changes, reloads, overrides) after `after_seq`, then follows new
 	// ones until the client cancels. A client that reconnects passes the last
 	// sequence it saw; if the server no longer holds some events after it, the
-	// stream starts with an EventsLost message.
+	// stream starts with an EventsLost message. The response headers
+	// director-after-seq and director-epoch give the starting point and the
+	// daemon instance to resume against.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// DrainBackend sets matching backends to weight 0 so they drain.
 	DrainBackend(context.Context, *DrainBackendRequest) (*DrainBackendResponse, error)
