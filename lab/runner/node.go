@@ -279,6 +279,16 @@ func (l *Lab) stopNode(n *nodeRT) error {
 	if holder != nil {
 		holder.Kill()
 	}
+	// The kernel tears a deleted namespace down asynchronously; deleting
+	// the node's link ends first makes their peers vanish before StopNode
+	// returns, as a dead container's do.
+	for _, lk := range l.Topo.LinksOf(n.node.Name) {
+		for _, e := range []Endpoint{lk.A, lk.B} {
+			if e.Node == n.node.Name {
+				exec.Command("ip", "-n", n.ns, "link", "del", e.Interface).Run()
+			}
+		}
+	}
 	if out, err := exec.Command("ip", "netns", "del", n.ns).CombinedOutput(); err != nil {
 		errs = append(errs, fmt.Errorf("delete namespace %s: %v: %s", n.ns, err, out))
 	}
