@@ -46,13 +46,16 @@ type entry struct {
 //
 // It touches only owned services: the keys in want plus keys it applied
 // before, so a service dropped from want is deleted; other services in the
-// namespace are never read beyond the service list, written or flushed. On
-// the first call (and every resync interval, after any failure, and when want
-// has a key it has not seen) it reads the owned services from the kernel and
-// diffs against them, so a restarted daemon adopts existing services and
-// their connections instead of re-creating them. In between it diffs against
-// its record of what it wrote, re-reading only services whose desired state
-// changed or that have draining destinations.
+// namespace are never written, deleted or flushed. On the first call (and
+// every resync interval, after any failure, and when want has a key it has
+// not seen) it reads the owned services from the kernel (the netlink service
+// dump plus one read of /proc/net/ip_vs) and diffs against them, so a
+// restarted daemon adopts existing services and their connections instead of
+// re-creating them; services the kernel still holds as Apply left them are
+// not diffed again. In between it diffs against its record of what it wrote,
+// re-reading only services whose desired state changed or that have draining
+// destinations. A no-op Apply therefore costs one comparison per service and
+// no netlink request.
 //
 // A service that fails (invalid, unreadable, or a write rejected) is reported
 // in Report.Failed and the others proceed. The error is only for failures
