@@ -33,8 +33,11 @@ func (l *Loop) DrainBackend(ctx context.Context, ref BackendRef, note Note) erro
 // not drained is not an error.
 func (l *Loop) EnableBackend(ctx context.Context, ref BackendRef, who string) error {
 	return l.override(ctx, "enable backend "+ref.String(), who, func(st *state) error {
-		if err := st.checkRef(ref); err != nil {
-			return err
+		// A drain on a backend that a reload removed must stay liftable.
+		if _, set := st.overrides.Drained[ref]; !set {
+			if err := st.checkRef(ref); err != nil {
+				return err
+			}
 		}
 		st.overrides = st.overrides.clone()
 		delete(st.overrides.Drained, ref)
@@ -49,8 +52,10 @@ func (l *Loop) SetWeight(ctx context.Context, ref BackendRef, weight int, note N
 		if weight > 65535 {
 			return fmt.Errorf("%w: weight %d is out of range: use 0 to 65535, or a negative weight to clear the override", ErrInvalid, weight)
 		}
-		if err := st.checkRef(ref); err != nil {
-			return err
+		if _, set := st.overrides.Weights[ref]; !(set && weight < 0) {
+			if err := st.checkRef(ref); err != nil {
+				return err
+			}
 		}
 		st.overrides = st.overrides.clone()
 		if weight < 0 {
@@ -77,8 +82,10 @@ func (l *Loop) DisableVIP(ctx context.Context, vip netip.Addr, note Note) error 
 // EnableVIP lifts DisableVIP.
 func (l *Loop) EnableVIP(ctx context.Context, vip netip.Addr, who string) error {
 	return l.override(ctx, "enable VIP "+vip.String(), who, func(st *state) error {
-		if err := st.checkVIP(vip); err != nil {
-			return err
+		if _, set := st.overrides.DisabledVIPs[vip]; !set {
+			if err := st.checkVIP(vip); err != nil {
+				return err
+			}
 		}
 		st.overrides = st.overrides.clone()
 		delete(st.overrides.DisabledVIPs, vip)

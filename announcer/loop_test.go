@@ -387,3 +387,46 @@ func TestEventLogRing(t *testing.T) {
 		t.Errorf("Since(4) = %+v lost=%v", evs, lost)
 	}
 }
+
+func TestLoopOverrideOnRemovedBackendCanBeLifted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		ctx := t.Context()
+		b := BackendRef{Addr: netip.MustParseAddr("10.0.2.22")}
+		vip := netip.MustParseAddr("198.18.0.11")
+		if err := l.DrainBackend(ctx, b, Note{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetWeight(ctx, b, 4, Note{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.DisableVIP(ctx, vip, Note{}); err != nil {
+			t.Fatal(err)
+		}
+		// A reload removes the backend and the VIP.
+		cfg2 := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21"))
+		if _, err := l.Reload(ctx, cfg2); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.EnableBackend(ctx, b, "t"); err != nil {
+			t.Errorf("lifting a drain of a removed backend: %v", err)
+		}
+		if err := l.SetWeight(ctx, b, -1, Note{}); err != nil {
+			t.Errorf("clearing a weight of a removed backend: %v", err)
+		}
+		if err := l.EnableVIP(ctx, vip, "t"); err != nil {
+			t.Errorf("enabling a removed VIP that was disabled: %v", err)
+		}
+		o := l.Status().Overrides
+		if len(o.Drained)+len(o.Weights)+len(o.DisabledVIPs) != 0 {
+			t.Errorf("overrides left: %+v", o)
+		}
+		if err := l.SetWeight(ctx, b, 3, Note{}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("a new override on a removed backend: err = %v, want ErrNotFound", err)
+		}
+	})
+}

@@ -65,6 +65,19 @@ type Memory struct {
 	DrainingSince map[DestID]time.Time
 	// Previous is the last planned IPVS state, so removed backends and services drain.
 	Previous map[ipvs.Key]ipvs.Service
+	// LastHealth is each backend's last verdict. When a reload changes a
+	// check, its target gets a new key without a verdict; the backend keeps
+	// its last verdict until the new check has one, so the reload does not
+	// withdraw a healthy VIP.
+	LastHealth map[BackendID]health.Result
+}
+
+// BackendID identifies a backend of a named service across reloads.
+type BackendID struct {
+	// Service is the service name.
+	Service string
+	// Backend is the backend's address and port.
+	Backend netip.AddrPort
 }
 
 // DestID identifies a destination of a virtual service.
@@ -158,6 +171,7 @@ func plan(in Input) Plan {
 		GracefulSince: map[netip.Addr]time.Time{},
 		DrainingSince: map[DestID]time.Time{},
 		Previous:      map[ipvs.Key]ipvs.Service{},
+		LastHealth:    make(map[BackendID]health.Result, len(in.Memory.LastHealth)),
 	}}
 	wake := func(t time.Time) {
 		if t.After(now) && (p.Wake.IsZero() || t.Before(p.Wake)) {
@@ -198,7 +212,7 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 	sp := ServicePlan{Name: svc.Name, Key: key, Local: local, MinHealthy: svc.MinHealthy}
 	var dests []ipvs.Destination
 	for j, b := range backendsOf(svc) {
-		bp := planBackend(svc, b, keys[j], in)
+		bp := planBackend(svc, b, keys[j], in, d.out)
 		sp.Total++
 		switch {
 		case bp.Health.State == health.Unknown:
@@ -229,13 +243,21 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 }
 
 // planBackend decides one backend's effective weight from health and overrides.
-func planBackend(svc *config.Service, b config.Backend, key string, in Input) BackendPlan {
+func planBackend(svc *config.Service, b config.Backend, key string, in Input, out *Memory) BackendPlan {
 	port := b.Port
 	if port == 0 {
 		port = svc.Port
 	}
 	bp := BackendPlan{Address: b.Address, Port: port, Target: key, Configured: b.Weight}
 	bp.Health = in.Health[bp.Target]
+	id := BackendID{Service: svc.Name, Backend: netip.AddrPortFrom(b.Address, port)}
+	if bp.Health.State != health.Unknown {
+		out.LastHealth[id] = bp.Health
+	} else if prev, ok := in.Memory.LastHealth[id]; ok {
+		out.LastHealth[id] = prev
+		bp.Health = prev
+		bp.Health.Reason = prev.Reason + " (last verdict; the changed check has none yet)"
+	}
 	weight := b.Weight
 	if w, ok := in.Overrides.weight(svc.Name, b.Address, port, in.Now); ok {
 		weight = w.Weight

@@ -320,3 +320,32 @@ func TestPlanLoopbackVIPIsNotBound(t *testing.T) {
 		t.Errorf("VIPs = %d, want both decided", len(p.VIPs))
 	}
 }
+
+func TestPlanCheckChangeKeepsLastVerdict(t *testing.T) {
+	cfg1 := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21"))
+	cfg1.Director.HoldDown = 0
+	cfg2 := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21"))
+	cfg2.Director.HoldDown = 0
+	cfg2.Services[0].Health.Interval = 2 * time.Second // a new target key
+	h1 := healthOf(cfg1, map[string]health.State{"10.0.2.21": up})
+	p := plan(Input{Config: cfg1, Health: h1, Now: t0})
+	if !p.VIPs[0].Advertise {
+		t.Fatalf("setup: not advertised: %s", p.VIPs[0].Reason)
+	}
+	mem := p.Memory
+	mem.Advertised = map[netip.Addr]bool{p.VIPs[0].VIP: true}
+	// The reload's new check has no verdict yet: the VIP stays up on the last one.
+	p = plan(Input{Config: cfg2, Health: h1, Now: t0.Add(time.Second), Memory: mem})
+	if !p.VIPs[0].Advertise {
+		t.Errorf("a changed check withdrew a healthy VIP: %s", p.VIPs[0].Reason)
+	}
+	if r := p.Services[0].Backends[0].Health.Reason; !strings.Contains(r, "last verdict") {
+		t.Errorf("reason = %q, want it to say the verdict is carried over", r)
+	}
+	// Once the new check answers, its verdict wins.
+	h2 := healthOf(cfg2, map[string]health.State{"10.0.2.21": down})
+	p = plan(Input{Config: cfg2, Health: h2, Now: t0.Add(2 * time.Second), Memory: p.Memory})
+	if p.VIPs[0].Advertise {
+		t.Errorf("the new check's down verdict was ignored")
+	}
+}

@@ -343,3 +343,33 @@ func TestRouterConfig(t *testing.T) {
 		t.Fatalf("RouterConfig = %v, %v", resp, err)
 	}
 }
+
+func TestOverridesOnRemovedThingsCanBeLifted(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	ctx := ctxT(t)
+	api := &directorv1.BackendRef{Service: "api", Address: "10.0.2.31", Port: 443}
+	if _, err := h.Client.DrainBackend(ctx, &directorv1.DrainBackendRequest{Backend: api}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Client.DisableVIP(ctx, &directorv1.DisableVIPRequest{Vip: "198.18.0.11"}); err != nil {
+		t.Fatal(err)
+	}
+	h.SetFile(controltest.SecondConfig) // removes the api service and its VIP
+	if _, err := h.Client.Reload(ctx, &directorv1.ReloadRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Client.DrainBackend(ctx, &directorv1.DrainBackendRequest{Backend: api}); status.Code(err) != codes.NotFound {
+		t.Errorf("a new drain of a removed backend: %v, want NotFound", err)
+	}
+	en, err := h.Client.EnableBackend(ctx, &directorv1.EnableBackendRequest{Backend: api})
+	if err != nil || !en.GetWasDrained() {
+		t.Errorf("lifting the drain of a removed backend = %v, %v", en, err)
+	}
+	ev, err := h.Client.EnableVIP(ctx, &directorv1.EnableVIPRequest{Vip: "198.18.0.11"})
+	if err != nil || !ev.GetWasDisabled() {
+		t.Errorf("enabling a removed, disabled VIP = %v, %v", ev, err)
+	}
+	if o := h.Loop.Status().Overrides; len(o.Drained)+len(o.DisabledVIPs) != 0 {
+		t.Errorf("overrides left: %+v", o)
+	}
+}

@@ -103,7 +103,10 @@ func (s *service) DrainBackend(ctx context.Context, req *directorv1.DrainBackend
 func (s *service) EnableBackend(ctx context.Context, req *directorv1.EnableBackendRequest) (resp *directorv1.EnableBackendResponse, err error) {
 	defer func() { s.audit(ctx, "EnableBackend", req.GetReason(), err, "backend", refString(req.GetBackend())) }()
 	st := s.opts.Director.Status()
-	ref, err := parseBackendRef(req.GetBackend(), st)
+	ref, err := parseBackendRefOr(req.GetBackend(), st, func(r announcer.BackendRef) bool {
+		_, ok := st.Overrides.Drained[r]
+		return ok
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +128,10 @@ func (s *service) SetWeight(ctx context.Context, req *directorv1.SetWeightReques
 			"weight", req.GetWeight(), "clear", req.GetClear())
 	}()
 	st := s.opts.Director.Status()
-	ref, err := parseBackendRef(req.GetBackend(), st)
+	ref, err := parseBackendRefOr(req.GetBackend(), st, func(r announcer.BackendRef) bool {
+		_, ok := st.Overrides.Weights[r]
+		return ok && req.GetClear()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +181,7 @@ func (s *service) DisableVIP(ctx context.Context, req *directorv1.DisableVIPRequ
 func (s *service) EnableVIP(ctx context.Context, req *directorv1.EnableVIPRequest) (resp *directorv1.EnableVIPResponse, err error) {
 	defer func() { s.audit(ctx, "EnableVIP", req.GetReason(), err, "vip", req.GetVip()) }()
 	st := s.opts.Director.Status()
-	vip, err := parseVIP(req.GetVip(), st)
+	vip, err := parseVIPOr(req.GetVip(), st, true)
 	if err != nil {
 		return nil, err
 	}

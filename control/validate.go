@@ -26,6 +26,14 @@ const maxExpiry = 366 * 24 * time.Hour
 // parseBackendRef checks a BackendRef against the running status so a bad
 // request is refused with a message that shows a correct value.
 func parseBackendRef(ref *directorv1.BackendRef, st *announcer.Status) (announcer.BackendRef, error) {
+	return parseBackendRefOr(ref, st, func(announcer.BackendRef) bool { return false })
+}
+
+// parseBackendRefOr is parseBackendRef for calls that lift an override: a ref
+// for which overridden is true is accepted even when the running
+// configuration no longer has the backend, so a drain or weight set before a
+// reload removed the backend can still be cleared.
+func parseBackendRefOr(ref *directorv1.BackendRef, st *announcer.Status, overridden func(announcer.BackendRef) bool) (announcer.BackendRef, error) {
 	if ref == nil || ref.GetAddress() == "" {
 		return announcer.BackendRef{}, invalid("backend.address is required: give the backend's IP address as in the configuration, e.g. %s", exampleBackend(st))
 	}
@@ -37,6 +45,9 @@ func parseBackendRef(ref *directorv1.BackendRef, st *announcer.Status) (announce
 		return announcer.BackendRef{}, invalid("backend port %d is out of range: use 1 to 65535, or 0 for every port of the backend", ref.GetPort())
 	}
 	out := announcer.BackendRef{Service: ref.GetService(), Addr: addr.Unmap(), Port: uint16(ref.GetPort())}
+	if overridden(out) {
+		return out, nil
+	}
 	if out.Service != "" {
 		if _, ok := st.Service(out.Service); !ok {
 			return announcer.BackendRef{}, notFound("no service named %q: use one of %s, or omit the service to match every service", out.Service, serviceNames(st))
@@ -50,6 +61,12 @@ func parseBackendRef(ref *directorv1.BackendRef, st *announcer.Status) (announce
 
 // parseVIP checks a VIP address against the running status.
 func parseVIP(s string, st *announcer.Status) (netip.Addr, error) {
+	return parseVIPOr(s, st, false)
+}
+
+// parseVIPOr is parseVIP for EnableVIP: a VIP that is disabled is accepted
+// even when a reload removed it, so its override can still be lifted.
+func parseVIPOr(s string, st *announcer.Status, lifting bool) (netip.Addr, error) {
 	if s == "" {
 		return netip.Addr{}, invalid("vip is required: give the VIP address, e.g. %s", exampleVIP(st))
 	}
@@ -58,6 +75,9 @@ func parseVIP(s string, st *announcer.Status) (netip.Addr, error) {
 		return netip.Addr{}, invalid("vip %q is not an IP address: use the VIP as in the configuration, e.g. %s", s, exampleVIP(st))
 	}
 	vip = vip.Unmap()
+	if _, disabled := st.Overrides.DisabledVIPs[vip]; lifting && disabled {
+		return vip, nil
+	}
 	if _, ok := st.VIP(vip); !ok {
 		return netip.Addr{}, notFound("VIP %s is not in the running configuration: configured VIPs are %s", vip, vipList(st))
 	}
