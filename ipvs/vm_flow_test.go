@@ -4,15 +4,12 @@ package ipvs
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
 )
 
 // Flow continuity against the real kernel: canonical order, the real server
@@ -102,17 +99,7 @@ func TestVMSameRealServerAcrossHistories(t *testing.T) {
 	d := func(last string) Destination { return dst("10.0.2."+last, 1) }
 	set := []Destination{d("21"), d("22"), d("23"), d("24"), d("25")}
 	set[3].Weight = 2
-	setup := func(ns netns) {
-		ns.ip(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-		ns.ip(t, "addr", "add", "10.0.2.1/24", "dev", "v0")
-		ns.ip(t, "link", "set", "v0", "up")
-		ns.ip(t, "link", "set", "v1", "up")
-		ns.ip(t, "addr", "add", "198.18.0.10/32", "dev", "lo")
-	}
-	a, b, c := newNetns(t), newNetns(t), newNetns(t)
-	for _, ns := range []netns{a, b, c} {
-		setup(ns)
-	}
+	a, b, c := newSchedNetns(t), newSchedNetns(t), newSchedNetns(t)
 	hists := map[netns][][]Destination{
 		a: {{d("21"), d("22")}, set},
 		b: {{d("25")}, {d("24"), d("23")}, {d("21"), d("23"), d("24"), d("25")}, set},
@@ -140,39 +127,7 @@ func TestVMSameRealServerAcrossHistories(t *testing.T) {
 
 	const flows = 512
 	choices := func(ns netns) map[string]string {
-		var fds []int
-		err := inNetns(ns.path, func() error {
-			for p := range flows {
-				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-				if err != nil {
-					return err
-				}
-				fds = append(fds, fd)
-				if err := unix.Bind(fd, &unix.SockaddrInet4{Port: 40000 + p}); err != nil {
-					return err
-				}
-				err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 0, 10}, Port: 80})
-				if err != nil && !errors.Is(err, unix.EINPROGRESS) {
-					return err
-				}
-			}
-			return nil
-		})
-		defer func() {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-		}()
-		if err != nil {
-			t.Fatalf("connect from %s: %v", ns.name, err)
-		}
-		got := map[string]string{}
-		for _, line := range strings.Split(ns.exec(t, "ipvsadm", "-Lnc"), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 6 && f[0] == "TCP" && f[4] == "198.18.0.10:80" {
-				got[f[3]] = f[5]
-			}
-		}
+		got := scheduleLocal(t, ns, 40000, flows)
 		if len(got) != flows {
 			t.Fatalf("%s: %d scheduled connections, want %d", ns.name, len(got), flows)
 		}
@@ -302,5 +257,36 @@ func TestVMConnectionSurvives(t *testing.T) {
 			t.Fatalf("drained destination not deleted after its connection ended: %v", stats(h2).Destinations)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestVMDrainWithMHNeedsFallback shows why mh services want mh-fallback when
+// backends drain: mh keeps a weight-0 destination's table slots (it sizes
+// shares by the last non-zero weight), so without the fallback flag a new
+// flow that hashes to a drained backend gets no real server at all.
+func TestVMDrainWithMHNeedsFallback(t *testing.T) {
+	ns := newSchedNetns(t)
+	h, _ := openCounted(t, ns)
+	set := []Destination{dst("10.0.2.21", 1), dst("10.0.2.22", 1), dst("10.0.2.23", 1), dst("10.0.2.24", 1)}
+	applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, set...)})
+	set[1].Weight = 0 // 10.0.2.22 drained to weight 0
+	applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, set...)})
+	const flows = 256
+	without := scheduleLocal(t, ns, 41000, flows)
+	applyOK(t, h, []Service{mhService(web, []string{"mh-port", "mh-fallback"}, set...)})
+	with := scheduleLocal(t, ns, 42000, flows)
+	for name, got := range map[string]map[string]string{"without mh-fallback": without, "with mh-fallback": with} {
+		for src, dest := range got {
+			if dest == "10.0.2.22:80" {
+				t.Errorf("%s: new flow %s went to the drained backend", name, src)
+			}
+		}
+	}
+	t.Logf("one of 4 backends at weight 0: %d of %d new flows found no real server without mh-fallback, %d with it", flows-len(without), flows, flows-len(with))
+	if len(without) == flows {
+		t.Errorf("without mh-fallback every flow found a real server: the kernel no longer keeps a drained destination's slots?")
+	}
+	if len(with) != flows {
+		t.Errorf("with mh-fallback %d of %d flows found no real server", flows-len(with), flows)
 	}
 }

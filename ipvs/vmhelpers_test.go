@@ -5,6 +5,7 @@ package ipvs
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
+	"golang.org/x/sys/unix"
 )
 
 // netns is a network namespace a test created (ip netns add), removed in
@@ -344,4 +346,64 @@ func (c *conn) echo(tb testing.TB, msg string) string {
 func (c *conn) reset() {
 	c.c.SetLinger(0)
 	c.c.Close()
+}
+
+// newSchedNetns is a director namespace for scheduling tests: VIP
+// 198.18.0.10 on lo and a route to the real servers' 10.0.2.0/24 over a veth
+// pair that leads nowhere, so SYNs are scheduled and sent but never answered.
+func newSchedNetns(tb testing.TB) netns {
+	tb.Helper()
+	ns := newNetns(tb)
+	ns.ip(tb, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.ip(tb, "addr", "add", "10.0.2.1/24", "dev", "v0")
+	ns.ip(tb, "link", "set", "v0", "up")
+	ns.ip(tb, "link", "set", "v1", "up")
+	ns.ip(tb, "addr", "add", "198.18.0.10/32", "dev", "lo")
+	return ns
+}
+
+// scheduleLocal opens n connections from the namespace itself to
+// 198.18.0.10:80, from source ports basePort..basePort+n-1, and returns the
+// real server IPVS chose for each ("198.18.0.10:40001" -> "10.0.2.23:80") as
+// its connection table shows. Flows that found no real server are absent.
+func scheduleLocal(tb testing.TB, ns netns, basePort, n int) map[string]string {
+	tb.Helper()
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	err := inNetns(ns.path, func() error {
+		for p := range n {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: basePort + p}); err != nil {
+				return err
+			}
+			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 0, 10}, Port: 80})
+			if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("connect from %s: %v", ns.name, err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(ns.exec(tb, "ipvsadm", "-Lnc"), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 6 || f[0] != "TCP" || f[4] != "198.18.0.10:80" {
+			continue
+		}
+		src, err := netip.ParseAddrPort(f[3])
+		if err == nil && int(src.Port()) >= basePort && int(src.Port()) < basePort+n {
+			got[f[3]] = f[5]
+		}
+	}
+	return got
 }
