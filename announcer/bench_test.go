@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,14 +51,28 @@ func BenchmarkPlanAndDiff(b *testing.B) {
 	keys := TargetKeys(cfg)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	var ops int
 	for i := 0; i < b.N; i++ {
 		p := plan(Input{Config: cfg, Health: snap, Now: t0.Add(time.Hour), Memory: mem, Keys: keys})
 		ops = len(ipvs.Diff(p.IPVS, have))
 	}
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
 	if ops != 1 {
 		b.Fatalf("Diff found %d ops, want 1", ops)
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/plan+diff")
+	// CPU time (all threads, GC included) per pass: steadier than the wall
+	// clock on a shared machine.
+	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/plan+diff")
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

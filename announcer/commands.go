@@ -221,6 +221,7 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 	now := l.now()
 	v := st.load(cfg, now)
 	l.running.Store(cfg)
+	st.mem.LastHealth = st.last.Verdicts()
 	l.deps.Health.Update(Targets(cfg))
 	if r, ok := l.deps.Routes.(Reconfigurer); ok {
 		if err := r.Reconfigure(ctx, cfg); err != nil {

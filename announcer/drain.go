@@ -46,16 +46,15 @@ func (d *drainer) removedDests(key ipvs.Key, current []ipvs.Destination) []ipvs.
 	if !ok {
 		return nil
 	}
-	have := make(map[netip.AddrPort]bool, len(current))
-	for _, c := range current {
-		have[netip.AddrPortFrom(c.Address, c.Port)] = true
-	}
 	var out []ipvs.Destination
 	for _, pd := range prev.Destinations {
-		ap := netip.AddrPortFrom(pd.Address, pd.Port)
-		if have[ap] {
+		// Services have a handful of destinations: a scan beats a map.
+		if slices.ContainsFunc(current, func(c ipvs.Destination) bool {
+			return c.Address == pd.Address && c.Port == pd.Port
+		}) {
 			continue
 		}
+		ap := netip.AddrPortFrom(pd.Address, pd.Port)
 		if d.track(DestID{Service: key, Dest: ap}, true) {
 			pd.Weight, pd.Draining = 0, true
 			out = append(out, pd)

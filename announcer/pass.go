@@ -19,6 +19,7 @@ import (
 type state struct {
 	cfg       *config.Config
 	keys      [][]string // TargetKeys(cfg)
+	last      Plan       // the last pass's plan
 	history   []loaded   // newest last
 	keep      int
 	nextVer   int
@@ -152,6 +153,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 		}
 	}
 
+	st.last = p
 	st.mem = p.Memory
 	st.mem.Advertised = map[netip.Addr]bool{}
 	for _, ad := range st.ads {

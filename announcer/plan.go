@@ -65,10 +65,12 @@ type Memory struct {
 	DrainingSince map[DestID]time.Time
 	// Previous is the last planned IPVS state, so removed backends and services drain.
 	Previous map[ipvs.Key]ipvs.Service
-	// LastHealth is each backend's last verdict. When a reload changes a
-	// check, its target gets a new key without a verdict; the backend keeps
-	// its last verdict until the new check has one, so the reload does not
-	// withdraw a healthy VIP.
+	// LastHealth holds verdicts carried across a reload. When a reload
+	// changes a check, its target gets a new key without a verdict; the loop
+	// seeds LastHealth with every backend's verdict before the reload
+	// (Plan.Verdicts), and the backend keeps it until the new check has one,
+	// so the reload does not withdraw a healthy VIP. Entries no longer needed
+	// are dropped, so steady-state passes carry nothing.
 	LastHealth map[BackendID]health.Result
 }
 
@@ -167,11 +169,11 @@ func plan(in Input) Plan {
 	cfg, now := in.Config, in.Now
 	p := Plan{Memory: Memory{
 		Advertised:    maps.Clone(in.Memory.Advertised),
-		ServableSince: map[netip.Addr]time.Time{},
+		ServableSince: make(map[netip.Addr]time.Time, len(in.Memory.ServableSince)),
 		GracefulSince: map[netip.Addr]time.Time{},
-		DrainingSince: map[DestID]time.Time{},
-		Previous:      map[ipvs.Key]ipvs.Service{},
-		LastHealth:    make(map[BackendID]health.Result, len(in.Memory.LastHealth)),
+		DrainingSince: make(map[DestID]time.Time, len(in.Memory.DrainingSince)),
+		Previous:      make(map[ipvs.Key]ipvs.Service, len(cfg.Services)),
+		LastHealth:    map[BackendID]health.Result{},
 	}}
 	wake := func(t time.Time) {
 		if t.After(now) && (p.Wake.IsZero() || t.Before(p.Wake)) {
@@ -184,6 +186,8 @@ func plan(in Input) Plan {
 	}
 
 	allKnown := true
+	p.Services = make([]ServicePlan, 0, len(cfg.Services))
+	p.IPVS = make([]ipvs.Service, 0, len(cfg.Services))
 	for i := range cfg.Services {
 		sp, svc := planService(&cfg.Services[i], in.Keys[i], in, &d)
 		if sp.Unknown > 0 {
@@ -210,8 +214,10 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 	key := ipvs.Key{VIP: svc.VIP, Port: svc.Port, Protocol: uint8(svc.Protocol)}
 	local := svc.Forwarding == config.ForwardLocal
 	sp := ServicePlan{Name: svc.Name, Key: key, Local: local, MinHealthy: svc.MinHealthy}
-	var dests []ipvs.Destination
-	for j, b := range backendsOf(svc) {
+	backends := backendsOf(svc)
+	dests := make([]ipvs.Destination, 0, len(backends))
+	sp.Backends = make([]BackendPlan, 0, len(backends))
+	for j, b := range backends {
 		bp := planBackend(svc, b, keys[j], in, d.out)
 		sp.Total++
 		switch {
@@ -251,9 +257,7 @@ func planBackend(svc *config.Service, b config.Backend, key string, in Input, ou
 	bp := BackendPlan{Address: b.Address, Port: port, Target: key, Configured: b.Weight}
 	bp.Health = in.Health[bp.Target]
 	id := BackendID{Service: svc.Name, Backend: netip.AddrPortFrom(b.Address, port)}
-	if bp.Health.State != health.Unknown {
-		out.LastHealth[id] = bp.Health
-	} else if prev, ok := in.Memory.LastHealth[id]; ok {
+	if prev, ok := in.Memory.LastHealth[id]; ok && bp.Health.State == health.Unknown {
 		out.LastHealth[id] = prev
 		bp.Health = prev
 		bp.Health.Reason = prev.Reason + " (last verdict; the changed check has none yet)"
@@ -311,4 +315,18 @@ func sortDests(ds []ipvs.Destination) {
 		}
 		return cmp.Compare(a.Port, b.Port)
 	})
+}
+
+// Verdicts returns every backend's current verdict, to seed Memory.LastHealth
+// when a reload may change the checks.
+func (p Plan) Verdicts() map[BackendID]health.Result {
+	out := map[BackendID]health.Result{}
+	for _, sp := range p.Services {
+		for _, bp := range sp.Backends {
+			if bp.Health.State != health.Unknown {
+				out[BackendID{Service: sp.Name, Backend: netip.AddrPortFrom(bp.Address, bp.Port)}] = bp.Health
+			}
+		}
+	}
+	return out
 }

@@ -334,6 +334,7 @@ func TestPlanCheckChangeKeepsLastVerdict(t *testing.T) {
 	}
 	mem := p.Memory
 	mem.Advertised = map[netip.Addr]bool{p.VIPs[0].VIP: true}
+	mem.LastHealth = p.Verdicts() // what the loop does on reload
 	// The reload's new check has no verdict yet: the VIP stays up on the last one.
 	p = plan(Input{Config: cfg2, Health: h1, Now: t0.Add(time.Second), Memory: mem})
 	if !p.VIPs[0].Advertise {

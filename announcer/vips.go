@@ -24,7 +24,7 @@ type vipGroup struct {
 // not, so IPVS and local services keep receiving traffic while routers move
 // away from a withdrawn VIP).
 func planVIPs(in Input, svcs []ServicePlan, learning bool, mem *Memory, wake func(time.Time)) ([]VIPPlan, []netip.Addr) {
-	groups := map[netip.Addr]*vipGroup{}
+	groups := make(map[netip.Addr]*vipGroup, len(svcs))
 	var order []netip.Addr
 	for i := range svcs {
 		sp := &svcs[i]

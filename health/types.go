@@ -5,6 +5,7 @@
 package health
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"time"
@@ -63,15 +64,18 @@ type Target struct {
 	Spec Spec
 }
 
-// Key identifies t; equal keys are deduplicated into one probe. Every
-// free-form string is quoted, so values containing the separators cannot make
-// two different targets collide.
+// Key identifies t; equal keys are deduplicated into one probe. It reads
+// "type|addr:port|spec-hash": the hash covers every other Spec field (64 bits
+// of SHA-256, so distinct specs collide with negligible probability), which
+// keeps keys short: the announcer looks every backend up by key on every pass.
 func (t Target) Key() string {
 	s := t.Spec
-	return fmt.Sprintf("%s|%s|%s|%s|%d/%d|src=%s|%q %q host=%q st=%v body=%q sni=%q v=%t|p=%q|q=%q %q %q|cmd=%q",
-		s.Type, netip.AddrPortFrom(t.Addr, t.Port), s.Interval, s.Timeout, s.Rise, s.Fall, s.Source,
+	spec := fmt.Sprintf("%s|%s|%d/%d|src=%s|%q %q host=%q st=%v body=%q sni=%q v=%t|p=%q|q=%q %q %q|cmd=%q",
+		s.Interval, s.Timeout, s.Rise, s.Fall, s.Source,
 		s.Method, s.Path, s.Host, s.ExpectStatus, s.ExpectBody, s.TLSServerName, s.TLSVerify,
 		s.Payload, s.Query, s.QueryType, s.RCode, s.Command)
+	sum := sha256.Sum256([]byte(spec))
+	return fmt.Sprintf("%s|%s|%x", s.Type, netip.AddrPortFrom(t.Addr, t.Port), sum[:8])
 }
 
 // State is a target's dampened verdict.
