@@ -5,7 +5,8 @@
 // FRR's JSON output and the kernel FIB, and wait helpers with deadlines.
 //
 // Everything a Lab creates is removed in t.Cleanup: processes first (killed by
-// their PID), then the namespaces, then the lab's folder. Tests using it need
+// their PID), then the namespaces, then the lab's folder (kept when the test
+// failed or NETLAB_KEEP is set, for the daemons' logs). Tests using it need
 // root; New skips the test with a clear message otherwise.
 //
 // Typical use:
@@ -207,7 +208,7 @@ func (l *Lab) cleanup() {
 			l.t.Errorf("netlab: delete namespace %s: %v: %s", ns.Name, err, out)
 		}
 	}
-	if l.t.Failed() {
+	if l.t.Failed() || os.Getenv("NETLAB_KEEP") != "" {
 		l.t.Logf("netlab: lab folder kept for inspection: %s", l.dir)
 		return
 	}

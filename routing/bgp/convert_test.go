@@ -27,6 +27,7 @@ func TestPeerToAPI(t *testing.T) {
 	tests := []struct {
 		name string
 		in   config.Peer
+		bfd  bool
 		want *api.Peer
 	}{
 		{
@@ -40,7 +41,7 @@ func TestPeerToAPI(t *testing.T) {
 			},
 		},
 		{
-			name: "everything set; sub-second timers round up",
+			name: "everything set; sub-second timers round up", bfd: true,
 			in: config.Peer{
 				Address: netip.MustParseAddr("2001:db8::1"), ASN: 65000, Port: 1179, LocalAddress: netip.MustParseAddr("2001:db8::2"),
 				HoldTime: 3 * time.Second, Keepalive: time.Second, ConnectRetry: 1500 * time.Millisecond, IdleHoldAfterReset: 2 * time.Second,
@@ -57,6 +58,16 @@ func TestPeerToAPI(t *testing.T) {
 			},
 		},
 		{
+			name: "bfd configured but the session is not up yet: no BFD",
+			in:   config.Peer{Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000, BFD: &config.BFD{MinInterval: 100 * time.Millisecond, Multiplier: 3}},
+			want: &api.Peer{
+				Conf:      &api.PeerConf{NeighborAddress: "10.0.1.1", PeerAsn: 65000},
+				Transport: &api.Transport{},
+				Timers:    &api.Timers{Config: &api.TimersConfig{IdleHoldTimeAfterReset: 1}},
+				AfiSafis:  afs(v4),
+			},
+		},
+		{
 			name: "gtsm: one hop means minimum TTL 255",
 			in:   config.Peer{Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000, TTLSecurity: 1, IPv4: true},
 			want: &api.Peer{
@@ -70,7 +81,7 @@ func TestPeerToAPI(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if d := cmp.Diff(tc.want, peerToAPI(tc.in), protocmp.Transform()); d != "" {
+			if d := cmp.Diff(tc.want, peerToAPI(tc.in, tc.bfd), protocmp.Transform()); d != "" {
 				t.Errorf("peerToAPI (-want +got):\n%s", d)
 			}
 		})

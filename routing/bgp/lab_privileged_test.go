@@ -230,3 +230,28 @@ func (l *bgpLab) debug() string {
 	out, _ := l.frr.Vtysh("show bgp summary", "show bfd peers brief")
 	return out
 }
+
+// waitBFDStable waits until the router reports BFD up for a neighbor, and
+// has for at least d (a transient up on a loaded machine is not enough to
+// start a measurement).
+func (l *bgpLab) waitBFDStable(addr string, d time.Duration) {
+	l.t.Helper()
+	var since time.Time
+	netlab.MustWait(l.t, 15*time.Second, "BFD up on the router", func() error {
+		n, err := l.neighbor(addr)
+		if err != nil {
+			return err
+		}
+		if n.BFD == nil || n.BFD.Status != "Up" {
+			since = time.Time{}
+			return fmt.Errorf("bfd %+v", n.BFD)
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if time.Since(since) < d {
+			return fmt.Errorf("bfd up for %s only", time.Since(since))
+		}
+		return nil
+	})
+}

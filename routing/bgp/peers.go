@@ -93,7 +93,9 @@ func families(p config.Peer) []*api.Family {
 }
 
 // peerToAPI translates one configured neighbor into GoBGP's peer message.
-func peerToAPI(p config.Peer) *api.Peer {
+// BFD is included only with withBFD: the speaker turns it on once the session
+// is established (see bfd.go).
+func peerToAPI(p config.Peer, withBFD bool) *api.Peer {
 	idle := max(p.IdleHoldAfterReset, minIdleHold)
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
@@ -123,7 +125,7 @@ func peerToAPI(p config.Peer) *api.Peer {
 		// with at least 256-n.
 		ap.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: uint32(256 - int(p.TTLSecurity))}
 	}
-	if p.BFD != nil {
+	if p.BFD != nil && withBFD {
 		us := uint32(p.BFD.MinInterval.Microseconds())
 		ap.Bfd = &api.BfdPeerConfig{
 			Enabled:                  true,

@@ -78,7 +78,8 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 			errs = append(errs, s.addPeerLocked(ctx, p))
 		case comparePeer(o, p) == peerTimers:
 			s.logger.Info("bgp peer timers updated; the session stays up", "peer", p.Address)
-			if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p)}); err != nil {
+			up := s.peers.state(p.Address) == "established"
+			if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p, up)}); err != nil {
 				errs = append(errs, fmt.Errorf("update peer %s: %w", p.Address, err))
 			}
 		case comparePeer(o, p) == peerSession:

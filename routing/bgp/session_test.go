@@ -330,3 +330,39 @@ func TestSpeakerFailedRestart(t *testing.T) {
 		t.Errorf("Set after recovery: %v", err)
 	}
 }
+
+// TestSpeakerEnablesBFDOnceEstablished: a peer with BFD configured is added
+// without it and gets it once the session is up, without a session reset
+// (bfd.go explains why).
+func TestSpeakerEnablesBFDOnceEstablished(t *testing.T) {
+	const local = "127.0.18.2"
+	r := newTestRouter(t, "127.0.18.1")
+	r.addSpeaker(t, local)
+	cfg := speakerConfig(local, r)
+	cfg.Peers[0].BFD = &config.BFD{MinInterval: 300 * time.Millisecond, Multiplier: 3}
+	s, log := startSpeaker(t, cfg, []*testRouter{r})
+	bfdEnabled := func() bool {
+		on := false
+		_ = s.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) { on = p.GetBfd().GetEnabled() })
+		return on
+	}
+	if bfdEnabled() {
+		t.Errorf("BFD is on before the session is established")
+	}
+	waitEstablished(t, s)
+	waitFor(t, 5*time.Second, "BFD to be enabled", func() string {
+		if !bfdEnabled() {
+			return "BFD still off"
+		}
+		return ""
+	})
+	time.Sleep(time.Second) // a reset caused by the change would show by now
+	for _, ev := range log.all() {
+		if ev.Previous == "established" {
+			t.Errorf("session went down when BFD was enabled: %+v", ev)
+		}
+	}
+	if st := statusOf(t, s, r.addr); st.BFDState == "" {
+		t.Errorf("Peers() BFDState is empty for a peer with BFD configured")
+	}
+}

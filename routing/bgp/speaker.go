@@ -12,14 +12,15 @@
 // Set with GracefulShutdown (and a worse MED), wait, Set(nil) to withdraw,
 // then Stop, which ends every session with a Cease (administrative shutdown).
 //
-// GoBGP timing facts the configuration has to live with: timers are whole
-// seconds and the first connection attempt of an active peer waits 1.5 to
-// 2 s. After a session failure GoBGP v4.8 stays idle for a fixed 5 s, and a
-// BFD reset that fires while the session is already down is queued and ends
-// the next session the moment it is established (one extra flap). The
-// speaker therefore re-creates a failed peer IdleHoldAfterReset after the
-// failure (see recycle.go): the fresh peer has no stale state and reconnects
-// at once.
+// GoBGP v4.8 facts the speaker works around: timers are whole seconds and
+// the first connection attempt of an active peer waits 1.5 to 2 s. After a
+// session failure GoBGP stays idle for a fixed 5 s, and a BFD reset that
+// fires while the session is already down is queued and ends the next
+// session the moment it is established; so a failed peer is removed at once
+// and added back IdleHoldAfterReset later (recycle.go). Its BFD binds to the
+// first BFD session it hears, while FRR replaces its BFD session when the
+// TCP session comes up; so BFD is switched on only once BGP is established
+// (bfd.go), and fast failure detection starts a second or two after that.
 package bgp
 
 import (
@@ -384,6 +385,9 @@ func (s *Speaker) onPeerEvent(gen int64, ev *apiutil.WatchEventMessage_PeerEvent
 	if state == "idle" && failure(ev.Peer.State.DisconnectReason) {
 		go s.recycle(gen, addr)
 	}
+	if state == "established" {
+		go s.enableBFD(gen, addr)
+	}
 	switch {
 	case state == "established":
 		s.logger.Info("bgp session established", "peer", addr, "asn", pe.Peer.ASN)
@@ -485,7 +489,7 @@ func (s *Speaker) waitSessionsDown(ctx context.Context) {
 // addPeerLocked adds one neighbor to the running server.
 func (s *Speaker) addPeerLocked(ctx context.Context, p config.Peer) error {
 	s.peers.add(p, time.Now())
-	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerToAPI(p)}); err != nil {
+	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerToAPI(p, false)}); err != nil {
 		s.peers.remove(p.Address)
 		return fmt.Errorf("add peer %s (asn %d): %w", p.Address, p.ASN, err)
 	}

@@ -154,16 +154,7 @@ func TestPrivilegedFrozenSpeaker(t *testing.T) {
 			d2.set(vip4Ad)
 			l.waitGateways(15*time.Second, vip4, dirAddr4(1), dirAddr4(2))
 			if tc.bfd {
-				netlab.MustWait(t, 5*time.Second, "BFD up on the router", func() error {
-					n, err := l.neighbor(dirAddr4(1))
-					if err != nil {
-						return err
-					}
-					if n.BFD == nil || n.BFD.Status != "Up" {
-						return fmt.Errorf("bfd %+v", n.BFD)
-					}
-					return nil
-				})
+				l.waitBFDStable(dirAddr4(1), time.Second)
 			}
 
 			if err := d1.proc.Signal(syscall.SIGSTOP); err != nil {
@@ -192,18 +183,9 @@ func TestPrivilegedFrozenSpeaker(t *testing.T) {
 				t.Errorf("sessions established %d -> %d, want one more (no flap during recovery)", before.Established, up.Established)
 			}
 			if tc.bfd {
-				// The re-created peer starts a fresh BFD session; it comes
-				// up shortly after BGP.
-				netlab.MustWait(t, 5*time.Second, "BFD up again", func() error {
-					n, err := l.neighbor(dirAddr4(1))
-					if err != nil {
-						return err
-					}
-					if n.BFD == nil || n.BFD.Status != "Up" {
-						return fmt.Errorf("bfd %+v", n.BFD)
-					}
-					return nil
-				})
+				// The re-created peer starts a fresh BFD session once BGP
+				// is up (bfd.go); it comes up a second or two later.
+				l.waitBFDStable(dirAddr4(1), 0)
 			}
 			err = netlab.Hold(10*time.Second, 200*time.Millisecond, func() error {
 				n, err := l.neighbor(dirAddr4(1))
