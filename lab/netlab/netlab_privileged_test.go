@@ -66,13 +66,19 @@ func TestPrivilegedNetlab(t *testing.T) {
 		}
 
 		// FRR: zebra + bgpd, configured through vtysh, read back as JSON.
-		frr := a.StartFRR("router bgp 65000\n bgp router-id 10.9.0.1\n neighbor 10.9.0.2 remote-as 65001\n neighbor 10.9.0.2 timers connect 1\n", "bgpd")
+		frr := a.StartFRR("router bgp 65000\n bgp router-id 10.9.0.1\n neighbor 10.9.0.2 remote-as 65001\n neighbor 10.9.0.2 timers connect 1\nexit\nrouter ospf\n ospf router-id 10.9.0.1\n network 10.9.0.0/24 area 0\nexit\n", "bgpd", "bfdd", "ospfd")
 		nb, err := frr.BGPNeighbors()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n, ok := nb["10.9.0.2"]; !ok || n.RemoteAS != 65001 || n.State == "Established" {
 			t.Errorf("BGPNeighbors = %+v, want 10.9.0.2 (AS 65001) not established", nb)
+		}
+		var ospf struct {
+			RouterID string `json:"routerId"`
+		}
+		if err := frr.VtyshJSON("show ip ospf json", &ospf); err != nil || ospf.RouterID != "10.9.0.1" {
+			t.Errorf("ospfd: router id %q, %v; want 10.9.0.1", ospf.RouterID, err)
 		}
 		if paths, err := frr.BGPRoute("198.18.9.9/32"); err != nil || len(paths) != 0 {
 			t.Errorf("BGPRoute of an unknown prefix = %v, %v; want no paths", paths, err)
@@ -98,7 +104,7 @@ func TestPrivilegedNetlab(t *testing.T) {
 		if !p.Exited() {
 			t.Errorf("sleeper still running after Kill")
 		}
-		pids = []int{frr.PID("zebra"), frr.PID("bgpd")}
+		pids = []int{frr.PID("zebra"), frr.PID("bgpd"), frr.PID("bfdd"), frr.PID("ospfd")}
 	})
 
 	// Cleanup removed the namespaces and killed the daemons.
