@@ -5,6 +5,7 @@ package bgp
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -198,7 +199,9 @@ func TestPrivilegedFrozenSpeaker(t *testing.T) {
 				if tc.bfd && (n.BFD == nil || n.BFD.Status != "Up") {
 					return fmt.Errorf("bfd %+v", n.BFD)
 				}
-				if gws := l.gateways(vip4); len(gws) != 2 {
+				// Only the resumed director is under test: director 2's
+				// own BFD may drop a beat on a loaded machine.
+				if gws := l.gateways(vip4); !slices.Contains(gws, dirAddr4(1)) {
 					return fmt.Errorf("FIB next hops %v", gws)
 				}
 				return nil
