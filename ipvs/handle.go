@@ -190,7 +190,10 @@ func (h *Handle) Plan(ctx context.Context, want []Service) ([]Op, error) {
 }
 
 // Stats reads the counters of the owned services (those of the last Apply)
-// from the kernel.
+// from the kernel, one netlink request per service. Connection counts are
+// current; the packet, byte and connection totals are folded in by the
+// kernel's estimator every 2 s, and moby/ipvs decodes the 32-bit totals, so
+// connection and packet totals wrap at 2^32.
 func (h *Handle) Stats(ctx context.Context) (map[Key]ServiceStats, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
