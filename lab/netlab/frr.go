@@ -162,7 +162,11 @@ func (f *FRR) BGPNeighbors() (map[string]BGPNeighbor, error) {
 	return n, nil
 }
 
-// BGPPath is one path of `show bgp <afi> unicast <prefix> json`.
+// BGPPath is one path of `show bgp <afi> unicast <prefix> json`, with the
+// attributes tests assert on: AS path, communities (FRR spells 65535:0 as
+// "graceful-shutdown"), MED ("metric"), local preference, whether the path
+// is valid, part of the multipath set or the best path, the peer it came
+// from and its next hops.
 type BGPPath struct {
 	ASPath struct {
 		String string `json:"string"`
