@@ -272,12 +272,14 @@ type SyncBuffer struct {
 	b  strings.Builder
 }
 
+// Write appends p; it is io.Writer for loggers on several goroutines.
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
+// String returns everything written so far.
 func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
