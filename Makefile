@@ -41,7 +41,7 @@ test-privileged: build
 
 # IPVS tests: compiled here, run as root inside a throwaway VM with Debian's kernel.
 test-vm:
-	$(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m ./ipvs/... ./lab/vm/internal/selftest
+	$(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m ./ipvs/... ./lab/vm/internal/selftest ./cmd/directord
 
 # End-to-end lab (containerlab.yml executed in network namespaces inside the VM).
 e2e:
