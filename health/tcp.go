@@ -12,12 +12,7 @@ import (
 func checkTCP(ctx context.Context, t Target) error {
 	ctx, cancel := probeContext(ctx, t)
 	defer cancel()
-	c, err := dial(ctx, "tcp", t)
-	if err != nil {
-		return err
-	}
-	closeReset(c)
-	return nil
+	return connectTCP(ctx, t)
 }
 
 // closeReset closes c without lingering in TIME_WAIT when it is a TCP connection.
