@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -104,6 +105,14 @@ func (l *Lab) startFRR(ctx context.Context, n *nodeRT) error {
 		return err
 	}
 	for _, dm := range d.Daemons {
+		// A daemon that was stopped may leave its vty socket and pid file
+		// behind: waiting for a stale socket would hand vtysh -b a dead
+		// daemon, which it skips without an error.
+		for _, ext := range []string{".vty", ".pid"} {
+			if err := os.Remove(filepath.Join(run, dm.Name+ext)); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
 		argv := append([]string{filepath.Join(frrDir, dm.Name)}, dm.Options...)
 		if d.Profile != "" {
 			argv = append(argv, "-F", d.Profile)
@@ -121,9 +130,11 @@ func (l *Lab) startFRR(ctx context.Context, n *nodeRT) error {
 			if p.Exited() {
 				return fmt.Errorf("%s exited: %s", dm.Name, tailLines(p.Output(), 10))
 			}
-			if _, err := os.Stat(vty); err != nil {
-				return fmt.Errorf("%s has no vty socket yet", dm.Name)
+			c, err := net.Dial("unix", vty)
+			if err != nil {
+				return fmt.Errorf("%s does not answer on its vty socket yet: %w", dm.Name, err)
 			}
+			c.Close()
 			return nil
 		}); err != nil {
 			return fmt.Errorf("FRR image: %w", err)

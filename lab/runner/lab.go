@@ -85,6 +85,7 @@ type Lab struct {
 	mu        sync.Mutex
 	nodes     map[string]*nodeRT
 	procs     []*Proc // every process started, for Destroy
+	started   int     // processes started, for unique log names
 	hostUp    bool
 	destroyed bool
 }
@@ -319,7 +320,14 @@ func (l *Lab) Start(node, name string, argv ...string) (*Proc, error) {
 func (l *Lab) startIn(n *nodeRT, name string, argv []string) (*Proc, error) {
 	cmd := l.nodeCmd(nil, n, argv)
 	full := n.node.Name + "/" + name
-	p, err := startProc(full, n.node.Name, filepath.Join(l.dir, "logs", strings.ReplaceAll(full, "/", ".")+".log"), cmd)
+	l.mu.Lock()
+	l.started++
+	seq := l.started
+	l.mu.Unlock()
+	// One log file per process, never shared with an earlier process of
+	// the same name.
+	logPath := filepath.Join(l.dir, "logs", fmt.Sprintf("%03d-%s.log", seq, strings.ReplaceAll(full, "/", ".")))
+	p, err := startProc(full, n.node.Name, logPath, cmd)
 	if err != nil {
 		return nil, err
 	}

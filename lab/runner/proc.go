@@ -30,7 +30,7 @@ type Proc struct {
 
 // startProc starts cmd with its output in logPath.
 func startProc(name, node, logPath string, cmd *exec.Cmd) (*Proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("log file of %s: %w", name, err)
 	}

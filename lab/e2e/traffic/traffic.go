@@ -61,14 +61,28 @@ type HTTPResult struct {
 
 // Event is a failed request or a broken connection.
 type Event struct {
-	At     time.Time
-	Server string `json:",omitempty"`
-	Err    string
+	// At is when the failure was seen; Started, for a request, is when it
+	// was sent.
+	At      time.Time
+	Started time.Time `json:",omitzero"`
+	Server  string    `json:",omitempty"`
+	Err     string
 }
 
-// FailedBetween counts failures in [from, to).
+// FailedBetween counts failures seen in [from, to).
 func (r HTTPResult) FailedBetween(from, to time.Time) int {
 	return countBetween(r.Failures, from, to)
+}
+
+// FailedStartedAfter counts failed requests that were sent at or after t.
+func (r HTTPResult) FailedStartedAfter(t time.Time) int {
+	n := 0
+	for _, e := range r.Failures {
+		if !e.Started.Before(t) {
+			n++
+		}
+	}
+	return n
 }
 
 func countBetween(evs []Event, from, to time.Time) int {
@@ -146,13 +160,14 @@ loop:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			started := time.Now()
 			server, err := get(client, o.URL)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				res.Failed++
 				if len(res.Failures) < maxEvents {
-					res.Failures = append(res.Failures, Event{At: time.Now(), Err: err.Error()})
+					res.Failures = append(res.Failures, Event{At: time.Now(), Started: started, Err: err.Error()})
 				}
 				return
 			}
