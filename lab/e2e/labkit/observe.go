@@ -226,6 +226,9 @@ func StartClient(lab *runner.Lab, node, name string, args ...string) (*Client, e
 	return &Client{p: p}, nil
 }
 
+// Proc is the labclient process (its LogPath receives -progress lines).
+func (c *Client) Proc() *runner.Proc { return c.p }
+
 // WaitReady waits for a hold run's READY line and returns how many
 // connections opened and failed.
 func (c *Client) WaitReady(timeout time.Duration) (opened, failed int, err error) {
