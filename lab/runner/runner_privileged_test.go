@@ -152,13 +152,13 @@ func TestPrivilegedSmallTopology(t *testing.T) {
 	if err := lab.Pause("b"); err != nil {
 		t.Fatal(err)
 	}
-	if st := procState(b[0].PID); st != "T" {
+	if st := waitState(b[0].PID, func(s string) bool { return s == "T" }); st != "T" {
 		t.Errorf("paused process state %q, want T", st)
 	}
 	if err := lab.Unpause("b"); err != nil {
 		t.Fatal(err)
 	}
-	if st := procState(b[0].PID); st == "T" {
+	if st := waitState(b[0].PID, func(s string) bool { return s != "T" }); st == "T" {
 		t.Error("process still stopped after Unpause")
 	}
 	if err := lab.RestartRole(context.Background(), "b", time.Second); err != nil {
@@ -167,6 +167,19 @@ func TestPrivilegedSmallTopology(t *testing.T) {
 	if nb := lab.Procs("b"); len(nb) != 1 || nb[0].PID == b[0].PID || !b[0].Exited() {
 		t.Errorf("RestartRole: old pid %d exited=%v, new %v", b[0].PID, b[0].Exited(), nb)
 	}
+}
+
+// waitState polls a process's state until ok or 2 s pass (signals are
+// delivered asynchronously).
+func waitState(pid int, ok func(string) bool) string {
+	var st string
+	for range 100 {
+		if st = procState(pid); ok(st) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return st
 }
 
 func procState(pid int) string {
@@ -277,5 +290,42 @@ func TestPrivilegedRepositoryTopology(t *testing.T) {
 			t.Fatalf("the router's BGP sessions did not come up: %s\n%s", last, lab.Logs("d1"))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestPrivilegedDeployFailureCleansUp: a failing exec line fails Deploy,
+// which removes everything it had created.
+func TestPrivilegedDeployFailureCleansUp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runner: deploying a lab needs root (network namespaces); run make test-privileged as root")
+	}
+	yml := `name: broken
+topology:
+  nodes:
+    a: {kind: linux, image: example/host, cmd: sleep infinity, exec: ["ip link set eth1 up", "false"]}
+    b: {kind: linux, image: example/host, cmd: sleep infinity}
+    sw: {kind: bridge}
+  links:
+    - endpoints: ["a:eth1", "sw:sw-a"]
+    - endpoints: ["b:eth1", "sw:sw-b"]
+`
+	topo, err := runner.Parse(t.TempDir(), []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("clfail%d-", os.Getpid()%100000)
+	_, err = runner.Deploy(context.Background(), topo, runner.Options{Images: []runner.Image{{Repository: "example/host"}}, Prefix: prefix})
+	if err == nil || !strings.Contains(err.Error(), "exec") || !strings.Contains(err.Error(), "false") {
+		t.Fatalf("Deploy error = %v, want the failing exec line", err)
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), prefix) {
+		t.Errorf("namespaces left after a failed Deploy:\n%s", out)
+	}
+	ps, _ := exec.Command("pgrep", "-f", "sleep infinity").Output()
+	for _, pid := range strings.Fields(string(ps)) {
+		if data, err := os.ReadFile("/proc/" + pid + "/environ"); err == nil && strings.Contains(string(data), "HOSTNAME=a\x00") && strings.Contains(string(data), "CLAB_INTFS=1") {
+			t.Errorf("process %s of the failed lab still runs", pid)
+		}
 	}
 }

@@ -1,0 +1,55 @@
+package e2e
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReportMarkdown(t *testing.T) {
+	flaps := 0
+	r := &Report{
+		Date: time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC), Kernel: "6.1.0-56-amd64", Machine: "a test",
+		Deploy: 30 * time.Second, Converged: 2 * time.Second,
+		Spread: &Spread{Requests: 300, ByServer: map[string]int{"rs1": 100, "rs2": 200},
+			Conns: map[string]map[string]uint64{"d1": {"rs1": 40, "rs2": 60}, "d2": {"rs1": 60, "rs2": 140}}},
+		RealServer: &RealServerFail{Server: "rs3", Budget: 3500 * time.Millisecond, Quiesced: map[string]time.Duration{"d1": 2 * time.Second},
+			Requests: 200, FailedBefore: 12, FailedAfter: 0},
+		Loss: map[string][]LossPhase{
+			"ours":     {{Event: "director killed", Open: 200, OnVictim: 60, Broken: 0, Converged: 100 * time.Millisecond}},
+			"baseline": {{Event: "director killed", Open: 200, OnVictim: 55, Broken: 83, Converged: 150 * time.Millisecond}},
+		},
+		Flaps:  &flaps,
+		Checks: []Check{{Scenario: "spread", What: "every request answered", OK: true}},
+	}
+	var b bytes.Buffer
+	r.Markdown(&b)
+	md := b.String()
+	for _, want := range []string{
+		"on 2026-11-25 14:00 UTC: **PASS**, 1 checks",
+		"kernel 6.1.0-56-amd64 (a test)",
+		"| director killed | **0** / 200 (60) | **83** / 200 (55) | 0.10 s / 0.15 s |",
+		"| real server rs3 killed (scheduler flags [mh-port, mh-fallback], the lab's) | 200 | 12 before every director quiesced it, **0** after | weight 0 on d1 2.00 s",
+		"| d2 | 60 | 140 | 200 |",
+		"- [x] spread: every request answered",
+		"while nothing failed (spread, real-server and reload scenarios): 0.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RESULTS.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "router restarted") {
+		t.Error("a scenario that did not run is in the report")
+	}
+
+	r.Checks = append(r.Checks, Check{Scenario: "drain", What: "no request failed", OK: false, Detail: "3 failed"})
+	b.Reset()
+	r.Markdown(&b)
+	if r.AllOK() || !strings.Contains(b.String(), "**FAIL**") || !strings.Contains(b.String(), "- [ ] drain: no request failed (3 failed)") {
+		t.Errorf("a failed check is not reported as a failure:\n%s", b.String())
+	}
+	if (&Report{}).AllOK() {
+		t.Error("a report without checks counts as passed")
+	}
+}
