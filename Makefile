@@ -40,8 +40,8 @@ test-privileged: build
 	$(GO) test -tags privileged -count=1 -p 1 -timeout 20m -run 'Privileged' ./...
 
 # IPVS tests: compiled here, run as root inside a throwaway VM with Debian's kernel.
-test-vm:
-	$(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m ./ipvs/... ./lab/vm/internal/selftest ./cmd/directord
+test-vm: build
+	DIRECTORCTL_BIN=$(CURDIR)/$(BIN)/directorctl $(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m ./ipvs/... ./lab/vm/internal/selftest ./cmd/directord
 
 # End-to-end lab (containerlab.yml executed in network namespaces inside the VM).
 e2e:

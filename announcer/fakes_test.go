@@ -196,6 +196,18 @@ func (f fakeIPVS) Stats(context.Context) (map[ipvs.Key]Counters, error) {
 
 func (f fakeIPVS) Sysctls() map[string]int { return map[string]int{"sloppy_tcp": 1} }
 
+func (f fakeIPVS) Current(_ context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	var out []ipvs.Service
+	for _, k := range keys {
+		if s, ok := f.w.services[k]; ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
 type fakeBinder struct{ w *world }
 
 func (f fakeBinder) Set(_ context.Context, vips []netip.Addr) error {

@@ -66,7 +66,11 @@ func healthOf(cfg *config.Config, states map[string]health.State) health.Snapsho
 			if !ok || st == health.Unknown {
 				continue
 			}
-			snap[targetFor(svc, b).Key()] = health.Result{State: st, Reason: st.String(), Probes: 1}
+			r := health.Result{State: st, Reason: st.String(), Probes: 1}
+			if st == health.Down {
+				r.LastError = "connect: connection refused" // down after a failed probe
+			}
+			snap[targetFor(svc, b).Key()] = r
 		}
 	}
 	return snap

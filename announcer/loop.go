@@ -38,6 +38,9 @@ type DataPlane interface {
 	Stats(ctx context.Context) (map[ipvs.Key]Counters, error)
 	// Sysctls reads back the IPVS sysctls for status.
 	Sysctls() map[string]int
+	// Current reads what the kernel already has for keys (adoption at start),
+	// without writing.
+	Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service, error)
 }
 
 // ApplyResult is what one DataPlane.Apply achieved.
@@ -191,6 +194,7 @@ func (l *Loop) send(ctx context.Context, f func(*state) error, readOnly bool) er
 // Run drives the loop until ctx ends. It returns ctx's error.
 func (l *Loop) Run(ctx context.Context) error {
 	st := l.st
+	l.adopt(ctx, st)
 	l.deps.Health.Update(Targets(st.cfg))
 	if r, ok := l.deps.Routes.(Reconfigurer); ok {
 		if err := r.Reconfigure(ctx, st.cfg); err != nil {
@@ -231,6 +235,41 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-wake.C:
 		case <-l.poke:
 		}
+	}
+}
+
+// adopt reads the weights a previous daemon left in the kernel for the
+// configured services, so the first passes keep them until health has a
+// verdict (plan's Memory.Adopted).
+func (l *Loop) adopt(ctx context.Context, st *state) {
+	if l.deps.IPVS == nil {
+		return
+	}
+	var keys []ipvs.Key
+	for i := range st.cfg.Services {
+		s := &st.cfg.Services[i]
+		if s.Forwarding != config.ForwardLocal {
+			keys = append(keys, ipvs.Key{VIP: s.VIP, Port: s.Port, Protocol: uint8(s.Protocol)})
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	have, err := l.deps.IPVS.Current(ctx, keys)
+	if err != nil {
+		l.log.Warn("reading the kernel's IPVS state for adoption", "err", err)
+	}
+	st.mem.Adopted = map[DestID]int{}
+	for _, svc := range have {
+		for _, d := range svc.Destinations {
+			if d.Weight > 0 {
+				st.mem.Adopted[DestID{Service: svc.Key, Dest: netip.AddrPortFrom(d.Address, d.Port)}] = d.Weight
+			}
+		}
+	}
+	if len(have) > 0 {
+		l.log.Info("adopting IPVS services found in the kernel", "reason",
+			fmt.Sprintf("%d services, %d weighted destinations kept until their first verdict", len(have), len(st.mem.Adopted)))
 	}
 }
 

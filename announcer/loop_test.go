@@ -3,6 +3,7 @@ package announcer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/routing"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -429,4 +432,59 @@ func TestLoopOverrideOnRemovedBackendCanBeLifted(t *testing.T) {
 			t.Errorf("a new override on a removed backend: err = %v, want ErrNotFound", err)
 		}
 	})
+}
+
+func TestLoopRestartKeepsKernelStateUntilVerdicts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		// What the previous daemon left: IPVS serving, routes in place
+		// (announce: kernel keeps them across a restart).
+		w.services[testKey("198.18.0.10")] = ipvsService("198.18.0.10", "10.0.2.22:80=1", "10.0.2.21:80=1")
+		w.services[testKey("198.18.0.11")] = ipvsService("198.18.0.11", "10.0.2.31:80=1")
+		w.bound[netip.MustParseAddr("198.18.0.10")] = true
+		w.bound[netip.MustParseAddr("198.18.0.11")] = true
+		for _, v := range []string{"198.18.0.10", "198.18.0.11"} {
+			p := netip.PrefixFrom(netip.MustParseAddr(v), 32)
+			w.ads[p] = routing.Advertisement{Prefix: p}
+		}
+		// First probes passed once; rise is 2, so no backend is up yet.
+		rising := health.Snapshot{}
+		for _, k := range Targets(cfg) {
+			rising[k.Key()] = health.Result{State: health.Down, Reason: "rising 1/2", Probes: 1}
+		}
+		w.setHealth(rising)
+		_, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		if got := w.weights("198.18.0.10"); got != "10.0.2.22:80=1 10.0.2.21:80=1" && got != "10.0.2.21:80=1 10.0.2.22:80=1" {
+			t.Errorf("after restart weights = %s, want the kernel's kept until verdicts", got)
+		}
+		if got := w.advertised(); len(got) != 2 {
+			t.Errorf("routes during the learn period = %v, want the previous ones left alone", got)
+		}
+		// Verdicts arrive: normal operation.
+		w.setHealth(healthOf(cfg, map[string]health.State{"10.0.2.21": up, "10.0.2.22": down, "10.0.2.31": up}))
+		synctest.Wait()
+		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=1 10.0.2.22:80=0" {
+			t.Errorf("after verdicts weights = %s", got)
+		}
+		if got := w.advertised(); len(got) != 2 {
+			t.Errorf("advertised after verdicts = %v", got)
+		}
+	})
+}
+
+// ipvsService builds a kernel service on port 80 from "addr:port=weight" items.
+func ipvsService(vip string, dests ...string) ipvs.Service {
+	s := ipvs.Service{Key: testKey(vip), Scheduler: "mh", Flags: []string{"mh-port"}}
+	for _, d := range dests {
+		ap, w, _ := strings.Cut(d, "=")
+		weight := 0
+		fmt.Sscan(w, &weight)
+		a := netip.MustParseAddrPort(ap)
+		s.Destinations = append(s.Destinations, ipvs.Destination{Address: a.Addr(), Port: a.Port(), Weight: weight, Forwarding: ipvs.DirectRoute})
+	}
+	return s
 }

@@ -36,9 +36,11 @@ type state struct {
 	wakeAt       time.Time
 	resyncEvery  time.Duration
 	refreshStats bool
-	counters     map[ipvs.Key]Counters
-	passes       uint64
-	failed       uint64
+	// routesTouched is set once the advertiser was first given a set.
+	routesTouched bool
+	counters      map[ipvs.Key]Counters
+	passes        uint64
+	failed        uint64
 
 	// read by the watchdog goroutine
 	maxFailed   atomic.Int64
@@ -93,6 +95,15 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	p := plan(Input{Config: st.cfg, Health: snap, Overrides: st.overrides, Now: start,
 		Memory: st.mem, ShuttingDown: st.shutdown.active, Keys: st.keys})
 
+	// During the start-up learn period the advertiser is left alone: a
+	// restarted director in announce: kernel mode keeps the routes it had
+	// (IPVS keeps its adopted weights too) instead of withdrawing and
+	// re-announcing every VIP. A shutdown always goes through.
+	leave := p.Learning && !st.routesTouched && !st.shutdown.active
+	if !leave {
+		st.routesTouched = true
+	}
+
 	// 1. Withdraw first: keep only what is still wanted, with its new attributes.
 	wanted := map[string]routing.Advertisement{}
 	for _, vp := range p.VIPs {
@@ -107,7 +118,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 			keep = append(keep, w)
 		}
 	}
-	if len(keep) < len(st.ads) {
+	if len(keep) < len(st.ads) && !leave {
 		if err := l.deps.Routes.Set(ctx, keep); err != nil {
 			errs = append(errs, fmt.Errorf("withdraw: %w", err))
 		} else {
@@ -145,7 +156,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	if st.withdrawn {
 		final = nil
 	}
-	if !sameAds(final, st.ads) {
+	if !sameAds(final, st.ads) && !leave {
 		if err := l.deps.Routes.Set(ctx, final); err != nil {
 			errs = append(errs, fmt.Errorf("advertise: %w", err))
 		} else {

@@ -72,6 +72,11 @@ type Memory struct {
 	// so the reload does not withdraw a healthy VIP. Entries no longer needed
 	// are dropped, so steady-state passes carry nothing.
 	LastHealth map[BackendID]health.Result
+	// Adopted are the weights a restarted daemon found in the kernel. A
+	// backend keeps its adopted weight until its health has a verdict (up, or
+	// down after a failed probe), so a restart does not zero the weights of a
+	// service that is carrying traffic. Entries go once their backend settles.
+	Adopted map[DestID]int
 }
 
 // BackendID identifies a backend of a named service across reloads.
@@ -174,6 +179,7 @@ func plan(in Input) Plan {
 		DrainingSince: make(map[DestID]time.Time, len(in.Memory.DrainingSince)),
 		Previous:      make(map[ipvs.Key]ipvs.Service, len(cfg.Services)),
 		LastHealth:    map[BackendID]health.Result{},
+		Adopted:       map[DestID]int{},
 	}}
 	wake := func(t time.Time) {
 		if t.After(now) && (p.Wake.IsZero() || t.Before(p.Wake)) {
@@ -268,10 +274,22 @@ func planBackend(svc *config.Service, b config.Backend, key string, in Input, ou
 		bp.Override = fmt.Sprintf("weight %d by operator", w.Weight) + noteSuffix(w.Note)
 	}
 	drain, drained := in.Overrides.drain(svc.Name, b.Address, port, in.Now)
+	did := DestID{Service: ipvs.Key{VIP: svc.VIP, Port: svc.Port, Protocol: uint8(svc.Protocol)}, Dest: id.Backend}
+	adoptedWeight, adopted := in.Memory.Adopted[did]
+	// Unsettled: no verdict yet, or rising towards its first Up without a
+	// failed probe.
+	unsettled := bp.Health.State == health.Unknown || (bp.Health.State == health.Down && bp.Health.LastError == "")
+	adopted = adopted && unsettled && svc.Forwarding != config.ForwardLocal
+	if adopted {
+		out.Adopted[did] = adoptedWeight
+	}
 	switch {
 	case drained:
 		bp.Draining, bp.Reason = true, "drained by operator"
 		bp.Override = "drained by operator" + noteSuffix(drain)
+	case adopted:
+		bp.Effective = adoptedWeight
+		bp.Reason = fmt.Sprintf("adopted from the kernel at weight %d until the first verdict", adoptedWeight)
 	case bp.Health.State == health.Down:
 		bp.Draining, bp.Reason = true, "unhealthy: "+bp.Health.Reason
 	case bp.Health.State == health.Unknown:

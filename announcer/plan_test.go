@@ -10,6 +10,7 @@ import (
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/ipvs"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -350,3 +351,44 @@ func TestPlanCheckChangeKeepsLastVerdict(t *testing.T) {
 		t.Errorf("the new check's down verdict was ignored")
 	}
 }
+
+func TestPlanAdoptedWeightsUntilFirstVerdict(t *testing.T) {
+	cfg := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.22", "10.0.2.23"))
+	key := testKey("198.18.0.10")
+	adopted := map[DestID]int{
+		{Service: key, Dest: netip.MustParseAddrPort("10.0.2.21:80")}: 4,
+		{Service: key, Dest: netip.MustParseAddrPort("10.0.2.22:80")}: 2,
+		{Service: key, Dest: netip.MustParseAddrPort("10.0.2.23:80")}: 1,
+	}
+	result := func(st health.State, lastErr string) health.Result {
+		return health.Result{State: st, LastError: lastErr, Probes: 1}
+	}
+	targets := TargetKeys(cfg)[0]
+	snap := health.Snapshot{
+		// .21: no verdict yet; .22: rising (passed once, rise 2); .23: failed its first probe.
+		targets[1]: result(health.Down, ""),
+		targets[2]: result(health.Down, "connection refused"),
+	}
+	p := plan(Input{Config: cfg, Health: snap, Now: t0, Memory: Memory{Adopted: adopted}})
+	if got := weightsOf(p.IPVS[0]); got != "10.0.2.21:80=4 10.0.2.22:80=2 10.0.2.23:80=0" {
+		t.Errorf("weights = %s, want adopted weights kept for unsettled backends and 0 for the failed one", got)
+	}
+	if len(p.Memory.Adopted) != 2 {
+		t.Errorf("adopted entries carried = %d, want 2 (the failed backend settled)", len(p.Memory.Adopted))
+	}
+	if p.VIPs[0].Advertise {
+		t.Errorf("advertised before any backend was verified")
+	}
+	// All settle: configured weights, nothing carried.
+	all := healthOf(cfg, map[string]health.State{"10.0.2.21": up, "10.0.2.22": up, "10.0.2.23": up})
+	p = plan(Input{Config: cfg, Health: all, Now: t0.Add(time.Second), Memory: p.Memory})
+	if got := weightsOf(p.IPVS[0]); got != "10.0.2.21:80=1 10.0.2.22:80=1 10.0.2.23:80=1" {
+		t.Errorf("after verdicts weights = %s, want the configured ones", got)
+	}
+	if len(p.Memory.Adopted) != 0 {
+		t.Errorf("adopted entries left after every backend settled: %v", p.Memory.Adopted)
+	}
+}
+
+// weightsOf renders a planned service's destinations in address order.
+func weightsOf(s ipvs.Service) string { return destWeights(s) }

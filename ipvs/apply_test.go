@@ -462,3 +462,34 @@ func BenchmarkApplyFake(b *testing.B) {
 		}
 	})
 }
+
+func TestCurrentReadsWithoutOwning(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	// A previous daemon left web in the kernel; api is not there.
+	other := newHandle(f, "", discard(), testConfig())
+	mustApply(t, other, []Service{svc(web, "mh", dst("10.0.2.21", 3), dst("10.0.2.22", 1))})
+	writes := f.writes
+
+	got, err := h.Current(context.Background(), []Key{web, api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Key != web || len(got[0].Destinations) != 2 {
+		t.Fatalf("Current = %+v, want web with its two destinations", got)
+	}
+	weights := map[string]int{}
+	for _, d := range got[0].Destinations {
+		weights[d.Address.String()] = d.Weight
+	}
+	if weights["10.0.2.21"] != 3 || weights["10.0.2.22"] != 1 {
+		t.Errorf("weights = %v, want the kernel's", weights)
+	}
+	if f.writes != writes {
+		t.Errorf("Current wrote to the kernel (%d writes)", f.writes-writes)
+	}
+	// Reading does not make the handle own web: an Apply without it must not delete it.
+	mustApply(t, h, nil)
+	if again, _ := h.Current(context.Background(), []Key{web}); len(again) != 1 {
+		t.Errorf("an Apply after Current deleted a service it never owned")
+	}
+}

@@ -239,6 +239,31 @@ func (h *Handle) usable(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// Current returns the kernel's state of those of keys that it has, without
+// taking ownership or writing anything. A restarting daemon reads it before
+// its first Apply so it can keep the weights it finds until health checks
+// have a verdict, instead of zeroing a working service for a moment.
+func (h *Handle) Current(ctx context.Context, keys []Key) ([]Service, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.usable(ctx); err != nil {
+		return nil, err
+	}
+	want := make(map[Key]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	have, _, failed, err := h.read(func(k Key) bool { return want[k] })
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for k, e := range failed {
+		errs = append(errs, fmt.Errorf("%s: %w", k, e))
+	}
+	return have, errors.Join(errs...)
+}
+
 // read returns the kernel's view of the owned services, destinations in
 // kernel order, and the number of read requests it took. Service attributes
 // come from the netlink service dump; destinations from one read of

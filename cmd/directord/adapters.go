@@ -39,6 +39,10 @@ func (p ipvsPlane) Stats(ctx context.Context) (map[ipvs.Key]announcer.Counters, 
 
 func (p ipvsPlane) Sysctls() map[string]int { return p.h.Sysctls() }
 
+func (p ipvsPlane) Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {
+	return p.h.Current(ctx, keys)
+}
+
 // missingPlane stands in for IPVS on a kernel without it: every IPVS service
 // fails with the reason, so its VIP is never advertised, while `local`
 // services keep working.
@@ -54,6 +58,7 @@ func (m missingPlane) Apply(_ context.Context, want []ipvs.Service) (announcer.A
 
 func (missingPlane) Stats(context.Context) (map[ipvs.Key]announcer.Counters, error) { return nil, nil }
 func (missingPlane) Sysctls() map[string]int                                        { return nil }
+func (missingPlane) Current(context.Context, []ipvs.Key) ([]ipvs.Service, error)    { return nil, nil }
 
 // hasIPVSServices reports whether cfg needs IPVS at all.
 func hasIPVSServices(cfg *config.Config) bool {

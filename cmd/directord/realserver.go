@@ -155,9 +155,9 @@ func writeState(path string, st realServerState) error {
 // vipList is a repeatable, comma-separated -vip flag.
 type vipList []netip.Addr
 
-func (l *vipList) String() string {
+func (l vipList) String() string {
 	var s []string
-	for _, a := range *l {
+	for _, a := range l {
 		s = append(s, a.String())
 	}
 	return strings.Join(s, ",")

@@ -444,12 +444,15 @@ func (s *scenario) restartAdopts() {
 	t.Logf("lowest kernel weights during the restart: %s", strings.Join(dipped, ", "))
 	for _, svc := range slices.Sorted(maps.Keys(sampler.allZero)) {
 		span := sampler.allZero[svc]
-		t.Logf("NOTE: every destination of %s had weight 0 from %s to %s after the restart began (%s)",
+		t.Errorf("every destination of %s had weight 0 from %s to %s after the restart began (%s): a restart must keep adopted weights until health has a verdict",
 			svc, span[0].Sub(restarted).Round(time.Millisecond), span[1].Sub(restarted).Round(time.Millisecond),
 			span[1].Sub(span[0]).Round(time.Millisecond))
 	}
 	t.Logf("new web connections during the restart: %d ok, %d failed (last error %v), %d needed a SYN retransmission %v",
 		probe.ok, probe.bad, probe.lastErr, len(probe.slow), probe.slow)
+	if probe.bad > 0 {
+		t.Errorf("%d new connections failed while the daemon restarted (last error %v), want 0", probe.bad, probe.lastErr)
+	}
 
 	s.long.mustGet(t, "after the restart", s.owner)
 	l.spread(webVIP, 20)

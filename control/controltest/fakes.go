@@ -177,6 +177,20 @@ func (f fakeIPVS) Sysctls() map[string]int {
 	return map[string]int{"sloppy_tcp": 1, "expire_nodest_conn": 1}
 }
 
+// Current returns what the fake kernel holds for keys.
+func (f fakeIPVS) Current(_ context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []ipvs.Service
+	for _, k := range keys {
+		if s, ok := w.services[k]; ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
 type fakeBinder struct{ w *World }
 
 func (f fakeBinder) Set(_ context.Context, vips []netip.Addr) error {
