@@ -19,8 +19,10 @@ const frrDir = "/usr/lib/frr"
 
 // frrOrder is the order in which FRR's frrcommon.sh starts daemons; zebra
 // (and staticd, and mgmtd where it exists) always run.
-var frrOrder = []string{"zebra", "mgmtd", "bgpd", "ripd", "ripngd", "ospfd", "ospf6d", "isisd", "babeld",
-	"pimd", "pim6d", "ldpd", "nhrpd", "eigrpd", "sharpd", "pbrd", "staticd", "bfdd", "fabricd", "vrrpd", "pathd"}
+func frrOrder() []string {
+	return []string{"zebra", "mgmtd", "bgpd", "ripd", "ripngd", "ospfd", "ospf6d", "isisd", "babeld",
+		"pimd", "pim6d", "ldpd", "nhrpd", "eigrpd", "sharpd", "pbrd", "staticd", "bfdd", "fabricd", "vrrpd", "pathd"}
+}
 
 // FRRDaemons is what an FRR daemons file enables.
 type FRRDaemons struct {
@@ -58,7 +60,7 @@ func ParseFRRDaemons(data string) (FRRDaemons, error) {
 	}
 	var d FRRDaemons
 	d.Profile = vars["frr_profile"]
-	for _, name := range frrOrder {
+	for _, name := range frrOrder() {
 		always := name == "zebra" || name == "staticd" || name == "mgmtd"
 		if !always && vars[name] != "yes" {
 			continue

@@ -109,9 +109,11 @@ func (t *Topology) LinksOf(node string) []Link {
 // management network, container labels or image pulling). Any other field
 // is an error, so that a topology never silently means something else in
 // the runner than in containerlab.
-var nodeKeys = []string{"kind", "image", "cmd", "exec", "binds", "env", "sysctls"}
+func nodeKeys() []string { return []string{"kind", "image", "cmd", "exec", "binds", "env", "sysctls"} }
 
-var ignoredNodeKeys = []string{"labels", "mgmt-ipv4", "mgmt-ipv6", "image-pull-policy", "group"}
+func ignoredNodeKeys() []string {
+	return []string{"labels", "mgmt-ipv4", "mgmt-ipv6", "image-pull-policy", "group"}
+}
 
 var (
 	nodeNameRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]*$`)
@@ -215,9 +217,9 @@ func parseNode(dir, name string, v *yaml.Node) (*Node, error) {
 	}
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k := v.Content[i].Value
-		if !slices.Contains(nodeKeys, k) && !slices.Contains(ignoredNodeKeys, k) {
+		if !slices.Contains(nodeKeys(), k) && !slices.Contains(ignoredNodeKeys(), k) {
 			return nil, fmt.Errorf("line %d: field %q is not emulated by the lab runner (supported: %s; ignored: %s)",
-				v.Content[i].Line, k, strings.Join(nodeKeys, ", "), strings.Join(ignoredNodeKeys, ", "))
+				v.Content[i].Line, k, strings.Join(nodeKeys(), ", "), strings.Join(ignoredNodeKeys(), ", "))
 		}
 	}
 	var raw struct {

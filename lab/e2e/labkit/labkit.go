@@ -25,11 +25,10 @@ const (
 	FRRImage = "quay.io/frrouting/frr"
 )
 
-// Programs are the Go programs in the lab image, by package path.
-var programs = []string{"./cmd/directord", "./cmd/directorctl", "./lab/cmd/labserver", "./lab/cmd/labclient"}
-
-// Programs returns the packages the lab image contains.
-func Programs() []string { return append([]string(nil), programs...) }
+// Programs returns the Go programs the lab image contains, by package path.
+func Programs() []string {
+	return []string{"./cmd/directord", "./cmd/directorctl", "./lab/cmd/labserver", "./lab/cmd/labclient"}
+}
 
 // ModuleRoot finds the repository root (the folder with go.mod) from the
 // working directory up.
@@ -50,7 +49,7 @@ func ModuleRoot() (string, error) {
 
 // Build compiles the lab image's programs into dir, as the Dockerfile does.
 func Build(ctx context.Context, root, dir string) error {
-	args := append([]string{"build", "-o", dir + "/"}, programs...)
+	args := append([]string{"build", "-o", dir + "/"}, Programs()...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
