@@ -52,41 +52,55 @@ func run(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("server", *name)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s := &server{name: *name, log: log}
-	errc := make(chan error, 2)
-	var wg sync.WaitGroup
+	var httpLn, echoLn net.Listener
+	var err error
 	if *httpAddr != "" {
-		ln, err := net.Listen("tcp", *httpAddr)
-		if err != nil {
+		if httpLn, err = net.Listen("tcp", *httpAddr); err != nil {
 			log.Error("listen", "err", err)
 			return 1
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- s.serveHTTP(ctx, ln) }()
 	}
 	if *echoAddr != "" {
-		ln, err := net.Listen("tcp", *echoAddr)
-		if err != nil {
+		if echoLn, err = net.Listen("tcp", *echoAddr); err != nil {
 			log.Error("listen", "err", err)
 			return 1
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- s.serveEcho(ctx, ln) }()
 	}
 	log.Info("serving", "http", *httpAddr, "echo", *echoAddr)
+	if err := serve(ctx, &server{name: *name, log: log}, httpLn, echoLn); err != nil {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the HTTP and echo services on their listeners (either may be
+// nil) until ctx ends or one fails.
+func serve(ctx context.Context, s *server, httpLn, echoLn net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	if httpLn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- s.serveHTTP(ctx, httpLn) }()
+	}
+	if echoLn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- s.serveEcho(ctx, echoLn) }()
+	}
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	stop()
+	cancel()
 	wg.Wait()
-	log.Info("stopped", "http_requests", s.requests.Load(), "echo_connections", s.conns.Load())
+	s.log.Info("stopped", "http_requests", s.requests.Load(), "echo_connections", s.conns.Load())
 	if err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("serve", "err", err)
-		return 1
+		return err
 	}
-	return 0
+	return nil
 }
 
 // server holds the name and counters of one labserver.
