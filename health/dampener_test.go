@@ -158,3 +158,12 @@ func TestStateString(t *testing.T) {
 		t.Errorf("State.String (-want +got):\n%s", diff)
 	}
 }
+
+func TestStateMarshalsAsItsName(t *testing.T) {
+	for _, s := range []State{Unknown, Down, Up} {
+		b, err := s.MarshalText()
+		if err != nil || string(b) != s.String() {
+			t.Errorf("%d.MarshalText() = %q, %v; want %q", s, b, err, s.String())
+		}
+	}
+}

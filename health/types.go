@@ -102,6 +102,9 @@ func (s State) String() string {
 	return "unknown"
 }
 
+// MarshalText makes JSON logs and encoders print the state's name.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // Result is the latest knowledge about one target.
 type Result struct {
 	// State is the dampened verdict.

@@ -19,7 +19,10 @@ bench -bench GetStatus -benchtime 50x ./control
 section "directord: RSS and CPU with 1,000 VIPs x 10 backends at 2 s (targets < 100 MB, < 15 % of a core)"
 bench -bench DaemonFootprint -benchtime 1x ./cmd/directord
 
-section "bgp: health verdict to router FIB with FRR (target median < 100 ms); 10,000 VIPs to the FIB"
+section "directord + FRR: health verdict to the router's FIB (target median < 100 ms)"
+bench -tags privileged -bench 'PrivilegedVerdictToFIB' -benchtime 20x ./lab/acceptance
+
+section "bgp speaker: Set() to router FIB with FRR; 10,000 VIPs to the FIB"
 bench -tags privileged -bench 'PrivilegedSetToFIB' -benchtime 20x ./routing/bgp
 bench -tags privileged -bench 'PrivilegedAdvertise10k' -benchtime 1x ./routing/bgp
 

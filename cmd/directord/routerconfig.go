@@ -21,6 +21,9 @@ func cmdRouterConfig(args []string, stdout, stderr io.Writer) int {
 	routerID := fs.String("router-id", "", "the router's router ID (default: its lowest IPv4 peer address)")
 	addrs := fs.String("router-addresses", "", "comma-separated addresses of this router: only peer entries with these addresses are used")
 	maxPaths := fs.Int("maximum-paths", 0, "ECMP width (default: max(8, number of directors))")
+	ospfIfs := fs.String("ospf-interfaces", "", "comma-separated router interfaces toward OSPF directors (announce: kernel); required when any director uses OSPF")
+	ospfArea := fs.String("ospf-area", "0.0.0.0", "OSPF area of those interfaces")
+	ospfP2P := fs.Bool("ospf-point-to-point", false, "run the OSPF interfaces as point-to-point links (one director per link; no DR election)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -37,6 +40,17 @@ func cmdRouterConfig(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.RouterID = id
 	}
+	for _, name := range strings.Split(*ospfIfs, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			opts.OSPF.Interfaces = append(opts.OSPF.Interfaces, name)
+		}
+	}
+	area, err := netip.ParseAddr(*ospfArea)
+	if err != nil || !area.Is4() {
+		fmt.Fprintf(stderr, "directord router-config: -ospf-area %q is not an area ID in dotted form (e.g. 0.0.0.0)\n", *ospfArea)
+		return exitUsage
+	}
+	opts.OSPF.Area, opts.OSPF.PointToPoint = area, *ospfP2P
 	for _, a := range strings.Split(*addrs, ",") {
 		if a = strings.TrimSpace(a); a == "" {
 			continue

@@ -4,17 +4,15 @@ package acceptance
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/lab/netlab"
-	"github.com/anycast-director/director/routing/routerconfig"
 )
 
 // TestPrivilegedOSPF: directord with `announce: kernel` in two director
@@ -25,11 +23,8 @@ import (
 // hop as the health of its VIP's listener goes down and up; the VIP stays
 // local on the director throughout.
 //
-// The router configuration comes from routerconfig.Generate, the generator
-// behind `directord router-config`, and not from the command: the command
-// has no flag for OSPFOptions.Interfaces, which OSPF directors require, so
-// `directord router-config -flavor frr -router-id 10.0.0.1 d1.yaml` fails
-// with "give the router's interfaces toward them" (reported to the lead).
+// The router configuration is what `directord router-config -flavor frr
+// -router-id 10.0.0.1 -ospf-interfaces ... -ospf-point-to-point` prints.
 func TestPrivilegedOSPF(t *testing.T) {
 	c := dirConf{announce: "kernel", holdDown: 200 * time.Millisecond}
 	l := newLab(t, c, c)
@@ -81,22 +76,21 @@ func TestPrivilegedOSPF(t *testing.T) {
 // director's FRR with the documented one, then the listeners and daemons.
 func (l *aLab) startOSPF() {
 	l.t.Helper()
-	var cfgs []*config.Config
 	var ifs []string
 	for _, d := range l.dirs {
-		c, err := config.Load(d.routerFile)
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		cfgs = append(cfgs, c)
 		ifs = append(ifs, d.rtrIf)
 	}
-	out, err := routerconfig.Generate("frr", cfgs, routerconfig.Options{
-		RouterID: netip.MustParseAddr("10.0.0.1"),
-		OSPF:     routerconfig.OSPFOptions{Interfaces: ifs, PointToPoint: true},
-	})
+	args := []string{"router-config", "-flavor", "frr", "-router-id", "10.0.0.1",
+		"-ospf-interfaces", strings.Join(ifs, ","), "-ospf-point-to-point"}
+	for _, d := range l.dirs {
+		args = append(args, d.routerFile)
+	}
+	cmd := exec.Command(directordBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		l.t.Fatalf("router configuration: %v", err)
+		l.t.Fatalf("directord %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	l.routerConf = string(out)
 	l.frr = l.rtr.StartFRR(l.routerConf, "ospfd")

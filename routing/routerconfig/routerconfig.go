@@ -487,7 +487,7 @@ func ospf(dirs []*config.Config, opts OSPFOptions) (*ospfModel, error) {
 		for _, c := range dirs {
 			names = append(names, c.Director.Name)
 		}
-		return nil, fmt.Errorf("directors %s announce through OSPF (announce: kernel): give the router's interfaces toward them", strings.Join(names, ", "))
+		return nil, fmt.Errorf("directors %s announce through OSPF (announce: kernel): give the router's interfaces toward them (Options.OSPF.Interfaces; -ospf-interfaces with directord router-config)", strings.Join(names, ", "))
 	}
 	seen := map[string]bool{}
 	for _, ifc := range opts.Interfaces {
