@@ -142,7 +142,8 @@ func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, 
 		w.log = append(w.log, "ipvs.Apply error")
 		return ApplyResult{}, w.applyErr
 	}
-	res := ApplyResult{Failed: map[ipvs.Key]error{}, Fingerprints: map[ipvs.Key]string{}}
+	fps := map[ipvs.Key]string{}
+	res := ApplyResult{Failed: map[ipvs.Key]error{}, Fingerprint: func(k ipvs.Key) string { return fps[k] }}
 	next := map[ipvs.Key]ipvs.Service{}
 	for _, s := range want {
 		if _, dup := next[s.Key]; dup {
@@ -170,7 +171,7 @@ func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, 
 			continue
 		}
 		next[s.Key] = s
-		res.Fingerprints[s.Key] = fmt.Sprintf("fp-%d", len(s.Destinations))
+		fps[s.Key] = fmt.Sprintf("fp-%d", len(s.Destinations))
 	}
 	// Safety: programming must never leave an advertised VIP unservable; the
 	// loop withdraws first.

@@ -47,8 +47,9 @@ type DataPlane interface {
 type ApplyResult struct {
 	// Failed maps services that could not be programmed to their error.
 	Failed map[ipvs.Key]error
-	// Fingerprints summarise each service's kernel destination order and weights.
-	Fingerprints map[ipvs.Key]string
+	// Fingerprint returns a service's summary of its kernel destination order
+	// and weights (nil: none known).
+	Fingerprint func(ipvs.Key) string
 }
 
 // Counters are one service's kernel counters and its destinations'.

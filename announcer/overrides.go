@@ -104,6 +104,9 @@ func refsFor(service string, addr netip.Addr, port uint16) [4]BackendRef {
 
 // drain returns the active drain note for a backend, if any.
 func (o Overrides) drain(service string, addr netip.Addr, port uint16, now time.Time) (Note, bool) {
+	if len(o.Drained) == 0 {
+		return Note{}, false
+	}
 	for _, r := range refsFor(service, addr, port) {
 		if n, ok := o.Drained[r]; ok && n.Active(now) {
 			return n, true
@@ -114,6 +117,9 @@ func (o Overrides) drain(service string, addr netip.Addr, port uint16, now time.
 
 // weight returns the active weight override for a backend, if any.
 func (o Overrides) weight(service string, addr netip.Addr, port uint16, now time.Time) (WeightNote, bool) {
+	if len(o.Weights) == 0 {
+		return WeightNote{}, false
+	}
 	for _, r := range refsFor(service, addr, port) {
 		if n, ok := o.Weights[r]; ok && n.Active(now) {
 			return n, true

@@ -65,7 +65,9 @@ func (l *Loop) publish(st *state, p Plan, res ApplyResult, passErr error, start 
 			if err, bad := res.Failed[sp.Key]; bad {
 				ss.Programmed, ss.Error = false, err.Error()
 			}
-			ss.Fingerprint = res.Fingerprints[sp.Key]
+			if res.Fingerprint != nil {
+				ss.Fingerprint = res.Fingerprint(sp.Key)
+			}
 		}
 		c := st.counters[sp.Key]
 		ss.Counters = c.Service

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/anycast-director/director/config"
@@ -95,9 +96,9 @@ func decideVIP(in Input, g *vipGroup, learning bool, mem *Memory, wake func(time
 	case failing != nil:
 		vp.Reason = belowReason(failing, len(g.services) > 1)
 	case held:
-		vp.Reason = fmt.Sprintf("hold-down %d/%d", healthy, total)
+		vp.Reason = "hold-down " + ratio(healthy, total)
 	default:
-		vp.Reason = fmt.Sprintf("healthy %d/%d", healthy, total)
+		vp.Reason = "healthy " + ratio(healthy, total)
 	}
 
 	vp.Ad = advertisement(g.vip, g.ad)
@@ -171,3 +172,6 @@ func keysOK(keys []ipvs.Key, failed map[ipvs.Key]error) (bool, error) {
 	}
 	return true, nil
 }
+
+// ratio formats "h/t" without fmt: plan formats one per VIP on every pass.
+func ratio(h, t int) string { return strconv.Itoa(h) + "/" + strconv.Itoa(t) }

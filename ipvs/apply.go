@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"syscall"
 )
@@ -24,9 +23,9 @@ type Report struct {
 	// written. Other services are applied regardless.
 	Failed map[Key]error
 	// Fingerprint is Fingerprint of every owned service as the kernel holds
-	// it after Apply, for status and for comparing directors. The map may be
-	// shared with later reports: read it, do not modify it.
-	Fingerprint map[Key]string
+	// it after Apply, for status and for comparing directors: an immutable
+	// snapshot (Get, Len, Map).
+	Fingerprint Fingerprints
 }
 
 // entry is Apply's record of one owned service.
@@ -170,30 +169,16 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 	return h.finish(rep), nil
 }
 
-// finish publishes the fingerprints. The map is shared with the handle and
-// copied before the handle changes it, so a no-op Apply costs no copy.
+// finish publishes the fingerprints. The snapshot is shared with the handle
+// and copied shard by shard before the handle changes it, so a no-op Apply
+// copies nothing and a single change copies one shard.
 func (h *Handle) finish(rep Report) Report {
-	rep.Fingerprint = h.fps
-	h.fpsShared = true
+	rep.Fingerprint = h.fps.publish()
 	return rep
 }
 
-// setFingerprint records fp for k ("" removes it), copying the published map
-// first.
-func (h *Handle) setFingerprint(k Key, fp string) {
-	if old, ok := h.fps[k]; ok == (fp != "") && old == fp {
-		return
-	}
-	if h.fpsShared {
-		h.fps = maps.Clone(h.fps)
-		h.fpsShared = false
-	}
-	if fp == "" {
-		delete(h.fps, k)
-	} else {
-		h.fps[k] = fp
-	}
-}
+// setFingerprint records fp for k ("" removes it).
+func (h *Handle) setFingerprint(k Key, fp string) { h.fps.set(k, fp) }
 
 // fullRead refreshes every entry from the kernel. Services whose
 // destinations cannot be read are reported failed and returned in skip.
@@ -334,7 +319,7 @@ func (e *entry) record(op Op) {
 		e.have = Service{}
 	case OpAddDestination:
 		d := op.Destination
-		d.Draining, d.Stats = false, Stats{}
+		d.Draining, d.Conns = false, Conns{}
 		e.have.Destinations = slices.Insert(e.have.Destinations, 0, d)
 	case OpUpdateDestination:
 		for i := range e.have.Destinations {

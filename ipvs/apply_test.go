@@ -85,7 +85,7 @@ func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 				t.Errorf("second Apply with unchanged input read %d times, want 0", rep.Reads)
 			}
 			wantFP := map[Key]string{web: Fingerprint(*f.service(web)), api: Fingerprint(*f.service(api))}
-			if diff := cmp.Diff(wantFP, rep.Fingerprint); diff != "" {
+			if diff := cmp.Diff(wantFP, rep.Fingerprint.Map()); diff != "" {
 				t.Errorf("fingerprints (-kernel +report):\n%s", diff)
 			}
 		})
@@ -111,7 +111,7 @@ func TestApplyAdoptsWithoutRecreating(t *testing.T) {
 	if f.generation(web) != gen {
 		t.Error("adoption re-created the service")
 	}
-	if got := f.service(web).Destinations[0].Stats.ActiveConns; got != 3 {
+	if got := f.service(web).Destinations[0].Conns.Active; got != 3 {
 		t.Errorf("active connections after adoption = %d, want 3", got)
 	}
 }
@@ -125,7 +125,7 @@ func TestApplyAdoptionReordersKeepingConnections(t *testing.T) {
 	if diff := cmp.Diff([]string{"10.0.2.22:80/1", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
 		t.Fatalf("order (-want +got):\n%s", diff)
 	}
-	if got.Destinations[0].Stats.ActiveConns != 5 || got.Destinations[1].Stats.ActiveConns != 2 {
+	if got.Destinations[0].Conns.Active != 5 || got.Destinations[1].Conns.Active != 2 {
 		t.Errorf("connections lost in reorder: %+v", got.Destinations)
 	}
 }
@@ -139,7 +139,7 @@ func TestApplyTouchesOnlyOwned(t *testing.T) {
 	if f.service(api) != nil {
 		t.Error("service dropped from the desired state was not deleted")
 	}
-	if _, ok := rep.Fingerprint[api]; ok {
+	if rep.Fingerprint.Get(api) != "" {
 		t.Error("deleted service still has a fingerprint")
 	}
 	if diff := cmp.Diff([]string{"10.9.9.9:80/7", "10.9.9.8:80/1"}, f.order(foreign.Key)); diff != "" {
@@ -491,5 +491,22 @@ func TestCurrentReadsWithoutOwning(t *testing.T) {
 	mustApply(t, h, nil)
 	if again, _ := h.Current(context.Background(), []Key{web}); len(again) != 1 {
 		t.Errorf("an Apply after Current deleted a service it never owned")
+	}
+}
+
+func TestFingerprintsAreSnapshots(t *testing.T) {
+	h, _, _ := newTestHandle(t)
+	first := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))})
+	before := first.Fingerprint.Get(web)
+	second := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 2)), svc(api, "mh", dst("10.0.2.31", 1))})
+	if first.Fingerprint.Get(web) != before {
+		t.Errorf("a later Apply changed an earlier report's fingerprint")
+	}
+	if second.Fingerprint.Get(web) == before || second.Fingerprint.Get(api) != first.Fingerprint.Get(api) {
+		t.Errorf("fingerprints after a weight change: web %q (was %q), api %q (was %q)",
+			second.Fingerprint.Get(web), before, second.Fingerprint.Get(api), first.Fingerprint.Get(api))
+	}
+	if second.Fingerprint.Len() != 2 || len(second.Fingerprint.Map()) != 2 {
+		t.Errorf("Len %d, Map %d, want 2", second.Fingerprint.Len(), len(second.Fingerprint.Map()))
 	}
 }

@@ -140,7 +140,7 @@ func BenchmarkVMScale(b *testing.B) {
 				if err != nil || len(rep.Failed) > 0 || ckr.writes != 0 {
 					b.Fatalf("adopting the ipvsadm-restore state: err %v, %d failed, %d writes; want none", err, len(rep.Failed), ckr.writes)
 				}
-				adoptReads, restoredFP = rep.Reads, rep.Fingerprint[want[0].Key]
+				adoptReads, restoredFP = rep.Reads, rep.Fingerprint.Get(want[0].Key)
 				hr.Close()
 			}
 			// One namespace with services at a time: the kernel's
@@ -160,7 +160,7 @@ func BenchmarkVMScale(b *testing.B) {
 			if err != nil || len(rep.Failed) > 0 || rep.Ops != wantOps || ck.writes != wantOps {
 				b.Fatalf("cold Apply: err %v, %d failed, %d ops, %d writes; want %d", err, len(rep.Failed), rep.Ops, ck.writes, wantOps)
 			}
-			if fp := rep.Fingerprint[want[0].Key]; fp != restoredFP {
+			if fp := rep.Fingerprint.Get(want[0].Key); fp != restoredFP {
 				b.Fatalf("fingerprints differ between Apply and ipvsadm-restore: %s vs %s", fp, restoredFP)
 			}
 			if !keep {

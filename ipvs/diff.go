@@ -315,12 +315,12 @@ func diffDestinations(key Key, want, have []Destination) []Op {
 			if i < 0 {
 				continue // nothing left to drain
 			}
-			if st := have[i].Stats; st.ActiveConns+st.InactiveConns == 0 {
+			if c := have[i].Conns; c.Active+c.Inactive == 0 {
 				continue // drained: deleted below
 			}
 			w.Weight = 0
 		}
-		w.Stats = Stats{}
+		w.Conns = Conns{}
 		keep = append(keep, w)
 	}
 	canonicalOrder(keep)

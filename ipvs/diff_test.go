@@ -28,7 +28,7 @@ func svc(k Key, sched string, ds ...Destination) Service {
 }
 
 func withConns(d Destination, active, inactive int) Destination {
-	d.Stats.ActiveConns, d.Stats.InactiveConns = active, inactive
+	d.Conns.Active, d.Conns.Inactive = active, inactive
 	return d
 }
 
@@ -328,7 +328,7 @@ func TestCanonicalOrderAnyHistory(t *testing.T) {
 			if diff := cmp.Diff(wantOrder, f.order(web)); diff != "" {
 				t.Fatalf("history %d step %d: kernel order (-want +got):\n%s", history, step, diff)
 			}
-			if got, want := rep.Fingerprint[web], Fingerprint(*f.service(web)); got != want {
+			if got, want := rep.Fingerprint.Get(web), Fingerprint(*f.service(web)); got != want {
 				t.Fatalf("history %d step %d: report fingerprint %s, kernel %s", history, step, got, want)
 			}
 		}

@@ -286,7 +286,7 @@ func (f *fakeKernel) seed(s Service) {
 	fs := &fakeService{svc: *ks, gen: f.gen}
 	for _, d := range s.Destinations {
 		kd := kernelDest(d)
-		kd.ActiveConnections, kd.InactiveConnections = d.Stats.ActiveConns, d.Stats.InactiveConns
+		kd.ActiveConnections, kd.InactiveConnections = d.Conns.Active, d.Conns.Inactive
 		fs.dests = append(fs.dests, *kd)
 	}
 	f.svcs[fkey(ks)] = fs

@@ -41,15 +41,14 @@ type Handle struct {
 
 	// entries are the owned services: keys of the last desired state plus
 	// keys applied before whose deletion has not succeeded yet.
-	entries   map[Key]*entry
-	order     []*entry       // entries in the order of the last desired state
-	epoch     uint64         // counts Apply calls, to mark the keys of one
-	fps       map[Key]string // fingerprints, copy-on-write once published
-	fpsShared bool
-	needFull  bool
-	lastFull  time.Time
-	extra     map[string]bool // sysctl names set through overrides
-	proc      *os.File        // /proc/net/ip_vs of the namespace, or nil
+	entries  map[Key]*entry
+	order    []*entry // entries in the order of the last desired state
+	epoch    uint64   // counts Apply calls, to mark the keys of one
+	fps      fpTable  // fingerprints, copied shard by shard once published
+	needFull bool
+	lastFull time.Time
+	extra    map[string]bool // sysctl names set through overrides
+	proc     *os.File        // /proc/net/ip_vs of the namespace, or nil
 }
 
 // config holds what Options change.
@@ -134,7 +133,6 @@ func newHandle(k kernel, nsPath string, logger *slog.Logger, cfg config) *Handle
 		nsPath:   nsPath,
 		cfg:      cfg,
 		entries:  make(map[Key]*entry),
-		fps:      make(map[Key]string),
 		needFull: true,
 		extra:    make(map[string]bool),
 	}
@@ -222,9 +220,10 @@ func (h *Handle) Stats(ctx context.Context) (map[Key]ServiceStats, error) {
 			if !ok {
 				continue
 			}
-			st.Stats.ActiveConns += d.Stats.ActiveConns
-			st.Stats.InactiveConns += d.Stats.InactiveConns
-			st.Destinations = append(st.Destinations, DestinationStats{Address: destKey(d), Weight: d.Weight, Stats: d.Stats})
+			ds := destStatsFromKernel(kd)
+			st.Stats.ActiveConns += ds.ActiveConns
+			st.Stats.InactiveConns += ds.InactiveConns
+			st.Destinations = append(st.Destinations, DestinationStats{Address: destKey(d), Weight: d.Weight, Stats: ds})
 		}
 		out[svc.Key] = st
 	}

@@ -142,8 +142,13 @@ func destFromKernel(kd *ipvs.Destination) (Destination, bool) {
 	case fwdMasq:
 		d.Forwarding = Masquerade
 	}
-	d.Stats = statsFromKernel(ipvs.SvcStats(kd.Stats))
-	d.Stats.ActiveConns = kd.ActiveConnections
-	d.Stats.InactiveConns = kd.InactiveConnections
+	d.Conns = Conns{Active: kd.ActiveConnections, Inactive: kd.InactiveConnections}
 	return d, true
+}
+
+// destStatsFromKernel returns an observed destination's full counters.
+func destStatsFromKernel(kd *ipvs.Destination) Stats {
+	st := statsFromKernel(ipvs.SvcStats(kd.Stats))
+	st.ActiveConns, st.InactiveConns = kd.ActiveConnections, kd.InactiveConnections
+	return st
 }

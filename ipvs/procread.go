@@ -132,7 +132,7 @@ func parseProcDest(f [][]byte) (Destination, error) {
 		}
 		nums[i] = int(n)
 	}
-	d.Weight, d.Stats.ActiveConns, d.Stats.InactiveConns = nums[0], nums[1], nums[2]
+	d.Weight, d.Conns.Active, d.Conns.Inactive = nums[0], nums[1], nums[2]
 	return d, nil
 }
 

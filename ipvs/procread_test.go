@@ -36,7 +36,7 @@ func TestParseProcIPVS(t *testing.T) {
 	}
 	d := func(a string, w int, f Forwarding, act, inact int) Destination {
 		ap := netip.MustParseAddrPort(a)
-		return Destination{Address: ap.Addr(), Port: ap.Port(), Weight: w, Forwarding: f, Stats: Stats{ActiveConns: act, InactiveConns: inact}}
+		return Destination{Address: ap.Addr(), Port: ap.Port(), Weight: w, Forwarding: f, Conns: Conns{Active: act, Inactive: inact}}
 	}
 	want := map[Key][]Destination{
 		udp: {},

@@ -75,19 +75,27 @@ type Service struct {
 type Destination struct {
 	// Address and Port locate the real server.
 	Address netip.Addr
-	// Port is the real server's port.
-	Port uint16
 	// Weight is the IPVS weight; 0 stops new connections.
 	Weight int
 	// Forwarding is the forwarding method.
 	Forwarding Forwarding
+	// Conns are the connection counts read from the kernel. They are filled
+	// only in observed services (Diff deletes a draining destination once
+	// they reach zero) and ignored in desired ones. The full counters are
+	// in Handle.Stats: a destination stays small because Apply compares
+	// tens of thousands of them on every pass.
+	Conns Conns
+	// Port is the real server's port.
+	Port uint16
 	// Draining marks a destination kept only so its connections finish: it is
 	// held at weight 0 and Apply deletes it once it has no connections left.
 	Draining bool
-	// Stats are the counters read from the kernel. They are filled only in
-	// observed services (Diff reads the connection counts of draining
-	// destinations from them) and ignored in desired ones.
-	Stats Stats
+}
+
+// Conns are a destination's current connection counts.
+type Conns struct {
+	// Active and Inactive are the kernel's ActiveConn and InActConn.
+	Active, Inactive int
 }
 
 // Stats are a service's or destination's kernel counters.

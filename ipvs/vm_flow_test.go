@@ -34,7 +34,7 @@ func TestVMCanonicalOrderAcrossHistories(t *testing.T) {
 		for _, set := range hist {
 			rep = applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, set...)})
 		}
-		return rep.Fingerprint[web]
+		return rep.Fingerprint.Get(web)
 	}
 	fpA, fpB := fingerprint(a, histA), fingerprint(b, histB)
 	if fpA == "" || fpA != fpB {
@@ -79,8 +79,8 @@ func TestVMCanonicalOrderAcrossHistories(t *testing.T) {
 	for _, ns := range []netns{plain1, plain2} {
 		h, _ := openCounted(t, ns)
 		rep := applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, final...)})
-		if rep.Fingerprint[web] != fpA {
-			t.Errorf("adopted ipvsadm service: fingerprint %s, want %s", rep.Fingerprint[web], fpA)
+		if rep.Fingerprint.Get(web) != fpA {
+			t.Errorf("adopted ipvsadm service: fingerprint %s, want %s", rep.Fingerprint.Get(web), fpA)
 		}
 		if got := procList(t, ns)["198.18.0.10:80"]; !cmp.Equal(got, wantOrder) {
 			t.Errorf("adopted ipvsadm service order %v, want %v", got, wantOrder)
@@ -111,7 +111,7 @@ func TestVMSameRealServerAcrossHistories(t *testing.T) {
 		for _, s := range hists[ns] {
 			rep = applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, s...)})
 		}
-		fps = append(fps, rep.Fingerprint[web])
+		fps = append(fps, rep.Fingerprint.Get(web))
 	}
 	if fps[0] != fps[1] {
 		t.Fatalf("fingerprints differ: %v", fps)

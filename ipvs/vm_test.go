@@ -187,7 +187,7 @@ func TestVMIPv6(t *testing.T) {
 	if diff := cmp.Diff(wantOrder, procList(t, ns)["[2001:db8::10]:443"]); diff != "" {
 		t.Errorf("/proc/net/ip_vs order (-want +got):\n%s", diff)
 	}
-	if rep.Fingerprint[k] == "" {
+	if rep.Fingerprint.Get(k) == "" {
 		t.Error("no fingerprint for the IPv6 service")
 	}
 	rep = applyOK(t, h, []Service{mhService(k, []string{"mh-port"}, d("2001:db8::21", 1), d("2001:db8::22", 2))})

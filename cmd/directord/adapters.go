@@ -18,7 +18,7 @@ type ipvsPlane struct{ h *ipvs.Handle }
 
 func (p ipvsPlane) Apply(ctx context.Context, want []ipvs.Service) (announcer.ApplyResult, error) {
 	r, err := p.h.Apply(ctx, want)
-	return announcer.ApplyResult{Failed: r.Failed, Fingerprints: r.Fingerprint}, err
+	return announcer.ApplyResult{Failed: r.Failed, Fingerprint: r.Fingerprint.Get}, err
 }
 
 func (p ipvsPlane) Stats(ctx context.Context) (map[ipvs.Key]announcer.Counters, error) {

@@ -129,7 +129,8 @@ func (f fakeIPVS) Apply(_ context.Context, want []ipvs.Service) (announcer.Apply
 	time.Sleep(delay)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	res := announcer.ApplyResult{Failed: map[ipvs.Key]error{}, Fingerprints: map[ipvs.Key]string{}}
+	fps := map[ipvs.Key]string{}
+	res := announcer.ApplyResult{Failed: map[ipvs.Key]error{}, Fingerprint: func(k ipvs.Key) string { return fps[k] }}
 	next := map[ipvs.Key]ipvs.Service{}
 	for _, s := range want {
 		if _, dup := next[s.Key]; dup {
@@ -147,7 +148,7 @@ func (f fakeIPVS) Apply(_ context.Context, want []ipvs.Service) (announcer.Apply
 			}
 		}
 		next[s.Key] = s
-		res.Fingerprints[s.Key] = ipvs.Fingerprint(s)
+		fps[s.Key] = ipvs.Fingerprint(s)
 	}
 	w.services = next
 	return res, nil
