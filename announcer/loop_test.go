@@ -43,6 +43,20 @@ func twoServiceConfig() *config.Config {
 
 var allUp = map[string]health.State{"10.0.2.21": up, "10.0.2.22": up, "10.0.2.31": up}
 
+// upLoop runs a loop on twoServiceConfig (no hold-down) with every backend up,
+// after its first passes; it stops with the test.
+func upLoop(t *testing.T) (*config.Config, *world, *Loop) {
+	t.Helper()
+	cfg := twoServiceConfig()
+	cfg.Director.HoldDown = 0
+	w := newWorld(t, "198.18.0.10", "198.18.0.11")
+	w.setHealth(healthOf(cfg, allUp))
+	l, stop := startLoop(t, cfg, w)
+	t.Cleanup(stop)
+	synctest.Wait()
+	return cfg, w, l
+}
+
 func TestLoopAdvertisesAfterLearnAndHoldDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := twoServiceConfig()
@@ -81,13 +95,7 @@ func TestLoopAdvertisesAfterLearnAndHoldDown(t *testing.T) {
 
 func TestLoopWithdrawsBeforeProgrammingWeightZero(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := twoServiceConfig()
-		cfg.Director.HoldDown = 0
-		w := newWorld(t, "198.18.0.10", "198.18.0.11")
-		w.setHealth(healthOf(cfg, allUp))
-		l, stop := startLoop(t, cfg, w)
-		defer stop()
-		synctest.Wait()
+		cfg, w, l := upLoop(t)
 		w.mu.Lock()
 		w.log = nil
 		w.mu.Unlock()
@@ -161,13 +169,7 @@ func TestLoopWithoutIPVSServesLocalServices(t *testing.T) {
 
 func TestLoopWithdrawsAllAfterFailingResyncs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := twoServiceConfig()
-		cfg.Director.HoldDown = 0
-		w := newWorld(t, "198.18.0.10", "198.18.0.11")
-		w.setHealth(healthOf(cfg, allUp))
-		l, stop := startLoop(t, cfg, w)
-		defer stop()
-		synctest.Wait()
+		cfg, w, l := upLoop(t)
 		if len(w.advertised()) != 2 {
 			t.Fatalf("setup: advertised %v", w.advertised())
 		}
@@ -225,13 +227,7 @@ func TestLoopWatchdogWithdrawsWhenStuck(t *testing.T) {
 
 func TestLoopOverridesSurviveReloadAndRollback(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := twoServiceConfig()
-		cfg.Director.HoldDown = 0
-		w := newWorld(t, "198.18.0.10", "198.18.0.11")
-		w.setHealth(healthOf(cfg, allUp))
-		l, stop := startLoop(t, cfg, w)
-		defer stop()
-		synctest.Wait()
+		_, w, l := upLoop(t)
 		ctx := t.Context()
 		b1 := netip.MustParseAddr("10.0.2.21")
 		if err := l.DrainBackend(ctx, BackendRef{Addr: b1}, Note{Reason: "disk swap", Who: "test"}); err != nil {
@@ -278,13 +274,7 @@ func TestLoopOverridesSurviveReloadAndRollback(t *testing.T) {
 
 func TestLoopPreviewChangesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := twoServiceConfig()
-		cfg.Director.HoldDown = 0
-		w := newWorld(t, "198.18.0.10", "198.18.0.11")
-		w.setHealth(healthOf(cfg, allUp))
-		l, stop := startLoop(t, cfg, w)
-		defer stop()
-		synctest.Wait()
+		_, w, l := upLoop(t)
 		w.mu.Lock()
 		applies := w.applyRuns
 		w.mu.Unlock()
@@ -318,13 +308,7 @@ func TestLoopPreviewChangesNothing(t *testing.T) {
 
 func TestLoopShutdownIsGracefulThenLingers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := twoServiceConfig()
-		cfg.Director.HoldDown = 0
-		w := newWorld(t, "198.18.0.10", "198.18.0.11")
-		w.setHealth(healthOf(cfg, allUp))
-		l, stop := startLoop(t, cfg, w)
-		defer stop()
-		synctest.Wait()
+		cfg, w, l := upLoop(t)
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- l.Shutdown(t.Context()) }()
