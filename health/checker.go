@@ -30,7 +30,7 @@ func (f CheckerFunc) Check(ctx context.Context, t Target) error { return f(ctx, 
 func DefaultCheckers() map[Type]Checker {
 	h := newHTTPChecker()
 	return map[Type]Checker{
-		TCP:   CheckerFunc(checkTCP),
+		TCP:   tcpChecker{},
 		HTTP:  h,
 		HTTPS: h,
 		UDP:   CheckerFunc(checkUDP),

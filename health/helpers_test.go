@@ -104,26 +104,41 @@ func fullListener(t *testing.T) uint16 {
 // the test ends.
 func silentListener(t *testing.T) uint16 {
 	t.Helper()
+	var conns []net.Conn
+	return acceptLoop(t, func(c net.Conn) { conns = append(conns, c) }, func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+}
+
+// closingListener accepts TCP connections on 127.0.0.1 and closes each at
+// once, until the test ends.
+func closingListener(t *testing.T) uint16 {
+	t.Helper()
+	return acceptLoop(t, func(c net.Conn) { c.Close() }, func() {})
+}
+
+// acceptLoop listens on 127.0.0.1, hands every accepted connection to
+// handle and, when the test ends, stops and calls done (on the accepting
+// goroutine). It returns the port.
+func acceptLoop(t *testing.T, handle func(net.Conn), done func()) uint16 {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
+	stopped := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-stopped })
 	go func() {
-		defer close(done)
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
+		defer close(stopped)
+		defer done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns = append(conns, c)
+			handle(c)
 		}
 	}()
 	return addrPort(t, ln.Addr())

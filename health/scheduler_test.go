@@ -89,6 +89,9 @@ func startScheduler(t *testing.T, s *Scheduler) (stop func()) {
 
 func newTestScheduler(f Checker, opts Options) *Scheduler {
 	opts.Checkers = map[Type]Checker{TCP: f}
+	if opts.Coalesce == 0 {
+		opts.Coalesce = -1 // exact start times; TestSchedulerCoalesces covers batching
+	}
 	if opts.Rand == nil {
 		opts.Rand = rand.New(rand.NewPCG(1, 2))
 	}

@@ -15,6 +15,13 @@ func checkTCP(ctx context.Context, t Target) error {
 	return connectTCP(ctx, t)
 }
 
+// tcpChecker is the built-in tcp Checker. The Scheduler recognises it and
+// runs its probes in a tcpEngine instead of calling Check.
+type tcpChecker struct{}
+
+// Check runs checkTCP.
+func (tcpChecker) Check(ctx context.Context, t Target) error { return checkTCP(ctx, t) }
+
 // closeReset closes c without lingering in TIME_WAIT when it is a TCP connection.
 func closeReset(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {

@@ -10,7 +10,9 @@ import (
 	"time"
 )
 
-// connectTCP opens and resets a TCP connection to t: the whole tcp check.
+// connectTCP opens and resets a TCP connection to t: the whole tcp check when
+// it is called directly. The Scheduler runs its tcp probes through tcpEngine
+// instead, which starts them with openTCP as well.
 //
 // A director checking thousands of backends spends most of its CPU here, so
 // this path makes only the system calls a check needs: socket, (bind),
@@ -21,23 +23,43 @@ import (
 // poller; one still in progress waits in Go's netpoller through an *os.File,
 // so a slow backend does not hold a thread.
 func connectTCP(ctx context.Context, t Target) error {
-	ap := netip.AddrPortFrom(t.Addr, t.Port)
-	family, sa := sockaddr(ap)
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("connect %s: socket: %w", ap, err)
-	}
-	owned := true
-	defer func() {
-		if owned {
+	fd, sa, done, err := openTCP(t)
+	if done {
+		if err != nil && fd < 0 {
+			return err // socket or bind: already phrased
+		}
+		if fd >= 0 {
 			syscall.Close(fd)
 		}
-	}()
+		if err != nil {
+			return probeError(ctx, "connect", netip.AddrPortFrom(t.Addr, t.Port), t, err)
+		}
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "tcp-check")
+	defer f.Close()
+	return waitConnect(ctx, f, sa, netip.AddrPortFrom(t.Addr, t.Port), t)
+}
+
+// openTCP starts a non-blocking connect to t with SO_LINGER 0 set, so closing
+// the socket resets the connection. When done is false the handshake is in
+// progress: fd becomes writable when it ends and the caller owns and closes
+// it. When done is true the outcome is known: err is nil (connected) or the
+// connect error, and fd, if not -1, still needs closing. Socket and bind
+// failures come back done with fd -1 and err phrased for the operator.
+func openTCP(t Target) (fd int, sa syscall.Sockaddr, done bool, err error) {
+	ap := netip.AddrPortFrom(t.Addr, t.Port)
+	family, sa := sockaddr(ap)
+	fd, err = syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, sa, true, fmt.Errorf("connect %s: socket: %w", ap, err)
+	}
 	_ = syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
 	if t.Spec.Source.IsValid() {
 		_, src := sockaddr(netip.AddrPortFrom(t.Spec.Source, 0))
 		if err := syscall.Bind(fd, src); err != nil {
-			return fmt.Errorf("bind source address %s for %s: %w; is it configured on this host?", t.Spec.Source, ap, err)
+			syscall.Close(fd)
+			return -1, sa, true, fmt.Errorf("bind source address %s for %s: %w; is it configured on this host?", t.Spec.Source, ap, err)
 		}
 	}
 	err = syscall.Connect(fd, sa)
@@ -48,14 +70,11 @@ func connectTCP(ctx context.Context, t Target) error {
 	}
 	switch {
 	case err == nil || err == syscall.EISCONN:
-		return nil
-	case err != syscall.EALREADY && err != syscall.EINPROGRESS:
-		return probeError(ctx, "connect", ap, t, err)
+		return fd, sa, true, nil
+	case err == syscall.EALREADY || err == syscall.EINPROGRESS:
+		return fd, sa, false, nil
 	}
-	owned = false
-	f := os.NewFile(uintptr(fd), "tcp-check")
-	defer f.Close()
-	return waitConnect(ctx, f, sa, ap, t)
+	return fd, sa, true, err
 }
 
 // waitConnect waits in the netpoller until the connect on f completes, the

@@ -1,0 +1,188 @@
+package health
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestTCPEngineResults(t *testing.T) {
+	// The built-in tcp checker runs in the engine: a live port passes with a
+	// measured latency, a closed one is refused, a stalled one times out, and
+	// no socket outlives Run.
+	open := closingListener(t)
+	refused := closedPort(t, "tcp")
+	full := fullListener(t)
+	spec := Spec{Type: TCP, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Rise: 1, Fall: 1}
+	targets := []Target{{Addr: loopback, Port: open, Spec: spec}, {Addr: loopback, Port: refused, Spec: spec},
+		{Addr: loopback, Port: full, Spec: spec}}
+	before := openFDs(t)
+
+	s := NewScheduler(nil, Options{})
+	if _, ok := s.checkers[TCP].(tcpChecker); !ok {
+		t.Fatal("the default tcp checker is not the engine's")
+	}
+	s.Update(targets)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		snap := s.Snapshot()
+		if snap[targets[0].Key()].Probes >= 2 && snap[targets[1].Key()].Probes >= 2 && snap[targets[2].Key()].Probes >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("targets not probed twice within 3s: %+v", snap)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Stop while the stalled port's connect is in flight: its socket must
+	// be closed too.
+	for !s.isRunning(targets[2].Key()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled port's probe never started again")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	snap := s.Snapshot()
+	if r := snap[targets[0].Key()]; r.State != Up || r.LastError != "" || r.Latency <= 0 || r.Latency > 150*time.Millisecond {
+		t.Errorf("open port: %+v, want up with a latency in (0, 150ms]", r)
+	}
+	if r := snap[targets[1].Key()]; r.State != Down || !strings.HasSuffix(r.LastError, ": connection refused") {
+		t.Errorf("closed port: %+v, want down with connection refused", r)
+	}
+	if r := snap[targets[2].Key()]; r.State != Down || !strings.HasSuffix(r.LastError, ": timeout after 150ms") ||
+		r.Latency < 150*time.Millisecond {
+		t.Errorf("stalled port: %+v, want down after a 150ms timeout", r)
+	}
+	// The listener closes what it accepted in its own time; allow it a moment.
+	for deadline := time.Now().Add(time.Second); openFDs(t) != before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d file descriptors open after Run returned, %d before: sockets or the epoll set leaked", after, before)
+	}
+}
+
+func TestTCPEngineRemovedTargetDropsResult(t *testing.T) {
+	// A target removed while its connect is in flight leaves no result and
+	// its probe is not recorded when the connect times out.
+	full := fullListener(t)
+	tg := Target{Addr: loopback, Port: full, Spec: Spec{Type: TCP, Interval: time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 1}}
+	probes := make(chan struct{}, 8)
+	s := NewScheduler(nil, Options{OnProbe: func(Target, bool, time.Duration, error) { probes <- struct{}{} }})
+	s.Update([]Target{tg})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Wait until the probe is in flight (its entry is running), then remove.
+	deadline := time.Now().Add(2 * time.Second)
+	for !s.isRunning(tg.Key()) {
+		if time.Now().After(deadline) {
+			t.Fatal("probe never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.Update(nil)
+	select {
+	case <-probes:
+		t.Fatal("the removed target's probe was recorded")
+	case <-time.After(600 * time.Millisecond):
+	}
+	if _, ok := s.Snapshot()[tg.Key()]; ok {
+		t.Error("removed target still in the snapshot")
+	}
+}
+
+func TestTCPEngineLimitSkipsSlot(t *testing.T) {
+	// With the engine full, a new probe is skipped (its entry released for
+	// its next slot) rather than queued or failed.
+	full := fullListener(t)
+	s := NewScheduler(nil, Options{})
+	g, err := newTCPEngine(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	defer g.abort()
+	g.limit = 1
+	spec := Spec{Type: TCP, Interval: time.Second, Timeout: time.Second}
+	a := newEntry("a", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
+	b := newEntry("b", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
+	a.running, b.running = true, true
+	g.start(t.Context(), a)
+	g.start(t.Context(), b)
+	if len(g.list) != 1 || g.list[0].e != a {
+		t.Fatalf("%d probes in flight, want only a's", len(g.list))
+	}
+	if !a.running || b.running {
+		t.Errorf("running: a %v, b %v; want a still running and b released", a.running, b.running)
+	}
+	if b.result.Probes != 0 || b.result.State != Unknown {
+		t.Errorf("skipped probe recorded a result: %+v", b.result)
+	}
+}
+
+func TestSchedulerCoalesces(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// 100 targets spread over a 1s interval, dispatched in 100ms batches:
+		// about ten distinct start instants per round instead of 100, no
+		// start later than its slot or more than 100ms early, and no drift.
+		f := newFake(nil)
+		s := newTestScheduler(f, Options{Coalesce: 100 * time.Millisecond})
+		var targets []Target
+		for i := range 100 {
+			targets = append(targets, tcpTarget(uint16(1000+i), time.Second))
+		}
+		s.Update(targets)
+		stop := startScheduler(t, s)
+		time.Sleep(10*time.Second + 500*time.Millisecond)
+		stop()
+		instants := map[time.Time]bool{}
+		for _, tg := range targets {
+			st := f.startTimes(ap(tg))
+			if len(st) < 10 {
+				t.Fatalf("%s: %d probes in 10.5 intervals, want at least 10", ap(tg), len(st))
+			}
+			for k, at := range st {
+				instants[at] = true
+				// Slot k is the first start's slot plus k intervals; the first
+				// start is itself at most 100ms before its slot.
+				if d := at.Sub(st[0]) - time.Duration(k)*time.Second; d < -100*time.Millisecond || d > 100*time.Millisecond {
+					t.Errorf("%s: start %d is %s off its cadence", ap(tg), k, d)
+				}
+			}
+		}
+		if n := len(instants); n > 12*11 {
+			t.Errorf("%d distinct start instants over 11 rounds, want about 11 per round (batches of 100ms)", n)
+		}
+	})
+}
+
+// isRunning reports whether the target with key has a probe in flight.
+func (s *Scheduler) isRunning(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[key]
+	return e != nil && e.running
+}
