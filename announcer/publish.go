@@ -25,6 +25,8 @@ func (l *Loop) publish(st *state, p Plan, res ApplyResult, passErr error, start 
 		Passes:               st.passes,
 		FailedPasses:         st.failed,
 		WithdrawnForFailures: st.withdrawn,
+		VIPs:                 make([]VIPStatus, 0, len(p.VIPs)),
+		Services:             make([]ServiceStatus, 0, len(p.Services)),
 	}
 	if n, ok := st.overrides.directorDrained(start); ok {
 		s.Drained = &n
@@ -71,6 +73,7 @@ func (l *Loop) publish(st *state, p Plan, res ApplyResult, passErr error, start 
 		}
 		c := st.counters[sp.Key]
 		ss.Counters = c.Service
+		ss.Backends = make([]BackendStatus, 0, len(sp.Backends))
 		for _, bp := range sp.Backends {
 			ss.Backends = append(ss.Backends, BackendStatus{BackendPlan: bp,
 				Counters: c.Dests[netip.AddrPortFrom(bp.Address, bp.Port)]})
