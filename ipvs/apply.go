@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"syscall"
+	"unsafe"
 )
 
 // Report says what one Apply did.
@@ -54,7 +55,9 @@ type entry struct {
 // not diffed again. In between it diffs against its record of what it wrote,
 // re-reading only services whose desired state changed or that have draining
 // destinations. A no-op Apply therefore costs one comparison per service and
-// no netlink request.
+// no netlink request; when want lists the same keys in the same order as the
+// last call (as the announcer's plan does) that comparison runs position by
+// position with no bookkeeping at all.
 //
 // A service that fails (invalid, unreadable, or a write rejected) is reported
 // in Report.Failed and the others proceed. The error is only for failures
@@ -74,6 +77,12 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 	// pass services in a stable order, and this loop is all a no-op costs.
 	h.epoch++
 	full := h.needFull || h.cfg.now().Sub(h.lastFull) >= h.cfg.resync
+	if !full {
+		if changed, ok := h.samePositions(want); ok {
+			err := h.applyWork(ctx, want, changed, false, &rep)
+			return h.finish(rep), err
+		}
+	}
 	prevLen := len(h.order)
 	order := h.order
 	if cap(order) < len(want) {
@@ -140,11 +149,48 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 		}
 	}
 	slices.SortFunc(work, compareKeys)
+	if err := h.applyWork(ctx, want, work, full, &rep); err != nil {
+		return h.finish(rep), err
+	}
+	return h.finish(rep), nil
+}
 
+// samePositions is the no-op Apply's fast path: when want lists exactly the
+// keys of the last Apply in the same order (so none is new, dropped or
+// repeated), it returns the keys whose desired state differs from what was
+// applied, marked for applyWork, and true. Otherwise it returns false
+// having changed nothing, and Apply takes the general path.
+func (h *Handle) samePositions(want []Service) ([]Key, bool) {
+	if len(want) != len(h.order) || len(want) != len(h.entries) {
+		return nil, false
+	}
+	var changed []int
+	for i := range want {
+		e := h.order[i]
+		if e == nil || e.key != want[i].Key {
+			return nil, false
+		}
+		if e.applied == nil || e.drains || !sameSpec(&want[i], e.applied) {
+			changed = append(changed, i)
+		}
+	}
+	keys := make([]Key, len(changed))
+	for j, i := range changed {
+		e := h.order[i]
+		e.seen, e.wantIdx, e.dup = h.epoch, i, false
+		keys[j] = e.key
+	}
+	slices.SortFunc(keys, compareKeys)
+	return keys, true
+}
+
+// applyWork diffs and writes the services in work (sorted keys); full says
+// their kernel state was just read.
+func (h *Handle) applyWork(ctx context.Context, want []Service, work []Key, full bool, rep *Report) error {
 	for _, k := range work {
 		if err := ctx.Err(); err != nil {
 			h.needFull = true
-			return h.finish(rep), fmt.Errorf("apply IPVS services: %w", err)
+			return fmt.Errorf("apply IPVS services: %w", err)
 		}
 		e := h.entries[k]
 		var w *Service
@@ -156,7 +202,7 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 				continue
 			}
 		}
-		h.applyService(k, e, w, full, &rep)
+		h.applyService(k, e, w, full, rep)
 		if w == nil && !e.exists && rep.Failed[k] == nil {
 			e.gone = true
 			delete(h.entries, k)
@@ -166,7 +212,7 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 	if len(rep.Failed) > 0 {
 		h.needFull = true
 	}
-	return h.finish(rep), nil
+	return nil
 }
 
 // finish publishes the fingerprints. The snapshot is shared with the handle
@@ -339,14 +385,33 @@ func (e *entry) record(op Op) {
 // (counters aside). It runs for every service on every Apply: it is what a
 // no-op Apply costs.
 func sameSpec(a, b *Service) bool {
-	if a.Scheduler != b.Scheduler || a.Persistence != b.Persistence ||
-		!slices.Equal(a.Flags, b.Flags) || len(a.Destinations) != len(b.Destinations) {
+	if !sameString(a.Scheduler, b.Scheduler) || a.Persistence != b.Persistence ||
+		!sameStrings(a.Flags, b.Flags) || len(a.Destinations) != len(b.Destinations) {
 		return false
 	}
 	for i := range a.Destinations {
 		x, y := &a.Destinations[i], &b.Destinations[i]
 		if x.Address != y.Address || x.Port != y.Port || x.Weight != y.Weight ||
 			x.Forwarding != y.Forwarding || x.Draining != y.Draining {
+			return false
+		}
+	}
+	return true
+}
+
+// sameString is a == b, answered without comparing bytes when both share
+// their backing array, as the record's copies of the caller's names do.
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
+}
+
+// sameStrings is slices.Equal with sameString.
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameString(a[i], b[i]) {
 			return false
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -508,5 +509,60 @@ func TestFingerprintsAreSnapshots(t *testing.T) {
 	}
 	if second.Fingerprint.Len() != 2 || len(second.Fingerprint.Map()) != 2 {
 		t.Errorf("Len %d, Map %d, want 2", second.Fingerprint.Len(), len(second.Fingerprint.Map()))
+	}
+}
+
+func TestApplyStableOrderFastPathFallsBack(t *testing.T) {
+	// Between resyncs, Apply compares position by position when the keys
+	// are those of the last call in the same order. Every other shape of
+	// change (reorder, a key swapped at the same length, a repeat, a drop)
+	// must take the general path and still leave the kernel right.
+	h, f, _ := newTestHandle(t)
+	third := Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
+	a := func(w int) Service { return svc(web, "mh", dst("10.0.2.21", w)) }
+	b := func(w int) Service { return svc(api, "mh", dst("10.0.2.31", w)) }
+	c := func(w int) Service { return svc(third, "mh", dst("10.0.2.41", w)) }
+	steps := []struct {
+		name   string
+		want   []Service
+		failed []Key
+		kernel map[Key]string // "" means absent
+	}{
+		{"create", []Service{a(1), b(1)}, nil, map[Key]string{web: "10.0.2.21:80/1", api: "10.0.2.31:80/1", third: ""}},
+		{"same order, one change", []Service{a(1), b(2)}, nil, map[Key]string{web: "10.0.2.21:80/1", api: "10.0.2.31:80/2"}},
+		{"reordered with a change", []Service{b(2), a(3)}, nil, map[Key]string{web: "10.0.2.21:80/3", api: "10.0.2.31:80/2"}},
+		{"a key swapped at the same length", []Service{b(2), c(1)}, nil, map[Key]string{web: "", api: "10.0.2.31:80/2", third: "10.0.2.41:80/1"}},
+		{"a repeat", []Service{b(4), b(5)}, []Key{api}, map[Key]string{api: "10.0.2.31:80/2", third: ""}},
+		{"after the repeat", []Service{b(4), c(2)}, nil, map[Key]string{api: "10.0.2.31:80/4", third: "10.0.2.41:80/2"}},
+		{"a drop", []Service{c(2)}, nil, map[Key]string{api: "", third: "10.0.2.41:80/2"}},
+		{"unchanged", []Service{c(2)}, nil, map[Key]string{third: "10.0.2.41:80/2"}},
+	}
+	for _, st := range steps {
+		rep, err := h.Apply(context.Background(), st.want)
+		if err != nil {
+			t.Fatalf("%s: Apply: %v", st.name, err)
+		}
+		for k := range rep.Failed {
+			if !slices.Contains(st.failed, k) {
+				t.Errorf("%s: %s failed: %v", st.name, k, rep.Failed[k])
+			}
+		}
+		for _, k := range st.failed {
+			if rep.Failed[k] == nil {
+				t.Errorf("%s: %s did not fail, want it reported", st.name, k)
+			}
+		}
+		for k, want := range st.kernel {
+			got := ""
+			if f.service(k) != nil {
+				got = strings.Join(f.order(k), " ")
+			}
+			if got != want {
+				t.Errorf("%s: kernel has %s = %q, want %q", st.name, k, got, want)
+			}
+		}
+		if st.name == "unchanged" && rep.Ops != 0 {
+			t.Errorf("unchanged: %d writes, want 0", rep.Ops)
+		}
 	}
 }
