@@ -45,13 +45,14 @@ type Options struct {
 	// worker, outside the Scheduler's lock, and must be cheap: a slow hook
 	// holds a worker.
 	OnProbe func(t Target, ok bool, latency time.Duration, err error)
-	// Coalesce lets the dispatcher start a probe up to this long before its
-	// slot (and never more than an eighth of its Interval early), so starts
-	// that fall close together go out as one batch. The process then wakes
-	// once per batch rather than once per probe, which at thousands of
-	// probes per second saves a large share of its CPU. Cadence does not
-	// drift: each slot is still the previous one plus the Interval. 0 is
-	// DefaultCoalesce; a negative value dispatches every probe at its slot.
+	// Coalesce cuts time into cells of this length, and the dispatcher
+	// starts every probe whose slot falls in a cell at the cell's beginning
+	// (never more than an eighth of its Interval early), as one batch. The
+	// process then wakes once per cell rather than once per probe, which at
+	// thousands of probes per second saves a large share of its CPU.
+	// Cadence does not drift: each slot is still the previous one plus the
+	// Interval. 0 is DefaultCoalesce; a negative value dispatches every
+	// probe at its slot.
 	Coalesce time.Duration
 	// Checkers overrides the checker per Type; types it does not name use
 	// DefaultCheckers. Tests inject fakes here.
@@ -386,19 +387,28 @@ func (s *Scheduler) rebaseLocked(now time.Time) {
 	})
 }
 
-// takeDue pops up to maxBatch entries whose start has come (or comes within
-// the coalescing window), marks them running
+// takeDue pops up to maxBatch entries whose start has come, marks them running
 // and requeues them at their next slot. Entries still running from their last
 // slot are skipped for this one: probes of a target never overlap. wait is the
 // time until the next start, or -1 when nothing is queued.
+//
+// With coalescing, time is cut into cells of Options.Coalesce aligned on the
+// clock, and a start is due from the beginning of its cell (but never more
+// than an eighth of its interval early). The dispatcher then wakes once per
+// cell and each batch holds exactly one cell's worth of slots, so batching
+// does not make some 100 ms windows busier than others.
 func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
+	horizon := now.Add(1) // starts before horizon are due
+	if s.coalesce > 0 {
+		horizon = now.Truncate(s.coalesce).Add(s.coalesce)
+	}
 	for s.queue.len() > 0 && len(due) < maxBatch {
 		e := s.queue.head()
-		if e.next.After(now.Add(min(s.coalesce, e.interval/8))) {
-			return due, e.next.Sub(now)
+		if !e.next.Before(horizon) || e.next.Sub(now) > e.interval/8 {
+			return due, s.dueAt(e).Sub(now)
 		}
 		e.next = nextSlot(e.next, now, e.interval)
 		s.queue.moved(e)
@@ -414,6 +424,19 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 		return due, 0
 	}
 	return due, -1
+}
+
+// dueAt is when takeDue first takes e: the start of the coalescing cell of
+// its slot, or an eighth of its interval before the slot if that is later.
+func (s *Scheduler) dueAt(e *entry) time.Time {
+	if s.coalesce <= 0 {
+		return e.next
+	}
+	at := e.next.Truncate(s.coalesce)
+	if early := e.next.Add(-e.interval / 8); early.After(at) {
+		at = early
+	}
+	return at
 }
 
 // release clears the running mark of entries that were taken but never handed
