@@ -105,7 +105,7 @@ func fullListener(t *testing.T) uint16 {
 func silentListener(t *testing.T) uint16 {
 	t.Helper()
 	var conns []net.Conn
-	return acceptLoop(t, func(c net.Conn) { conns = append(conns, c) }, func() {
+	return acceptLoop(t, "127.0.0.1:0", func(c net.Conn) { conns = append(conns, c) }, func() {
 		for _, c := range conns {
 			c.Close()
 		}
@@ -116,15 +116,15 @@ func silentListener(t *testing.T) uint16 {
 // once, until the test ends.
 func closingListener(t *testing.T) uint16 {
 	t.Helper()
-	return acceptLoop(t, func(c net.Conn) { c.Close() }, func() {})
+	return acceptLoop(t, "127.0.0.1:0", func(c net.Conn) { c.Close() }, func() {})
 }
 
-// acceptLoop listens on 127.0.0.1, hands every accepted connection to
-// handle and, when the test ends, stops and calls done (on the accepting
-// goroutine). It returns the port.
-func acceptLoop(t *testing.T, handle func(net.Conn), done func()) uint16 {
+// acceptLoop listens on addr, hands every accepted connection to handle and,
+// when the test ends, stops and calls done (on the accepting goroutine). It
+// returns the port.
+func acceptLoop(t *testing.T, addr string, handle func(net.Conn), done func()) uint16 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

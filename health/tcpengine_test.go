@@ -2,6 +2,8 @@ package health
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -185,4 +187,40 @@ func (s *Scheduler) isRunning(key string) bool {
 	defer s.mu.Unlock()
 	e := s.entries[key]
 	return e != nil && e.running
+}
+
+func TestTCPEngineIPv6AndSource(t *testing.T) {
+	// The engine opens sockets the way the checker does: an IPv6 target, and
+	// a source address that must be bound first (one that is not on this
+	// host fails with a message that says so).
+	port := acceptLoop(t, "[::1]:0", func(c net.Conn) { c.Close() }, func() {})
+	spec := Spec{Type: TCP, Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, Rise: 1, Fall: 1}
+	v6 := Target{Addr: netip.IPv6Loopback(), Port: port, Spec: spec}
+	withSource := v6
+	withSource.Spec.Source = netip.IPv6Loopback()
+	badSource := v6
+	badSource.Spec.Source = netip.MustParseAddr("2001:db8::1")
+	targets := []Target{v6, withSource, badSource}
+
+	s := NewScheduler(nil, Options{})
+	s.Update(targets)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		snap := s.Snapshot()
+		if snap[v6.Key()].State == Up && snap[withSource.Key()].State == Up && snap[badSource.Key()].State == Down {
+			if e := snap[badSource.Key()].LastError; !strings.Contains(e, "bind source address 2001:db8::1") ||
+				!strings.Contains(e, "is it configured on this host?") {
+				t.Errorf("unavailable source: last error %q, want it to name the address and the fix", e)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want v6 and v6-with-source up, the bad source down within 3s: %+v", snap)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
