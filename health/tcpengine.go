@@ -12,8 +12,20 @@ import (
 
 // maxTCPInFlight bounds the engine's open probe sockets. A slot that comes
 // while the engine is full is skipped, as one whose previous probe still
-// runs is: 16,384 covers 32,000 probes/s that all time out after 500 ms.
+// runs is: 16,384 covers 32,000 probes/s that all time out after 500 ms. A
+// lower open-files limit lowers it to half that limit (see inFlightLimit),
+// so running out of descriptors never passes for a backend failure.
 const maxTCPInFlight = 1 << 14
+
+// inFlightLimit is maxTCPInFlight, or half the process's open-files limit
+// when that is lower, leaving the other half to everything else.
+func inFlightLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur >= 2*maxTCPInFlight {
+		return maxTCPInFlight
+	}
+	return max(int(rl.Cur/2), 16)
+}
 
 // tcpEngine runs the Scheduler's built-in tcp probes without a goroutine, a
 // timer or a netpoller registration each. One goroutine starts every
@@ -32,7 +44,7 @@ type tcpEngine struct {
 	wakeR  int      // read end of the wake pipe, in the epoll set
 	wakeW  int
 	in     chan []*entry
-	limit  int                 // most probes in flight (maxTCPInFlight)
+	limit  int                 // most probes in flight (inFlightLimit)
 	probes map[int32]*tcpProbe // in flight, by file descriptor
 	list   []*tcpProbe         // the same probes, for deadline scans
 	seq    uint32
@@ -72,7 +84,7 @@ func newTCPEngine(s *Scheduler) (*tcpEngine, error) {
 		syscall.Close(p[1])
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &tcpEngine{s: s, limit: maxTCPInFlight, epfd: epfd, file: os.NewFile(uintptr(epfd), "tcp-probes"), wakeR: p[0], wakeW: p[1], in: make(chan []*entry, 64),
+	return &tcpEngine{s: s, limit: inFlightLimit(), epfd: epfd, file: os.NewFile(uintptr(epfd), "tcp-probes"), wakeR: p[0], wakeW: p[1], in: make(chan []*entry, 64),
 		probes: make(map[int32]*tcpProbe), events: make([]syscall.EpollEvent, 256)}, nil
 }
 

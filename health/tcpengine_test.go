@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -222,5 +223,24 @@ func TestTCPEngineIPv6AndSource(t *testing.T) {
 			t.Fatalf("want v6 and v6-with-source up, the bad source down within 3s: %+v", snap)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTCPEngineLimitFollowsOpenFiles(t *testing.T) {
+	// A low open-files limit caps the probes in flight at half of it.
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
+	if got := inFlightLimit(); old.Cur >= 2*maxTCPInFlight && got != maxTCPInFlight {
+		t.Errorf("with %d open files allowed: limit %d, want %d", old.Cur, got, maxTCPInFlight)
+	}
+	low := syscall.Rlimit{Cur: 1024, Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	if got := inFlightLimit(); got != 512 {
+		t.Errorf("with 1024 open files allowed: limit %d, want 512", got)
 	}
 }
