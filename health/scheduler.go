@@ -310,12 +310,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var batch []*entry
 	for {
 		due, wait := s.takeDue()
+		var batch []*entry
 		if eng != nil {
 			// tcp probes go to the engine in one batch, the rest to workers.
-			batch = batch[:0]
 			due = slices.DeleteFunc(due, func(e *entry) bool {
 				if e.target.Spec.Type == TCP {
 					batch = append(batch, e)
@@ -323,7 +322,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				}
 				return false
 			})
-			if len(batch) > 0 && !eng.submit(ctx, slices.Clone(batch)) {
+			if len(batch) > 0 && !eng.submit(ctx, batch) {
 				s.release(batch)
 				s.release(due)
 				return nil

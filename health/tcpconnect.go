@@ -25,16 +25,7 @@ import (
 func connectTCP(ctx context.Context, t Target) error {
 	fd, sa, done, err := openTCP(t)
 	if done {
-		if err != nil && fd < 0 {
-			return err // socket or bind: already phrased
-		}
-		if fd >= 0 {
-			syscall.Close(fd)
-		}
-		if err != nil {
-			return probeError(ctx, "connect", netip.AddrPortFrom(t.Addr, t.Port), t, err)
-		}
-		return nil
+		return err
 	}
 	f := os.NewFile(uintptr(fd), "tcp-check")
 	defer f.Close()
@@ -43,10 +34,9 @@ func connectTCP(ctx context.Context, t Target) error {
 
 // openTCP starts a non-blocking connect to t with SO_LINGER 0 set, so closing
 // the socket resets the connection. When done is false the handshake is in
-// progress: fd becomes writable when it ends and the caller owns and closes
-// it. When done is true the outcome is known: err is nil (connected) or the
-// connect error, and fd, if not -1, still needs closing. Socket and bind
-// failures come back done with fd -1 and err phrased for the operator.
+// progress: fd becomes writable when it ends, and the caller owns and closes
+// it. When done is true the outcome is already known and the socket closed:
+// err is nil (connected, then reset) or the failure phrased for the operator.
 func openTCP(t Target) (fd int, sa syscall.Sockaddr, done bool, err error) {
 	ap := netip.AddrPortFrom(t.Addr, t.Port)
 	family, sa := sockaddr(ap)
@@ -68,13 +58,14 @@ func openTCP(t Target) (fd int, sa syscall.Sockaddr, done bool, err error) {
 		// the handshake is already done, EALREADY while it is not.
 		err = syscall.Connect(fd, sa)
 	}
-	switch {
-	case err == nil || err == syscall.EISCONN:
-		return fd, sa, true, nil
-	case err == syscall.EALREADY || err == syscall.EINPROGRESS:
+	if err == syscall.EALREADY || err == syscall.EINPROGRESS {
 		return fd, sa, false, nil
 	}
-	return fd, sa, true, err
+	syscall.Close(fd)
+	if err == nil || err == syscall.EISCONN {
+		return -1, sa, true, nil
+	}
+	return -1, sa, true, connectError(t, err)
 }
 
 // waitConnect waits in the netpoller until the connect on f completes, the

@@ -185,12 +185,8 @@ func (g *tcpEngine) start(ctx context.Context, e *entry) {
 			g.list = append(g.list, p)
 			return
 		}
-		err = fmt.Errorf("connect %s: epoll_ctl: %w", netip.AddrPortFrom(t.Addr, t.Port), err)
-	} else if err != nil && fd >= 0 {
-		err = connectError(t, err)
-	}
-	if fd >= 0 {
 		syscall.Close(fd)
+		err = fmt.Errorf("connect %s: epoll_ctl: %w", netip.AddrPortFrom(t.Addr, t.Port), err)
 	}
 	g.s.record(ctx, e, t, err, start, g.s.now())
 }

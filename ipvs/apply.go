@@ -149,10 +149,8 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 		}
 	}
 	slices.SortFunc(work, compareKeys)
-	if err := h.applyWork(ctx, want, work, full, &rep); err != nil {
-		return h.finish(rep), err
-	}
-	return h.finish(rep), nil
+	err := h.applyWork(ctx, want, work, full, &rep)
+	return h.finish(rep), err
 }
 
 // samePositions is the no-op Apply's fast path: when want lists exactly the
