@@ -83,6 +83,28 @@ func birdVIPSet(vips []netip.Prefix, v6 bool) string {
 
 // birdBGP writes the filters and one BGP protocol per director session.
 func birdBGP(w *birdWriter, m *model) {
+	birdFilters(w, m)
+	if len(m.profiles) > 0 {
+		w.comment("", "BFD sessions for the BGP protocols that ask for them (timers set per session).")
+		w.line("protocol bfd directord_bfd {")
+		w.line("}")
+		w.line("")
+	}
+	if m.relax {
+		w.comment("", "The directors use different AS numbers; BIRD merges their routes into one ECMP\nroute without an extra option (FRR needs multipath-relax).")
+		w.line("")
+	}
+	seq := map[string]int{}
+	for _, s := range m.sessions {
+		base := "directord_" + birdIdent(s.director)
+		seq[base]++
+		birdSession(w, m, s, fmt.Sprintf("%s_%d", base, seq[base]))
+	}
+}
+
+// birdFilters writes the import filters: only the directors' VIPs, with the
+// GRACEFUL_SHUTDOWN community honoured.
+func birdFilters(w *birdWriter, m *model) {
 	w.comment("", "Import policy: only the directors' configured VIPs, exact host prefixes.\nRFC 8326: a director about to withdraw tags its routes with GRACEFUL_SHUTDOWN\n(65535, 0); local preference 0 moves traffic to the other directors first.")
 	for _, f := range []struct {
 		v6   bool
@@ -104,77 +126,81 @@ func birdBGP(w *birdWriter, m *model) {
 		w.line("}")
 	}
 	w.line("")
-	if len(m.profiles) > 0 {
-		w.comment("", "BFD sessions for the BGP protocols that ask for them (timers set per session).")
-		w.line("protocol bfd directord_bfd {")
-		w.line("}")
-		w.line("")
+}
+
+// birdSession writes the BGP protocol of one director session.
+func birdSession(w *birdWriter, m *model, s session, name string) {
+	w.comment("", fmt.Sprintf("director %s (%s): AS %d at %s, %s", s.director, s.source, s.asn, s.addr, s.addrNote))
+	w.line("protocol bgp %s {", name)
+	w.line("  description \"directord %s\";", s.director)
+	w.line("  local %s as %d;", s.routerAddr, m.routerASN)
+	birdNeighbor(w, s)
+	birdTimers(w, s)
+	if s.password != "" {
+		w.line("  password \"%s\";", s.password)
 	}
-	if m.relax {
-		w.comment("", "The directors use different AS numbers; BIRD merges their routes into one ECMP\nroute without an extra option (FRR needs multipath-relax).")
-		w.line("")
+	switch {
+	case s.ttlSecurity != 0:
+		w.line("  ttl security on;")
+		if s.ttlSecurity > 1 {
+			w.line("  multihop %d;", s.ttlSecurity)
+		}
+	case s.multihop != 0:
+		w.line("  multihop %d;", s.multihop)
 	}
-	seq := map[string]int{}
-	for _, s := range m.sessions {
-		base := "directord_" + birdIdent(s.director)
-		seq[base]++
-		name := fmt.Sprintf("%s_%d", base, seq[base])
-		w.comment("", fmt.Sprintf("director %s (%s): AS %d at %s, %s", s.director, s.source, s.asn, s.addr, s.addrNote))
-		w.line("protocol bgp %s {", name)
-		w.line("  description \"directord %s\";", s.director)
-		w.line("  local %s as %d;", s.routerAddr, m.routerASN)
-		if s.dirPort != 0 {
-			w.line("  neighbor %s port %d as %d;", s.addr, s.dirPort, s.asn)
-		} else {
-			w.line("  neighbor %s as %d;", s.addr, s.asn)
+	if s.bfd != nil {
+		w.line("  bfd { min rx interval %d ms; min tx interval %d ms; multiplier %d; };", s.bfd.intervalMS, s.bfd.intervalMS, s.bfd.multiplier)
+	}
+	birdChannels(w, m, s)
+	w.line("}")
+	w.line("")
+}
+
+// birdNeighbor writes the director's address and port, and who connects.
+func birdNeighbor(w *birdWriter, s session) {
+	if s.dirPort != 0 {
+		w.line("  neighbor %s port %d as %d;", s.addr, s.dirPort, s.asn)
+	} else {
+		w.line("  neighbor %s as %d;", s.addr, s.asn)
+	}
+	if s.passive {
+		w.comment("  ", "the director does not listen (bgp.listen_port 0): wait for it to connect")
+		w.line("  passive on;")
+	}
+	if s.routerPort != 0 {
+		w.comment("  ", fmt.Sprintf("the director dials port %d: BIRD must listen there", s.routerPort))
+	}
+}
+
+// birdTimers writes the session's hold and keepalive times and the fast
+// reconnect timers.
+func birdTimers(w *birdWriter, s session) {
+	w.line("  hold time %d;", s.hold)
+	if s.keepalive > 0 {
+		w.line("  keepalive time %d;", s.keepalive)
+	}
+	w.line("  connect retry time %d;", connectRetry)
+	w.line("  connect delay time %d;", connectRetry)
+	w.comment("  ", "after an error, reconnect after 1 s (BIRD's default is 60 s)")
+	w.line("  error wait time 1, 10;")
+}
+
+// birdChannels writes one channel per address family the session carries.
+func birdChannels(w *birdWriter, m *model, s session) {
+	for _, f := range []struct {
+		on   bool
+		v6   bool
+		name string
+		sfx  string
+	}{{s.ipv4, false, "ipv4", "v4"}, {s.ipv6, true, "ipv6", "v6"}} {
+		if !f.on {
+			continue
 		}
-		if s.passive {
-			w.comment("  ", "the director does not listen (bgp.listen_port 0): wait for it to connect")
-			w.line("  passive on;")
-		}
-		if s.routerPort != 0 {
-			w.comment("  ", fmt.Sprintf("the director dials port %d: BIRD must listen there", s.routerPort))
-		}
-		w.line("  hold time %d;", s.hold)
-		if s.keepalive > 0 {
-			w.line("  keepalive time %d;", s.keepalive)
-		}
-		w.line("  connect retry time %d;", connectRetry)
-		w.line("  connect delay time %d;", connectRetry)
-		w.comment("  ", "after an error, reconnect after 1 s (BIRD's default is 60 s)")
-		w.line("  error wait time 1, 10;")
-		if s.password != "" {
-			w.line("  password \"%s\";", s.password)
-		}
-		switch {
-		case s.ttlSecurity != 0:
-			w.line("  ttl security on;")
-			if s.ttlSecurity > 1 {
-				w.line("  multihop %d;", s.ttlSecurity)
-			}
-		case s.multihop != 0:
-			w.line("  multihop %d;", s.multihop)
-		}
-		if s.bfd != nil {
-			w.line("  bfd { min rx interval %d ms; min tx interval %d ms; multiplier %d; };", s.bfd.intervalMS, s.bfd.intervalMS, s.bfd.multiplier)
-		}
-		for _, f := range []struct {
-			on   bool
-			v6   bool
-			name string
-			sfx  string
-		}{{s.ipv4, false, "ipv4", "v4"}, {s.ipv6, true, "ipv6", "v6"}} {
-			if !f.on {
-				continue
-			}
-			w.line("  %s {", f.name)
-			w.line("    import filter directord_in_%s;", f.sfx)
-			w.line("    import limit %d action restart;", m.limit(f.v6))
-			w.line("    export none;")
-			w.line("  };")
-		}
-		w.line("}")
-		w.line("")
+		w.line("  %s {", f.name)
+		w.line("    import filter directord_in_%s;", f.sfx)
+		w.line("    import limit %d action restart;", m.limit(f.v6))
+		w.line("    export none;")
+		w.line("  };")
 	}
 }
 

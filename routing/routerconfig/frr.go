@@ -134,37 +134,50 @@ func frrBGP(w *frrWriter, m *model) {
 		w.line(" bgp bestpath as-path multipath-relax")
 	}
 	for _, s := range m.sessions {
-		n := s.addr.String()
-		w.comment(fmt.Sprintf("director %s (%s): AS %d at %s, %s", s.director, s.source, s.asn, n, s.addrNote))
-		w.line(" neighbor %s remote-as %d", n, s.asn)
-		w.line(" neighbor %s description directord %s", n, s.director)
-		w.line(" neighbor %s update-source %s", n, s.routerAddr)
-		if s.password != "" {
-			w.line(" neighbor %s password %s", n, s.password)
-		}
-		w.line(" neighbor %s timers %d %d", n, s.keepalive, s.hold)
-		w.line(" neighbor %s timers connect %d", n, connectRetry)
-		w.line(" neighbor %s advertisement-interval 0", n)
-		if s.dirPort != 0 {
-			w.line(" neighbor %s port %d", n, s.dirPort)
-		}
-		if s.passive {
-			w.comment("the director does not listen (bgp.listen_port 0): wait for it to connect")
-			w.line(" neighbor %s passive", n)
-		}
-		if s.routerPort != 0 {
-			w.comment(fmt.Sprintf("the director dials port %d: start bgpd with -p %d", s.routerPort, s.routerPort))
-		}
-		if s.multihop != 0 && s.asn != m.routerASN {
-			w.line(" neighbor %s ebgp-multihop %d", n, s.multihop)
-		}
-		if s.ttlSecurity != 0 {
-			w.line(" neighbor %s ttl-security hops %d", n, s.ttlSecurity)
-		}
-		if s.bfd != nil {
-			w.line(" neighbor %s bfd profile %s", n, s.bfd.name)
-		}
+		frrNeighbor(w, m, s)
 	}
+	frrAddressFamilies(w, m)
+	w.line("exit")
+	w.line("!")
+}
+
+// frrNeighbor writes the neighbor statements of one director session.
+func frrNeighbor(w *frrWriter, m *model, s session) {
+	n := s.addr.String()
+	w.comment(fmt.Sprintf("director %s (%s): AS %d at %s, %s", s.director, s.source, s.asn, n, s.addrNote))
+	w.line(" neighbor %s remote-as %d", n, s.asn)
+	w.line(" neighbor %s description directord %s", n, s.director)
+	w.line(" neighbor %s update-source %s", n, s.routerAddr)
+	if s.password != "" {
+		w.line(" neighbor %s password %s", n, s.password)
+	}
+	w.line(" neighbor %s timers %d %d", n, s.keepalive, s.hold)
+	w.line(" neighbor %s timers connect %d", n, connectRetry)
+	w.line(" neighbor %s advertisement-interval 0", n)
+	if s.dirPort != 0 {
+		w.line(" neighbor %s port %d", n, s.dirPort)
+	}
+	if s.passive {
+		w.comment("the director does not listen (bgp.listen_port 0): wait for it to connect")
+		w.line(" neighbor %s passive", n)
+	}
+	if s.routerPort != 0 {
+		w.comment(fmt.Sprintf("the director dials port %d: start bgpd with -p %d", s.routerPort, s.routerPort))
+	}
+	if s.multihop != 0 && s.asn != m.routerASN {
+		w.line(" neighbor %s ebgp-multihop %d", n, s.multihop)
+	}
+	if s.ttlSecurity != 0 {
+		w.line(" neighbor %s ttl-security hops %d", n, s.ttlSecurity)
+	}
+	if s.bfd != nil {
+		w.line(" neighbor %s bfd profile %s", n, s.bfd.name)
+	}
+}
+
+// frrAddressFamilies writes the address-family blocks: ECMP width, and per
+// session activation, route-maps and the max-prefix limit.
+func frrAddressFamilies(w *frrWriter, m *model) {
 	for _, fam := range []struct {
 		v6   bool
 		name string
@@ -182,25 +195,28 @@ func frrBGP(w *frrWriter, m *model) {
 			w.line("  maximum-paths ibgp %d", m.maxPaths)
 		}
 		for _, s := range m.sessions {
-			if !fam.v6 && !s.ipv4 {
-				w.line("  no neighbor %s activate", s.addr)
-				continue
-			}
-			if fam.v6 && !s.ipv6 {
-				continue
-			}
-			n := s.addr.String()
-			if fam.v6 {
-				w.line("  neighbor %s activate", n)
-			}
-			w.line("  neighbor %s route-map %s in", n, fam.rm)
-			w.line("  neighbor %s route-map %s out", n, frrOut)
-			w.line("  neighbor %s maximum-prefix %d restart %d", n, m.limit(fam.v6), maxPrefixRestartMinutes)
+			frrFamilyNeighbor(w, m, s, fam.v6, fam.rm)
 		}
 		w.line(" exit-address-family")
 	}
-	w.line("exit")
-	w.line("!")
+}
+
+// frrFamilyNeighbor writes one session's lines in an address-family block.
+func frrFamilyNeighbor(w *frrWriter, m *model, s session, v6 bool, routeMap string) {
+	if !v6 && !s.ipv4 {
+		w.line("  no neighbor %s activate", s.addr)
+		return
+	}
+	if v6 && !s.ipv6 {
+		return
+	}
+	n := s.addr.String()
+	if v6 {
+		w.line("  neighbor %s activate", n)
+	}
+	w.line("  neighbor %s route-map %s in", n, routeMap)
+	w.line("  neighbor %s route-map %s out", n, frrOut)
+	w.line("  neighbor %s maximum-prefix %d restart %d", n, m.limit(v6), maxPrefixRestartMinutes)
 }
 
 // frrOSPF writes the OSPF side: the area on the interfaces toward the

@@ -29,7 +29,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/anycast-director/director/config"
 )
@@ -165,78 +164,19 @@ func Generate(flavor string, cfgs []*config.Config, opts Options) ([]byte, error
 
 // build turns director configurations into the router's model.
 func build(cfgs []*config.Config, opts Options) (*model, error) {
-	if len(cfgs) == 0 {
-		return nil, errors.New("no director configuration given: pass at least one director's config file")
+	dirs, err := sortedDirectors(cfgs)
+	if err != nil {
+		return nil, err
 	}
-	dirs := slices.Clone(cfgs)
-	for i, c := range dirs {
-		if c == nil {
-			return nil, fmt.Errorf("director configuration %d is nil", i+1)
-		}
-	}
-	slices.SortStableFunc(dirs, func(a, b *config.Config) int {
-		return cmp.Or(cmp.Compare(a.Director.Name, b.Director.Name), cmp.Compare(a.Source, b.Source))
-	})
 	m := &model{}
-	var errs []error
-	names := map[string]string{}
-	routerAddrs := map[netip.Addr]bool{}
-	for _, a := range opts.RouterAddresses {
-		routerAddrs[a.Unmap()] = true
+	g := newGatherer(opts)
+	if err := g.gatherAll(m, dirs); err != nil {
+		return nil, err
 	}
-	asnBy := map[uint32][]string{}
-	var ospfDirs []*config.Config
-	v4, v6 := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
-	for _, c := range dirs {
-		src := sourceName(c)
-		m.sources = append(m.sources, src)
-		if first, dup := names[c.Director.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s and %s both name their director %q: director names must be unique", first, src, c.Director.Name))
-			continue
-		}
-		names[c.Director.Name] = src
-		switch c.Director.Announce {
-		case config.AnnounceBGP:
-			if c.BGP == nil {
-				errs = append(errs, fmt.Errorf("%s announces with bgp but has no bgp section", who(c)))
-				continue
-			}
-			ss, err := sessions(c, src, routerAddrs, opts, asnBy)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			m.sessions = append(m.sessions, ss...)
-			has4, has6 := false, false
-			for _, s := range ss {
-				has4, has6 = has4 || s.ipv4, has6 || s.ipv6
-			}
-			for _, svc := range c.Services {
-				p := netip.PrefixFrom(svc.VIP.Unmap(), svc.VIP.Unmap().BitLen())
-				if p.Addr().Is4() {
-					v4[p] = true
-				} else {
-					v6[p] = true
-				}
-				if (p.Addr().Is4() && !has4) || (p.Addr().Is6() && !has6) {
-					m.notes = append(m.notes, fmt.Sprintf("director %s has VIP %s but no session to this router carries its address family: it never reaches this router", c.Director.Name, p.Addr()))
-				}
-			}
-		case config.AnnounceKernel:
-			ospfDirs = append(ospfDirs, c)
-		default:
-			m.notes = append(m.notes, fmt.Sprintf("director %s (%s) announces nothing (announce: %s): no configuration for it", c.Director.Name, src, c.Director.Announce))
-		}
-	}
-	slices.Sort(m.notes)
-	m.notes = slices.Compact(m.notes)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if len(m.sessions) == 0 && len(ospfDirs) == 0 {
+	if len(m.sessions) == 0 && len(g.ospfDirs) == 0 {
 		return nil, errors.New("no director announces to this router: every director has announce: none, or no peer entry matches the router's addresses")
 	}
-	if err := m.resolveASN(asnBy, opts.RouterASN); err != nil {
+	if err := m.resolveASN(g.asnBy, opts.RouterASN); err != nil {
 		return nil, err
 	}
 	if err := m.checkSessions(); err != nil {
@@ -245,116 +185,19 @@ func build(cfgs []*config.Config, opts Options) (*model, error) {
 	if err := m.resolveRouterID(opts.RouterID); err != nil {
 		return nil, err
 	}
-	m.vips4, m.vips6 = sortedSet(v4), sortedSet(v6)
-	m.maxPaths = opts.MaximumPaths
-	if m.maxPaths == 0 {
-		m.maxPaths = max(8, len(dirs))
+	m.vips4, m.vips6 = sortedSet(g.v4), sortedSet(g.v6)
+	if err := m.setLimits(opts, len(dirs)); err != nil {
+		return nil, err
 	}
-	if m.maxPaths < 1 || m.maxPaths > 256 {
-		return nil, fmt.Errorf("maximum paths %d is out of range 1..256", m.maxPaths)
-	}
-	if opts.MaxPrefix < 0 {
-		return nil, fmt.Errorf("max prefix %d is negative", opts.MaxPrefix)
-	}
-	m.maxPrefix = opts.MaxPrefix
 	m.finishBGP()
-	if len(ospfDirs) > 0 {
-		o, err := ospf(ospfDirs, opts.OSPF)
+	if len(g.ospfDirs) > 0 {
+		o, err := ospf(g.ospfDirs, opts.OSPF)
 		if err != nil {
 			return nil, err
 		}
 		m.ospf = o
 	}
 	return m, nil
-}
-
-// sessions returns the router's neighbors for one BGP director.
-func sessions(c *config.Config, src string, routerAddrs map[netip.Addr]bool, opts Options, asnBy map[uint32][]string) ([]session, error) {
-	name := c.Director.Name
-	var out []session
-	var errs []error
-	for i, p := range c.BGP.Peers {
-		raddr := p.Address.Unmap()
-		if len(routerAddrs) > 0 && !routerAddrs[raddr] {
-			continue
-		}
-		where := fmt.Sprintf("%s, bgp.peers[%d] (%s)", who(c), i, raddr)
-		asnBy[p.ASN] = append(asnBy[p.ASN], fmt.Sprintf("%s says %d", where, p.ASN))
-		s := session{
-			director:    name,
-			source:      src,
-			routerAddr:  raddr,
-			asn:         c.BGP.ASN,
-			password:    p.Password,
-			hold:        int(p.HoldTime / time.Second),
-			keepalive:   int(p.Keepalive / time.Second),
-			multihop:    p.MultihopTTL,
-			ttlSecurity: p.TTLSecurity,
-			ipv4:        p.IPv4,
-			ipv6:        p.IPv6,
-		}
-		switch {
-		case p.LocalAddress.IsValid():
-			s.addr = p.LocalAddress.Unmap()
-			s.addrNote = "its local_address"
-		case raddr.Is4():
-			s.addr = c.BGP.RouterID.Unmap()
-			s.addrNote = fmt.Sprintf("no local_address for peer %s, so its bgp.router_id; the director must source the session from that address", raddr)
-		default:
-			errs = append(errs, fmt.Errorf("%s: an IPv6 session needs the director's IPv6 address, but the peer has no local_address (bgp.router_id %s is IPv4): set local_address", where, c.BGP.RouterID))
-			continue
-		}
-		if s.addr.Is4() != raddr.Is4() {
-			errs = append(errs, fmt.Errorf("%s: director address %s and router address %s are of different families", where, s.addr, raddr))
-			continue
-		}
-		if err := checkPassword(p.Password); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
-			continue
-		}
-		if p.MultihopTTL != 0 && p.TTLSecurity != 0 {
-			errs = append(errs, fmt.Errorf("%s: multihop_ttl and ttl_security are both set; routers accept only one", where))
-			continue
-		}
-		if p.Passive && c.BGP.ListenPort == 0 {
-			errs = append(errs, fmt.Errorf("%s: the peer is passive but the director does not listen (bgp.listen_port 0), so nobody would connect", where))
-			continue
-		}
-		switch c.BGP.ListenPort {
-		case 0:
-			s.passive = true
-		case 179:
-		default:
-			s.dirPort = c.BGP.ListenPort
-		}
-		if p.Port != 179 && p.Port != 0 {
-			s.routerPort = p.Port
-		}
-		if p.BFD != nil {
-			ms := int(p.BFD.MinInterval / time.Millisecond)
-			s.bfd = &bfdProfile{name: fmt.Sprintf("directord-%dms-x%d", ms, p.BFD.Multiplier), intervalMS: ms, multiplier: int(p.BFD.Multiplier)}
-		}
-		if !s.ipv4 && !s.ipv6 {
-			errs = append(errs, fmt.Errorf("%s: the session carries no address family", where))
-			continue
-		}
-		out = append(out, s)
-	}
-	if len(out) == 0 && len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("%s has no peer entry for this router (addresses %v): add one, or leave the director out", who(c), opts.RouterAddresses))
-	}
-	return out, errors.Join(errs...)
-}
-
-// checkPassword rejects MD5 keys that FRR (one word) or BIRD (a quoted string)
-// cannot carry literally.
-func checkPassword(pw string) error {
-	for _, r := range pw {
-		if r <= ' ' || r == '"' || r == '\\' || r == 0x7f {
-			return fmt.Errorf("the MD5 password contains a space, a quote, a backslash or a control character, which router configurations cannot carry: choose another password")
-		}
-	}
-	return nil
 }
 
 // resolveASN settles the router's AS number from the peer entries and options.
