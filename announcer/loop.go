@@ -109,6 +109,7 @@ type Loop struct {
 	status   atomic.Pointer[Status]
 	running  atomic.Pointer[config.Config]
 	lastPass atomic.Int64 // unix nanoseconds of the last finished pass
+	started  atomic.Int64 // unix nanoseconds of Run's start
 	st       *state       // only touched by the Run goroutine
 }
 
@@ -139,6 +140,32 @@ func (l *Loop) Status() *Status { return l.status.Load() }
 
 // Running returns the running configuration (immutable).
 func (l *Loop) Running() *config.Config { return l.running.Load() }
+
+// LastPass returns when the loop last finished a pass (zero before the first).
+func (l *Loop) LastPass() time.Time {
+	n := l.lastPass.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Wedged reports whether the loop has stopped finishing passes: none for
+// longer than max_failed_resyncs x resync_interval, counted from Run's start
+// until the first pass finishes. While it holds, the watchdog keeps every VIP
+// withdrawn; a service manager's watchdog (systemd WatchdogSec) should stop
+// being fed. False before Run.
+func (l *Loop) Wedged() bool {
+	last := l.lastPass.Load()
+	if last == 0 {
+		last = l.started.Load()
+	}
+	if last == 0 {
+		return false
+	}
+	limit := time.Duration(l.st.maxFailed.Load()) * time.Duration(l.st.resyncNanos.Load())
+	return l.now().Sub(time.Unix(0, last)) > limit
+}
 
 // Events returns the loop's event log.
 func (l *Loop) Events() *EventLog { return l.events }
@@ -195,6 +222,7 @@ func (l *Loop) send(ctx context.Context, f func(*state) error, readOnly bool) er
 // Run drives the loop until ctx ends. It returns ctx's error.
 func (l *Loop) Run(ctx context.Context) error {
 	st := l.st
+	l.started.Store(l.now().UnixNano())
 	l.adopt(ctx, st)
 	l.deps.Health.Update(Targets(st.cfg))
 	if r, ok := l.deps.Routes.(Reconfigurer); ok {
@@ -289,12 +317,10 @@ func (l *Loop) watchdog(ctx context.Context, done <-chan struct{}) {
 		case <-t.C:
 		}
 		cfg := l.Status()
-		limit := time.Duration(l.st.maxFailed.Load()) * time.Duration(l.st.resyncNanos.Load())
-		last := time.Unix(0, l.lastPass.Load())
-		stuck := l.lastPass.Load() != 0 && l.now().Sub(last) > limit
+		stuck := l.Wedged()
 		if stuck && !fired {
 			l.log.Error("announcer loop is stuck; withdrawing every VIP", "reason",
-				fmt.Sprintf("no pass finished for %s", l.now().Sub(last).Round(time.Millisecond)), "director", cfg.Director)
+				fmt.Sprintf("no pass finished since %s", l.LastPass().Format(time.RFC3339Nano)), "director", cfg.Director)
 			if err := l.deps.Routes.Set(ctx, nil); err != nil {
 				l.log.Error("withdraw failed", "err", err)
 			}

@@ -210,6 +210,9 @@ func TestLoopWatchdogWithdrawsWhenStuck(t *testing.T) {
 		w.setHealth(healthOf(cfg, allUp))
 		l, stop := startLoop(t, cfg, w)
 		synctest.Wait()
+		if l.Wedged() || l.LastPass().IsZero() {
+			t.Fatalf("a running loop: wedged %v, last pass %v", l.Wedged(), l.LastPass())
+		}
 		block := make(chan struct{})
 		w.mu.Lock()
 		w.block = block
@@ -220,7 +223,14 @@ func TestLoopWatchdogWithdrawsWhenStuck(t *testing.T) {
 		if got := w.advertised(); len(got) != 0 {
 			t.Errorf("a stuck loop still attracts traffic: %v", got)
 		}
+		if !l.Wedged() {
+			t.Error("Wedged() = false for a loop stuck in Apply")
+		}
 		close(block)
+		synctest.Wait()
+		if l.Wedged() {
+			t.Error("Wedged() = true after the loop finished its pass")
+		}
 		stop()
 	})
 }
