@@ -5,8 +5,7 @@
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
-VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+LDFLAGS  := $(shell bash scripts/version.sh)
 
 .PHONY: all build lint test test-unit test-privileged test-vm e2e bench proto demo deps clean
 
@@ -18,6 +17,7 @@ build:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff >/dev/null 2>&1 || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags privileged $(PKGS)
 	$(GO) vet -tags vm $(PKGS)

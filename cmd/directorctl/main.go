@@ -25,9 +25,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // Exit codes.
 const (
 	exitOK    = 0

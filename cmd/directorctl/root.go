@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/anycast-director/director/internal/buildinfo"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -69,10 +70,11 @@ over TCP with mutual TLS (--cert, --key, --ca).
 
 Exit codes: 0 success, 1 the request failed or directord could not be
 reached, 2 usage error (including a request directord rejected as malformed).`,
-		Version:       version,
+		Version:       buildinfo.Get().Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate(versionTemplate())
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -89,7 +91,7 @@ reached, 2 usage error (including a request directord rejected as malformed).`,
 
 	root.AddCommand(a.statusCmd(), a.watchCmd(),
 		a.drainCmd(), a.enableCmd(), a.weightCmd(), a.vipCmd(), a.directorCmd(),
-		a.reloadCmd(), a.rollbackCmd(), a.configsCmd(), a.routerConfigCmd())
+		a.reloadCmd(), a.rollbackCmd(), a.configsCmd(), a.routerConfigCmd(), a.versionCmd())
 	return rootCmd{root, a}
 }
 

@@ -20,14 +20,16 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quiet := fs.Bool("q", false, "print nothing on success")
+	flagPath := fs.String("config", "", "configuration `file` (as for run; or give FILE as the argument)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: directord check-config [-q] FILE")
+	path, ok := checkConfigPath(*flagPath, fs.Args())
+	if !ok {
+		fmt.Fprintln(stderr, "usage: directord check-config [-q] FILE  or  directord check-config [-q] -config FILE")
 		return exitUsage
 	}
-	cfg, err := config.Load(fs.Arg(0))
+	cfg, err := config.Load(path)
 	if err != nil {
 		printConfigErrors(stderr, err)
 		return exitUsage
@@ -39,6 +41,18 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		describe(stdout, cfg)
 	}
 	return exitOK
+}
+
+// checkConfigPath picks the file from -config or the single argument; giving
+// both, or neither, is a usage error.
+func checkConfigPath(flagPath string, args []string) (string, bool) {
+	switch {
+	case flagPath != "" && len(args) == 0:
+		return flagPath, true
+	case flagPath == "" && len(args) == 1:
+		return args[0], true
+	}
+	return "", false
 }
 
 // printConfigErrors prints a load error, one problem per line.

@@ -13,10 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/anycast-director/director/internal/buildinfo"
+)
 
 // Exit codes shared by the subcommands.
 const (
@@ -45,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "realserver":
 		return cmdRealServer(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "directord %s\n", version)
+		fmt.Fprint(stdout, "directord "+buildinfo.Get().String())
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
@@ -61,7 +60,7 @@ func usage(w io.Writer) {
 
 commands:
   run -config FILE                       run the daemon (SIGHUP reloads, SIGTERM drains and exits)
-  check-config FILE                      validate FILE and print the expanded desired state (exit 2 on errors)
+  check-config [-config] FILE            validate FILE and print the expanded desired state (exit 2 on errors)
   router-config -flavor frr|bird FILE... print the upstream routers' peering configuration
   realserver -vip ADDR... [-undo]        put VIPs on lo and set the ARP sysctls of a DR real server
   version                                print the version

@@ -18,6 +18,7 @@ import (
 	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/control/metrics"
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/internal/buildinfo"
 	"github.com/anycast-director/director/routing"
 	"github.com/anycast-director/director/routing/bgp"
 	"github.com/anycast-director/director/routing/kernel"
@@ -116,8 +117,9 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 		return nil, err
 	}
 	var loop *announcer.Loop
+	build := buildinfo.Get()
 	d.metrics, err = metrics.New(metrics.Options{Status: func() *announcer.Status { return loop.Status() },
-		Version: version, Logger: d.log})
+		Version: build.Version, Revision: build.Commit, BuildDate: build.Date, Logger: d.log})
 	if err != nil {
 		d.close()
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -200,7 +202,7 @@ func (d *daemon) run() int {
 		return exitFail
 	}
 	d.log.Info("directord running", "reason", fmt.Sprintf("version %s, config %s (%s), announce %s",
-		version, d.path, d.first.Digest, d.first.Director.Announce))
+		buildinfo.Get().Version, d.path, d.first.Digest, d.first.Director.Announce))
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)

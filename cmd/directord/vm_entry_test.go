@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/anycast-director/director/internal/buildinfo"
 	"github.com/anycast-director/director/lab/netlab"
 )
 
@@ -51,7 +52,7 @@ func TestVMEntryPoint(t *testing.T) {
 		wantStdout string
 		wantStderr string
 	}{
-		{args: []string{"version"}, wantCode: exitOK, wantStdout: "directord " + version + "\n"},
+		{args: []string{"version"}, wantCode: exitOK, wantStdout: "directord " + buildinfo.Get().String()},
 		{args: []string{"no-such-command"}, wantCode: exitUsage, wantStderr: `unknown command "no-such-command"`},
 	} {
 		argv := selfCommand(t, tc.args...)

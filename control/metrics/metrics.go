@@ -29,8 +29,9 @@ import (
 type Options struct {
 	// Status returns the announcer's latest snapshot (Loop.Status). Required.
 	Status func() *announcer.Status
-	// Version is the daemon's build version for directord_build_info.
-	Version string
+	// Version, Revision and BuildDate describe the daemon's build for
+	// directord_build_info (internal/buildinfo).
+	Version, Revision, BuildDate string
 	// Logger receives HTTP server errors.
 	Logger *slog.Logger
 	// NoProcessMetrics leaves out the Go runtime and process collectors
@@ -101,9 +102,10 @@ func New(opts Options) (*Metrics, error) {
 		m.reloads.WithLabelValues(r)
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "directord_build_info",
-		Help:        "Build information of the running directord; the value is always 1.",
-		ConstLabels: prometheus.Labels{"version": opts.Version, "goversion": runtime.Version()},
+		Name: "directord_build_info",
+		Help: "Build information of the running directord; the value is always 1.",
+		ConstLabels: prometheus.Labels{"version": opts.Version, "revision": opts.Revision,
+			"builddate": opts.BuildDate, "goversion": runtime.Version()},
 	})
 	build.Set(1)
 	cs := []prometheus.Collector{m.checkDuration, m.checks, m.passDuration, m.passErrors,

@@ -77,7 +77,7 @@ func sampleStatus(conns uint64) *announcer.Status {
 
 func newTestMetrics(t *testing.T, box *statusBox) *Metrics {
 	t.Helper()
-	m, err := New(Options{Status: box.get, Version: "v0.0.0-test"})
+	m, err := New(Options{Status: box.get, Version: "v0.0.0-test", Revision: "abc123", BuildDate: "2026-12-01T10:00:00Z"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +168,9 @@ func TestScrapePassesPromtool(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("samples (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(text, `directord_build_info{goversion="go`) || !strings.Contains(text, `version="v0.0.0-test"`) {
-		t.Errorf("build info missing")
+	if !strings.Contains(text, `directord_build_info{builddate="2026-12-01T10:00:00Z",goversion="go`) ||
+		!strings.Contains(text, `revision="abc123",version="v0.0.0-test"} 1`) {
+		t.Errorf("build info missing or incomplete")
 	}
 	// A local service has no IPVS counters.
 	if strings.Contains(text, `directord_ipvs_service_connections_total{service="local"}`) {
