@@ -43,6 +43,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	log := newLogger(stderr, cfg.Log, level)
+	if err := checkCapabilities(cfg); err != nil {
+		log.Error("start failed", "err", err)
+		return exitFail
+	}
 	d, err := newDaemon(*path, cfg, log, level)
 	if err != nil {
 		log.Error("start failed", "err", err)

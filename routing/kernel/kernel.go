@@ -42,6 +42,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -103,35 +104,36 @@ type nlConn struct {
 // openNetlink opens the netlink endpoints in the network namespace whose file is
 // at nsPath ("/run/netns/NAME", "/proc/PID/ns/net"), or in the process's own
 // namespace when nsPath is empty.
+//
+// Entering a namespace (setns) needs CAP_SYS_ADMIN, which the daemon does not
+// have under its systemd unit; so when the calling thread already is in the
+// target namespace, the sockets are opened right there without a setns.
 func openNetlink(nsPath string) (*nlConn, error) {
-	ns := netns.None()
-	if nsPath != "" {
-		var err error
-		ns, err = netns.GetFromPath(nsPath)
-		if err != nil {
-			return nil, fmt.Errorf("open network namespace %s: %w (does the namespace exist?)", nsPath, err)
+	target, err := namespaceHandle(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	// The handle and the socket keep their own references to the namespace.
+	defer target.Close()
+	// Pin the goroutine to its thread so that "this thread's namespace" stays
+	// true between the comparison and the socket calls.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns := target
+	if cur, err := netns.Get(); err == nil {
+		if cur.Equal(target) {
+			ns = netns.None() // already there: open in place, no setns
 		}
-		// The handle and the socket keep their own references to the namespace.
-		defer ns.Close()
-	} else {
-		// NewHandleAt(None) opens in the calling thread's namespace; pin it to
-		// the process's namespace explicitly, so a thread that a test or a
-		// library left in another namespace cannot mislead us.
-		self, err := netns.GetFromPid(unix.Getpid())
-		if err != nil {
-			return nil, fmt.Errorf("open the process's network namespace: %w", err)
-		}
-		ns = self
-		defer ns.Close()
+		cur.Close()
 	}
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
-		return nil, fmt.Errorf("open netlink handle: %w", err)
+		return nil, fmt.Errorf("open netlink handle: %w%s", err, setnsHint(err))
 	}
 	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
 		h.Close()
-		return nil, fmt.Errorf("open netlink route socket: %w", err)
+		return nil, fmt.Errorf("open netlink route socket: %w%s", err, setnsHint(err))
 	}
 	tv := unix.NsecToTimeval(socketTimeout.Nanoseconds())
 	err = errors.Join(h.SetSocketTimeout(socketTimeout), sock.SetSendTimeout(&tv), sock.SetReceiveTimeout(&tv))
@@ -141,6 +143,32 @@ func openNetlink(nsPath string) (*nlConn, error) {
 		return nil, fmt.Errorf("set netlink socket timeouts: %w", err)
 	}
 	return &nlConn{h: h, sock: &nl.SocketHandle{Socket: sock}}, nil
+}
+
+// namespaceHandle opens the namespace file at nsPath, or the process's own
+// namespace for "" (explicitly, so that a thread a test or a library left in
+// another namespace cannot mislead us).
+func namespaceHandle(nsPath string) (netns.NsHandle, error) {
+	if nsPath == "" {
+		self, err := netns.GetFromPid(unix.Getpid())
+		if err != nil {
+			return netns.None(), fmt.Errorf("open the process's network namespace: %w", err)
+		}
+		return self, nil
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return netns.None(), fmt.Errorf("open network namespace %s: %w (does the namespace exist?)", nsPath, err)
+	}
+	return ns, nil
+}
+
+// setnsHint names the missing privilege when entering a namespace failed.
+func setnsHint(err error) string {
+	if errors.Is(err, unix.EPERM) {
+		return " (entering another network namespace needs CAP_SYS_ADMIN)"
+	}
+	return ""
 }
 
 // close releases both endpoints.
