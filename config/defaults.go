@@ -40,6 +40,10 @@ const (
 	// not need to finish here: with mh the other directors pick the same real
 	// servers, so 2 s is enough and keeps restarts quick.
 	DefaultLinger = 2 * time.Second
+	// DefaultStateDir: the FHS place for a daemon's persistent state, and
+	// what the packaged unit's StateDirectory=directord creates (owned by the
+	// service user, kept across reboots and package upgrades).
+	DefaultStateDir = "/var/lib/directord"
 )
 
 // API, metrics and log defaults.

@@ -43,6 +43,7 @@ services:
 			Name: "d1", VIPInterface: DefaultVIPInterface, Announce: AnnounceNone,
 			HoldDown: DefaultHoldDown, DrainDelay: DefaultDrainDelay, ResyncInterval: DefaultResyncInterval,
 			MaxFailedResyncs: DefaultMaxFailedResyncs, GracefulShutdown: DefaultGracefulShutdown, Linger: DefaultLinger,
+			StateDir: DefaultStateDir, VIPBinding: BindingAuto,
 		},
 		API:     API{Socket: DefaultAPISocket, KeepConfigs: DefaultKeepConfigs},
 		Metrics: Metrics{Listen: DefaultMetricsListen},
@@ -192,6 +193,7 @@ func TestFullFile(t *testing.T) {
 			Name: "edge-d1", VIPInterface: "vips0", Announce: AnnounceBGP, HoldDown: 2 * time.Second,
 			DrainDelay: 30 * time.Second, ResyncInterval: 10 * time.Second, MaxFailedResyncs: 5,
 			GracefulShutdown: 5 * time.Second, Linger: 4 * time.Second,
+			StateDir: "/srv/directord", VIPBinding: BindingLocalRoute,
 		},
 		API: API{Socket: "/run/directord/api.sock", KeepConfigs: 20, TCP: &TCPAPI{
 			Listen: "[::]:9470", Cert: "/etc/directord/tls/server.pem", Key: "/etc/directord/tls/server.key",
@@ -206,7 +208,7 @@ func TestFullFile(t *testing.T) {
 				{
 					Address: ip("10.0.1.1"), ASN: 65000, Port: 179, LocalAddress: ip("10.0.1.11"),
 					HoldTime: 6 * time.Second, Keepalive: 2 * time.Second, ConnectRetry: 2 * time.Second,
-					IdleHoldAfterReset: 3 * time.Second, Passive: true, Password: "s3cret", TTLSecurity: 1,
+					IdleHoldAfterReset: 3 * time.Second, Passive: true, Password: "s3cret", PasswordFrom: "inline", TTLSecurity: 1,
 					BFD: &BFD{MinInterval: 100 * time.Millisecond, Multiplier: 5}, IPv4: true,
 				},
 				{

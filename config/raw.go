@@ -31,6 +31,8 @@ type rawDirector struct {
 	MaxFailedResyncs *int64  `yaml:"max_failed_resyncs"`
 	GracefulShutdown *string `yaml:"graceful_shutdown"`
 	Linger           *string `yaml:"linger"`
+	StateDir         *string `yaml:"state_dir"`
+	VIPBinding       *string `yaml:"vip_binding"`
 }
 
 type rawAPI struct {
@@ -75,6 +77,8 @@ type rawPeer struct {
 	Passive            *bool     `yaml:"passive"`
 	MultihopTTL        *int64    `yaml:"multihop_ttl"`
 	Password           *string   `yaml:"password"`
+	PasswordFile       *string   `yaml:"password_file"`
+	PasswordEnv        *string   `yaml:"password_env"`
 	TTLSecurity        *int64    `yaml:"ttl_security"`
 	BFD                *rawBFD   `yaml:"bfd"`
 	Families           []*string `yaml:"families"`

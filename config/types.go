@@ -96,6 +96,41 @@ type Director struct {
 	GracefulShutdown time.Duration
 	// Linger is how long IPVS keeps forwarding after the withdraw on shutdown.
 	Linger time.Duration
+	// StateDir is the directory for state that must survive a restart or a
+	// reboot (systemd's StateDirectory=, /var/lib/directord by default).
+	StateDir string
+	// VIPBinding is how VIPs are made local: decided at start (auto) or forced.
+	VIPBinding VIPBinding
+}
+
+// VIPBinding selects how the director makes a VIP local to itself.
+type VIPBinding int
+
+const (
+	// BindingAuto picks local-route with announce: kernel (a local routing
+	// daemon would otherwise see a connected route), else address when the
+	// kernel keeps the address protocol mark (IFA_PROTO, Linux 6.1), else
+	// local-route.
+	BindingAuto VIPBinding = iota
+	// BindingAddress binds VIPs as interface addresses marked with IFA_PROTO
+	// (Linux 6.1 or later).
+	BindingAddress
+	// BindingLocalRoute binds VIPs as routes of type local in the kernel's
+	// local table, marked with the route protocol (any kernel).
+	BindingLocalRoute
+)
+
+// String returns the configuration spelling of b.
+func (b VIPBinding) String() string {
+	switch b {
+	case BindingAuto:
+		return "auto"
+	case BindingAddress:
+		return "address"
+	case BindingLocalRoute:
+		return "local-route"
+	}
+	return "unknown"
 }
 
 // API is the gRPC control endpoint.
@@ -168,8 +203,13 @@ type Peer struct {
 	Passive bool
 	// MultihopTTL enables eBGP multihop with this TTL; 0 means directly connected.
 	MultihopTTL uint8
-	// Password is the TCP MD5 (RFC 2385) key; "" disables it.
+	// Password is the TCP MD5 (RFC 2385) key; "" disables it. It may come
+	// from the file, a password_file or an environment variable; it is a
+	// secret, never logged, printed or returned by the API.
 	Password string
+	// PasswordFrom says where Password came from, for humans: "inline",
+	// "file PATH" or "environment NAME" ("" without a password).
+	PasswordFrom string
 	// TTLSecurity enables GTSM (RFC 5082) with this many hops; 0 disables it.
 	TTLSecurity uint8
 	// BFD enables BFD for the session; nil disables it.

@@ -243,6 +243,13 @@ func (v *validator) director(d *rawDirector, hasBGP bool) Director {
 	out.MaxFailedResyncs = int(n)
 	out.GracefulShutdown, _ = v.duration(d.GracefulShutdown, "director.graceful_shutdown", DefaultGracefulShutdown)
 	out.Linger, _ = v.duration(d.Linger, "director.linger", DefaultLinger)
+	out.StateDir = v.str(d.StateDir, DefaultStateDir)
+	if s := out.StateDir; !strings.HasPrefix(s, "/") || strings.ContainsRune(s, 0) {
+		v.errf("director.state_dir", "%q is not an absolute path", s).hintf("for example %s", DefaultStateDir)
+	}
+	if b, ok := v.enum(d.VIPBinding, "director.vip_binding", "VIP binding", "auto", []string{"auto", "address", "local-route"}); ok {
+		out.VIPBinding = map[string]VIPBinding{"auto": BindingAuto, "address": BindingAddress, "local-route": BindingLocalRoute}[b]
+	}
 	return out
 }
 

@@ -170,10 +170,7 @@ func (v *validator) peer(rp *rawPeer, path string, listenPort uint16) (Peer, boo
 		v.errf(path+".ttl_security", "ttl_security and multihop_ttl are both set").
 			hintf("GTSM already allows the peer ttl_security hops away; keep one of them")
 	}
-	p.Password = v.str(rp.Password, "")
-	if len(p.Password) > maxMD5KeyLen {
-		v.errf(path+".password", "the MD5 password is %d bytes, longer than the kernel's %d", len(p.Password), maxMD5KeyLen)
-	}
+	p.Password, p.PasswordFrom = v.password(rp, path)
 	if rp.BFD != nil {
 		p.BFD = v.bfd(rp.BFD, path+".bfd")
 	}

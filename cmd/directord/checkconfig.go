@@ -75,6 +75,7 @@ func describe(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "# %s (digest %s): valid\n", cfg.Source, cfg.Digest)
 	fmt.Fprintf(w, "director %s: announce %s, VIPs on %s, hold-down %s, drain delay %s, resync %s (withdraw all after %d failed), graceful shutdown %s, linger %s\n",
 		d.Name, d.Announce, d.VIPInterface, d.HoldDown, d.DrainDelay, d.ResyncInterval, d.MaxFailedResyncs, d.GracefulShutdown, d.Linger)
+	fmt.Fprintf(w, "state: %s; VIP binding %s\n", d.StateDir, d.VIPBinding)
 	fmt.Fprintf(w, "api: socket %s", cfg.API.Socket)
 	if cfg.API.TCP != nil {
 		fmt.Fprintf(w, ", mTLS on %s", cfg.API.TCP.Listen)
@@ -89,7 +90,7 @@ func describe(w io.Writer, cfg *config.Config) {
 				fmt.Fprintf(w, ", bfd %s x%d", p.BFD.MinInterval, p.BFD.Multiplier)
 			}
 			if p.Password != "" {
-				fmt.Fprint(w, ", md5")
+				fmt.Fprintf(w, ", md5 (from %s)", p.PasswordFrom)
 			}
 			if p.Passive {
 				fmt.Fprint(w, ", passive")

@@ -59,10 +59,27 @@ func (d *daemon) warnRestartOnly(old, cfg *config.Config) {
 	check("metrics.listen", old.Metrics.Listen != cfg.Metrics.Listen)
 	check("log.format", old.Log.Format != cfg.Log.Format)
 	check("kernel", old.Kernel != cfg.Kernel)
+	check("director.state_dir", old.Director.StateDir != cfg.Director.StateDir)
+	check("director.vip_binding", old.Director.VIPBinding != cfg.Director.VIPBinding)
 	check("ipvs", fmt.Sprint(old.IPVS) != fmt.Sprint(cfg.IPVS))
 }
 
-// routerConfig renders the routers' side of this director's peering.
+// redactedPassword stands in for MD5 keys in what the API returns: the key
+// is a secret and never leaves the daemon (`directord router-config FILE`,
+// run where the key file is readable, prints it).
+const redactedPassword = "<redacted>"
+
+// routerConfig renders the routers' side of this director's peering for the
+// API, with the MD5 keys redacted.
 func (d *daemon) routerConfig(flavor string) ([]byte, error) {
-	return routerconfig.Generate(flavor, []*config.Config{d.current()}, routerconfig.Options{})
+	cfg := d.current()
+	if cfg.BGP != nil {
+		cfg = cfg.Clone()
+		for i := range cfg.BGP.Peers {
+			if cfg.BGP.Peers[i].Password != "" {
+				cfg.BGP.Peers[i].Password = redactedPassword
+			}
+		}
+	}
+	return routerconfig.Generate(flavor, []*config.Config{cfg}, routerconfig.Options{})
 }

@@ -100,14 +100,8 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	for _, w := range cfg.Warnings {
 		d.log.Warn("configuration warning", "reason", w.Error())
 	}
-	// With announce: kernel a local routing daemon redistributes our routes;
-	// FRR would prefer the connected route of a VIP address over them and
-	// announce nothing, so the VIP is made local with a local route instead
-	// (docs/ospf.md).
-	binding := kernel.BindAddress
-	if cfg.Director.Announce == config.AnnounceKernel {
-		binding = kernel.BindLocalRoute
-	}
+	binding, why := vipBinding(cfg.Director.VIPBinding, cfg.Director.Announce, kernel.Release())
+	d.log.Info("VIP binding chosen", "binding", binding.String(), "reason", why)
 	vips, err := kernel.NewVIPs(d.log, kernel.VIPOptions{Interface: cfg.Director.VIPInterface,
 		Protocol: cfg.Kernel.Protocol, Binding: binding})
 	if err != nil {
