@@ -22,18 +22,44 @@ type decoder struct {
 	// file expand exponentially.
 	budget    int
 	exhausted bool
+	// uses holds the alias nodes being expanded, outermost first: a problem
+	// found while expanding is reported where the outermost alias is used,
+	// which is the line an operator wrote, not inside the anchor.
+	uses []aliasUse
 }
 
-// decodeRoot decodes the document's root mapping into rc.
-func decodeRoot(r *report, root *yaml.Node, rc *rawConfig) {
-	d := &decoder{r: r, active: make(map[*yaml.Node]bool), budget: 16*countNodes(root) + 100000}
+// aliasUse is an alias being expanded and the field path where it is used.
+type aliasUse struct {
+	n    *yaml.Node
+	path string
+}
+
+// Bounds of single collections, checked before their items are decoded: the
+// largest list the project plans for is 10,000 services, and no section has
+// more than a few dozen keys (ipvs.sysctls included).
+const (
+	maxItems = 100_000
+	maxKeys  = 1_000
+)
+
+// maxVisits bounds the nodes decoding visits, aliases expanded: twice the
+// values a file may hold, so reusing anchors can at most double the work of
+// the largest file Parse accepts.
+const maxVisits = 2 * maxValues
+
+// decodeRoot decodes the document's root mapping into rc. It returns false
+// when aliases exhausted the visit budget: rc is then incomplete, and
+// validating it would only add follow-on errors.
+func decodeRoot(r *report, root *yaml.Node, rc *rawConfig) bool {
+	d := &decoder{r: r, active: make(map[*yaml.Node]bool), budget: min(16*countNodes(root)+100000, maxVisits)}
 	r.lines[""] = root.Line
 	if root.Kind != yaml.MappingNode {
 		r.errAt(root.Line, PathDocument, "expected a mapping of sections, got %s", describe(root)).
 			hintf("a configuration starts with keys such as director:, bgp: and services:")
-		return
+		return false
 	}
 	d.mapping(root, reflect.ValueOf(rc).Elem(), "")
+	return !d.exhausted
 }
 
 // countNodes counts the nodes of the tree as written (aliases not followed).
@@ -61,7 +87,11 @@ func (d *decoder) spend(n *yaml.Node, path string) bool {
 	}
 	if !d.exhausted {
 		d.exhausted = true
-		d.r.errAt(n.Line, path, "aliases expand this file beyond any sensible size").
+		line := n.Line
+		if len(d.uses) > 0 {
+			line, path = d.uses[0].n.Line, d.uses[0].path
+		}
+		d.r.errAt(line, path, "aliases expand this file beyond any sensible size").
 			hintf("an alias bomb or a very deep reuse of anchors; write the values out")
 	}
 	return false
@@ -78,14 +108,17 @@ func (d *decoder) deref(n *yaml.Node, path string) (target *yaml.Node, release f
 		d.r.errAt(n.Line, path, "alias *%s refers to a value that contains itself", n.Value)
 		return nil, nil, false
 	}
-	d.active[t] = true
 	// An alias to an alias is not possible in YAML, but stay safe.
 	if t.Kind == yaml.AliasNode {
-		delete(d.active, t)
 		d.r.errAt(n.Line, path, "alias *%s refers to another alias", n.Value)
 		return nil, nil, false
 	}
-	return t, func() { delete(d.active, t) }, true
+	d.active[t] = true
+	d.uses = append(d.uses, aliasUse{n, path})
+	return t, func() {
+		delete(d.active, t)
+		d.uses = d.uses[:len(d.uses)-1]
+	}, true
 }
 
 // value decodes n into v (a pointer, slice or map field of a raw struct).
@@ -122,6 +155,11 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			if n.Kind == yaml.ScalarNode {
 				e.hintf("write a list, e.g. [%s] or one \"- item\" per line", n.Value)
 			}
+			return
+		}
+		if len(n.Content) > maxItems {
+			d.r.errAt(n.Line, path, "a list of %d items is longer than the %d allowed", len(n.Content), maxItems).
+				hintf("10,000 services is the most this daemon is built and tested for")
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -169,6 +207,11 @@ type pair struct {
 // errors), then keys from merge keys (<<) that the mapping does not set, the
 // earlier merge source winning as YAML specifies.
 func (d *decoder) pairs(n *yaml.Node, path string) []pair {
+	if len(n.Content)/2 > maxKeys {
+		d.r.errAt(n.Line, path, "a mapping of %d keys has more than the %d allowed", len(n.Content)/2, maxKeys).
+			hintf("no section has more than a few dozen keys: is this the right file?")
+		return nil
+	}
 	var out []pair
 	seen := make(map[string]int)
 	var merges []*yaml.Node

@@ -23,6 +23,9 @@ type Error struct {
 	Msg string
 	// Hint says how to fix it; "" when the message says it all.
 	Hint string
+	// omitted is set on the last entry of a load that found more than
+	// maxErrors errors: how many it counted without recording them.
+	omitted int
 }
 
 // Paths of errors that do not belong to one field.
@@ -62,7 +65,7 @@ func (e *Error) hintf(format string, args ...any) *Error {
 	if e == nil {
 		return nil
 	}
-	e.Hint = fmt.Sprintf(format, args...)
+	e.Hint = fmt.Sprintf(format, clipArgs(args)...)
 	return e
 }
 
@@ -70,13 +73,35 @@ func (e *Error) hintf(format string, args ...any) *Error {
 // returns all of them at once so an operator fixes a file in one pass.
 type Errors []*Error
 
-// Error prints one error per line.
+// MaxShown is how many errors Errors.Error prints before it summarizes the
+// rest: logs, reload events and API answers carry that text, and a broken
+// file of tens of thousands of errors must not make them megabytes long
+// (a Watch client with gRPC's default 4 MiB limit would then fail).
+// `directord check-config` prints every recorded error.
+const MaxShown = 20
+
+// Error prints one error per line, at most MaxShown of them, then how many
+// more there are.
 func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
+	shown := min(len(es), MaxShown)
+	lines := make([]string, shown, shown+1)
+	for i, e := range es[:shown] {
 		lines[i] = e.Error()
 	}
+	if more := es.count() - shown; more > 0 {
+		lines = append(lines, fmt.Sprintf("... and %d more errors (directord check-config FILE lists them)", more))
+	}
 	return strings.Join(lines, "\n")
+}
+
+// count is the number of errors found, including those counted but not
+// recorded.
+func (es Errors) count() int {
+	n := len(es)
+	if n > 0 && es[n-1].omitted > 0 {
+		n += es[n-1].omitted - 1
+	}
+	return n
 }
 
 // Unwrap exposes the single errors to errors.Is and errors.As, so a caller

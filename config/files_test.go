@@ -183,6 +183,17 @@ func TestErrorClasses(t *testing.T) {
 		{"unknown log format", "log.yaml", `unknown log format "logfmt"`},
 		{"unknown log level", "log.yaml", `unknown log level "trace"`},
 		{"bad sysctl name", "sysctls.yaml", `"../../kernel/panic" is not a sysctl name`},
+		{"hold_down of a year", "absurd_durations.yaml", "director.hold_down: 8760h is longer than the 10m allowed"},
+		{"graceful_shutdown of centuries", "absurd_durations.yaml", "director.graceful_shutdown: 2000000h is longer than the 10m allowed"},
+		{"linger of centuries", "absurd_durations.yaml", "director.linger: 2000000h is longer than the 10m allowed"},
+		{"health interval of weeks", "absurd_durations.yaml", "services[0].health.interval: 1000h is longer than the 1h allowed"},
+		{"peer is the router id", "bgp_peer_self.yaml", "bgp.peers[1].address: 10.0.1.11 is this director's bgp.router_id"},
+		{"peer is a local address", "bgp_peer_self.yaml", "bgp.peers[2].address: 10.0.2.11 is this director's own address"},
+		{"peer is a VIP", "bgp_peer_self.yaml", "bgp.peers[3].address: 198.18.0.10 is a VIP of this director"},
+		{"tab on a later line", "syntax_tab_late.yaml", "syntax_tab_late.yaml:8: yaml: found a tab character that violates indentation (hint: YAML does not allow tabs"},
+		{"invalid UTF-8", "bad_utf8.yaml", "bad_utf8.yaml:5: yaml: byte 0xe9 at column 27 is not valid UTF-8"},
+		{"control character", "control_char.yaml", "control_char.yaml:4: yaml: control character U+0001"},
+		{"merge-key bomb", "merge_bomb.yaml", "merge_bomb.yaml:31: services[5].health: aliases expand this file"},
 	}
 	for _, c := range classes {
 		t.Run(c.class, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -121,7 +122,9 @@ func invariantViolations(c *Config) []string {
 	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	d := c.Director
 	if !isName(d.Name) || d.VIPInterface == "" || d.ResyncInterval <= 0 || d.MaxFailedResyncs < 1 ||
-		d.HoldDown < 0 || d.DrainDelay < 0 || d.GracefulShutdown < 0 || d.Linger < 0 {
+		d.HoldDown < 0 || d.DrainDelay < 0 || d.GracefulShutdown < 0 || d.Linger < 0 ||
+		d.HoldDown > maxHoldDown || d.DrainDelay > maxDrainDelay || d.ResyncInterval > maxResyncInterval ||
+		d.GracefulShutdown > maxGracefulShutdown || d.Linger > maxLinger {
 		bad("director %+v", d)
 	}
 	if d.Announce < AnnounceBGP || d.Announce > AnnounceNone {
@@ -135,6 +138,9 @@ func invariantViolations(c *Config) []string {
 			bad("bgp %+v", c.BGP)
 		}
 		for _, p := range c.BGP.Peers {
+			if p.Address == c.BGP.RouterID || slices.Contains(c.VIPs(), p.Address) {
+				bad("peer %s is the director itself", p.Address)
+			}
 			if !p.Address.IsValid() || p.ASN == 0 || p.Port == 0 || (p.HoldTime != 0 && p.Keepalive >= p.HoldTime) ||
 				p.ConnectRetry < 1e9 || p.IdleHoldAfterReset < 1e9 || len(p.Password) > maxMD5KeyLen ||
 				(p.MultihopTTL != 0 && p.TTLSecurity != 0) || !(p.IPv4 || p.IPv6) ||
@@ -163,6 +169,9 @@ func invariantViolations(c *Config) []string {
 		}
 		names[s.Name] = true
 		h := s.Health
+		if h.Interval > maxCheckInterval || s.Persistence > maxPersistence {
+			bad("service %s: check interval %s, persistence %s", s.Name, h.Interval, s.Persistence)
+		}
 		if h.Interval <= 0 || h.Timeout <= 0 || h.Timeout >= h.Interval || h.Rise < 1 || h.Fall < 1 {
 			bad("service %s: check %+v", s.Name, h)
 		}

@@ -2,36 +2,50 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"strconv"
-	"strings"
+	"syscall"
+	"time"
 
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// maxFileSize bounds what Load reads: a configuration of 10,000 services is a
-// few megabytes; anything far larger is the wrong file.
-const maxFileSize = 64 << 20
+// Bounds of what Load reads and Parse parses. The largest configuration the
+// project plans for, 10,000 services of 5 backends each, is 3.3 MiB and about
+// 370,000 values (BenchmarkParseLarge); the YAML parser needs up to about 200
+// bytes of memory per value, so these bounds keep the worst file Parse
+// accepts to a few hundred megabytes and seconds (TestParseBounds) instead of
+// gigabytes and minutes.
+const (
+	// maxFileSize is the largest file Load reads.
+	maxFileSize = 8 << 20
+	// maxValues bounds the values (scalars, lists and mappings, as estimated
+	// by countValues) a file may hold.
+	maxValues = 1_000_000
+	// readTimeout bounds how long Load waits for the file's bytes, so a
+	// file on a hung network filesystem cannot stall a reload forever.
+	readTimeout = 10 * time.Second
+)
 
 // Load reads and validates the configuration file at path. A read failure is
 // returned wrapped; a file with problems returns Errors listing all of them.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	return LoadContext(context.Background(), path)
+}
+
+// LoadContext is Load that gives up reading when ctx ends or after
+// readTimeout. Only regular files are read: a FIFO, a device or a directory
+// is refused at once instead of blocking the caller.
+func LoadContext(ctx context.Context, path string) (*Config, error) {
+	data, err := readFile(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("read configuration: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read configuration %s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("read configuration %s: larger than %d MiB; is this the right file?", path, maxFileSize>>20)
+		return nil, err
 	}
 	c, err := Parse(path, data)
 	if err != nil {
@@ -41,29 +55,140 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
+// readFile reads a regular file of at most maxFileSize bytes. The file is
+// opened non-blocking, so opening a FIFO does not wait for a writer, and
+// checked to be a regular file before anything is read. The read itself runs
+// in a goroutine so that the caller returns at the deadline even when the
+// filesystem does not (the goroutine then finishes whenever the read does).
+func readFile(ctx context.Context, path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("read configuration %s: it is %s, not a regular file: point the daemon at the YAML file itself", path, fileKind(fi.Mode()))
+	}
+	if fi.Size() > maxFileSize {
+		f.Close()
+		return nil, tooLarge(path)
+	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+		done <- result{data, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("read configuration %s: %w", path, r.err)
+		}
+		if len(r.data) > maxFileSize {
+			return nil, tooLarge(path)
+		}
+		return r.data, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("read configuration %s: gave up waiting for the file's bytes (%w; the limit is %s): is it on a hung network filesystem?", path, ctx.Err(), readTimeout)
+	}
+}
+
+func tooLarge(path string) error {
+	return fmt.Errorf("read configuration %s: larger than %d MiB; a configuration of 10,000 services is about 3 MiB: is this the right file?", path, maxFileSize>>20)
+}
+
+// fileKind names a file type for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
+}
+
 // Parse validates a configuration held in memory; name is used in error
 // messages (usually the file name). The error, if any, is Errors: every
 // validation problem, or the one syntax error that stopped the parser.
 func Parse(name string, data []byte) (*Config, error) {
+	if e := checkBounds(name, data); e != nil {
+		return nil, Errors{e}
+	}
 	root, perr := parseYAML(name, data)
 	if perr != nil {
 		return nil, Errors{perr}
 	}
 	r := newReport(name)
 	var rc rawConfig
-	decodeRoot(r, root, &rc)
-	if root.Kind != yaml.MappingNode {
-		return nil, r.errs.sorted()
+	if !decodeRoot(r, root, &rc) {
+		return nil, r.result()
 	}
 	c := validate(r, &rc)
-	if len(r.errs) > 0 {
-		return nil, r.errs.sorted()
+	if r.failedLoad() {
+		return nil, r.result()
 	}
 	c.Digest = Digest(data)
 	if len(r.warns) > 0 {
 		c.Warnings = r.warns.sorted()
 	}
 	return c, nil
+}
+
+// checkBounds refuses data that is too large to be a configuration before
+// the YAML parser spends memory on it.
+func checkBounds(name string, data []byte) *Error {
+	if len(data) > maxFileSize {
+		return &Error{File: name, Path: PathDocument, Msg: fmt.Sprintf("%d bytes is larger than the %d MiB a configuration may have", len(data), maxFileSize>>20),
+			Hint: "a configuration of 10,000 services is about 3 MiB: is this the right file?"}
+	}
+	if n := countValues(data); n > maxValues {
+		return &Error{File: name, Path: PathDocument, Msg: fmt.Sprintf("the file holds about %d values, more than the %d a configuration may have", n, maxValues),
+			Hint: "10,000 services of 5 backends are about 370,000 values: is this the right file?"}
+	}
+	return nil
+}
+
+// countValues estimates the number of YAML values in data from the
+// indicators that start or separate them: every block list item ("- "),
+// mapping key (": "), flow collection ('[', '{') and flow separator (',').
+// Each value but the document's root needs one of them, and each of them
+// makes at most two values (a key and its value), so the estimate bounds
+// the parser's work without parsing; characters inside quoted strings and
+// comments only make it larger.
+func countValues(data []byte) int {
+	n := 0
+	for i, c := range data {
+		switch c {
+		case ',', '[', '{':
+			n++
+		case '-', ':':
+			if i+1 == len(data) {
+				n++
+				continue
+			}
+			switch data[i+1] {
+			case ' ', '\t', '\n', '\r':
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // Digest returns the short SHA-256 of a configuration file's bytes, the
@@ -110,33 +235,4 @@ func parseYAML(name string, data []byte) (root *yaml.Node, e *Error) {
 func emptyError(name string) *Error {
 	return &Error{File: name, Path: PathDocument, Msg: "the file holds no configuration",
 		Hint: "start from examples/directord.yaml"}
-}
-
-// syntaxError turns a yaml.v3 parse error ("yaml: line 3: did not find
-// expected key") into an Error with its line.
-func syntaxError(name string, data []byte, err error) *Error {
-	e := &Error{File: name, Path: PathSyntax, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	if rest, ok := strings.CutPrefix(e.Msg, "line "); ok {
-		if num, msg, ok := strings.Cut(rest, ": "); ok {
-			if n, cerr := strconv.Atoi(num); cerr == nil && n > 0 {
-				e.Line, e.Msg = n, msg
-			}
-		}
-	}
-	// The parser does not say where an unknown alias is; the first use is.
-	if rest, ok := strings.CutPrefix(e.Msg, "unknown anchor '"); ok && e.Line == 0 {
-		if anchor, _, ok := strings.Cut(rest, "'"); ok && anchor != "" {
-			for i, l := range strings.Split(string(data), "\n") {
-				if strings.Contains(l, "*"+anchor) {
-					e.Line = i + 1
-					break
-				}
-			}
-			e.Hint = "define the anchor (&" + anchor + ") before its first use"
-		}
-	}
-	if strings.Contains(e.Msg, "found character that cannot start any token") {
-		e.Hint = "YAML does not allow tabs for indentation; indent with spaces"
-	}
-	return e
 }

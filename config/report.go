@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // report collects the problems of one file and remembers where every field
@@ -18,7 +20,15 @@ type report struct {
 	bad   map[string]bool
 	errs  Errors
 	warns Errors
+	// dropped counts the errors found after maxErrors were recorded: a file
+	// with tens of thousands of problems must not cost megabytes to report.
+	dropped int
 }
+
+// maxErrors bounds the errors one load records (the rest are only counted,
+// see report.result): far more than anyone reads, far less than a broken
+// multi-megabyte file can produce.
+const maxErrors = 1000
 
 func newReport(file string) *report {
 	return &report{file: file, lines: make(map[string]int), bad: make(map[string]bool)}
@@ -30,10 +40,55 @@ func (r *report) errAt(line int, path, format string, args ...any) *Error {
 	if path == "" {
 		path = PathDocument
 	}
-	e := &Error{File: r.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
-	r.errs = append(r.errs, e)
 	r.bad[path] = true
+	if len(r.errs) >= maxErrors {
+		r.dropped++
+		return nil
+	}
+	e := &Error{File: r.file, Line: line, Path: path, Msg: fmt.Sprintf(format, clipArgs(args)...)}
+	r.errs = append(r.errs, e)
 	return e
+}
+
+// maxQuoted bounds how much of a value a message quotes: a multi-megabyte
+// string must not make every error that names it as large. It is longer
+// than the lists of valid keys that hints quote.
+const maxQuoted = 512
+
+// clipArgs shortens long string arguments of a message to maxQuoted bytes
+// (at a character boundary) followed by "...".
+func clipArgs(args []any) []any {
+	for i, a := range args {
+		s, ok := a.(string)
+		if !ok || len(s) <= maxQuoted {
+			continue
+		}
+		cut := maxQuoted
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		out := slices.Clone(args)
+		out[i] = s[:cut] + "..."
+		args = out
+	}
+	return args
+}
+
+// failedLoad reports whether any error was found.
+func (r *report) failedLoad() bool {
+	return len(r.errs) > 0
+}
+
+// result returns the recorded errors sorted by line, followed, when some were
+// only counted, by one file-level entry that says how many more there are.
+func (r *report) result() Errors {
+	out := r.errs.sorted()
+	if r.dropped > 0 {
+		out = append(out, &Error{File: r.file, Path: PathDocument,
+			Msg:  fmt.Sprintf("%d more errors are not listed", r.dropped),
+			Hint: "fix the ones above first; this file may not be a configuration at all", omitted: r.dropped})
+	}
+	return out
 }
 
 // failed reports whether path or one of its ancestors already has an error.
@@ -52,12 +107,18 @@ func (r *report) failed(path string) bool {
 // errf records an error at the line where path (or its nearest written
 // ancestor, for a missing field) appears.
 func (r *report) errf(path, format string, args ...any) *Error {
+	if len(r.errs) >= maxErrors {
+		return r.errAt(0, path, format)
+	}
 	return r.errAt(r.lineOf(path), path, format, args...)
 }
 
 // warnf records a problem that does not stop the load.
 func (r *report) warnf(path, format string, args ...any) *Error {
-	e := &Error{File: r.file, Line: r.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	if len(r.warns) >= maxErrors {
+		return nil
+	}
+	e := &Error{File: r.file, Line: r.lineOf(path), Path: path, Msg: fmt.Sprintf(format, clipArgs(args)...)}
 	r.warns = append(r.warns, e)
 	return e
 }

@@ -37,8 +37,30 @@ func validate(r *report, rc *rawConfig) *Config {
 		c.BGP = bgp
 	}
 	c.Services = v.services(rc.Services, c.Director.Announce, c.BGP)
+	if bgp != nil {
+		v.peersNotSelf(bgp, c.Services)
+	}
 	return c
 }
+
+// Upper bounds of the director's timers. Go durations reach 292 years; these
+// bounds catch a unit typo ("3h" for "3s") before it makes a director wait
+// for hours, and keep sums of them (the shutdown budget) far from overflow.
+const (
+	// maxHoldDown: a VIP waits this long after every flap before it is
+	// announced; minutes would already keep a healthy director out for long.
+	maxHoldDown = 10 * time.Minute
+	// maxDrainDelay: a backend stays in IPVS at weight 0 this long; a day
+	// covers the longest-lived connections worth waiting for.
+	maxDrainDelay = 24 * time.Hour
+	// maxResyncInterval: drift (a route or service removed by hand) stays
+	// unrepaired this long.
+	maxResyncInterval = time.Hour
+	// maxGracefulShutdown and maxLinger: a shutdown or director drain waits
+	// this long; a restart that takes more than minutes is an outage of its own.
+	maxGracefulShutdown = 10 * time.Minute
+	maxLinger           = 10 * time.Minute
+)
 
 // Typed-value helpers. Each takes the raw pointer (nil = absent) and the field
 // path, and returns the value (the default when absent or invalid) and whether
@@ -71,6 +93,29 @@ func (v *validator) duration(p *string, path string, def time.Duration) (time.Du
 		return def, false
 	}
 	return d, true
+}
+
+// durationAtMost is duration with an upper bound; why says what a larger
+// value would do.
+func (v *validator) durationAtMost(p *string, path string, def, hi time.Duration, why string) (time.Duration, bool) {
+	d, ok := v.duration(p, path, def)
+	if ok && d > hi {
+		v.errf(path, "%s is longer than the %s allowed", *p, fmtDuration(hi)).hintf("%s", why)
+		return def, false
+	}
+	return d, ok
+}
+
+// fmtDuration prints a bound the way an operator writes it ("10m", "24h").
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // seconds parses a duration that the protocol carries in whole seconds, within
@@ -231,9 +276,12 @@ func (v *validator) director(d *rawDirector, hasBGP bool) Director {
 	if a, ok := v.enum(d.Announce, "director.announce", "announce mode", "", []string{"bgp", "kernel", "none"}); ok && a != "" {
 		out.Announce = map[string]Announce{"bgp": AnnounceBGP, "kernel": AnnounceKernel, "none": AnnounceNone}[a]
 	}
-	out.HoldDown, _ = v.duration(d.HoldDown, "director.hold_down", DefaultHoldDown)
-	out.DrainDelay, _ = v.duration(d.DrainDelay, "director.drain_delay", DefaultDrainDelay)
-	out.ResyncInterval, _ = v.duration(d.ResyncInterval, "director.resync_interval", DefaultResyncInterval)
+	out.HoldDown, _ = v.durationAtMost(d.HoldDown, "director.hold_down", DefaultHoldDown, maxHoldDown,
+		"a VIP waits this long after every flap before it is announced; seconds are usual")
+	out.DrainDelay, _ = v.durationAtMost(d.DrainDelay, "director.drain_delay", DefaultDrainDelay, maxDrainDelay,
+		"a failed backend stays in IPVS this long; use an operator drain for longer waits")
+	out.ResyncInterval, _ = v.durationAtMost(d.ResyncInterval, "director.resync_interval", DefaultResyncInterval, maxResyncInterval,
+		"drift such as a route removed by hand stays unrepaired this long; seconds are usual")
 	if out.ResyncInterval < 100*time.Millisecond {
 		v.errf("director.resync_interval", "%s is too short (at least 100ms)", out.ResyncInterval).
 			hintf("the reconcile pass dumps IPVS and routes; seconds are fine")
@@ -241,8 +289,10 @@ func (v *validator) director(d *rawDirector, hasBGP bool) Director {
 	}
 	n, _ := v.integer(d.MaxFailedResyncs, "director.max_failed_resyncs", DefaultMaxFailedResyncs, 1, 1000)
 	out.MaxFailedResyncs = int(n)
-	out.GracefulShutdown, _ = v.duration(d.GracefulShutdown, "director.graceful_shutdown", DefaultGracefulShutdown)
-	out.Linger, _ = v.duration(d.Linger, "director.linger", DefaultLinger)
+	out.GracefulShutdown, _ = v.durationAtMost(d.GracefulShutdown, "director.graceful_shutdown", DefaultGracefulShutdown, maxGracefulShutdown,
+		"every shutdown and director drain waits this long before the withdraw; routers move traffic in seconds")
+	out.Linger, _ = v.durationAtMost(d.Linger, "director.linger", DefaultLinger, maxLinger,
+		"every shutdown waits this long after the withdraw; seconds cover packets in flight")
 	out.StateDir = v.str(d.StateDir, DefaultStateDir)
 	if s := out.StateDir; !strings.HasPrefix(s, "/") || strings.ContainsRune(s, 0) {
 		v.errf("director.state_dir", "%q is not an absolute path", s).hintf("for example %s", DefaultStateDir)

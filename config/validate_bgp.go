@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"time"
@@ -221,4 +222,33 @@ func (v *validator) families(fs []*string, path string, peerIs4 bool) (ipv4, ipv
 		ipv6 = ipv6 || name == "ipv6"
 	}
 	return ipv4, ipv6
+}
+
+// peersNotSelf refuses a peer whose address is the director's own: its
+// router_id, a local_address of any session, an address the speaker listens
+// on, or a VIP. Such a session would go to the director itself (or, for a
+// VIP, be carried by the very route it announces) and never reach a router.
+func (v *validator) peersNotSelf(b *BGP, services []Service) {
+	own := make(map[netip.Addr]string)
+	add := func(a netip.Addr, what string) {
+		if _, seen := own[a]; a.IsValid() && !seen {
+			own[a] = what
+		}
+	}
+	add(b.RouterID, "this director's bgp.router_id")
+	for i, p := range b.Peers {
+		add(p.LocalAddress, fmt.Sprintf("this director's own address (local_address of %s)", v.lineRef(indexPath("bgp.peers", i))))
+	}
+	for i, a := range b.ListenAddresses {
+		add(a, fmt.Sprintf("an address the director listens on (%s)", v.lineRef(indexPath("bgp.listen_addresses", i))))
+	}
+	for i, s := range services {
+		add(s.VIP, fmt.Sprintf("a VIP of this director (%s)", v.lineRef(indexPath("services", i))))
+	}
+	for i, p := range b.Peers {
+		if what, self := own[p.Address]; self {
+			v.errf(indexPath("bgp.peers", i)+".address", "%s is %s: the session would not reach a router", p.Address, what).
+				hintf("the peer address is the upstream router's address on the link to this director")
+		}
+	}
 }

@@ -13,6 +13,9 @@ const (
 	minCheckInterval = 10 * time.Millisecond
 	// minCheckTimeout is the shortest probe deadline that can succeed at all.
 	minCheckTimeout = time.Millisecond
+	// maxCheckInterval: with the default fall of 3, a dead backend is noticed
+	// after three intervals; longer than an hour is a unit typo.
+	maxCheckInterval = time.Hour
 	// maxRiseFall bounds the dampening counters to something a human meant.
 	maxRiseFall = 100
 )
@@ -40,7 +43,8 @@ func (v *validator) check(r *rawCheck, path string) Check {
 	c := Check{}
 	typ, typeOK := v.enum(r.Type, path+".type", "health check type", string(DefaultCheckType), checkTypes())
 	c.Type = CheckType(typ)
-	interval, iok := v.duration(r.Interval, path+".interval", DefaultCheckInterval)
+	interval, iok := v.durationAtMost(r.Interval, path+".interval", DefaultCheckInterval, maxCheckInterval,
+		"a dead backend is noticed only after fall x interval; 1s or 2s is usual")
 	if iok && interval < minCheckInterval {
 		v.errf(path+".interval", "%s is shorter than %s", interval, minCheckInterval).
 			hintf("probes that often would flood the backends; 1s or 2s is usual")

@@ -41,6 +41,9 @@ const (
 	maxWeight = 65535
 	// maxASPathPrepend keeps prepending to something routers accept.
 	maxASPathPrepend = 10
+	// maxPersistence: IPVS keeps a client's persistence template this long
+	// after its last connection; a day covers any session worth keeping.
+	maxPersistence = 24 * time.Hour
 )
 
 // serviceKey identifies a virtual service in the kernel.
@@ -167,10 +170,11 @@ func (v *validator) service(r *rawService, path string, announce Announce, bgp *
 	sched, schedOK := v.enum(r.Scheduler, path+".scheduler", "IPVS scheduler", DefaultScheduler, ipvsSchedulers())
 	s.Scheduler = sched
 	s.SchedulerFlags = v.flags(r.SchedulerFlags, path+".scheduler_flags", sched, schedOK)
-	persist, _ := v.duration(r.Persistence, path+".persistence", 0)
-	if persist%time.Second != 0 || persist > math.MaxUint32*time.Second {
-		v.errf(path+".persistence", "%s is not a whole number of seconds up to 4294967295s", persist).
-			hintf("IPVS keeps persistence timeouts in seconds")
+	persist, pok := v.durationAtMost(r.Persistence, path+".persistence", 0, maxPersistence,
+		"IPVS keeps a client's template this long after its last connection; minutes are usual")
+	if pok && persist%time.Second != 0 {
+		v.errf(path+".persistence", "%s is not a whole number of seconds", persist).
+			hintf("IPVS counts persistence timeouts in seconds")
 		persist = 0
 	}
 	s.Persistence = persist
