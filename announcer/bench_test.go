@@ -38,12 +38,11 @@ func BenchmarkPlanAndDiff(b *testing.B) {
 	}
 	mem := Memory{Learned: true}
 	first := plan(Input{Config: cfg, Health: snap, Now: t0, Memory: mem})
-	// The kernel holds destinations in its canonical list order (descending:
-	// it inserts at the head); one weight differs.
+	// The kernel holds destinations in the canonical list order, as the
+	// plan lists them; one weight differs.
 	have := make([]ipvs.Service, len(first.IPVS))
 	for i, s := range first.IPVS {
 		s.Destinations = slices.Clone(s.Destinations)
-		slices.Reverse(s.Destinations)
 		have[i] = s
 	}
 	have[0].Destinations[0].Weight = 7
@@ -55,7 +54,7 @@ func BenchmarkPlanAndDiff(b *testing.B) {
 	var ops int
 	for i := 0; i < b.N; i++ {
 		p := plan(Input{Config: cfg, Health: snap, Now: t0.Add(time.Hour), Memory: mem, Keys: keys})
-		ops = len(ipvs.Diff(p.IPVS, have))
+		ops = len(ipvs.Diff(p.IPVS, have, t0.Add(time.Hour)))
 	}
 	b.StopTimer()
 	cpu := cpuTime() - cpu0

@@ -1,8 +1,6 @@
 package announcer
 
 import (
-	"cmp"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -10,21 +8,25 @@ import (
 	"github.com/anycast-director/director/ipvs"
 )
 
-// drainer applies the drain delay: a destination that must stop taking new
+// drainer tracks draining destinations: one that must stop taking new
 // connections (unhealthy, drained by the operator, or removed from the
-// configuration) stays in IPVS at weight 0 until DrainDelay has passed since it
-// started draining, then leaves the desired state and is deleted.
+// configuration) is listed at weight 0 with a drain deadline, DrainDelay after
+// it started draining. Whether it is deleted, once idle or once the deadline
+// has passed, is ipvs.Destination.Drained's decision, made where the
+// connections are known (ipvs.Diff). A removed destination is listed until
+// its deadline passes; after that Diff deletes it as unlisted.
 type drainer struct {
 	in   Input
 	out  *Memory
 	wake func(at time.Time)
 }
 
-// track records a destination's draining state and reports whether it stays in
-// the desired IPVS state.
-func (d *drainer) track(id DestID, draining bool) bool {
+// track records a destination's draining state and returns its drain
+// deadline (zero when it is not draining). The loop wakes up at the deadline
+// so the deletion happens on time.
+func (d *drainer) track(id DestID, draining bool) time.Time {
 	if !draining {
-		return true
+		return time.Time{}
 	}
 	since, ok := d.in.Memory.DrainingSince[id]
 	if !ok {
@@ -32,15 +34,13 @@ func (d *drainer) track(id DestID, draining bool) bool {
 	}
 	d.out.DrainingSince[id] = since
 	end := since.Add(d.in.Config.Director.DrainDelay)
-	if !d.in.Now.Before(end) {
-		return false
-	}
 	d.wake(end)
-	return true
+	return end
 }
 
 // removedDests returns the draining remainder of destinations that were in the
-// previous plan of service key but are no longer configured.
+// previous plan of service key but are no longer configured, until their
+// drain deadline passes.
 func (d *drainer) removedDests(key ipvs.Key, current []ipvs.Destination) []ipvs.Destination {
 	prev, ok := d.in.Memory.Previous[key]
 	if !ok {
@@ -54,9 +54,9 @@ func (d *drainer) removedDests(key ipvs.Key, current []ipvs.Destination) []ipvs.
 		}) {
 			continue
 		}
-		ap := netip.AddrPortFrom(pd.Address, pd.Port)
-		if d.track(DestID{Service: key, Dest: ap}, true) {
-			pd.Weight, pd.Draining = 0, true
+		pd.DrainUntil = d.track(DestID{Service: key, Dest: pd.AddrPort()}, true)
+		pd.Weight, pd.Draining = 0, true
+		if !pd.DrainExpired(d.in.Now) {
 			out = append(out, pd)
 		}
 	}
@@ -66,7 +66,7 @@ func (d *drainer) removedDests(key ipvs.Key, current []ipvs.Destination) []ipvs.
 // leftovers returns the previous plan's IPVS services that the configuration
 // no longer has (or that became `local`), with their destinations draining.
 // A leftover disappears, and is deleted from the kernel, once all its
-// destinations have drained away.
+// destinations' drain deadlines have passed.
 func (d *drainer) leftovers(cfg *config.Config) []ipvs.Service {
 	configured := map[ipvs.Key]bool{}
 	for i := range cfg.Services {
@@ -85,22 +85,6 @@ func (d *drainer) leftovers(cfg *config.Config) []ipvs.Service {
 			out = append(out, prev)
 		}
 	}
-	sortServices(out)
+	slices.SortFunc(out, func(a, b ipvs.Service) int { return a.Key.Compare(b.Key) })
 	return out
-}
-
-// sortServices orders services by key so plans are deterministic.
-func sortServices(ss []ipvs.Service) {
-	slices.SortFunc(ss, func(a, b ipvs.Service) int { return compareKeys(a.Key, b.Key) })
-}
-
-// compareKeys orders service keys by VIP, port and protocol.
-func compareKeys(a, b ipvs.Key) int {
-	if c := a.VIP.Compare(b.VIP); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Port, b.Port); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Protocol, b.Protocol)
 }

@@ -82,11 +82,13 @@ func testKey(vip string) ipvs.Key {
 	return ipvs.Key{VIP: netip.MustParseAddr(vip), Port: 80, Protocol: 6}
 }
 
-// destWeights renders a service's destinations as "addr:port=weight ...".
+// destWeights renders a service's destinations as "addr:port=weight ...",
+// in address order for reading.
 func destWeights(s ipvs.Service) string {
 	var parts []string
 	for _, d := range s.Destinations {
 		parts = append(parts, fmt.Sprintf("%s=%d", netip.AddrPortFrom(d.Address, d.Port), d.Weight))
 	}
+	sort.Strings(parts)
 	return strings.Join(parts, " ")
 }

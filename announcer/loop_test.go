@@ -482,3 +482,35 @@ func ipvsService(vip string, dests ...string) ipvs.Service {
 	}
 	return s
 }
+
+func TestLoopWakesAtTheDrainDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		cfg.Director.ResyncInterval = time.Hour // only the deadline can wake the loop
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		w.setHealth(healthOf(cfg, map[string]health.State{"10.0.2.21": up, "10.0.2.22": down, "10.0.2.31": up}))
+		synctest.Wait()
+		w.mu.Lock()
+		runs := w.applyRuns
+		w.mu.Unlock()
+		time.Sleep(cfg.Director.DrainDelay - time.Millisecond)
+		synctest.Wait()
+		if sv, _ := l.Status().Service("web"); sv.Backends[1].Deleted {
+			t.Fatalf("deleted before the drain deadline: %+v", sv.Backends[1])
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		w.mu.Lock()
+		after := w.applyRuns
+		w.mu.Unlock()
+		sv, _ := l.Status().Service("web")
+		if after != runs+1 || !sv.Backends[1].Deleted {
+			t.Errorf("at the drain deadline: %d passes, backend %+v; want one pass that deletes it", after-runs, sv.Backends[1])
+		}
+	})
+}

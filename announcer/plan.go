@@ -1,11 +1,9 @@
 package announcer
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/anycast-director/director/config"
@@ -161,7 +159,7 @@ type BackendPlan struct {
 	Configured, Effective int
 	// Draining says it is held at weight 0 until its connections end.
 	Draining bool
-	// Deleted says its drain delay is over: it is no longer in IPVS.
+	// Deleted says its drain deadline has passed: it is no longer in IPVS.
 	Deleted bool
 	// Reason explains Effective.
 	Reason string
@@ -236,11 +234,9 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 			id := DestID{Service: key, Dest: netip.AddrPortFrom(bp.Address, bp.Port)}
 			dest := ipvs.Destination{Address: bp.Address, Port: bp.Port, Weight: bp.Effective,
 				Forwarding: forwardingOf(svc.Forwarding), Draining: bp.Draining}
-			if keep := d.track(id, bp.Draining); keep {
-				dests = append(dests, dest)
-			} else {
-				bp.Deleted = true
-			}
+			dest.DrainUntil = d.track(id, bp.Draining)
+			bp.Deleted = dest.DrainExpired(in.Now)
+			dests = append(dests, dest)
 		}
 		sp.Backends = append(sp.Backends, bp)
 	}
@@ -249,7 +245,7 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 		return sp, nil
 	}
 	dests = append(dests, d.removedDests(key, dests)...)
-	sortDests(dests)
+	ipvs.SortCanonical(dests)
 	return sp, &ipvs.Service{Key: key, Scheduler: svc.Scheduler, Flags: svc.SchedulerFlags,
 		Persistence: svc.Persistence, Destinations: dests}
 }
@@ -323,16 +319,6 @@ func forwardingOf(f config.Forwarding) ipvs.Forwarding {
 		return ipvs.Tunnel
 	}
 	return ipvs.DirectRoute
-}
-
-// sortDests puts destinations in the canonical order (address, then port).
-func sortDests(ds []ipvs.Destination) {
-	slices.SortFunc(ds, func(a, b ipvs.Destination) int {
-		if c := a.Address.Compare(b.Address); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Port, b.Port)
-	})
 }
 
 // Verdicts returns every backend's current verdict, to seed Memory.LastHealth

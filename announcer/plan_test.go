@@ -79,14 +79,21 @@ func runScenario(t *testing.T, steps []step) {
 		if s.wantDests != nil {
 			got := map[string][]string{}
 			for _, svc := range p.IPVS {
+				if !ipvs.IsCanonical(svc.Destinations) {
+					t.Errorf("%s: destinations of %s not in canonical order", label, svc.Key)
+				}
 				var ds []string
 				for _, d := range svc.Destinations {
 					e := fmt.Sprintf("%s w%d", netip.AddrPortFrom(d.Address, d.Port), d.Weight)
 					if d.Draining {
 						e += " drain"
 					}
+					if d.DrainExpired(t0.Add(s.at)) {
+						e += " over"
+					}
 					ds = append(ds, e)
 				}
+				sort.Strings(ds) // address order, for reading
 				got[svc.Key.String()] = ds
 			}
 			if diff := cmp.Diff(s.wantDests, got); diff != "" {
@@ -126,7 +133,7 @@ func TestPlanLearnHoldDownWithdraw(t *testing.T) {
 			wantDests:   map[string][]string{key: {"10.0.2.21:80 w0 drain", "10.0.2.22:80 w0 drain"}}},
 		{name: "drain delay over for the first one", at: 15 * time.Second,
 			health:    map[string]health.State{"10.0.2.21": down, "10.0.2.22": down},
-			wantDests: map[string][]string{key: {"10.0.2.21:80 w0 drain"}}},
+			wantDests: map[string][]string{key: {"10.0.2.21:80 w0 drain", "10.0.2.22:80 w0 drain over"}}},
 		{name: "recovered: hold-down again", at: 16 * time.Second,
 			health:      map[string]health.State{"10.0.2.21": up, "10.0.2.22": up},
 			wantReasons: map[string]string{"198.18.0.10": "hold-down"},
@@ -291,12 +298,8 @@ func TestPlanIsPureAndDeterministic(t *testing.T) {
 	if len(mem.DrainingSince) != 0 || len(mem.Previous) != 0 {
 		t.Errorf("plan mutated its input memory: %+v", mem)
 	}
-	var order []string
-	for _, d := range a.IPVS[0].Destinations {
-		order = append(order, d.Address.String())
-	}
-	if !sort.StringsAreSorted(order) {
-		t.Errorf("destinations not in canonical order: %v", order)
+	if !ipvs.IsCanonical(a.IPVS[0].Destinations) {
+		t.Errorf("destinations not in canonical order: %v", a.IPVS[0].Destinations)
 	}
 }
 

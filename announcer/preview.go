@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/ipvs"
@@ -47,14 +48,14 @@ func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error
 		in.Keys = nil
 		in.Config = cfg
 		after := plan(in)
-		out = diffPlans(before, after)
+		out = diffPlans(before, after, now)
 		return nil
 	})
 	return out, err
 }
 
-// diffPlans lists the IPVS and route differences between two plans.
-func diffPlans(before, after Plan) []Change {
+// diffPlans lists the IPVS and route differences between two plans at now.
+func diffPlans(before, after Plan, now time.Time) []Change {
 	var out []Change
 	old := map[ipvs.Key]ipvs.Service{}
 	for _, s := range before.IPVS {
@@ -67,13 +68,13 @@ func diffPlans(before, after Plan) []Change {
 		if !ok {
 			out = append(out, Change{Kind: "service", Action: "add", Subject: s.Key.String(),
 				Detail: fmt.Sprintf("scheduler %s %s", s.Scheduler, strings.Join(s.Flags, ","))})
-			out = append(out, diffDests(s.Key, nil, s.Destinations)...)
+			out = append(out, diffDests(s.Key, nil, live(s.Destinations, now))...)
 			continue
 		}
 		if d := serviceDelta(o, s); d != "" {
 			out = append(out, Change{Kind: "service", Action: "change", Subject: s.Key.String(), Detail: d})
 		}
-		out = append(out, diffDests(s.Key, o.Destinations, s.Destinations)...)
+		out = append(out, diffDests(s.Key, live(o.Destinations, now), live(s.Destinations, now))...)
 	}
 	for _, s := range before.IPVS {
 		if !seen[s.Key] {
@@ -99,6 +100,12 @@ func serviceDelta(a, b ipvs.Service) string {
 	return strings.Join(d, ", ")
 }
 
+// live drops the destinations whose drain deadline has passed at now: they
+// are gone from the kernel in either plan.
+func live(ds []ipvs.Destination, now time.Time) []ipvs.Destination {
+	return slices.DeleteFunc(slices.Clone(ds), func(d ipvs.Destination) bool { return d.DrainExpired(now) })
+}
+
 // diffDests lists destination changes of one service.
 func diffDests(key ipvs.Key, before, after []ipvs.Destination) []Change {
 	var out []Change
@@ -110,6 +117,11 @@ func diffDests(key ipvs.Key, before, after []ipvs.Destination) []Change {
 		old[netip.AddrPortFrom(d.Address, d.Port)] = d
 	}
 	seen := map[netip.AddrPort]bool{}
+	// Address order reads best (plans list destinations in the kernel's
+	// canonical order, which is descending).
+	byAddr := func(a, b ipvs.Destination) int { return a.AddrPort().Compare(b.AddrPort()) }
+	after = slices.SortedFunc(slices.Values(after), byAddr)
+	before = slices.SortedFunc(slices.Values(before), byAddr)
 	for _, d := range after {
 		ap := netip.AddrPortFrom(d.Address, d.Port)
 		seen[ap] = true

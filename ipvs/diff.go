@@ -121,7 +121,7 @@ func Validate(s Service) error {
 	if s.Scheduler == "" {
 		errs = append(errs, errors.New("scheduler: empty (use mh, wlc, rr, ...)"))
 	}
-	if _, err := flagBits(s.Scheduler, s.Flags); err != nil {
+	if _, err := FlagBits(s.Scheduler, s.Flags); err != nil {
 		errs = append(errs, fmt.Errorf("flags: %w", err))
 	}
 	if slices.Contains(s.Flags, "ops") && k.Protocol != 17 {
@@ -167,9 +167,10 @@ func Validate(s Service) error {
 // Services only in have are deleted: pass only the services the
 // configuration owns. Services that fail Validate produce no ops at all, so a
 // bad entry never deletes a working service. Destinations are kept in the
-// canonical order (see canonicalOrder); a draining destination is held at
-// weight 0 and deleted once its connections (have's Stats) reach zero.
-func Diff(want, have []Service) []Op {
+// canonical order (see SortCanonical); a draining destination is held at
+// weight 0 and deleted once Destination.Drained says so at now, given its
+// connections in have.
+func Diff(want, have []Service, now time.Time) []Op {
 	wantByKey := make(map[Key]*Service, len(want))
 	for i := range want {
 		wantByKey[want[i].Key] = &want[i]
@@ -187,31 +188,21 @@ func Diff(want, have []Service) []Op {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortFunc(keys, compareKeys)
+	slices.SortFunc(keys, Key.Compare)
 	var ops []Op
 	for _, k := range keys {
 		w := wantByKey[k]
 		if w != nil && Validate(*w) != nil {
 			continue
 		}
-		ops = append(ops, diffService(w, haveByKey[k])...)
+		ops = append(ops, DiffService(w, haveByKey[k], now)...)
 	}
 	return ops
 }
 
-// compareKeys orders keys for deterministic plans.
-func compareKeys(a, b Key) int {
-	if c := a.VIP.Compare(b.VIP); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Port, b.Port); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Protocol, b.Protocol)
-}
-
-// diffService diffs one key; nil means absent. want must be valid.
-func diffService(want, have *Service) []Op {
+// DiffService diffs one key, as Diff does; nil means absent. want must be
+// valid.
+func DiffService(want, have *Service, now time.Time) []Op {
 	if want == nil {
 		if have == nil {
 			return nil
@@ -219,26 +210,31 @@ func diffService(want, have *Service) []Op {
 		return []Op{{Kind: OpDeleteService, Service: header(*have), Reason: "not in configuration"}}
 	}
 	if have == nil {
-		create := Op{Kind: OpCreateService, Service: header(*want), Reason: "new"}
-		adds := diffDestinations(want.Key, want.Destinations, nil)
-		if !tableScheduler(want.Scheduler) || len(adds) < 2 {
-			return append([]Op{create}, adds...)
-		}
-		// The kernel rebuilds an mh table (4093 slots) on every destination
-		// change: create the service without a scheduler, add the
-		// destinations, then bind the scheduler, which builds the table once
-		// from the same list. Until then the new service schedules nothing.
-		create.Service.Scheduler = noScheduler
-		create.Service.Flags = flagNames(noScheduler, mustFlagBits(want))
-		create.Reason = "new; scheduler " + want.Scheduler + " bound after the destinations"
-		ops := append([]Op{create}, adds...)
-		return append(ops, Op{Kind: OpUpdateService, Service: header(*want), Reason: "bind scheduler " + want.Scheduler + ": one table build"})
+		return createService(want, now)
 	}
 	var ops []Op
 	if why := serviceChange(*want, *have); why != "" {
 		ops = append(ops, Op{Kind: OpUpdateService, Service: header(*want), Reason: why})
 	}
-	return append(ops, diffDestinations(want.Key, want.Destinations, have.Destinations)...)
+	return append(ops, diffDestinations(want.Key, want.Destinations, have.Destinations, now)...)
+}
+
+// createService plans a new service with its destinations.
+func createService(want *Service, now time.Time) []Op {
+	create := Op{Kind: OpCreateService, Service: header(*want), Reason: "new"}
+	adds := diffDestinations(want.Key, want.Destinations, nil, now)
+	if !tableScheduler(want.Scheduler) || len(adds) < 2 {
+		return append([]Op{create}, adds...)
+	}
+	// The kernel rebuilds an mh table (4093 slots) on every destination
+	// change: create the service without a scheduler, add the
+	// destinations, then bind the scheduler, which builds the table once
+	// from the same list. Until then the new service schedules nothing.
+	create.Service.Scheduler = noScheduler
+	create.Service.Flags = FlagNames(noScheduler, mustFlagBits(want))
+	create.Reason = "new; scheduler " + want.Scheduler + " bound after the destinations"
+	ops := append([]Op{create}, adds...)
+	return append(ops, Op{Kind: OpUpdateService, Service: header(*want), Reason: "bind scheduler " + want.Scheduler + ": one table build"})
 }
 
 // noScheduler is the kernel's name for a service without a scheduler.
@@ -248,17 +244,17 @@ const noScheduler = "none"
 // on every destination change, and which are expensive to build.
 func tableScheduler(name string) bool { return name == "mh" }
 
-// mustFlagBits is flagBits of a validated service.
+// mustFlagBits is FlagBits of a validated service.
 func mustFlagBits(s *Service) uint32 {
-	bits, _ := flagBits(s.Scheduler, s.Flags)
+	bits, _ := FlagBits(s.Scheduler, s.Flags)
 	return bits
 }
 
 // header is s without destinations and with canonical flags, as sent in
 // service writes.
 func header(s Service) Service {
-	bits, _ := flagBits(s.Scheduler, s.Flags)
-	return Service{Key: s.Key, Scheduler: s.Scheduler, Flags: flagNames(s.Scheduler, bits), Persistence: s.Persistence}
+	bits, _ := FlagBits(s.Scheduler, s.Flags)
+	return Service{Key: s.Key, Scheduler: s.Scheduler, Flags: FlagNames(s.Scheduler, bits), Persistence: s.Persistence}
 }
 
 // serviceChange says what differs between the desired and the observed
@@ -268,10 +264,10 @@ func serviceChange(want, have Service) string {
 	if want.Scheduler != have.Scheduler {
 		why = append(why, fmt.Sprintf("scheduler %s -> %s", have.Scheduler, want.Scheduler))
 	}
-	wb, _ := flagBits(want.Scheduler, want.Flags)
-	hb, _ := flagBits(have.Scheduler, have.Flags)
+	wb, _ := FlagBits(want.Scheduler, want.Flags)
+	hb, _ := FlagBits(have.Scheduler, have.Flags)
 	if wb != hb {
-		why = append(why, fmt.Sprintf("flags [%s] -> [%s]", strings.Join(flagNames(have.Scheduler, hb), ","), strings.Join(flagNames(want.Scheduler, wb), ",")))
+		why = append(why, fmt.Sprintf("flags [%s] -> [%s]", strings.Join(FlagNames(have.Scheduler, hb), ","), strings.Join(FlagNames(want.Scheduler, wb), ",")))
 	}
 	if want.Persistence != have.Persistence {
 		why = append(why, fmt.Sprintf("persistence %s -> %s", have.Persistence, want.Persistence))
@@ -279,24 +275,29 @@ func serviceChange(want, have Service) string {
 	return strings.Join(why, ", ")
 }
 
-// compareDestsCanonical is the canonical kernel list order: descending by
+// compareCanonical is the canonical kernel list order: descending by
 // address, then port. The kernel inserts at the head, so Apply adds
 // destinations in ascending order and the list reads descending.
-func compareDestsCanonical(a, b Destination) int {
+func compareCanonical(a, b Destination) int {
 	if c := b.Address.Compare(a.Address); c != 0 {
 		return c
 	}
 	return cmp.Compare(b.Port, a.Port)
 }
 
-// canonicalOrder sorts ds into the order the kernel list must have. The order
+// SortCanonical sorts ds into the order the kernel list must have. The order
 // depends on the set of destinations alone, so every director with the same
-// backends builds the same mh (and sh) table whatever its history.
-func canonicalOrder(ds []Destination) {
-	slices.SortFunc(ds, compareDestsCanonical)
+// backends builds the same mh (and sh) table whatever its history. The
+// announcer's plan lists destinations in this order too, so a settled
+// service compares with the kernel's list position by position.
+func SortCanonical(ds []Destination) {
+	slices.SortFunc(ds, compareCanonical)
 }
 
-func destKey(d Destination) netip.AddrPort { return netip.AddrPortFrom(d.Address, d.Port) }
+// IsCanonical reports whether ds is in canonical order.
+func IsCanonical(ds []Destination) bool {
+	return slices.IsSortedFunc(ds, compareCanonical)
+}
 
 // diffDestinations plans the destination writes of one service. have is in
 // kernel list order. The kernel only inserts at the head, so the plan keeps
@@ -306,45 +307,16 @@ func destKey(d Destination) netip.AddrPort { return netip.AddrPortFrom(d.Address
 // A destination deleted with connections goes to the kernel's trash and the
 // add takes it back with its connections (ip_vs_trash_get_dest), so
 // reordering does not break flows as long as expire_nodest_conn is 0.
-func diffDestinations(key Key, want, have []Destination) []Op {
+func diffDestinations(key Key, want, have []Destination, now time.Time) []Op {
 	havePos := newDestIndex(have)
-	keep := make([]Destination, 0, len(want))
-	for _, w := range want {
-		i := havePos.find(destKey(w))
-		if w.Draining {
-			if i < 0 {
-				continue // nothing left to drain
-			}
-			if c := have[i].Conns; c.Active+c.Inactive == 0 {
-				continue // drained: deleted below
-			}
-			w.Weight = 0
-		}
-		w.Conns = Conns{}
-		keep = append(keep, w)
-	}
-	canonicalOrder(keep)
-	keepSet := newDestIndex(keep)
-	wantIdx := newDestIndex(want)
-
-	var ops []Op
+	keep := keptDestinations(want, have, havePos, now)
 	svc := Service{Key: key}
-	for _, h := range have {
-		if keepSet.find(destKey(h)) >= 0 {
-			continue
-		}
-		why := "not in configuration"
-		if i := wantIdx.find(destKey(h)); i >= 0 && want[i].Draining {
-			why = "drained: no connections left"
-		}
-		ops = append(ops, Op{Kind: OpDeleteDestination, Service: svc, Destination: h, Reason: why})
-	}
-
+	ops := deleteUnkept(svc, want, have, keep, now)
 	// Longest tail of keep already in kernel order: positions must increase.
 	split := len(keep)
 	next := len(have)
 	for split > 0 {
-		p := havePos.find(destKey(keep[split-1]))
+		p := havePos.find(keep[split-1].AddrPort())
 		if p < 0 || p >= next {
 			break
 		}
@@ -352,7 +324,7 @@ func diffDestinations(key Key, want, have []Destination) []Op {
 		split--
 	}
 	for _, w := range keep[split:] {
-		h := have[havePos.find(destKey(w))]
+		h := have[havePos.find(w.AddrPort())]
 		if why := destChange(w, h); why != "" {
 			ops = append(ops, Op{Kind: OpUpdateDestination, Service: svc, Destination: w, Reason: why})
 		}
@@ -360,7 +332,7 @@ func diffDestinations(key Key, want, have []Destination) []Op {
 	for i := split - 1; i >= 0; i-- {
 		w := keep[i]
 		why := "new"
-		if havePos.find(destKey(w)) >= 0 {
+		if havePos.find(w.AddrPort()) >= 0 {
 			ops = append(ops, Op{Kind: OpDeleteDestination, Service: svc, Destination: w, Reason: "canonical order"})
 			why = "canonical order"
 		}
@@ -368,6 +340,45 @@ func diffDestinations(key Key, want, have []Destination) []Op {
 			why += ", draining"
 		}
 		ops = append(ops, Op{Kind: OpAddDestination, Service: svc, Destination: w, Reason: why})
+	}
+	return ops
+}
+
+// keptDestinations returns the destinations of want that stay in the
+// kernel, in canonical order: a draining one only while the kernel still
+// has it and Drained does not end it, at weight 0.
+func keptDestinations(want, have []Destination, havePos destIndex, now time.Time) []Destination {
+	keep := make([]Destination, 0, len(want))
+	for _, w := range want {
+		if w.Draining {
+			i := havePos.find(w.AddrPort())
+			if i < 0 || w.Drained(have[i].Conns, now) != "" {
+				continue // nothing left to drain, or drained: deleted below
+			}
+			w.Weight = 0
+		}
+		w.Conns = Conns{}
+		keep = append(keep, w)
+	}
+	SortCanonical(keep)
+	return keep
+}
+
+// deleteUnkept plans the deletion of the kernel's destinations that keep
+// does not list, with the reason.
+func deleteUnkept(svc Service, want, have, keep []Destination, now time.Time) []Op {
+	keepSet := newDestIndex(keep)
+	wantIdx := newDestIndex(want)
+	var ops []Op
+	for _, h := range have {
+		if keepSet.find(h.AddrPort()) >= 0 {
+			continue
+		}
+		why := "not in configuration"
+		if i := wantIdx.find(h.AddrPort()); i >= 0 {
+			why = want[i].Drained(h.Conns, now)
+		}
+		ops = append(ops, Op{Kind: OpDeleteDestination, Service: svc, Destination: h, Reason: why})
 	}
 	return ops
 }
@@ -402,8 +413,8 @@ func newDestIndex(ds []Destination) destIndex {
 	if len(ds) > 32 {
 		x.m = make(map[netip.AddrPort]int, len(ds))
 		for i, d := range ds {
-			if _, dup := x.m[destKey(d)]; !dup {
-				x.m[destKey(d)] = i // the first, like the linear scan
+			if _, dup := x.m[d.AddrPort()]; !dup {
+				x.m[d.AddrPort()] = i // the first, like the linear scan
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package ipvs
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -34,6 +33,15 @@ func withConns(d Destination, active, inactive int) Destination {
 
 func draining(d Destination) Destination {
 	d.Draining = true
+	return d
+}
+
+// t0 is the tests' "now".
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// drainingUntil is draining(d) with a drain deadline.
+func drainingUntil(d Destination, until time.Time) Destination {
+	d.Draining, d.DrainUntil = true, until
 	return d
 }
 
@@ -195,6 +203,17 @@ func TestDiff(t *testing.T) {
 			ops:  []string{"delete destination tcp/198.18.0.10:80 -> 10.0.2.22:80 (drained: no connections left)"},
 		},
 		{
+			name: "draining before its deadline is held with its connections",
+			want: []Service{svc(web, "mh", dst("10.0.2.21", 1), drainingUntil(dst("10.0.2.22", 1), t0.Add(time.Second)))},
+			have: []Service{svc(web, "mh", withConns(dst("10.0.2.22", 0), 3, 0), dst("10.0.2.21", 1))},
+		},
+		{
+			name: "draining past its deadline is deleted with its connections",
+			want: []Service{svc(web, "mh", dst("10.0.2.21", 1), drainingUntil(dst("10.0.2.22", 1), t0))},
+			have: []Service{svc(web, "mh", withConns(dst("10.0.2.22", 0), 3, 1), dst("10.0.2.21", 1))},
+			ops:  []string{"delete destination tcp/198.18.0.10:80 -> 10.0.2.22:80 (drain deadline passed with 4 connections left)"},
+		},
+		{
 			name: "draining destination absent in the kernel is not created",
 			want: []Service{svc(web, "mh", dst("10.0.2.21", 1), draining(dst("10.0.2.22", 1)))},
 			have: []Service{svc(web, "mh", dst("10.0.2.21", 1))},
@@ -215,7 +234,7 @@ func TestDiff(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := opLines(Diff(tc.want, tc.have))
+			got := opLines(Diff(tc.want, tc.have, t0))
 			if diff := cmp.Diff(tc.ops, got); diff != "" {
 				t.Errorf("Diff ops (-want +got):\n%s", diff)
 			}
@@ -279,65 +298,18 @@ func TestFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.sched+"/"+strings.Join(tc.names, ","), func(t *testing.T) {
-			bits, err := flagBits(tc.sched, tc.names)
+			bits, err := FlagBits(tc.sched, tc.names)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if bits != tc.bits {
-				t.Errorf("flagBits = %#x, want %#x", bits, tc.bits)
+				t.Errorf("FlagBits = %#x, want %#x", bits, tc.bits)
 			}
 			// The kernel adds its internal hashed bit; names must ignore it.
-			if diff := cmp.Diff(tc.back, flagNames(tc.sched, bits|flagHashed)); diff != "" {
-				t.Errorf("flagNames (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tc.back, FlagNames(tc.sched, bits|flagHashed)); diff != "" {
+				t.Errorf("FlagNames (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-// TestCanonicalOrderAnyHistory replays random backend-set histories against
-// the fake kernel and checks that after every Apply the kernel list is the
-// canonical order of the current set, so two directors with different
-// histories end with equal fingerprints.
-func TestCanonicalOrderAnyHistory(t *testing.T) {
-	pool := []Destination{dst("10.0.2.21", 1), dst("10.0.2.22", 2), dst("10.0.2.23", 1), dst("10.0.2.24", 3), dst("10.0.2.25", 1), dst("10.0.2.26", 1)}
-	rng := rand.New(rand.NewPCG(1, 2))
-	final := []Destination{pool[4], pool[1], pool[3], pool[0]}
-	var fps []string
-	for history := range 20 {
-		f := newFakeKernel(t)
-		h := newHandle(f, "", nil, testConfig())
-		h.log = discard()
-		for step := range 8 {
-			var set []Destination
-			for _, d := range pool {
-				if rng.IntN(2) == 0 {
-					set = append(set, d)
-				}
-			}
-			rng.Shuffle(len(set), func(i, j int) { set[i], set[j] = set[j], set[i] })
-			if step == 7 {
-				set = final
-			}
-			rep := mustApply(t, h, []Service{svc(web, "mh", set...)})
-			want := slices.Clone(set)
-			canonicalOrder(want)
-			var wantOrder []string
-			for _, d := range want {
-				wantOrder = append(wantOrder, fmt.Sprintf("%s/%d", destKey(d), d.Weight))
-			}
-			if diff := cmp.Diff(wantOrder, f.order(web)); diff != "" {
-				t.Fatalf("history %d step %d: kernel order (-want +got):\n%s", history, step, diff)
-			}
-			if got, want := rep.Fingerprint.Get(web), Fingerprint(*f.service(web)); got != want {
-				t.Fatalf("history %d step %d: report fingerprint %s, kernel %s", history, step, got, want)
-			}
-		}
-		fps = append(fps, Fingerprint(*f.service(web)))
-	}
-	for i, fp := range fps {
-		if fp != fps[0] {
-			t.Errorf("history %d ended with fingerprint %s, history 0 with %s", i, fp, fps[0])
-		}
 	}
 }
 
@@ -376,17 +348,17 @@ func TestDiffManyDestinations(t *testing.T) {
 	for i := range 40 {
 		ds = append(ds, dst(fmt.Sprintf("10.0.3.%d", 100-i), 1))
 	}
-	ops := Diff([]Service{svc(web, "mh", ds...)}, nil)
+	ops := Diff([]Service{svc(web, "mh", ds...)}, nil, t0)
 	if len(ops) != 42 || ops[1].Destination.Address.String() != "10.0.3.61" || ops[40].Destination.Address.String() != "10.0.3.100" || ops[41].Kind != OpUpdateService {
 		t.Fatalf("create with 40 destinations: %d ops, first add %v, last add %v, then %v; want ascending adds, then the scheduler", len(ops), ops[1], ops[40], ops[len(ops)-1])
 	}
 	have := slices.Clone(ds)
-	canonicalOrder(have)
+	SortCanonical(have)
 	have[3] = withConns(have[3], 1, 0)
 	want := slices.Clone(ds)
 	want = append(want[:10:10], want[11:]...) // drop 10.0.3.90
 	want[0].Draining = true                   // 10.0.3.100, no connections: deleted
-	got := opLines(Diff([]Service{svc(web, "mh", want...)}, []Service{svc(web, "mh", have...)}))
+	got := opLines(Diff([]Service{svc(web, "mh", want...)}, []Service{svc(web, "mh", have...)}, t0))
 	wantOps := []string{
 		"delete destination tcp/198.18.0.10:80 -> 10.0.3.100:80 (drained: no connections left)",
 		"delete destination tcp/198.18.0.10:80 -> 10.0.3.90:80 (not in configuration)",

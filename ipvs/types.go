@@ -1,10 +1,13 @@
-// Package ipvs is the only importer of github.com/moby/ipvs. It turns a desired
-// set of virtual services into the fewest IPVS netlink operations (pure Diff),
-// applies them to one network namespace (Apply), adopts what the kernel already
-// has, sets the IPVS sysctls for flow continuity behind ECMP, and reads counters.
+// Package ipvs describes IPVS state and decides how to change it, without
+// touching the kernel: the types of a virtual service and its destinations,
+// Validate, the canonical destination order, the drain rule, Fingerprint, and
+// Diff, which turns a desired set of services into the fewest IPVS writes.
+// It imports no netlink code, so the announcer and the control plane can use
+// it; ipvs/dataplane applies what Diff decides to a network namespace.
 package ipvs
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"time"
@@ -57,6 +60,18 @@ func (k Key) String() string {
 	return proto + "/" + netip.AddrPortFrom(k.VIP, k.Port).String()
 }
 
+// Compare orders keys by VIP, port and protocol: the order of services in
+// plans, diffs and reads.
+func (k Key) Compare(o Key) int {
+	if c := k.VIP.Compare(o.VIP); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(k.Port, o.Port); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.Protocol, o.Protocol)
+}
+
 // Service is a desired (or observed) virtual service.
 type Service struct {
 	// Key identifies the service.
@@ -88,8 +103,38 @@ type Destination struct {
 	// Port is the real server's port.
 	Port uint16
 	// Draining marks a destination kept only so its connections finish: it is
-	// held at weight 0 and Apply deletes it once it has no connections left.
+	// held at weight 0 and deleted once Drained says so.
 	Draining bool
+	// DrainUntil is when a draining destination is deleted even with
+	// connections left; zero waits for the connections to end however long
+	// that takes. Ignored unless Draining.
+	DrainUntil time.Time
+}
+
+// AddrPort is the destination's address and port, which identify it within
+// its service.
+func (d Destination) AddrPort() netip.AddrPort { return netip.AddrPortFrom(d.Address, d.Port) }
+
+// DrainExpired reports whether d is draining and its drain deadline has
+// passed at now, so it is deleted whatever its connections.
+func (d Destination) DrainExpired(now time.Time) bool {
+	return d.Draining && !d.DrainUntil.IsZero() && !now.Before(d.DrainUntil)
+}
+
+// Drained is the one rule that ends a drain: a draining destination is
+// deleted once the kernel counts no connections on it (conns) or once its
+// drain deadline has passed. It returns why, or "" while d keeps draining
+// (or is not draining).
+func (d Destination) Drained(conns Conns, now time.Time) string {
+	switch {
+	case !d.Draining:
+		return ""
+	case conns.Active+conns.Inactive == 0:
+		return "drained: no connections left"
+	case d.DrainExpired(now):
+		return fmt.Sprintf("drain deadline passed with %d connections left", conns.Active+conns.Inactive)
+	}
+	return ""
 }
 
 // Conns are a destination's current connection counts.

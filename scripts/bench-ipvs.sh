@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # IPVS benchmarks, measured inside the VM against Debian's kernel (the host
-# kernel has no IPVS): BenchmarkVMScale in ipvs/bench_vm_test.go, run once
+# kernel has no IPVS): BenchmarkVMScale in ipvs/dataplane/bench_vm_test.go, run once
 # through the VM runner. Prints the benchmark line and the figures against
 # their targets. Called by scripts/bench.sh; usable alone.
 #
@@ -15,7 +15,7 @@ GO=${GO:-go}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
-"$GO" run ./lab/vm/cmd/vmtest -tags vm -v -run '^$' -bench '^BenchmarkVMScale$' -benchtime 1x -timeout 40m ./ipvs >"$out" 2>&1 || status=$?
+"$GO" run ./lab/vm/cmd/vmtest -tags vm -v -run '^$' -bench '^BenchmarkVMScale$' -benchtime 1x -timeout 40m ./ipvs/dataplane >"$out" 2>&1 || status=$?
 line=$(grep -E '^BenchmarkVMScale' "$out" | grep 'ns/op' || true)
 if [ "$status" -ne 0 ] || [ -z "$line" ]; then
 	grep -vE '^time=' "$out" | tail -40

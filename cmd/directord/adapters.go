@@ -9,12 +9,13 @@ import (
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/ipvs"
+	"github.com/anycast-director/director/ipvs/dataplane"
 	"github.com/anycast-director/director/routing"
 	"github.com/anycast-director/director/routing/bgp"
 )
 
-// ipvsPlane adapts *ipvs.Handle to the announcer's DataPlane.
-type ipvsPlane struct{ h *ipvs.Handle }
+// ipvsPlane adapts *dataplane.Handle to the announcer's DataPlane.
+type ipvsPlane struct{ h *dataplane.Handle }
 
 func (p ipvsPlane) Apply(ctx context.Context, want []ipvs.Service) (announcer.ApplyResult, error) {
 	r, err := p.h.Apply(ctx, want)
@@ -73,7 +74,7 @@ func hasIPVSServices(cfg *config.Config) bool {
 // openIPVS opens IPVS in the daemon's namespace and sets its sysctls, or
 // returns the stand-in that reports why IPVS cannot be used.
 func openIPVS(cfg *config.Config, log *slog.Logger) (announcer.DataPlane, func()) {
-	h, err := ipvs.Open("", log)
+	h, err := dataplane.Open("", log)
 	if err != nil {
 		if hasIPVSServices(cfg) {
 			log.Error("IPVS services will not be served", "err", err)
@@ -87,7 +88,7 @@ func openIPVS(cfg *config.Config, log *slog.Logger) (announcer.DataPlane, func()
 }
 
 // setSysctls writes the IPVS sysctls unless the configuration leaves them alone.
-func setSysctls(h *ipvs.Handle, cfg *config.Config, log *slog.Logger) {
+func setSysctls(h *dataplane.Handle, cfg *config.Config, log *slog.Logger) {
 	if !cfg.IPVS.ManageSysctls {
 		return
 	}

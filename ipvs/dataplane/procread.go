@@ -1,4 +1,4 @@
-package ipvs
+package dataplane
 
 import (
 	"bufio"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // The kernel's /proc/net/ip_vs lists every service with its destinations in
@@ -40,7 +42,7 @@ func openProcIPVS(nsPath string) (*os.File, error) {
 
 // readProcDests reads the destinations of the services owned(k) from an open
 // /proc/net/ip_vs, in kernel list order, with their connection counts.
-func readProcDests(f *os.File, owned func(Key) bool) (map[Key][]Destination, error) {
+func readProcDests(f *os.File, owned func(ipvs.Key) bool) (map[ipvs.Key][]ipvs.Destination, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("rewind /proc/net/ip_vs: %w", err)
 	}
@@ -53,11 +55,11 @@ func readProcDests(f *os.File, owned func(Key) bool) (map[Key][]Destination, err
 //	  -> 0A000215:0050      Route   1      0          0
 //	TCP  [2001:0db8:0000:0000:0000:0000:0000:0010]:01BB wlc
 //	  -> [2001:0db8:0000:0000:0000:0000:0000:0021]:01BB      Masq    1      0          0
-func parseProcIPVS(r io.Reader, owned func(Key) bool) (map[Key][]Destination, error) {
-	out := make(map[Key][]Destination)
+func parseProcIPVS(r io.Reader, owned func(ipvs.Key) bool) (map[ipvs.Key][]ipvs.Destination, error) {
+	out := make(map[ipvs.Key][]ipvs.Destination)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var cur Key
+	var cur ipvs.Key
 	keep := false
 	line := 0
 	fields := make([][]byte, 0, 8)
@@ -97,10 +99,10 @@ func parseProcIPVS(r io.Reader, owned func(Key) bool) (map[Key][]Destination, er
 		if err != nil {
 			return nil, fmt.Errorf("/proc/net/ip_vs line %d: %w", line, err)
 		}
-		cur = Key{VIP: ap.Addr(), Port: ap.Port(), Protocol: proto}
+		cur = ipvs.Key{VIP: ap.Addr(), Port: ap.Port(), Protocol: proto}
 		keep = owned(cur)
 		if keep {
-			out[cur] = []Destination{}
+			out[cur] = []ipvs.Destination{}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -110,25 +112,25 @@ func parseProcIPVS(r io.Reader, owned func(Key) bool) (map[Key][]Destination, er
 }
 
 // parseProcDest parses "-> ADDR:PORT FORWARD WEIGHT ACTIVE INACTIVE".
-func parseProcDest(f [][]byte) (Destination, error) {
+func parseProcDest(f [][]byte) (ipvs.Destination, error) {
 	ap, err := parseProcAddrPort(f[1])
 	if err != nil {
-		return Destination{}, err
+		return ipvs.Destination{}, err
 	}
-	d := Destination{Address: ap.Addr(), Port: ap.Port()}
+	d := ipvs.Destination{Address: ap.Addr(), Port: ap.Port()}
 	switch string(f[2]) {
 	case "Route":
-		d.Forwarding = DirectRoute
+		d.Forwarding = ipvs.DirectRoute
 	case "Masq":
-		d.Forwarding = Masquerade
+		d.Forwarding = ipvs.Masquerade
 	case "Tunnel":
-		d.Forwarding = Tunnel
+		d.Forwarding = ipvs.Tunnel
 	}
 	nums := [3]int{}
 	for i := range nums {
 		n, ok := parseUint(f[3+i], 10, 31)
 		if !ok {
-			return Destination{}, fmt.Errorf("destination %s: bad number %q", ap, f[3+i])
+			return ipvs.Destination{}, fmt.Errorf("destination %s: bad number %q", ap, f[3+i])
 		}
 		nums[i] = int(n)
 	}

@@ -1,9 +1,11 @@
-package ipvs
+package dataplane
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -45,7 +49,7 @@ func newTestHandle(t *testing.T) (*Handle, *fakeKernel, *fakeClock) {
 	return newHandle(f, "", discard(), cfg), f, clk
 }
 
-func mustApply(t *testing.T, h *Handle, want []Service) Report {
+func mustApply(t *testing.T, h *Handle, want []ipvs.Service) Report {
 	t.Helper()
 	rep, err := h.Apply(context.Background(), want)
 	if err != nil {
@@ -57,7 +61,7 @@ func mustApply(t *testing.T, h *Handle, want []Service) Report {
 	return rep
 }
 
-var api = Key{VIP: netip.MustParseAddr("198.18.0.11"), Port: 443, Protocol: 6}
+var api = ipvs.Key{VIP: netip.MustParseAddr("198.18.0.11"), Port: 443, Protocol: 6}
 
 func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 	for _, resync := range []time.Duration{DefaultResyncInterval, 0} {
@@ -66,7 +70,7 @@ func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 			h.cfg.resync = resync
 			mh := svc(web, "mh", dst("10.0.2.22", 1), dst("10.0.2.21", 1))
 			mh.Flags = []string{"mh-port", "mh-fallback"}
-			want := []Service{mh, svc(api, "wlc", dst("10.0.2.31", 5))}
+			want := []ipvs.Service{mh, svc(api, "wlc", dst("10.0.2.31", 5))}
 			rep := mustApply(t, h, want)
 			if rep.Ops != 6 || f.writes != 6 {
 				t.Errorf("first Apply: report ops %d, kernel writes %d, want 6 and 6 (mh bound after its 2 destinations)", rep.Ops, f.writes)
@@ -85,7 +89,7 @@ func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 			if resync != 0 && rep.Reads != 0 {
 				t.Errorf("second Apply with unchanged input read %d times, want 0", rep.Reads)
 			}
-			wantFP := map[Key]string{web: Fingerprint(*f.service(web)), api: Fingerprint(*f.service(api))}
+			wantFP := map[ipvs.Key]string{web: ipvs.Fingerprint(*f.service(web)), api: ipvs.Fingerprint(*f.service(api))}
 			if diff := cmp.Diff(wantFP, rep.Fingerprint.Map()); diff != "" {
 				t.Errorf("fingerprints (-kernel +report):\n%s", diff)
 			}
@@ -99,7 +103,7 @@ func TestApplyAdoptsWithoutRecreating(t *testing.T) {
 	// connection and a stale weight.
 	f.seed(svc(web, "mh", withConns(dst("10.0.2.22", 1), 3, 0), dst("10.0.2.21", 1)))
 	gen := f.generation(web)
-	rep := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 4))})
+	rep := mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 4))})
 	if !rep.FullRead {
 		t.Error("first Apply did not read the kernel")
 	}
@@ -121,7 +125,7 @@ func TestApplyAdoptionReordersKeepingConnections(t *testing.T) {
 	h, f, _ := newTestHandle(t)
 	// ipvsadm-made order (ascending), connections on both.
 	f.seed(svc(web, "mh", withConns(dst("10.0.2.21", 1), 2, 0), withConns(dst("10.0.2.22", 1), 5, 1)))
-	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1))})
+	mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1))})
 	got := f.service(web)
 	if diff := cmp.Diff([]string{"10.0.2.22:80/1", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
 		t.Fatalf("order (-want +got):\n%s", diff)
@@ -133,10 +137,10 @@ func TestApplyAdoptionReordersKeepingConnections(t *testing.T) {
 
 func TestApplyTouchesOnlyOwned(t *testing.T) {
 	h, f, _ := newTestHandle(t)
-	foreign := svc(Key{VIP: netip.MustParseAddr("192.0.2.1"), Port: 53, Protocol: 17}, "rr", dst("10.9.9.9", 7), dst("10.9.9.8", 1))
+	foreign := svc(ipvs.Key{VIP: netip.MustParseAddr("192.0.2.1"), Port: 53, Protocol: 17}, "rr", dst("10.9.9.9", 7), dst("10.9.9.8", 1))
 	f.seed(foreign)
-	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))})
-	rep := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1))})
+	mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))})
+	rep := mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1))})
 	if f.service(api) != nil {
 		t.Error("service dropped from the desired state was not deleted")
 	}
@@ -156,7 +160,7 @@ func TestApplyTouchesOnlyOwned(t *testing.T) {
 func TestApplyIsolatesFailingService(t *testing.T) {
 	h, f, _ := newTestHandle(t)
 	f.fail["new-service "+web.String()] = syscall.ENOMEM
-	want := []Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))}
+	want := []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))}
 	rep, err := h.Apply(context.Background(), want)
 	if err != nil {
 		t.Fatalf("Apply returned global error %v for one failing service", err)
@@ -176,9 +180,9 @@ func TestApplyIsolatesFailingService(t *testing.T) {
 
 func TestApplyInvalidServiceKeepsKernelState(t *testing.T) {
 	h, f, _ := newTestHandle(t)
-	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1))})
+	mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1))})
 	bad := svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.21", 2))
-	rep, err := h.Apply(context.Background(), []Service{bad, svc(api, "rr", dst("10.0.2.31", 1))})
+	rep, err := h.Apply(context.Background(), []ipvs.Service{bad, svc(api, "rr", dst("10.0.2.31", 1))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +197,7 @@ func TestApplyInvalidServiceKeepsKernelState(t *testing.T) {
 func TestApplyGlobalFailure(t *testing.T) {
 	h, f, _ := newTestHandle(t)
 	f.failGS = syscall.EPERM
-	_, err := h.Apply(context.Background(), []Service{svc(web, "mh")})
+	_, err := h.Apply(context.Background(), []ipvs.Service{svc(web, "mh")})
 	if !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("Apply error = %v, want EPERM from listing services", err)
 	}
@@ -209,10 +213,10 @@ func TestApplyGlobalFailure(t *testing.T) {
 
 func TestApplyDrain(t *testing.T) {
 	h, f, _ := newTestHandle(t)
-	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1))})
+	mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1))})
 	b := netip.MustParseAddrPort("10.0.2.22:80")
 	f.setConns(web, b, 1, 2)
-	want := []Service{svc(web, "mh", dst("10.0.2.21", 1), draining(dst("10.0.2.22", 1)))}
+	want := []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1), draining(dst("10.0.2.22", 1)))}
 	rep := mustApply(t, h, want)
 	if diff := cmp.Diff([]string{"10.0.2.22:80/0", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
 		t.Fatalf("draining (-want +got):\n%s", diff)
@@ -233,7 +237,7 @@ func TestApplyDrain(t *testing.T) {
 
 func TestApplyIncrementalAndResync(t *testing.T) {
 	h, f, clk := newTestHandle(t)
-	want := []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1)), svc(api, "mh", dst("10.0.2.31", 1))}
+	want := []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1)), svc(api, "mh", dst("10.0.2.31", 1))}
 	mustApply(t, h, want)
 	want[0].Destinations[1].Weight = 5 // the caller mutates its slice: Apply kept a copy
 	rep := mustApply(t, h, want)
@@ -268,7 +272,7 @@ func TestApplyIncrementalAndResync(t *testing.T) {
 
 func TestApplyDriftDuringIncrementalIsRepaired(t *testing.T) {
 	h, f, _ := newTestHandle(t)
-	want := []Service{svc(web, "mh", dst("10.0.2.21", 1))}
+	want := []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1))}
 	mustApply(t, h, want)
 	delete(f.svcs, fkey(kernelKey(web))) // deleted by hand
 	f.strict = false
@@ -286,7 +290,7 @@ func TestApplyDriftDuringIncrementalIsRepaired(t *testing.T) {
 
 func TestApplyDuplicateKeys(t *testing.T) {
 	h, f, _ := newTestHandle(t)
-	rep, err := h.Apply(context.Background(), []Service{svc(web, "mh"), svc(web, "rr")})
+	rep, err := h.Apply(context.Background(), []ipvs.Service{svc(web, "mh"), svc(web, "rr")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +302,7 @@ func TestApplyDuplicateKeys(t *testing.T) {
 func TestPlanDoesNotWrite(t *testing.T) {
 	h, f, _ := newTestHandle(t)
 	f.seed(svc(web, "wlc", dst("10.0.2.21", 1)))
-	ops, err := h.Plan(context.Background(), []Service{svc(web, "mh", dst("10.0.2.21", 2))})
+	ops, err := h.Plan(context.Background(), []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 2))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +320,7 @@ func TestPlanDoesNotWrite(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	h, f, _ := newTestHandle(t)
-	mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 2))})
+	mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 2))})
 	f.seed(svc(api, "rr", dst("10.0.2.31", 1))) // not owned: not reported
 	f.setConns(web, netip.MustParseAddrPort("10.0.2.21:80"), 4, 1)
 	fs := f.svcs[fkey(kernelKey(web))]
@@ -326,11 +330,11 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[Key]ServiceStats{web: {
-		Stats: Stats{ActiveConns: 4, InactiveConns: 1, PacketsIn: 42},
-		Destinations: []DestinationStats{
+	want := map[ipvs.Key]ipvs.ServiceStats{web: {
+		Stats: ipvs.Stats{ActiveConns: 4, InactiveConns: 1, PacketsIn: 42},
+		Destinations: []ipvs.DestinationStats{
 			{Address: netip.MustParseAddrPort("10.0.2.22:80"), Weight: 2},
-			{Address: netip.MustParseAddrPort("10.0.2.21:80"), Weight: 1, Stats: Stats{ActiveConns: 4, InactiveConns: 1, BytesOut: 1000}},
+			{Address: netip.MustParseAddrPort("10.0.2.21:80"), Weight: 1, Stats: ipvs.Stats{ActiveConns: 4, InactiveConns: 1, BytesOut: 1000}},
 		},
 	}}
 	if diff := cmp.Diff(want, got, netipComparers()...); diff != "" {
@@ -422,11 +426,11 @@ func TestSysctls(t *testing.T) {
 // 10,000 services x 5 destinations against the fake kernel, without netlink.
 func BenchmarkApplyFake(b *testing.B) {
 	const n = 10000
-	want := make([]Service, n)
+	want := make([]ipvs.Service, n)
 	for i := range n {
-		s := Service{Key: Key{VIP: netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)}), Port: 80, Protocol: 6}, Scheduler: "mh", Flags: []string{"mh-port"}}
+		s := ipvs.Service{Key: ipvs.Key{VIP: netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)}), Port: 80, Protocol: 6}, Scheduler: "mh", Flags: []string{"mh-port"}}
 		for j := range 5 {
-			s.Destinations = append(s.Destinations, Destination{Address: netip.AddrFrom4([4]byte{10, byte(1 + j), byte(i >> 8), byte(i)}), Port: 80, Weight: 1, Forwarding: DirectRoute})
+			s.Destinations = append(s.Destinations, ipvs.Destination{Address: netip.AddrFrom4([4]byte{10, byte(1 + j), byte(i >> 8), byte(i)}), Port: 80, Weight: 1, Forwarding: ipvs.DirectRoute})
 		}
 		want[i] = s
 	}
@@ -468,10 +472,10 @@ func TestCurrentReadsWithoutOwning(t *testing.T) {
 	h, f, _ := newTestHandle(t)
 	// A previous daemon left web in the kernel; api is not there.
 	other := newHandle(f, "", discard(), testConfig())
-	mustApply(t, other, []Service{svc(web, "mh", dst("10.0.2.21", 3), dst("10.0.2.22", 1))})
+	mustApply(t, other, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 3), dst("10.0.2.22", 1))})
 	writes := f.writes
 
-	got, err := h.Current(context.Background(), []Key{web, api})
+	got, err := h.Current(context.Background(), []ipvs.Key{web, api})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,16 +494,16 @@ func TestCurrentReadsWithoutOwning(t *testing.T) {
 	}
 	// Reading does not make the handle own web: an Apply without it must not delete it.
 	mustApply(t, h, nil)
-	if again, _ := h.Current(context.Background(), []Key{web}); len(again) != 1 {
+	if again, _ := h.Current(context.Background(), []ipvs.Key{web}); len(again) != 1 {
 		t.Errorf("an Apply after Current deleted a service it never owned")
 	}
 }
 
 func TestFingerprintsAreSnapshots(t *testing.T) {
 	h, _, _ := newTestHandle(t)
-	first := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))})
+	first := mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1)), svc(api, "mh", dst("10.0.2.31", 1))})
 	before := first.Fingerprint.Get(web)
-	second := mustApply(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 2)), svc(api, "mh", dst("10.0.2.31", 1))})
+	second := mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 2)), svc(api, "mh", dst("10.0.2.31", 1))})
 	if first.Fingerprint.Get(web) != before {
 		t.Errorf("a later Apply changed an earlier report's fingerprint")
 	}
@@ -518,24 +522,24 @@ func TestApplyStableOrderFastPathFallsBack(t *testing.T) {
 	// change (reorder, a key swapped at the same length, a repeat, a drop)
 	// must take the general path and still leave the kernel right.
 	h, f, _ := newTestHandle(t)
-	third := Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
-	a := func(w int) Service { return svc(web, "mh", dst("10.0.2.21", w)) }
-	b := func(w int) Service { return svc(api, "mh", dst("10.0.2.31", w)) }
-	c := func(w int) Service { return svc(third, "mh", dst("10.0.2.41", w)) }
+	third := ipvs.Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
+	a := func(w int) ipvs.Service { return svc(web, "mh", dst("10.0.2.21", w)) }
+	b := func(w int) ipvs.Service { return svc(api, "mh", dst("10.0.2.31", w)) }
+	c := func(w int) ipvs.Service { return svc(third, "mh", dst("10.0.2.41", w)) }
 	steps := []struct {
 		name   string
-		want   []Service
-		failed []Key
-		kernel map[Key]string // "" means absent
+		want   []ipvs.Service
+		failed []ipvs.Key
+		kernel map[ipvs.Key]string // "" means absent
 	}{
-		{"create", []Service{a(1), b(1)}, nil, map[Key]string{web: "10.0.2.21:80/1", api: "10.0.2.31:80/1", third: ""}},
-		{"same order, one change", []Service{a(1), b(2)}, nil, map[Key]string{web: "10.0.2.21:80/1", api: "10.0.2.31:80/2"}},
-		{"reordered with a change", []Service{b(2), a(3)}, nil, map[Key]string{web: "10.0.2.21:80/3", api: "10.0.2.31:80/2"}},
-		{"a key swapped at the same length", []Service{b(2), c(1)}, nil, map[Key]string{web: "", api: "10.0.2.31:80/2", third: "10.0.2.41:80/1"}},
-		{"a repeat", []Service{b(4), b(5)}, []Key{api}, map[Key]string{api: "10.0.2.31:80/2", third: ""}},
-		{"after the repeat", []Service{b(4), c(2)}, nil, map[Key]string{api: "10.0.2.31:80/4", third: "10.0.2.41:80/2"}},
-		{"a drop", []Service{c(2)}, nil, map[Key]string{api: "", third: "10.0.2.41:80/2"}},
-		{"unchanged", []Service{c(2)}, nil, map[Key]string{third: "10.0.2.41:80/2"}},
+		{"create", []ipvs.Service{a(1), b(1)}, nil, map[ipvs.Key]string{web: "10.0.2.21:80/1", api: "10.0.2.31:80/1", third: ""}},
+		{"same order, one change", []ipvs.Service{a(1), b(2)}, nil, map[ipvs.Key]string{web: "10.0.2.21:80/1", api: "10.0.2.31:80/2"}},
+		{"reordered with a change", []ipvs.Service{b(2), a(3)}, nil, map[ipvs.Key]string{web: "10.0.2.21:80/3", api: "10.0.2.31:80/2"}},
+		{"a key swapped at the same length", []ipvs.Service{b(2), c(1)}, nil, map[ipvs.Key]string{web: "", api: "10.0.2.31:80/2", third: "10.0.2.41:80/1"}},
+		{"a repeat", []ipvs.Service{b(4), b(5)}, []ipvs.Key{api}, map[ipvs.Key]string{api: "10.0.2.31:80/2", third: ""}},
+		{"after the repeat", []ipvs.Service{b(4), c(2)}, nil, map[ipvs.Key]string{api: "10.0.2.31:80/4", third: "10.0.2.41:80/2"}},
+		{"a drop", []ipvs.Service{c(2)}, nil, map[ipvs.Key]string{api: "", third: "10.0.2.41:80/2"}},
+		{"unchanged", []ipvs.Service{c(2)}, nil, map[ipvs.Key]string{third: "10.0.2.41:80/2"}},
 	}
 	for _, st := range steps {
 		rep, err := h.Apply(context.Background(), st.want)
@@ -564,5 +568,78 @@ func TestApplyStableOrderFastPathFallsBack(t *testing.T) {
 		if st.name == "unchanged" && rep.Ops != 0 {
 			t.Errorf("unchanged: %d writes, want 0", rep.Ops)
 		}
+	}
+}
+
+// TestCanonicalOrderAnyHistory replays random backend-set histories against
+// the fake kernel and checks that after every Apply the kernel list is the
+// canonical order of the current set, so two directors with different
+// histories end with equal fingerprints.
+func TestCanonicalOrderAnyHistory(t *testing.T) {
+	pool := []ipvs.Destination{dst("10.0.2.21", 1), dst("10.0.2.22", 2), dst("10.0.2.23", 1), dst("10.0.2.24", 3), dst("10.0.2.25", 1), dst("10.0.2.26", 1)}
+	rng := rand.New(rand.NewPCG(1, 2))
+	final := []ipvs.Destination{pool[4], pool[1], pool[3], pool[0]}
+	var fps []string
+	for history := range 20 {
+		f := newFakeKernel(t)
+		h := newHandle(f, "", nil, testConfig())
+		h.log = discard()
+		for step := range 8 {
+			var set []ipvs.Destination
+			for _, d := range pool {
+				if rng.IntN(2) == 0 {
+					set = append(set, d)
+				}
+			}
+			rng.Shuffle(len(set), func(i, j int) { set[i], set[j] = set[j], set[i] })
+			if step == 7 {
+				set = final
+			}
+			rep := mustApply(t, h, []ipvs.Service{svc(web, "mh", set...)})
+			want := slices.Clone(set)
+			ipvs.SortCanonical(want)
+			var wantOrder []string
+			for _, d := range want {
+				wantOrder = append(wantOrder, fmt.Sprintf("%s/%d", d.AddrPort(), d.Weight))
+			}
+			if diff := cmp.Diff(wantOrder, f.order(web)); diff != "" {
+				t.Fatalf("history %d step %d: kernel order (-want +got):\n%s", history, step, diff)
+			}
+			if got, want := rep.Fingerprint.Get(web), ipvs.Fingerprint(*f.service(web)); got != want {
+				t.Fatalf("history %d step %d: report fingerprint %s, kernel %s", history, step, got, want)
+			}
+		}
+		fps = append(fps, ipvs.Fingerprint(*f.service(web)))
+	}
+	for i, fp := range fps {
+		if fp != fps[0] {
+			t.Errorf("history %d ended with fingerprint %s, history 0 with %s", i, fp, fps[0])
+		}
+	}
+}
+
+// TestApplyDrainDeadline: a draining destination with connections is held
+// until its deadline, then deleted with them, by the Apply that runs at the
+// deadline (incremental, without a full read).
+func TestApplyDrainDeadline(t *testing.T) {
+	h, f, clk := newTestHandle(t)
+	mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1), dst("10.0.2.22", 1))})
+	b := netip.MustParseAddrPort("10.0.2.22:80")
+	f.setConns(web, b, 3, 1)
+	d := draining(dst("10.0.2.22", 1))
+	d.DrainUntil = clk.t.Add(2 * time.Second)
+	want := []ipvs.Service{svc(web, "mh", d, dst("10.0.2.21", 1))}
+	mustApply(t, h, want)
+	clk.t = clk.t.Add(2*time.Second - time.Nanosecond)
+	mustApply(t, h, want)
+	if diff := cmp.Diff([]string{"10.0.2.22:80/0", "10.0.2.21:80/1"}, f.order(web)); diff != "" {
+		t.Fatalf("before the deadline (-want +got):\n%s", diff)
+	}
+	clk.t = clk.t.Add(time.Nanosecond)
+	if rep := mustApply(t, h, want); rep.FullRead || rep.Ops != 1 {
+		t.Errorf("at the deadline: full read %v, %d ops; want one incremental delete", rep.FullRead, rep.Ops)
+	}
+	if diff := cmp.Diff([]string{"10.0.2.21:80/1"}, f.order(web)); diff != "" {
+		t.Errorf("at the deadline (-want +got):\n%s", diff)
 	}
 }

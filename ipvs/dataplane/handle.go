@@ -1,4 +1,4 @@
-package ipvs
+package dataplane
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moby/ipvs"
+	moby "github.com/moby/ipvs"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // ErrNotAvailable means the kernel has no IPVS. The daemon marks its IPVS
@@ -41,7 +43,7 @@ type Handle struct {
 
 	// entries are the owned services: keys of the last desired state plus
 	// keys applied before whose deletion has not succeeded yet.
-	entries  map[Key]*entry
+	entries  map[ipvs.Key]*entry
 	order    []*entry // entries in the order of the last desired state
 	epoch    uint64   // counts Apply calls, to mark the keys of one
 	fps      fpTable  // fingerprints, copied shard by shard once published
@@ -77,7 +79,7 @@ func defaultConfig() config {
 		now:       time.Now,
 		procIPVS:  "/proc/net/ip_vs",
 		sysctlDir: "/proc/sys/net/ipv4/vs",
-		newKernel: func(nsPath string) (kernel, error) { return ipvs.New(nsPath) },
+		newKernel: func(nsPath string) (kernel, error) { return moby.New(nsPath) },
 		procDests: true,
 	}
 }
@@ -132,7 +134,7 @@ func newHandle(k kernel, nsPath string, logger *slog.Logger, cfg config) *Handle
 		log:      logger,
 		nsPath:   nsPath,
 		cfg:      cfg,
-		entries:  make(map[Key]*entry),
+		entries:  make(map[ipvs.Key]*entry),
 		needFull: true,
 		extra:    make(map[string]bool),
 	}
@@ -166,17 +168,17 @@ func (h *Handle) Resync() {
 // Plan reads the kernel and returns the writes Apply would issue for want,
 // without issuing them (a dry run). It reads the owned services and those in
 // want, like Apply's full read.
-func (h *Handle) Plan(ctx context.Context, want []Service) ([]Op, error) {
+func (h *Handle) Plan(ctx context.Context, want []ipvs.Service) ([]ipvs.Op, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.usable(ctx); err != nil {
 		return nil, err
 	}
-	keys := make(map[Key]bool, len(want))
+	keys := make(map[ipvs.Key]bool, len(want))
 	for _, w := range want {
 		keys[w.Key] = true
 	}
-	have, _, failed, err := h.read(func(k Key) bool { return keys[k] || h.entries[k] != nil })
+	have, _, failed, err := h.read(func(k ipvs.Key) bool { return keys[k] || h.entries[k] != nil })
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +186,7 @@ func (h *Handle) Plan(ctx context.Context, want []Service) ([]Op, error) {
 	for _, e := range failed {
 		errs = append(errs, e)
 	}
-	return Diff(want, have), errors.Join(errs...)
+	return ipvs.Diff(want, have, h.cfg.now()), errors.Join(errs...)
 }
 
 // Stats reads the counters of the owned services (those of the last Apply)
@@ -192,7 +194,7 @@ func (h *Handle) Plan(ctx context.Context, want []Service) ([]Op, error) {
 // current; the packet, byte and connection totals are folded in by the
 // kernel's estimator every 2 s, and moby/ipvs decodes the 32-bit totals, so
 // connection and packet totals wrap at 2^32.
-func (h *Handle) Stats(ctx context.Context) (map[Key]ServiceStats, error) {
+func (h *Handle) Stats(ctx context.Context) (map[ipvs.Key]ipvs.ServiceStats, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.usable(ctx); err != nil {
@@ -202,7 +204,7 @@ func (h *Handle) Stats(ctx context.Context) (map[Key]ServiceStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read IPVS services for stats: %w", err)
 	}
-	out := make(map[Key]ServiceStats, len(h.entries))
+	out := make(map[ipvs.Key]ipvs.ServiceStats, len(h.entries))
 	var errs []error
 	for _, s := range ks {
 		svc, ok := serviceFromKernel(s)
@@ -214,7 +216,7 @@ func (h *Handle) Stats(ctx context.Context) (map[Key]ServiceStats, error) {
 			errs = append(errs, fmt.Errorf("read destinations of %s for stats: %w", svc.Key, err))
 			continue
 		}
-		st := ServiceStats{Stats: statsFromKernel(s.Stats)}
+		st := ipvs.ServiceStats{Stats: statsFromKernel(s.Stats)}
 		for _, kd := range kds {
 			d, ok := destFromKernel(kd)
 			if !ok {
@@ -223,7 +225,7 @@ func (h *Handle) Stats(ctx context.Context) (map[Key]ServiceStats, error) {
 			ds := destStatsFromKernel(kd)
 			st.Stats.ActiveConns += ds.ActiveConns
 			st.Stats.InactiveConns += ds.InactiveConns
-			st.Destinations = append(st.Destinations, DestinationStats{Address: destKey(d), Weight: d.Weight, Stats: ds})
+			st.Destinations = append(st.Destinations, ipvs.DestinationStats{Address: d.AddrPort(), Weight: d.Weight, Stats: ds})
 		}
 		out[svc.Key] = st
 	}
@@ -242,17 +244,17 @@ func (h *Handle) usable(ctx context.Context) error {
 // taking ownership or writing anything. A restarting daemon reads it before
 // its first Apply so it can keep the weights it finds until health checks
 // have a verdict, instead of zeroing a working service for a moment.
-func (h *Handle) Current(ctx context.Context, keys []Key) ([]Service, error) {
+func (h *Handle) Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.usable(ctx); err != nil {
 		return nil, err
 	}
-	want := make(map[Key]bool, len(keys))
+	want := make(map[ipvs.Key]bool, len(keys))
 	for _, k := range keys {
 		want[k] = true
 	}
-	have, _, failed, err := h.read(func(k Key) bool { return want[k] })
+	have, _, failed, err := h.read(func(k ipvs.Key) bool { return want[k] })
 	if err != nil {
 		return nil, err
 	}
@@ -270,14 +272,14 @@ func (h *Handle) Current(ctx context.Context, keys []Key) ([]Service, error) {
 // service. failed holds per-service read errors (those services must not be
 // written this round). The error is set only when the service list itself
 // cannot be read.
-func (h *Handle) read(owned func(Key) bool) (have []Service, reads int, failed map[Key]error, err error) {
+func (h *Handle) read(owned func(ipvs.Key) bool) (have []ipvs.Service, reads int, failed map[ipvs.Key]error, err error) {
 	ks, err := h.k.GetServices()
 	reads++
 	if err != nil {
 		return nil, reads, nil, fmt.Errorf("read IPVS services: %w", err)
 	}
-	failed = make(map[Key]error)
-	var procDests map[Key][]Destination
+	failed = make(map[ipvs.Key]error)
+	var procDests map[ipvs.Key][]ipvs.Destination
 	if h.proc != nil {
 		reads++
 		if procDests, err = readProcDests(h.proc, owned); err != nil {
@@ -312,17 +314,17 @@ func (h *Handle) read(owned func(Key) bool) (have []Service, reads int, failed m
 	if missing > 0 {
 		h.log.Debug("services missing from /proc/net/ip_vs read over netlink", "reason", "the kernel's listing skips entries when other namespaces have IPVS services", "count", missing)
 	}
-	slices.SortFunc(have, func(a, b Service) int { return compareKeys(a.Key, b.Key) })
+	slices.SortFunc(have, func(a, b ipvs.Service) int { return a.Key.Compare(b.Key) })
 	return have, reads, failed, nil
 }
 
 // readDests reads one service's destinations in kernel list order.
-func (h *Handle) readDests(k Key) ([]Destination, error) {
+func (h *Handle) readDests(k ipvs.Key) ([]ipvs.Destination, error) {
 	kds, err := h.k.GetDestinations(kernelKey(k))
 	if err != nil {
 		return nil, fmt.Errorf("read destinations of %s: %w", k, err)
 	}
-	ds := make([]Destination, 0, len(kds))
+	ds := make([]ipvs.Destination, 0, len(kds))
 	for _, kd := range kds {
 		if d, ok := destFromKernel(kd); ok {
 			ds = append(ds, d)

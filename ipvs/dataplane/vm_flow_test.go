@@ -1,6 +1,6 @@
 //go:build linux && vm
 
-package ipvs
+package dataplane
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // Flow continuity against the real kernel: canonical order, the real server
@@ -22,17 +24,17 @@ import (
 // orders, produces two different lists.
 func TestVMCanonicalOrderAcrossHistories(t *testing.T) {
 	a, b, plain1, plain2 := newNetns(t), newNetns(t), newNetns(t), newNetns(t)
-	d := func(last string) Destination { return dst("10.0.2."+last, 1) }
-	final := []Destination{d("24"), d("21"), d("25"), d("23"), d("22")}
+	d := func(last string) ipvs.Destination { return dst("10.0.2."+last, 1) }
+	final := []ipvs.Destination{d("24"), d("21"), d("25"), d("23"), d("22")}
 	final[2].Weight = 2
-	histA := [][]Destination{{d("21"), d("22")}, {d("21"), d("22"), d("23")}, final}
-	histB := [][]Destination{{d("25")}, {d("23"), d("25"), d("24")}, {d("22"), d("24")}, final}
+	histA := [][]ipvs.Destination{{d("21"), d("22")}, {d("21"), d("22"), d("23")}, final}
+	histB := [][]ipvs.Destination{{d("25")}, {d("23"), d("25"), d("24")}, {d("22"), d("24")}, final}
 
-	fingerprint := func(ns netns, hist [][]Destination) string {
+	fingerprint := func(ns netns, hist [][]ipvs.Destination) string {
 		h, _ := openCounted(t, ns)
 		var rep Report
 		for _, set := range hist {
-			rep = applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, set...)})
+			rep = applyOK(t, h, []ipvs.Service{mhService(web, []string{"mh-port"}, set...)})
 		}
 		return rep.Fingerprint.Get(web)
 	}
@@ -78,7 +80,7 @@ func TestVMCanonicalOrderAcrossHistories(t *testing.T) {
 	t.Logf("ipvsadm-made kernel orders: %v and %v", p1, p2)
 	for _, ns := range []netns{plain1, plain2} {
 		h, _ := openCounted(t, ns)
-		rep := applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, final...)})
+		rep := applyOK(t, h, []ipvs.Service{mhService(web, []string{"mh-port"}, final...)})
 		if rep.Fingerprint.Get(web) != fpA {
 			t.Errorf("adopted ipvsadm service: fingerprint %s, want %s", rep.Fingerprint.Get(web), fpA)
 		}
@@ -96,11 +98,11 @@ func TestVMCanonicalOrderAcrossHistories(t *testing.T) {
 // from fixed source ports (mh-port hashes the port too); the SYNs go nowhere,
 // but the kernel's connection table (ipvsadm -Lnc) records the choice.
 func TestVMSameRealServerAcrossHistories(t *testing.T) {
-	d := func(last string) Destination { return dst("10.0.2."+last, 1) }
-	set := []Destination{d("21"), d("22"), d("23"), d("24"), d("25")}
+	d := func(last string) ipvs.Destination { return dst("10.0.2."+last, 1) }
+	set := []ipvs.Destination{d("21"), d("22"), d("23"), d("24"), d("25")}
 	set[3].Weight = 2
 	a, b, c := newSchedNetns(t), newSchedNetns(t), newSchedNetns(t)
-	hists := map[netns][][]Destination{
+	hists := map[netns][][]ipvs.Destination{
 		a: {{d("21"), d("22")}, set},
 		b: {{d("25")}, {d("24"), d("23")}, {d("21"), d("23"), d("24"), d("25")}, set},
 	}
@@ -109,7 +111,7 @@ func TestVMSameRealServerAcrossHistories(t *testing.T) {
 		h, _ := openCounted(t, ns)
 		var rep Report
 		for _, s := range hists[ns] {
-			rep = applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, s...)})
+			rep = applyOK(t, h, []ipvs.Service{mhService(web, []string{"mh-port"}, s...)})
 		}
 		fps = append(fps, rep.Fingerprint.Get(web))
 	}
@@ -159,21 +161,21 @@ func TestVMSameRealServerAcrossHistories(t *testing.T) {
 // connection ends and then deletes it.
 func TestVMConnectionSurvives(t *testing.T) {
 	l := newTrafficLab(t)
-	key := Key{VIP: netip.MustParseAddr(labVIP), Port: 80, Protocol: 6}
-	be := func(a string, w int) Destination {
-		return Destination{Address: netip.MustParseAddr(a), Port: labPort, Weight: w, Forwarding: Masquerade}
+	key := ipvs.Key{VIP: netip.MustParseAddr(labVIP), Port: 80, Protocol: 6}
+	be := func(a string, w int) ipvs.Destination {
+		return ipvs.Destination{Address: netip.MustParseAddr(a), Port: labPort, Weight: w, Forwarding: ipvs.Masquerade}
 	}
 	h1, _ := openCounted(t, l.director)
 	if _, err := h1.SetSysctls(nil); err != nil {
 		t.Fatalf("SetSysctls: %v", err)
 	}
-	only := []Service{mhService(key, []string{"mh-port", "mh-fallback"}, be(labBackendB, 1))}
+	only := []ipvs.Service{mhService(key, []string{"mh-port", "mh-fallback"}, be(labBackendB, 1))}
 	applyOK(t, h1, only)
 	c := l.dial(t)
 	if got := c.echo(t, "hello"); got != labBackendB {
 		t.Fatalf("connection went to %s, want %s", got, labBackendB)
 	}
-	stats := func(h *Handle) ServiceStats {
+	stats := func(h *Handle) ipvs.ServiceStats {
 		t.Helper()
 		st, err := h.Stats(context.Background())
 		if err != nil {
@@ -182,7 +184,7 @@ func TestVMConnectionSurvives(t *testing.T) {
 		return st[key]
 	}
 	// Totals are folded in by the kernel's estimator every 2 s.
-	waitStats := func(h *Handle, ok func(ServiceStats) bool) ServiceStats {
+	waitStats := func(h *Handle, ok func(ipvs.ServiceStats) bool) ipvs.ServiceStats {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -196,7 +198,7 @@ func TestVMConnectionSurvives(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
-	waitStats(h1, func(st ServiceStats) bool {
+	waitStats(h1, func(st ipvs.ServiceStats) bool {
 		return st.Stats.Connections == 1 && st.Stats.ActiveConns == 1 && st.Stats.PacketsIn >= 3 &&
 			len(st.Destinations) == 1 && st.Destinations[0].Stats.Connections == 1 && st.Destinations[0].Stats.BytesOut > 0
 	})
@@ -211,12 +213,12 @@ func TestVMConnectionSurvives(t *testing.T) {
 	}
 	c.echo(t, "after restart")
 	// A re-created service would count from zero.
-	waitStats(h2, func(st ServiceStats) bool { return st.Stats.Connections == 1 && st.Stats.PacketsIn >= 5 })
+	waitStats(h2, func(st ipvs.ServiceStats) bool { return st.Stats.Connections == 1 && st.Stats.PacketsIn >= 5 })
 
 	// 2. A lower address joins: the canonical order needs the existing
 	// destination re-inserted (delete + add). The kernel's trash hands it
 	// back with its connection.
-	both := []Service{mhService(key, []string{"mh-port", "mh-fallback"}, be(labBackendA, 1), be(labBackendB, 1))}
+	both := []ipvs.Service{mhService(key, []string{"mh-port", "mh-fallback"}, be(labBackendA, 1), be(labBackendB, 1))}
 	rep := applyOK(t, h2, both)
 	if rep.Ops != 3 {
 		t.Errorf("join took %d writes, want 3 (add, delete, re-add)", rep.Ops)
@@ -232,7 +234,7 @@ func TestVMConnectionSurvives(t *testing.T) {
 	}
 
 	// 3. Drain B: weight 0 while the connection lasts, deleted after.
-	drain := []Service{mhService(key, []string{"mh-port", "mh-fallback"}, be(labBackendA, 1), draining(be(labBackendB, 1)))}
+	drain := []ipvs.Service{mhService(key, []string{"mh-port", "mh-fallback"}, be(labBackendA, 1), draining(be(labBackendB, 1)))}
 	applyOK(t, h2, drain)
 	if rep := applyOK(t, h2, drain); rep.Ops != 0 {
 		t.Errorf("held drain wrote %d times", rep.Ops)
@@ -267,13 +269,13 @@ func TestVMConnectionSurvives(t *testing.T) {
 func TestVMDrainWithMHNeedsFallback(t *testing.T) {
 	ns := newSchedNetns(t)
 	h, _ := openCounted(t, ns)
-	set := []Destination{dst("10.0.2.21", 1), dst("10.0.2.22", 1), dst("10.0.2.23", 1), dst("10.0.2.24", 1)}
-	applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, set...)})
+	set := []ipvs.Destination{dst("10.0.2.21", 1), dst("10.0.2.22", 1), dst("10.0.2.23", 1), dst("10.0.2.24", 1)}
+	applyOK(t, h, []ipvs.Service{mhService(web, []string{"mh-port"}, set...)})
 	set[1].Weight = 0 // 10.0.2.22 drained to weight 0
-	applyOK(t, h, []Service{mhService(web, []string{"mh-port"}, set...)})
+	applyOK(t, h, []ipvs.Service{mhService(web, []string{"mh-port"}, set...)})
 	const flows = 256
 	without := scheduleLocal(t, ns, 41000, flows)
-	applyOK(t, h, []Service{mhService(web, []string{"mh-port", "mh-fallback"}, set...)})
+	applyOK(t, h, []ipvs.Service{mhService(web, []string{"mh-port", "mh-fallback"}, set...)})
 	with := scheduleLocal(t, ns, 42000, flows)
 	for name, got := range map[string]map[string]string{"without mh-fallback": without, "with mh-fallback": with} {
 		for src, dest := range got {

@@ -1,4 +1,4 @@
-package ipvs
+package dataplane
 
 import (
 	"context"
@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"syscall"
+	"time"
 	"unsafe"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // Report says what one Apply did.
@@ -22,24 +25,25 @@ type Report struct {
 	FullRead bool
 	// Failed holds, per service, why it could not be validated, read or
 	// written. Other services are applied regardless.
-	Failed map[Key]error
+	Failed map[ipvs.Key]error
 	// Fingerprint is Fingerprint of every owned service as the kernel holds
 	// it after Apply, for status and for comparing directors: an immutable
 	// snapshot (Get, Len, Map).
 	Fingerprint Fingerprints
 }
 
-// entry is Apply's record of one owned service.
+// entry is Apply's record of one owned service. Its only record of the
+// service's state is the kernel's view (have), kept up to date by every write
+// and every read: Apply compares the desired state with it, so the desired
+// state itself is kept once, by the caller.
 type entry struct {
-	key     Key
-	gone    bool     // deleted from Handle.entries
-	drains  bool     // applied has draining destinations: re-read every time
-	exists  bool     // the kernel has the service
-	have    Service  // the kernel's view; destinations in kernel list order
-	applied *Service // the desired state last applied without error
-	seen    uint64   // the last Apply (epoch) whose desired state listed the key
-	wantIdx int      // its index in that desired state
-	dup     bool     // that desired state listed the key twice
+	key     ipvs.Key
+	gone    bool         // deleted from Handle.entries
+	exists  bool         // the kernel has the service
+	have    ipvs.Service // the kernel's view; destinations in kernel list order
+	seen    uint64       // the last Apply (epoch) whose desired state listed the key
+	wantIdx int          // its index in that desired state
+	dup     bool         // that desired state listed the key twice
 }
 
 // Apply makes the kernel's IPVS services match want and returns what it did.
@@ -51,38 +55,58 @@ type entry struct {
 // not seen) it reads the owned services from the kernel (the netlink service
 // dump plus one read of /proc/net/ip_vs) and diffs against them, so a
 // restarted daemon adopts existing services and their connections instead of
-// re-creating them; services the kernel still holds as Apply left them are
-// not diffed again. In between it diffs against its record of what it wrote,
-// re-reading only services whose desired state changed or that have draining
-// destinations. A no-op Apply therefore costs one comparison per service and
-// no netlink request; when want lists the same keys in the same order as the
-// last call (as the announcer's plan does) that comparison runs position by
-// position with no bookkeeping at all.
+// re-creating them; services the kernel already holds as desired are not
+// diffed. In between it trusts its record of the kernel (what it read and
+// wrote since), re-reading only services that differ from want or that have
+// draining destinations. A no-op Apply therefore costs one comparison per
+// service and no netlink request; when want lists the same keys in the same
+// order as the last call, with destinations in canonical order (as the
+// announcer's plan does), that comparison runs position by position with no
+// bookkeeping at all.
 //
 // A service that fails (invalid, unreadable, or a write rejected) is reported
 // in Report.Failed and the others proceed. The error is only for failures
 // that stop everything: a closed handle, a cancelled context, or the service
 // list being unreadable.
-func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
+func (h *Handle) Apply(ctx context.Context, want []ipvs.Service) (Report, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	rep := Report{Failed: make(map[Key]error)}
+	rep := Report{Failed: make(map[ipvs.Key]error)}
 	if err := h.usable(ctx); err != nil {
 		return rep, err
 	}
-
-	// Mark the keys of this desired state (unseen entries are dropped ones)
-	// and note which services differ from what was last applied. The entry
-	// at the same index last time is tried before the map: callers usually
-	// pass services in a stable order, and this loop is all a no-op costs.
 	h.epoch++
-	full := h.needFull || h.cfg.now().Sub(h.lastFull) >= h.cfg.resync
+	now := h.cfg.now()
+	full := h.needFull || now.Sub(h.lastFull) >= h.cfg.resync
 	if !full {
-		if changed, ok := h.samePositions(want); ok {
-			err := h.applyWork(ctx, want, changed, false, &rep)
+		if work, ok := h.samePositions(want); ok {
+			err := h.applyWork(ctx, want, work, false, now, &rep)
 			return h.finish(rep), err
 		}
 	}
+	work, seen, newKey := h.markWanted(want, &rep)
+	var skip map[ipvs.Key]bool // unreadable this round
+	if full || newKey {
+		// A new key: adopt or create, the kernel may have it already.
+		full = true
+		var err error
+		if skip, err = h.fullRead(&rep); err != nil {
+			h.needFull = true
+			return h.finish(rep), err
+		}
+		work = h.outdated(want)
+	}
+	h.needFull = false
+	work = h.addDropped(work, seen, skip)
+	err := h.applyWork(ctx, want, work, full, now, &rep)
+	return h.finish(rep), err
+}
+
+// markWanted records which entries this desired state lists, in its order,
+// creating entries for new keys (newKey). It returns the keys whose desired
+// state differs from Apply's record of the kernel, and how many entries want
+// lists; a key listed twice is reported failed.
+func (h *Handle) markWanted(want []ipvs.Service, rep *Report) (changed []ipvs.Key, seen int, newKey bool) {
 	prevLen := len(h.order)
 	order := h.order
 	if cap(order) < len(want) {
@@ -90,17 +114,17 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 		copy(order, h.order)
 	}
 	order = order[:len(want)]
-	var changed []Key
-	seen := 0
 	for i := range want {
 		k := want[i].Key
 		var e *entry
+		// The entry at the same index last time is tried before the map:
+		// callers usually pass services in a stable order.
 		if c := order[i]; i < prevLen && c != nil && !c.gone && c.key == k {
 			e = c
 		} else if e = h.entries[k]; e == nil {
 			e = &entry{key: k}
 			h.entries[k] = e
-			full = true // adopt or create: the kernel may have it already
+			newKey = true
 		}
 		if e.seen == h.epoch {
 			e.dup = true
@@ -109,38 +133,33 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 			continue
 		}
 		e.seen, e.wantIdx, e.dup = h.epoch, i, false
-		if order[i] != e {
-			order[i] = e
-		}
+		order[i] = e
 		seen++
-		if e.applied == nil || e.drains || !sameSpec(&want[i], e.applied) {
+		if !current(&want[i], e) {
 			changed = append(changed, k)
 		}
 	}
 	h.order = order
-	var skip map[Key]bool // unreadable this round
-	if full {
-		var err error
-		if skip, err = h.fullRead(&rep); err != nil {
-			h.needFull = true
-			return h.finish(rep), err
-		}
-	}
-	h.needFull = false
+	return changed, seen, newKey
+}
 
-	// Diff the services whose desired state changed, that drain, or that
-	// were dropped; after a full read also those the kernel no longer holds
-	// as Apply left them.
-	work := changed
-	if full {
-		work = work[:0]
-		for i, e := range order {
-			if e != nil && (e.applied == nil || e.drains || !sameSpec(&want[i], e.applied)) {
-				work = append(work, e.key)
-			}
+// outdated lists, after a full read, the wanted keys the kernel does not
+// hold as desired.
+func (h *Handle) outdated(want []ipvs.Service) []ipvs.Key {
+	var work []ipvs.Key
+	for i, e := range h.order {
+		if e != nil && !current(&want[i], e) {
+			work = append(work, e.key)
 		}
 	}
-	work = slices.DeleteFunc(work, func(k Key) bool { e := h.entries[k]; return e.dup || skip[k] })
+	return work
+}
+
+// addDropped completes the work: without keys listed twice or unreadable
+// this round (skip), plus the owned keys want no longer lists (seen counts
+// those it lists), which are deleted; sorted by key.
+func (h *Handle) addDropped(work []ipvs.Key, seen int, skip map[ipvs.Key]bool) []ipvs.Key {
+	work = slices.DeleteFunc(work, func(k ipvs.Key) bool { e := h.entries[k]; return e.dup || skip[k] })
 	if seen < len(h.entries) {
 		for k, e := range h.entries {
 			if e.seen != h.epoch && !skip[k] {
@@ -148,17 +167,16 @@ func (h *Handle) Apply(ctx context.Context, want []Service) (Report, error) {
 			}
 		}
 	}
-	slices.SortFunc(work, compareKeys)
-	err := h.applyWork(ctx, want, work, full, &rep)
-	return h.finish(rep), err
+	slices.SortFunc(work, ipvs.Key.Compare)
+	return work
 }
 
 // samePositions is the no-op Apply's fast path: when want lists exactly the
 // keys of the last Apply in the same order (so none is new, dropped or
-// repeated), it returns the keys whose desired state differs from what was
-// applied, marked for applyWork, and true. Otherwise it returns false
-// having changed nothing, and Apply takes the general path.
-func (h *Handle) samePositions(want []Service) ([]Key, bool) {
+// repeated), it returns the keys whose desired state the kernel does not hold
+// yet, marked for applyWork, and true. Otherwise it returns false having
+// changed nothing, and Apply takes the general path.
+func (h *Handle) samePositions(want []ipvs.Service) ([]ipvs.Key, bool) {
 	if len(want) != len(h.order) || len(want) != len(h.entries) {
 		return nil, false
 	}
@@ -168,39 +186,38 @@ func (h *Handle) samePositions(want []Service) ([]Key, bool) {
 		if e == nil || e.key != want[i].Key {
 			return nil, false
 		}
-		if e.applied == nil || e.drains || !sameSpec(&want[i], e.applied) {
+		if !current(&want[i], e) {
 			changed = append(changed, i)
 		}
 	}
-	keys := make([]Key, len(changed))
+	keys := make([]ipvs.Key, len(changed))
 	for j, i := range changed {
 		e := h.order[i]
 		e.seen, e.wantIdx, e.dup = h.epoch, i, false
 		keys[j] = e.key
 	}
-	slices.SortFunc(keys, compareKeys)
+	slices.SortFunc(keys, ipvs.Key.Compare)
 	return keys, true
 }
 
 // applyWork diffs and writes the services in work (sorted keys); full says
 // their kernel state was just read.
-func (h *Handle) applyWork(ctx context.Context, want []Service, work []Key, full bool, rep *Report) error {
+func (h *Handle) applyWork(ctx context.Context, want []ipvs.Service, work []ipvs.Key, full bool, now time.Time, rep *Report) error {
 	for _, k := range work {
 		if err := ctx.Err(); err != nil {
 			h.needFull = true
 			return fmt.Errorf("apply IPVS services: %w", err)
 		}
 		e := h.entries[k]
-		var w *Service
+		var w *ipvs.Service
 		if e.seen == h.epoch {
 			w = &want[e.wantIdx]
-			if err := Validate(*w); err != nil {
+			if err := ipvs.Validate(*w); err != nil {
 				rep.Failed[k] = err // keep the kernel's state for this key
-				e.applied = nil
 				continue
 			}
 		}
-		h.applyService(k, e, w, full, rep)
+		h.applyService(k, e, w, full, now, rep)
 		if w == nil && !e.exists && rep.Failed[k] == nil {
 			e.gone = true
 			delete(h.entries, k)
@@ -222,18 +239,18 @@ func (h *Handle) finish(rep Report) Report {
 }
 
 // setFingerprint records fp for k ("" removes it).
-func (h *Handle) setFingerprint(k Key, fp string) { h.fps.set(k, fp) }
+func (h *Handle) setFingerprint(k ipvs.Key, fp string) { h.fps.set(k, fp) }
 
 // fullRead refreshes every entry from the kernel. Services whose
 // destinations cannot be read are reported failed and returned in skip.
-func (h *Handle) fullRead(rep *Report) (skip map[Key]bool, err error) {
+func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, err error) {
 	rep.FullRead = true
-	have, reads, failed, err := h.read(func(k Key) bool { return h.entries[k] != nil })
+	have, reads, failed, err := h.read(func(k ipvs.Key) bool { return h.entries[k] != nil })
 	rep.Reads += reads
 	if err != nil {
 		return nil, err
 	}
-	haveBy := make(map[Key]*Service, len(have))
+	haveBy := make(map[ipvs.Key]*ipvs.Service, len(have))
 	for i := range have {
 		haveBy[have[i].Key] = &have[i]
 	}
@@ -241,16 +258,15 @@ func (h *Handle) fullRead(rep *Report) (skip map[Key]bool, err error) {
 		if err := failed[k]; err != nil {
 			rep.Failed[k] = err
 			if skip == nil {
-				skip = make(map[Key]bool)
+				skip = make(map[ipvs.Key]bool)
 			}
 			skip[k] = true
 			continue
 		}
 		fresh := haveBy[k]
 		if e.exists != (fresh != nil) || (fresh != nil && !sameKernelView(&e.have, fresh)) {
-			e.applied = nil // not what Apply left: diff it again
-			e.exists = fresh != nil
-			e.have = Service{}
+			e.exists = fresh != nil // not what Apply left
+			e.have = ipvs.Service{}
 			if fresh != nil {
 				e.have = *fresh
 			}
@@ -263,26 +279,22 @@ func (h *Handle) fullRead(rep *Report) (skip map[Key]bool, err error) {
 	return skip, nil
 }
 
-// applyService diffs and writes one owned service.
-func (h *Handle) applyService(k Key, e *entry, want *Service, fresh bool, rep *Report) {
-	if !fresh {
-		if e.exists {
-			ds, err := h.readDests(k)
-			rep.Reads++
-			if err != nil {
-				rep.Failed[k] = err
-				e.applied = nil
-				return
-			}
-			e.have.Destinations = ds
+// applyService diffs and writes one owned service at now.
+func (h *Handle) applyService(k ipvs.Key, e *entry, want *ipvs.Service, fresh bool, now time.Time, rep *Report) {
+	if !fresh && e.exists {
+		ds, err := h.readDests(k)
+		rep.Reads++
+		if err != nil {
+			rep.Failed[k] = err
+			return
 		}
+		e.have.Destinations = ds
 	}
-	var have *Service
+	var have *ipvs.Service
 	if e.exists {
 		have = &e.have
 	}
-	ops := diffService(want, have)
-	e.applied = nil
+	ops := ipvs.DiffService(want, have, now)
 	for _, op := range ops {
 		rep.Ops++
 		if err := h.exec(op); err != nil {
@@ -297,36 +309,32 @@ func (h *Handle) applyService(k Key, e *entry, want *Service, fresh bool, rep *R
 	if len(ops) > 0 {
 		h.log.Info("IPVS service programmed", "vip", k.String(), "ops", len(ops), "reason", ops[0].Reason)
 	}
-	if want != nil {
-		c := cloneService(*want)
-		e.applied, e.drains = &c, hasDraining(c)
-	}
 	h.refreshFingerprint(k, e)
 }
 
-func (h *Handle) refreshFingerprint(k Key, e *entry) {
+func (h *Handle) refreshFingerprint(k ipvs.Key, e *entry) {
 	fp := ""
 	if e.exists {
-		fp = Fingerprint(e.have)
+		fp = ipvs.Fingerprint(e.have)
 	}
 	h.setFingerprint(k, fp)
 }
 
 // exec issues one write.
-func (h *Handle) exec(op Op) error {
+func (h *Handle) exec(op ipvs.Op) error {
 	var err error
 	switch op.Kind {
-	case OpCreateService:
+	case ipvs.OpCreateService:
 		err = h.k.NewService(kernelService(op.Service))
-	case OpUpdateService:
+	case ipvs.OpUpdateService:
 		err = h.k.UpdateService(kernelService(op.Service))
-	case OpDeleteService:
+	case ipvs.OpDeleteService:
 		err = h.k.DelService(kernelKey(op.Service.Key))
-	case OpAddDestination:
+	case ipvs.OpAddDestination:
 		err = h.k.NewDestination(kernelKey(op.Service.Key), kernelDest(op.Destination))
-	case OpUpdateDestination:
+	case ipvs.OpUpdateDestination:
 		err = h.k.UpdateDestination(kernelKey(op.Service.Key), kernelDest(op.Destination))
-	case OpDeleteDestination:
+	case ipvs.OpDeleteDestination:
 		err = h.k.DelDestination(kernelKey(op.Service.Key), kernelDest(op.Destination))
 	default:
 		err = errors.New("unknown op")
@@ -336,9 +344,9 @@ func (h *Handle) exec(op Op) error {
 	}
 	hint := ""
 	switch {
-	case (op.Kind == OpCreateService || op.Kind == OpUpdateService) && errors.Is(err, syscall.ENOENT):
+	case (op.Kind == ipvs.OpCreateService || op.Kind == ipvs.OpUpdateService) && errors.Is(err, syscall.ENOENT):
 		hint = fmt.Sprintf(" (is the scheduler available? modprobe ip_vs_%s)", op.Service.Scheduler)
-	case op.Kind == OpAddDestination && errors.Is(err, syscall.EINVAL):
+	case op.Kind == ipvs.OpAddDestination && errors.Is(err, syscall.EINVAL):
 		hint = " (the kernel takes only unicast destination addresses; in a new network namespace bring lo up first)"
 	case errors.Is(err, syscall.EEXIST), errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ESRCH):
 		hint = " (IPVS was changed behind this handle's back; the next Apply reads it again)"
@@ -348,53 +356,81 @@ func (h *Handle) exec(op Op) error {
 
 // record mirrors a successful write in the entry, the way the kernel applies
 // it (new destinations go to the head of the list).
-func (e *entry) record(op Op) {
+func (e *entry) record(op ipvs.Op) {
 	switch op.Kind {
-	case OpCreateService:
+	case ipvs.OpCreateService:
 		e.exists = true
 		e.have = op.Service
 		e.have.Destinations = nil
-	case OpUpdateService:
+	case ipvs.OpUpdateService:
 		ds := e.have.Destinations
 		e.have = op.Service
 		e.have.Destinations = ds
-	case OpDeleteService:
+	case ipvs.OpDeleteService:
 		e.exists = false
-		e.have = Service{}
-	case OpAddDestination:
+		e.have = ipvs.Service{}
+	case ipvs.OpAddDestination:
 		d := op.Destination
-		d.Draining, d.Conns = false, Conns{}
+		d.Draining, d.Conns = false, ipvs.Conns{}
 		e.have.Destinations = slices.Insert(e.have.Destinations, 0, d)
-	case OpUpdateDestination:
+	case ipvs.OpUpdateDestination:
 		for i := range e.have.Destinations {
-			if destKey(e.have.Destinations[i]) == destKey(op.Destination) {
+			if e.have.Destinations[i].AddrPort() == op.Destination.AddrPort() {
 				e.have.Destinations[i].Weight = op.Destination.Weight
 				e.have.Destinations[i].Forwarding = op.Destination.Forwarding
 			}
 		}
-	case OpDeleteDestination:
-		e.have.Destinations = slices.DeleteFunc(e.have.Destinations, func(d Destination) bool {
-			return destKey(d) == destKey(op.Destination)
+	case ipvs.OpDeleteDestination:
+		e.have.Destinations = slices.DeleteFunc(e.have.Destinations, func(d ipvs.Destination) bool {
+			return d.AddrPort() == op.Destination.AddrPort()
 		})
 	}
 }
 
-// sameSpec reports whether two desired states of the same key are identical
-// (counters aside). It runs for every service on every Apply: it is what a
-// no-op Apply costs.
-func sameSpec(a, b *Service) bool {
-	if !sameString(a.Scheduler, b.Scheduler) || a.Persistence != b.Persistence ||
-		!sameStrings(a.Flags, b.Flags) || len(a.Destinations) != len(b.Destinations) {
+// current reports whether the kernel, as Apply's record has it, already
+// holds want, so there is nothing to diff: the service exists with the same
+// attributes and the same destinations and weights, in canonical order, and
+// none is draining (those are re-read and diffed until they are gone). It
+// runs for every service on every Apply: it is what a no-op Apply costs.
+func current(want *ipvs.Service, e *entry) bool {
+	have := &e.have
+	if !e.exists || !sameString(want.Scheduler, have.Scheduler) || want.Persistence != have.Persistence ||
+		len(want.Destinations) != len(have.Destinations) || !sameFlags(want, have) {
 		return false
 	}
-	for i := range a.Destinations {
-		x, y := &a.Destinations[i], &b.Destinations[i]
-		if x.Address != y.Address || x.Port != y.Port || x.Weight != y.Weight ||
-			x.Forwarding != y.Forwarding || x.Draining != y.Draining {
+	inOrder := true
+	for i := range want.Destinations {
+		x, y := &want.Destinations[i], &have.Destinations[i]
+		if x.Draining {
 			return false
 		}
+		if x.Address != y.Address || x.Port != y.Port || x.Weight != y.Weight || x.Forwarding != y.Forwarding {
+			inOrder = false
+		}
 	}
-	return true
+	canonical := ipvs.IsCanonical(want.Destinations)
+	if inOrder {
+		return canonical
+	}
+	// A caller that does not list destinations in canonical order pays for
+	// a sorted copy.
+	if canonical {
+		return false
+	}
+	sorted := slices.Clone(want.Destinations)
+	ipvs.SortCanonical(sorted)
+	return current(&ipvs.Service{Scheduler: want.Scheduler, Flags: want.Flags, Persistence: want.Persistence, Destinations: sorted}, e)
+}
+
+// sameFlags reports whether two services of the same scheduler have the same
+// flags, however the names are ordered.
+func sameFlags(a, b *ipvs.Service) bool {
+	if sameStrings(a.Flags, b.Flags) {
+		return true
+	}
+	ab, aerr := ipvs.FlagBits(a.Scheduler, a.Flags)
+	bb, berr := ipvs.FlagBits(b.Scheduler, b.Flags)
+	return aerr == nil && berr == nil && ab == bb
 }
 
 // sameString is a == b, answered without comparing bytes when both share
@@ -418,7 +454,7 @@ func sameStrings(a, b []string) bool {
 
 // sameKernelView reports whether two observed states of a service are the
 // same apart from counters: what Apply recorded and what a full read found.
-func sameKernelView(a, b *Service) bool {
+func sameKernelView(a, b *ipvs.Service) bool {
 	if a.Scheduler != b.Scheduler || a.Persistence != b.Persistence ||
 		!slices.Equal(a.Flags, b.Flags) || len(a.Destinations) != len(b.Destinations) {
 		return false
@@ -430,16 +466,4 @@ func sameKernelView(a, b *Service) bool {
 		}
 	}
 	return true
-}
-
-func hasDraining(s Service) bool {
-	return slices.ContainsFunc(s.Destinations, func(d Destination) bool { return d.Draining })
-}
-
-// cloneService copies s so later changes to the caller's slices cannot alter
-// Apply's record.
-func cloneService(s Service) Service {
-	s.Flags = slices.Clone(s.Flags)
-	s.Destinations = slices.Clone(s.Destinations)
-	return s
 }

@@ -1,6 +1,6 @@
 //go:build linux && vm
 
-package ipvs
+package dataplane
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // benchSize is the scale of BenchmarkVMScale: 10,000 services x 5
@@ -37,14 +39,14 @@ func benchSize(tb testing.TB) (services, dests int) {
 
 // scaleState is n mh services (port flag) on distinct VIPs, each with d DR
 // destinations of their own.
-func scaleState(n, d int) []Service {
-	out := make([]Service, n)
+func scaleState(n, d int) []ipvs.Service {
+	out := make([]ipvs.Service, n)
 	for i := range n {
 		vip := netip.AddrFrom4([4]byte{100, 64 + byte(i>>16), byte(i >> 8), byte(i)})
-		s := Service{Key: Key{VIP: vip, Port: 80, Protocol: 6}, Scheduler: "mh", Flags: []string{"mh-port"}}
+		s := ipvs.Service{Key: ipvs.Key{VIP: vip, Port: 80, Protocol: 6}, Scheduler: "mh", Flags: []string{"mh-port"}}
 		for j := range d {
 			a := netip.AddrFrom4([4]byte{10, byte(1 + j), byte(i >> 8), byte(i)})
-			s.Destinations = append(s.Destinations, Destination{Address: a, Port: 80, Weight: 1, Forwarding: DirectRoute})
+			s.Destinations = append(s.Destinations, ipvs.Destination{Address: a, Port: 80, Weight: 1, Forwarding: ipvs.DirectRoute})
 		}
 		out[i] = s
 	}
@@ -54,13 +56,14 @@ func scaleState(n, d int) []Service {
 // restoreInput is the same state as ipvsadm-restore input. Destinations are
 // listed in ascending order, the order Apply inserts them, so both tools
 // build identical kernel lists.
-func restoreInput(want []Service) string {
+func restoreInput(want []ipvs.Service) string {
 	var b strings.Builder
 	for _, s := range want {
 		vip := netip.AddrPortFrom(s.Key.VIP, s.Key.Port)
 		fmt.Fprintf(&b, "-A -t %s -s %s -b %s\n", vip, s.Scheduler, strings.Join(s.Flags, ","))
 		ds := slices.Clone(s.Destinations)
-		slices.SortFunc(ds, func(x, y Destination) int { return compareDestsCanonical(y, x) })
+		ipvs.SortCanonical(ds)
+		slices.Reverse(ds)
 		for _, d := range ds {
 			fmt.Fprintf(&b, "-a -t %s -r %s -g -w %d\n", vip, netip.AddrPortFrom(d.Address, d.Port), d.Weight)
 		}

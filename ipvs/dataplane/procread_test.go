@@ -1,4 +1,4 @@
-package ipvs
+package dataplane
 
 import (
 	"net/netip"
@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // procSample is /proc/net/ip_vs as Debian's 6.1 kernel printed it in the VM.
@@ -26,25 +28,25 @@ TCP  C612000B:0050 sh  persistent 15000 FFFFFFFF
 `
 
 func TestParseProcIPVS(t *testing.T) {
-	v6 := Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
-	udp := Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
-	notOwned := Key{VIP: netip.MustParseAddr("198.18.0.11"), Port: 80, Protocol: 6}
-	owned := func(k Key) bool { return k != notOwned }
+	v6 := ipvs.Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
+	udp := ipvs.Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
+	notOwned := ipvs.Key{VIP: netip.MustParseAddr("198.18.0.11"), Port: 80, Protocol: 6}
+	owned := func(k ipvs.Key) bool { return k != notOwned }
 	got, err := parseProcIPVS(strings.NewReader(procSample), owned)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := func(a string, w int, f Forwarding, act, inact int) Destination {
+	d := func(a string, w int, f ipvs.Forwarding, act, inact int) ipvs.Destination {
 		ap := netip.MustParseAddrPort(a)
-		return Destination{Address: ap.Addr(), Port: ap.Port(), Weight: w, Forwarding: f, Conns: Conns{Active: act, Inactive: inact}}
+		return ipvs.Destination{Address: ap.Addr(), Port: ap.Port(), Weight: w, Forwarding: f, Conns: ipvs.Conns{Active: act, Inactive: inact}}
 	}
-	want := map[Key][]Destination{
+	want := map[ipvs.Key][]ipvs.Destination{
 		udp: {},
-		v6:  {d("[2001:db8::21]:443", 1, Masquerade, 0, 0)},
+		v6:  {d("[2001:db8::21]:443", 1, ipvs.Masquerade, 0, 0)},
 		web: {
-			d("10.0.2.23:80", 1, DirectRoute, 3, 1),
-			d("10.0.2.22:80", 0, Tunnel, 0, 7),
-			d("10.0.2.21:80", 65535, Masquerade, 0, 0),
+			d("10.0.2.23:80", 1, ipvs.DirectRoute, 3, 1),
+			d("10.0.2.22:80", 0, ipvs.Tunnel, 0, 7),
+			d("10.0.2.21:80", 65535, ipvs.Masquerade, 0, 0),
 		},
 	}
 	if diff := cmp.Diff(want, got, netipComparers()...); diff != "" {

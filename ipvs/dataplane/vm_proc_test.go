@@ -1,6 +1,6 @@
 //go:build linux && vm
 
-package ipvs
+package dataplane
 
 import (
 	"net/netip"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // TestVMProcAndNetlinkReadsAgree checks the fast full read (/proc/net/ip_vs)
@@ -16,17 +18,17 @@ import (
 func TestVMProcAndNetlinkReadsAgree(t *testing.T) {
 	l := newTrafficLab(t)
 	ns := l.director
-	v6 := Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
-	udp := Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
-	key := Key{VIP: netip.MustParseAddr(labVIP), Port: 80, Protocol: 6}
+	v6 := ipvs.Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
+	udp := ipvs.Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
+	key := ipvs.Key{VIP: netip.MustParseAddr(labVIP), Port: 80, Protocol: 6}
 	persistent := svc(api, "wlc", dst("10.0.2.31", 3))
 	persistent.Persistence = time.Minute
-	want := []Service{
-		mhService(key, []string{"mh-port", "mh-fallback"}, Destination{Address: netip.MustParseAddr(labBackendA), Port: labPort, Weight: 1, Forwarding: Masquerade}),
+	want := []ipvs.Service{
+		mhService(key, []string{"mh-port", "mh-fallback"}, ipvs.Destination{Address: netip.MustParseAddr(labBackendA), Port: labPort, Weight: 1, Forwarding: ipvs.Masquerade}),
 		mhService(web, []string{"mh-port"}, dst("10.0.2.21", 1), dst("10.0.2.22", 0), dst("10.0.2.23", 65535)),
 		persistent,
-		svc(udp, "rr", Destination{Address: netip.MustParseAddr("10.0.2.41"), Port: 5353, Weight: 1, Forwarding: Tunnel}),
-		svc(v6, "mh", Destination{Address: netip.MustParseAddr("2001:db8::21"), Port: 443, Weight: 2, Forwarding: DirectRoute}),
+		svc(udp, "rr", ipvs.Destination{Address: netip.MustParseAddr("10.0.2.41"), Port: 5353, Weight: 1, Forwarding: ipvs.Tunnel}),
+		svc(v6, "mh", ipvs.Destination{Address: netip.MustParseAddr("2001:db8::21"), Port: 443, Weight: 2, Forwarding: ipvs.DirectRoute}),
 	}
 	h, _ := openCounted(t, ns)
 	if h.proc == nil {
@@ -38,7 +40,7 @@ func TestVMProcAndNetlinkReadsAgree(t *testing.T) {
 	c := l.dial(t)
 	c.echo(t, "counted")
 
-	all := func(Key) bool { return true }
+	all := func(ipvs.Key) bool { return true }
 	viaProc, procReads, failed, err := h.read(all)
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("read via /proc: %v %v", err, failed)

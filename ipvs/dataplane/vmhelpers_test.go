@@ -1,6 +1,6 @@
 //go:build linux && vm
 
-package ipvs
+package dataplane
 
 import (
 	"bufio"
@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/ipvs"
+	moby "github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,42 +92,42 @@ type countingKernel struct {
 	writes, reads int
 }
 
-func (c *countingKernel) GetServices() ([]*ipvs.Service, error) {
+func (c *countingKernel) GetServices() ([]*moby.Service, error) {
 	c.reads++
 	return c.kernel.GetServices()
 }
 
-func (c *countingKernel) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
+func (c *countingKernel) GetDestinations(s *moby.Service) ([]*moby.Destination, error) {
 	c.reads++
 	return c.kernel.GetDestinations(s)
 }
 
-func (c *countingKernel) NewService(s *ipvs.Service) error {
+func (c *countingKernel) NewService(s *moby.Service) error {
 	c.writes++
 	return c.kernel.NewService(s)
 }
 
-func (c *countingKernel) UpdateService(s *ipvs.Service) error {
+func (c *countingKernel) UpdateService(s *moby.Service) error {
 	c.writes++
 	return c.kernel.UpdateService(s)
 }
 
-func (c *countingKernel) DelService(s *ipvs.Service) error {
+func (c *countingKernel) DelService(s *moby.Service) error {
 	c.writes++
 	return c.kernel.DelService(s)
 }
 
-func (c *countingKernel) NewDestination(s *ipvs.Service, d *ipvs.Destination) error {
+func (c *countingKernel) NewDestination(s *moby.Service, d *moby.Destination) error {
 	c.writes++
 	return c.kernel.NewDestination(s, d)
 }
 
-func (c *countingKernel) UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error {
+func (c *countingKernel) UpdateDestination(s *moby.Service, d *moby.Destination) error {
 	c.writes++
 	return c.kernel.UpdateDestination(s, d)
 }
 
-func (c *countingKernel) DelDestination(s *ipvs.Service, d *ipvs.Destination) error {
+func (c *countingKernel) DelDestination(s *moby.Service, d *moby.Destination) error {
 	c.writes++
 	return c.kernel.DelDestination(s, d)
 }
@@ -138,7 +138,7 @@ func openCounted(tb testing.TB, ns netns, opts ...Option) (*Handle, *countingKer
 	var ck *countingKernel
 	opts = append(opts, func(c *config) {
 		c.newKernel = func(p string) (kernel, error) {
-			k, err := ipvs.New(p)
+			k, err := moby.New(p)
 			if err != nil {
 				return nil, err
 			}

@@ -1,4 +1,4 @@
-package ipvs
+package dataplane
 
 import (
 	"fmt"
@@ -7,8 +7,14 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/moby/ipvs"
+	moby "github.com/moby/ipvs"
+
+	"github.com/anycast-director/director/ipvs"
 )
+
+// flagHashed is IP_VS_SVC_F_HASHED, which the kernel sets on every dumped
+// service.
+const flagHashed = 0x0002
 
 // fakeKernel is a stateful in-memory IPVS that behaves like the kernel where
 // this package depends on it: new destinations go to the head of the list,
@@ -21,7 +27,7 @@ type fakeKernel struct {
 	strict bool // impossible operations fail the test
 
 	svcs   map[fakeKey]*fakeService
-	trash  map[fakeDestKey]ipvs.Destination
+	trash  map[fakeDestKey]moby.Destination
 	writes int
 	reads  int
 	gen    int // service generation counter, to detect re-creation
@@ -43,25 +49,25 @@ type fakeDestKey struct {
 }
 
 type fakeService struct {
-	svc   ipvs.Service
+	svc   moby.Service
 	gen   int
-	dests []ipvs.Destination // kernel list order
+	dests []moby.Destination // kernel list order
 }
 
 func newFakeKernel(t testing.TB) *fakeKernel {
-	return &fakeKernel{t: t, strict: true, svcs: map[fakeKey]*fakeService{}, trash: map[fakeDestKey]ipvs.Destination{}, fail: map[string]error{}}
+	return &fakeKernel{t: t, strict: true, svcs: map[fakeKey]*fakeService{}, trash: map[fakeDestKey]moby.Destination{}, fail: map[string]error{}}
 }
 
-func fkey(s *ipvs.Service) fakeKey {
+func fkey(s *moby.Service) fakeKey {
 	a, _ := addrFromKernel(s.Address, s.AddressFamily)
 	return fakeKey{af: s.AddressFamily, proto: s.Protocol, addr: a, port: s.Port}
 }
 
 func (k fakeKey) String() string {
-	return Key{VIP: k.addr, Port: k.port, Protocol: uint8(k.proto)}.String()
+	return ipvs.Key{VIP: k.addr, Port: k.port, Protocol: uint8(k.proto)}.String()
 }
 
-func fdaddr(d *ipvs.Destination) netip.Addr {
+func fdaddr(d *moby.Destination) netip.Addr {
 	a, _ := addrFromKernel(d.Address, d.AddressFamily)
 	return a
 }
@@ -78,12 +84,12 @@ func (f *fakeKernel) injected(op string, k fakeKey) error {
 	return f.fail[op+" "+k.String()]
 }
 
-func (f *fakeKernel) GetServices() ([]*ipvs.Service, error) {
+func (f *fakeKernel) GetServices() ([]*moby.Service, error) {
 	f.reads++
 	if f.failGS != nil {
 		return nil, f.failGS
 	}
-	var out []*ipvs.Service
+	var out []*moby.Service
 	for _, s := range f.svcs {
 		c := s.svc
 		c.Flags |= flagHashed
@@ -92,7 +98,7 @@ func (f *fakeKernel) GetServices() ([]*ipvs.Service, error) {
 	return out, nil
 }
 
-func (f *fakeKernel) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
+func (f *fakeKernel) GetDestinations(s *moby.Service) ([]*moby.Destination, error) {
 	f.reads++
 	k := fkey(s)
 	if err := f.injected("get-dests", k); err != nil {
@@ -102,7 +108,7 @@ func (f *fakeKernel) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, erro
 	if fs == nil {
 		return nil, syscall.ESRCH
 	}
-	out := make([]*ipvs.Destination, len(fs.dests))
+	out := make([]*moby.Destination, len(fs.dests))
 	for i := range fs.dests {
 		d := fs.dests[i]
 		out[i] = &d
@@ -110,7 +116,7 @@ func (f *fakeKernel) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, erro
 	return out, nil
 }
 
-func (f *fakeKernel) checkService(s *ipvs.Service) error {
+func (f *fakeKernel) checkService(s *moby.Service) error {
 	if s.AddressFamily == syscall.AF_INET6 && (s.Netmask < 1 || s.Netmask > 128) {
 		return syscall.EINVAL
 	}
@@ -120,7 +126,7 @@ func (f *fakeKernel) checkService(s *ipvs.Service) error {
 	return nil
 }
 
-func (f *fakeKernel) NewService(s *ipvs.Service) error {
+func (f *fakeKernel) NewService(s *moby.Service) error {
 	f.writes++
 	k := fkey(s)
 	if err := f.injected("new-service", k); err != nil {
@@ -138,7 +144,7 @@ func (f *fakeKernel) NewService(s *ipvs.Service) error {
 	return nil
 }
 
-func (f *fakeKernel) UpdateService(s *ipvs.Service) error {
+func (f *fakeKernel) UpdateService(s *moby.Service) error {
 	f.writes++
 	k := fkey(s)
 	if err := f.injected("update-service", k); err != nil {
@@ -156,7 +162,7 @@ func (f *fakeKernel) UpdateService(s *ipvs.Service) error {
 	return nil
 }
 
-func (f *fakeKernel) DelService(s *ipvs.Service) error {
+func (f *fakeKernel) DelService(s *moby.Service) error {
 	f.writes++
 	k := fkey(s)
 	if err := f.injected("del-service", k); err != nil {
@@ -170,13 +176,13 @@ func (f *fakeKernel) DelService(s *ipvs.Service) error {
 	return nil
 }
 
-func (f *fakeKernel) destIndex(fs *fakeService, d *ipvs.Destination) int {
-	return slices.IndexFunc(fs.dests, func(x ipvs.Destination) bool {
+func (f *fakeKernel) destIndex(fs *fakeService, d *moby.Destination) int {
+	return slices.IndexFunc(fs.dests, func(x moby.Destination) bool {
 		return fdaddr(&x) == fdaddr(d) && x.Port == d.Port
 	})
 }
 
-func (f *fakeKernel) NewDestination(s *ipvs.Service, d *ipvs.Destination) error {
+func (f *fakeKernel) NewDestination(s *moby.Service, d *moby.Destination) error {
 	f.writes++
 	k := fkey(s)
 	if err := f.injected("new-dest", k); err != nil {
@@ -194,7 +200,7 @@ func (f *fakeKernel) NewDestination(s *ipvs.Service, d *ipvs.Destination) error 
 	if d.Weight < 0 {
 		return syscall.ERANGE
 	}
-	nd := ipvs.Destination{Address: d.Address, Port: d.Port, Weight: d.Weight,
+	nd := moby.Destination{Address: d.Address, Port: d.Port, Weight: d.Weight,
 		ConnectionFlags: d.ConnectionFlags & fwdMask, AddressFamily: d.AddressFamily}
 	tk := fakeDestKey{svc: k, addr: fdaddr(d), port: d.Port}
 	if old, ok := f.trash[tk]; ok { // ip_vs_trash_get_dest: connections come back
@@ -205,7 +211,7 @@ func (f *fakeKernel) NewDestination(s *ipvs.Service, d *ipvs.Destination) error 
 	return nil
 }
 
-func (f *fakeKernel) UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error {
+func (f *fakeKernel) UpdateDestination(s *moby.Service, d *moby.Destination) error {
 	f.writes++
 	k := fkey(s)
 	if err := f.injected("update-dest", k); err != nil {
@@ -226,7 +232,7 @@ func (f *fakeKernel) UpdateDestination(s *ipvs.Service, d *ipvs.Destination) err
 	return nil
 }
 
-func (f *fakeKernel) DelDestination(s *ipvs.Service, d *ipvs.Destination) error {
+func (f *fakeKernel) DelDestination(s *moby.Service, d *moby.Destination) error {
 	f.writes++
 	k := fkey(s)
 	if err := f.injected("del-dest", k); err != nil {
@@ -252,7 +258,7 @@ func (f *fakeKernel) DelDestination(s *ipvs.Service, d *ipvs.Destination) error 
 func (f *fakeKernel) Close() { f.closed = true }
 
 // service returns the fake's view of key as an observed Service, or nil.
-func (f *fakeKernel) service(k Key) *Service {
+func (f *fakeKernel) service(k ipvs.Key) *ipvs.Service {
 	fs := f.svcs[fkey(kernelKey(k))]
 	if fs == nil {
 		return nil
@@ -266,21 +272,21 @@ func (f *fakeKernel) service(k Key) *Service {
 }
 
 // order lists key's destinations in kernel order as "addr:port/weight".
-func (f *fakeKernel) order(k Key) []string {
+func (f *fakeKernel) order(k ipvs.Key) []string {
 	s := f.service(k)
 	if s == nil {
 		return nil
 	}
 	var out []string
 	for _, d := range s.Destinations {
-		out = append(out, fmt.Sprintf("%s/%d", destKey(d), d.Weight))
+		out = append(out, fmt.Sprintf("%s/%d", d.AddrPort(), d.Weight))
 	}
 	return out
 }
 
 // seed creates a service behind Apply's back (not counted as a write), with
 // destinations in the given kernel order.
-func (f *fakeKernel) seed(s Service) {
+func (f *fakeKernel) seed(s ipvs.Service) {
 	ks := kernelService(s)
 	f.gen++
 	fs := &fakeService{svc: *ks, gen: f.gen}
@@ -293,7 +299,7 @@ func (f *fakeKernel) seed(s Service) {
 }
 
 // setConns sets a destination's connection counters.
-func (f *fakeKernel) setConns(k Key, addr netip.AddrPort, active, inactive int) {
+func (f *fakeKernel) setConns(k ipvs.Key, addr netip.AddrPort, active, inactive int) {
 	fs := f.svcs[fkey(kernelKey(k))]
 	if fs == nil {
 		f.t.Fatalf("setConns: no service %s", k)
@@ -307,7 +313,7 @@ func (f *fakeKernel) setConns(k Key, addr netip.AddrPort, active, inactive int) 
 	f.t.Fatalf("setConns: no destination %s in %s", addr, k)
 }
 
-func (f *fakeKernel) generation(k Key) int {
+func (f *fakeKernel) generation(k ipvs.Key) int {
 	if fs := f.svcs[fkey(kernelKey(k))]; fs != nil {
 		return fs.gen
 	}

@@ -1,4 +1,4 @@
-package ipvs
+package dataplane
 
 import (
 	"net"
@@ -6,24 +6,26 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/moby/ipvs"
+	moby "github.com/moby/ipvs"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
-// kernel is the part of *ipvs.Handle this package uses. The real handle
+// kernel is the part of *moby.Handle this package uses. The real handle
 // satisfies it as is; unit tests use a stateful fake kernel.
 type kernel interface {
-	GetServices() ([]*ipvs.Service, error)
-	GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error)
-	NewService(s *ipvs.Service) error
-	UpdateService(s *ipvs.Service) error
-	DelService(s *ipvs.Service) error
-	NewDestination(s *ipvs.Service, d *ipvs.Destination) error
-	UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error
-	DelDestination(s *ipvs.Service, d *ipvs.Destination) error
+	GetServices() ([]*moby.Service, error)
+	GetDestinations(s *moby.Service) ([]*moby.Destination, error)
+	NewService(s *moby.Service) error
+	UpdateService(s *moby.Service) error
+	DelService(s *moby.Service) error
+	NewDestination(s *moby.Service, d *moby.Destination) error
+	UpdateDestination(s *moby.Service, d *moby.Destination) error
+	DelDestination(s *moby.Service, d *moby.Destination) error
 	Close()
 }
 
-var _ kernel = (*ipvs.Handle)(nil)
+var _ kernel = (*moby.Handle)(nil)
 
 // Forwarding methods as the kernel encodes them (IP_VS_CONN_F_*).
 const (
@@ -35,8 +37,8 @@ const (
 
 // kernelKey is the moby service that identifies k; destination writes and
 // reads use only these fields.
-func kernelKey(k Key) *ipvs.Service {
-	s := &ipvs.Service{Address: net.IP(k.VIP.AsSlice()), Protocol: uint16(k.Protocol), Port: k.Port}
+func kernelKey(k ipvs.Key) *moby.Service {
+	s := &moby.Service{Address: net.IP(k.VIP.AsSlice()), Protocol: uint16(k.Protocol), Port: k.Port}
 	if k.VIP.Is4() {
 		s.AddressFamily = syscall.AF_INET
 		s.Netmask = 0xFFFFFFFF // persistence granularity: one client address
@@ -48,11 +50,11 @@ func kernelKey(k Key) *ipvs.Service {
 }
 
 // kernelService is the full moby service for create and update writes.
-func kernelService(s Service) *ipvs.Service {
+func kernelService(s ipvs.Service) *moby.Service {
 	ks := kernelKey(s.Key)
-	bits, _ := flagBits(s.Scheduler, s.Flags)
+	bits, _ := ipvs.FlagBits(s.Scheduler, s.Flags)
 	if s.Persistence > 0 {
-		bits |= flagPersistent
+		bits |= ipvs.FlagPersistent
 		ks.Timeout = uint32(s.Persistence / time.Second)
 	}
 	ks.SchedName = s.Scheduler
@@ -62,17 +64,17 @@ func kernelService(s Service) *ipvs.Service {
 
 // kernelDest is the moby destination for d; d.Weight is sent as is (Diff has
 // already set draining destinations to 0).
-func kernelDest(d Destination) *ipvs.Destination {
-	kd := &ipvs.Destination{Address: net.IP(d.Address.AsSlice()), Port: d.Port, Weight: d.Weight}
+func kernelDest(d ipvs.Destination) *moby.Destination {
+	kd := &moby.Destination{Address: net.IP(d.Address.AsSlice()), Port: d.Port, Weight: d.Weight}
 	if d.Address.Is4() {
 		kd.AddressFamily = syscall.AF_INET
 	} else {
 		kd.AddressFamily = syscall.AF_INET6
 	}
 	switch d.Forwarding {
-	case DirectRoute:
+	case ipvs.DirectRoute:
 		kd.ConnectionFlags = fwdRoute
-	case Tunnel:
+	case ipvs.Tunnel:
 		kd.ConnectionFlags = fwdTunnel
 	default:
 		kd.ConnectionFlags = fwdMasq
@@ -94,20 +96,20 @@ func addrFromKernel(ip net.IP, family uint16) (netip.Addr, bool) {
 
 // serviceFromKernel converts an observed service; ok is false for services
 // this package never manages (firewall-mark services).
-func serviceFromKernel(ks *ipvs.Service) (Service, bool) {
+func serviceFromKernel(ks *moby.Service) (ipvs.Service, bool) {
 	if ks.FWMark != 0 || ks.Address == nil {
-		return Service{}, false
+		return ipvs.Service{}, false
 	}
 	vip, ok := addrFromKernel(ks.Address, ks.AddressFamily)
 	if !ok {
-		return Service{}, false
+		return ipvs.Service{}, false
 	}
-	s := Service{
-		Key:       Key{VIP: vip, Port: ks.Port, Protocol: uint8(ks.Protocol)},
+	s := ipvs.Service{
+		Key:       ipvs.Key{VIP: vip, Port: ks.Port, Protocol: uint8(ks.Protocol)},
 		Scheduler: ks.SchedName,
-		Flags:     flagNames(ks.SchedName, ks.Flags),
+		Flags:     ipvs.FlagNames(ks.SchedName, ks.Flags),
 	}
-	if ks.Flags&flagPersistent != 0 {
+	if ks.Flags&ipvs.FlagPersistent != 0 {
 		s.Persistence = time.Duration(ks.Timeout) * time.Second
 	}
 	return s, true
@@ -115,8 +117,8 @@ func serviceFromKernel(ks *ipvs.Service) (Service, bool) {
 
 // statsFromKernel converts moby's counters. moby decodes the 32-bit stats
 // attribute, so connection and packet totals wrap at 2^32.
-func statsFromKernel(st ipvs.SvcStats) Stats {
-	return Stats{
+func statsFromKernel(st moby.SvcStats) ipvs.Stats {
+	return ipvs.Stats{
 		Connections: uint64(st.Connections),
 		PacketsIn:   uint64(st.PacketsIn),
 		PacketsOut:  uint64(st.PacketsOut),
@@ -128,27 +130,27 @@ func statsFromKernel(st ipvs.SvcStats) Stats {
 // destFromKernel converts an observed destination. A forwarding method this
 // package does not program (local node) becomes Forwarding(0), which Diff
 // then corrects.
-func destFromKernel(kd *ipvs.Destination) (Destination, bool) {
+func destFromKernel(kd *moby.Destination) (ipvs.Destination, bool) {
 	a, ok := addrFromKernel(kd.Address, kd.AddressFamily)
 	if !ok {
-		return Destination{}, false
+		return ipvs.Destination{}, false
 	}
-	d := Destination{Address: a, Port: kd.Port, Weight: kd.Weight}
+	d := ipvs.Destination{Address: a, Port: kd.Port, Weight: kd.Weight}
 	switch kd.ConnectionFlags & fwdMask {
 	case fwdRoute:
-		d.Forwarding = DirectRoute
+		d.Forwarding = ipvs.DirectRoute
 	case fwdTunnel:
-		d.Forwarding = Tunnel
+		d.Forwarding = ipvs.Tunnel
 	case fwdMasq:
-		d.Forwarding = Masquerade
+		d.Forwarding = ipvs.Masquerade
 	}
-	d.Conns = Conns{Active: kd.ActiveConnections, Inactive: kd.InactiveConnections}
+	d.Conns = ipvs.Conns{Active: kd.ActiveConnections, Inactive: kd.InactiveConnections}
 	return d, true
 }
 
 // destStatsFromKernel returns an observed destination's full counters.
-func destStatsFromKernel(kd *ipvs.Destination) Stats {
-	st := statsFromKernel(ipvs.SvcStats(kd.Stats))
+func destStatsFromKernel(kd *moby.Destination) ipvs.Stats {
+	st := statsFromKernel(moby.SvcStats(kd.Stats))
 	st.ActiveConns, st.InactiveConns = kd.ActiveConnections, kd.InactiveConnections
 	return st
 }

@@ -1,6 +1,6 @@
 //go:build linux && vm
 
-package ipvs
+package dataplane
 
 import (
 	"context"
@@ -11,17 +11,19 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // These tests run as root inside the VM (make test-vm), each in fresh
 // network namespaces, against the real IPVS of Debian's kernel.
 
-func applyOK(t *testing.T, h *Handle, want []Service) Report {
+func applyOK(t *testing.T, h *Handle, want []ipvs.Service) Report {
 	t.Helper()
 	return mustApply(t, h, want)
 }
 
-func mhService(k Key, flags []string, ds ...Destination) Service {
+func mhService(k ipvs.Key, flags []string, ds ...ipvs.Destination) ipvs.Service {
 	s := svc(k, "mh", ds...)
 	s.Flags = flags
 	return s
@@ -31,9 +33,9 @@ func TestVMCreateUpdateDelete(t *testing.T) {
 	ns := newNetns(t)
 	h, ck := openCounted(t, ns)
 	web1 := mhService(web, []string{"mh-port"}, dst("10.0.2.21", 1), dst("10.0.2.22", 1), dst("10.0.2.23", 1))
-	api1 := svc(api, "wlc", Destination{Address: netip.MustParseAddr("10.0.3.31"), Port: 8443, Weight: 2, Forwarding: Masquerade})
+	api1 := svc(api, "wlc", ipvs.Destination{Address: netip.MustParseAddr("10.0.3.31"), Port: 8443, Weight: 2, Forwarding: ipvs.Masquerade})
 	api1.Persistence = 300 * time.Second
-	rep := applyOK(t, h, []Service{web1, api1})
+	rep := applyOK(t, h, []ipvs.Service{web1, api1})
 	if rep.Ops != 7 || ck.writes != 7 {
 		t.Errorf("create: report %d ops, %d netlink writes; want 7 (mh bound after its destinations)", rep.Ops, ck.writes)
 	}
@@ -54,10 +56,10 @@ func TestVMCreateUpdateDelete(t *testing.T) {
 	}
 
 	web2 := mhService(web, []string{"mh-port", "mh-fallback"}, dst("10.0.2.21", 1), dst("10.0.2.22", 3), dst("10.0.2.23", 1))
-	web2.Destinations[0].Forwarding = Tunnel
+	web2.Destinations[0].Forwarding = ipvs.Tunnel
 	api2 := svc(api, "rr", api1.Destinations...)
 	before := ck.writes
-	rep = applyOK(t, h, []Service{web2, api2})
+	rep = applyOK(t, h, []ipvs.Service{web2, api2})
 	if rep.Ops != 4 || ck.writes-before != 4 {
 		t.Errorf("update: report %d ops, %d netlink writes; want 4 (2 services, 2 destinations, in place)", rep.Ops, ck.writes-before)
 	}
@@ -74,11 +76,11 @@ func TestVMCreateUpdateDelete(t *testing.T) {
 	}
 	// A fresh handle reads everything back equal: nothing to plan.
 	h2, _ := openCounted(t, ns)
-	if ops, err := h2.Plan(context.Background(), []Service{web2, api2}); err != nil || len(ops) != 0 {
+	if ops, err := h2.Plan(context.Background(), []ipvs.Service{web2, api2}); err != nil || len(ops) != 0 {
 		t.Errorf("read back: plan %v, err %v; want no ops", opLines(ops), err)
 	}
 
-	applyOK(t, h, []Service{api2})
+	applyOK(t, h, []ipvs.Service{api2})
 	if got := ipvsadmList(t, ns); len(got) != 1 || got["198.18.0.11:443"].Header == "" {
 		t.Errorf("after dropping web: %v", got)
 	}
@@ -90,17 +92,17 @@ func TestVMCreateUpdateDelete(t *testing.T) {
 
 func TestVMIdempotent(t *testing.T) {
 	ns := newNetns(t)
-	v6 := Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
-	udp := Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
+	v6 := ipvs.Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
+	udp := ipvs.Key{VIP: netip.MustParseAddr("198.18.0.12"), Port: 53, Protocol: 17}
 	persistent := svc(api, "sh", dst("10.0.2.31", 1), dst("10.0.2.32", 2))
 	persistent.Flags = []string{"sh-port"}
 	persistent.Persistence = time.Minute
 	dns := svc(udp, "rr", dst("10.0.2.41", 1))
 	dns.Flags = []string{"ops"}
-	want := []Service{
+	want := []ipvs.Service{
 		mhService(web, []string{"mh-port", "mh-fallback"}, dst("10.0.2.21", 1), dst("10.0.2.22", 1), dst("10.0.2.23", 2)),
 		persistent, dns,
-		svc(v6, "mh", Destination{Address: netip.MustParseAddr("2001:db8::21"), Port: 443, Weight: 1, Forwarding: Masquerade}),
+		svc(v6, "mh", ipvs.Destination{Address: netip.MustParseAddr("2001:db8::21"), Port: 443, Weight: 1, Forwarding: ipvs.Masquerade}),
 	}
 	h, ck := openCounted(t, ns)
 	applyOK(t, h, want)
@@ -124,12 +126,12 @@ func TestVMIdempotent(t *testing.T) {
 
 func TestVMSchedulerFlagsReadBack(t *testing.T) {
 	ns := newNetns(t)
-	k := func(port uint16) Key { return Key{VIP: web.VIP, Port: port, Protocol: 6} }
+	k := func(port uint16) ipvs.Key { return ipvs.Key{VIP: web.VIP, Port: port, Protocol: 6} }
 	shBoth := svc(k(82), "sh", dst("10.0.2.21", 1))
 	shBoth.Flags = []string{"sh-fallback", "sh-port"}
 	wlc := svc(k(83), "wlc", dst("10.0.2.21", 1))
 	wlc.Persistence = 90 * time.Second
-	want := []Service{
+	want := []ipvs.Service{
 		mhService(k(80), []string{"mh-port", "mh-fallback"}, dst("10.0.2.21", 1)),
 		mhService(k(81), []string{"mh-port"}, dst("10.0.2.21", 1)),
 		shBoth, wlc,
@@ -138,15 +140,15 @@ func TestVMSchedulerFlagsReadBack(t *testing.T) {
 	applyOK(t, h, want)
 
 	h2, _ := openCounted(t, ns)
-	keys := map[Key]bool{}
+	keys := map[ipvs.Key]bool{}
 	for _, s := range want {
 		keys[s.Key] = true
 	}
-	have, _, failed, err := h2.read(func(k Key) bool { return keys[k] })
+	have, _, failed, err := h2.read(func(k ipvs.Key) bool { return keys[k] })
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("read: %v %v", err, failed)
 	}
-	var got, exp []Service
+	var got, exp []ipvs.Service
 	for _, s := range have {
 		got = append(got, header(s))
 	}
@@ -173,12 +175,12 @@ func TestVMSchedulerFlagsReadBack(t *testing.T) {
 
 func TestVMIPv6(t *testing.T) {
 	ns := newNetns(t)
-	k := Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
-	d := func(a string, w int) Destination {
-		return Destination{Address: netip.MustParseAddr(a), Port: 443, Weight: w, Forwarding: DirectRoute}
+	k := ipvs.Key{VIP: netip.MustParseAddr("2001:db8::10"), Port: 443, Protocol: 6}
+	d := func(a string, w int) ipvs.Destination {
+		return ipvs.Destination{Address: netip.MustParseAddr(a), Port: 443, Weight: w, Forwarding: ipvs.DirectRoute}
 	}
 	h, _ := openCounted(t, ns)
-	rep := applyOK(t, h, []Service{mhService(k, []string{"mh-port"}, d("2001:db8::21", 1), d("2001:db8::23", 1), d("2001:db8::22", 2))})
+	rep := applyOK(t, h, []ipvs.Service{mhService(k, []string{"mh-port"}, d("2001:db8::21", 1), d("2001:db8::23", 1), d("2001:db8::22", 2))})
 	want := ipvsadmService{Header: "TCP [2001:db8::10]:443 mh (mh-port)", Dests: []string{"[2001:db8::21]:443 Route 1", "[2001:db8::22]:443 Route 2", "[2001:db8::23]:443 Route 1"}}
 	if diff := cmp.Diff(want, ipvsadmList(t, ns)["[2001:db8::10]:443"]); diff != "" {
 		t.Errorf("ipvsadm -Ln (-want +got):\n%s", diff)
@@ -190,7 +192,7 @@ func TestVMIPv6(t *testing.T) {
 	if rep.Fingerprint.Get(k) == "" {
 		t.Error("no fingerprint for the IPv6 service")
 	}
-	rep = applyOK(t, h, []Service{mhService(k, []string{"mh-port"}, d("2001:db8::21", 1), d("2001:db8::22", 2))})
+	rep = applyOK(t, h, []ipvs.Service{mhService(k, []string{"mh-port"}, d("2001:db8::21", 1), d("2001:db8::22", 2))})
 	if rep.Ops != 1 {
 		t.Errorf("removing one IPv6 destination took %d writes", rep.Ops)
 	}
@@ -211,8 +213,8 @@ func TestVMForeignServiceUntouched(t *testing.T) {
 		t.Fatalf("foreign service set-up: %+v", foreign)
 	}
 	h, ck := openCounted(t, ns, WithResyncInterval(0))
-	applyOK(t, h, []Service{svc(web, "mh", dst("10.0.2.21", 1))})
-	applyOK(t, h, []Service{svc(api, "mh", dst("10.0.2.21", 1))})
+	applyOK(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1))})
+	applyOK(t, h, []ipvs.Service{svc(api, "mh", dst("10.0.2.21", 1))})
 	applyOK(t, h, nil)
 	got := ipvsadmList(t, ns)
 	if diff := cmp.Diff(map[string]ipvsadmService{"192.0.2.1:53": foreign}, got); diff != "" {
