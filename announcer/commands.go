@@ -19,7 +19,7 @@ var (
 
 // DrainBackend sets backends matching ref to weight 0 so they drain.
 func (l *Loop) DrainBackend(ctx context.Context, ref BackendRef, note Note) error {
-	return l.override(ctx, "drain backend "+ref.String(), note.Reason, func(st *state) error {
+	return l.override(ctx, "drain backend "+ref.String(), note, func(st *state) error {
 		if err := st.checkRef(ref); err != nil {
 			return err
 		}
@@ -30,9 +30,9 @@ func (l *Loop) DrainBackend(ctx context.Context, ref BackendRef, note Note) erro
 }
 
 // EnableBackend removes a drain set for exactly ref. Enabling a backend that is
-// not drained is not an error.
-func (l *Loop) EnableBackend(ctx context.Context, ref BackendRef, who string) error {
-	return l.override(ctx, "enable backend "+ref.String(), who, func(st *state) error {
+// not drained is not an error. note says who lifted it and why.
+func (l *Loop) EnableBackend(ctx context.Context, ref BackendRef, note Note) error {
+	return l.override(ctx, "enable backend "+ref.String(), note, func(st *state) error {
 		// A drain on a backend that a reload removed must stay liftable.
 		if _, set := st.overrides.Drained[ref]; !set {
 			if err := st.checkRef(ref); err != nil {
@@ -48,7 +48,7 @@ func (l *Loop) EnableBackend(ctx context.Context, ref BackendRef, who string) er
 // SetWeight overrides the weight of backends matching ref; a negative weight
 // clears the override.
 func (l *Loop) SetWeight(ctx context.Context, ref BackendRef, weight int, note Note) error {
-	return l.override(ctx, fmt.Sprintf("set weight %d on %s", weight, ref), note.Reason, func(st *state) error {
+	return l.override(ctx, fmt.Sprintf("set weight %d on %s", weight, ref), note, func(st *state) error {
 		if weight > 65535 {
 			return fmt.Errorf("%w: weight %d is out of range: use 0 to 65535, or a negative weight to clear the override", ErrInvalid, weight)
 		}
@@ -69,7 +69,7 @@ func (l *Loop) SetWeight(ctx context.Context, ref BackendRef, weight int, note N
 
 // DisableVIP gracefully withdraws a VIP until EnableVIP.
 func (l *Loop) DisableVIP(ctx context.Context, vip netip.Addr, note Note) error {
-	return l.override(ctx, "disable VIP "+vip.String(), note.Reason, func(st *state) error {
+	return l.override(ctx, "disable VIP "+vip.String(), note, func(st *state) error {
 		if err := st.checkVIP(vip); err != nil {
 			return err
 		}
@@ -79,9 +79,9 @@ func (l *Loop) DisableVIP(ctx context.Context, vip netip.Addr, note Note) error 
 	})
 }
 
-// EnableVIP lifts DisableVIP.
-func (l *Loop) EnableVIP(ctx context.Context, vip netip.Addr, who string) error {
-	return l.override(ctx, "enable VIP "+vip.String(), who, func(st *state) error {
+// EnableVIP lifts DisableVIP; note says who lifted it and why.
+func (l *Loop) EnableVIP(ctx context.Context, vip netip.Addr, note Note) error {
+	return l.override(ctx, "enable VIP "+vip.String(), note, func(st *state) error {
 		if _, set := st.overrides.DisabledVIPs[vip]; !set {
 			if err := st.checkVIP(vip); err != nil {
 				return err
@@ -95,7 +95,7 @@ func (l *Loop) EnableVIP(ctx context.Context, vip netip.Addr, who string) error 
 
 // DrainDirector gracefully withdraws every VIP while IPVS keeps forwarding.
 func (l *Loop) DrainDirector(ctx context.Context, note Note) error {
-	return l.override(ctx, "drain director", note.Reason, func(st *state) error {
+	return l.override(ctx, "drain director", note, func(st *state) error {
 		st.overrides = st.overrides.clone()
 		n := l.stamp(note)
 		st.overrides.Director = &n
@@ -103,21 +103,22 @@ func (l *Loop) DrainDirector(ctx context.Context, note Note) error {
 	})
 }
 
-// UndrainDirector lifts DrainDirector.
-func (l *Loop) UndrainDirector(ctx context.Context, who string) error {
-	return l.override(ctx, "undrain director", who, func(st *state) error {
+// UndrainDirector lifts DrainDirector; note says who lifted it and why.
+func (l *Loop) UndrainDirector(ctx context.Context, note Note) error {
+	return l.override(ctx, "undrain director", note, func(st *state) error {
 		st.overrides = st.overrides.clone()
 		st.overrides.Director = nil
 		return nil
 	})
 }
 
-// override runs a change of the overrides on the loop and records it.
-func (l *Loop) override(ctx context.Context, what, reason string, f func(*state) error) error {
+// override runs a change of the overrides on the loop and records it with
+// who asked and why.
+func (l *Loop) override(ctx context.Context, what string, note Note, f func(*state) error) error {
 	err := l.do(ctx, f)
 	if err == nil {
-		l.log.Info("operator override", "reason", reason, "override", what)
-		l.events.Append(Event{Time: l.now(), Kind: EventOverride, Subject: what, Reason: reason})
+		l.log.Info("operator override", "reason", note.Reason, "override", what, "who", note.Who)
+		l.events.Append(Event{Time: l.now(), Kind: EventOverride, Subject: what, Reason: note.Reason, Who: note.Who})
 	}
 	return err
 }
@@ -230,7 +231,7 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 	}
 	l.log.Info("configuration loaded", "reason", why, "version", v.Version, "digest", v.Digest)
 	l.events.Append(Event{Time: now, Kind: EventReload, Subject: cfg.Source,
-		To: fmt.Sprintf("version %d (%s)", v.Version, v.Digest), Reason: why})
+		To: fmt.Sprintf("version %d (%s)", v.Version, v.Digest), Reason: why, Who: whoFrom(ctx)})
 	return v
 }
 

@@ -1,6 +1,7 @@
 package announcer
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -32,6 +33,9 @@ type Event struct {
 	From, To string
 	// Reason explains the change.
 	Reason string
+	// Who is the operator behind an override, reload or rollback ("" for
+	// changes the director made by itself).
+	Who string
 }
 
 // EventLog keeps the most recent events in a ring so watchers can resume from a
@@ -86,4 +90,20 @@ func (l *EventLog) Since(after uint64) (events []Event, last uint64, lost bool, 
 		events = append(events, l.ring[int(seq-1)%cap(l.ring)])
 	}
 	return events, last, lost, l.notify
+}
+
+// whoKey carries the operator of a reload or rollback in a context.
+type whoKey struct{}
+
+// WithWho returns ctx carrying who: the operator a Reload or Rollback with
+// this context is recorded for in the event log (the API layer sets it from
+// the caller's identity).
+func WithWho(ctx context.Context, who string) context.Context {
+	return context.WithValue(ctx, whoKey{}, who)
+}
+
+// whoFrom returns the operator WithWho put in ctx, or "".
+func whoFrom(ctx context.Context) string {
+	s, _ := ctx.Value(whoKey{}).(string)
+	return s
 }

@@ -272,7 +272,7 @@ func TestLoopOverridesSurviveReloadAndRollback(t *testing.T) {
 		if _, err := l.Rollback(ctx, 42); !errors.Is(err, ErrNotFound) {
 			t.Errorf("rollback to a missing version: %v", err)
 		}
-		if err := l.EnableBackend(ctx, BackendRef{Addr: b1}, "test"); err != nil {
+		if err := l.EnableBackend(ctx, BackendRef{Addr: b1}, Note{Who: "test"}); err != nil {
 			t.Fatal(err)
 		}
 		synctest.Wait()
@@ -409,13 +409,13 @@ func TestLoopOverrideOnRemovedBackendCanBeLifted(t *testing.T) {
 		if _, err := l.Reload(ctx, cfg2); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.EnableBackend(ctx, b, "t"); err != nil {
+		if err := l.EnableBackend(ctx, b, Note{Who: "t"}); err != nil {
 			t.Errorf("lifting a drain of a removed backend: %v", err)
 		}
 		if err := l.SetWeight(ctx, b, -1, Note{}); err != nil {
 			t.Errorf("clearing a weight of a removed backend: %v", err)
 		}
-		if err := l.EnableVIP(ctx, vip, "t"); err != nil {
+		if err := l.EnableVIP(ctx, vip, Note{Who: "t"}); err != nil {
 			t.Errorf("enabling a removed VIP that was disabled: %v", err)
 		}
 		o := l.Status().Overrides

@@ -128,5 +128,6 @@ func (c *Config) Clone() *Config {
 			out.Services[i] = s.Clone()
 		}
 	}
+	out.Notify = c.Notify.Clone()
 	return &out
 }

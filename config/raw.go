@@ -19,6 +19,7 @@ type rawConfig struct {
 	Kernel   *rawKernel    `yaml:"kernel"`
 	IPVS     *rawIPVS      `yaml:"ipvs"`
 	Services []*rawService `yaml:"services"`
+	Notify   *rawNotify    `yaml:"notify"`
 }
 
 type rawDirector struct {

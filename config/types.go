@@ -43,6 +43,8 @@ type Config struct {
 	IPVS IPVS
 	// Services are the load-balanced services, in file order.
 	Services []Service
+	// Notify sends notifications of state changes (notify.go).
+	Notify Notify
 }
 
 // Announce says how a VIP reaches the upstream routers.

@@ -40,6 +40,7 @@ func validate(r *report, rc *rawConfig) *Config {
 	if bgp != nil {
 		v.peersNotSelf(bgp, c.Services)
 	}
+	c.Notify = v.notify(rc.Notify)
 	return c
 }
 

@@ -40,17 +40,17 @@ type Director interface {
 	// DrainBackend sets matching backends to weight 0.
 	DrainBackend(ctx context.Context, ref announcer.BackendRef, note announcer.Note) error
 	// EnableBackend removes the drain set with exactly ref.
-	EnableBackend(ctx context.Context, ref announcer.BackendRef, who string) error
+	EnableBackend(ctx context.Context, ref announcer.BackendRef, note announcer.Note) error
 	// SetWeight overrides matching backends' weight (negative clears).
 	SetWeight(ctx context.Context, ref announcer.BackendRef, weight int, note announcer.Note) error
 	// DisableVIP gracefully withdraws vip.
 	DisableVIP(ctx context.Context, vip netip.Addr, note announcer.Note) error
 	// EnableVIP lifts DisableVIP.
-	EnableVIP(ctx context.Context, vip netip.Addr, who string) error
+	EnableVIP(ctx context.Context, vip netip.Addr, note announcer.Note) error
 	// DrainDirector withdraws every VIP while IPVS keeps forwarding.
 	DrainDirector(ctx context.Context, note announcer.Note) error
 	// UndrainDirector lifts DrainDirector.
-	UndrainDirector(ctx context.Context, who string) error
+	UndrainDirector(ctx context.Context, note announcer.Note) error
 	// Rollback re-applies a kept configuration (0: the previous one).
 	Rollback(ctx context.Context, version int) (announcer.ConfigVersion, error)
 	// History lists the kept configurations, oldest first.

@@ -98,7 +98,7 @@ func (s *service) EnableBackend(ctx context.Context, req *directorv1.EnableBacke
 		return nil, err
 	}
 	_, was := st.Overrides.Drained[ref]
-	if err := s.opts.Director.EnableBackend(ctx, ref, Caller(ctx)); err != nil {
+	if err := s.opts.Director.EnableBackend(ctx, ref, announcer.Note{Reason: req.GetReason(), Who: Caller(ctx)}); err != nil {
 		return nil, toStatus("enable backend "+ref.String(), err)
 	}
 	s.settle(ctx)
@@ -173,7 +173,7 @@ func (s *service) EnableVIP(ctx context.Context, req *directorv1.EnableVIPReques
 		return nil, err
 	}
 	_, was := st.Overrides.DisabledVIPs[vip]
-	if err := s.opts.Director.EnableVIP(ctx, vip, Caller(ctx)); err != nil {
+	if err := s.opts.Director.EnableVIP(ctx, vip, announcer.Note{Reason: req.GetReason(), Who: Caller(ctx)}); err != nil {
 		return nil, toStatus("enable VIP "+vip.String(), err)
 	}
 	s.settle(ctx)
@@ -202,7 +202,7 @@ func (s *service) UndrainDirector(ctx context.Context, req *directorv1.UndrainDi
 		return nil, err
 	}
 	was := s.opts.Director.Status().Overrides.Director != nil
-	if err := s.opts.Director.UndrainDirector(ctx, Caller(ctx)); err != nil {
+	if err := s.opts.Director.UndrainDirector(ctx, announcer.Note{Reason: req.GetReason(), Who: Caller(ctx)}); err != nil {
 		return nil, toStatus("undrain director", err)
 	}
 	s.settle(ctx)

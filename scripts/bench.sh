@@ -19,7 +19,7 @@ bench -bench GetStatus -benchtime 50x ./control
 section "directord: RSS and CPU with 1,000 VIPs x 10 backends at 2 s (targets < 100 MB, < 15 % of a core; remote is the figure, loopback also counts the servers' kernel work)"
 bench -bench DaemonFootprint -benchtime 1x ./cmd/directord
 
-section "directord + FRR: health verdict to the router's FIB (target median < 100 ms)"
+section "directord + FRR: health verdict to the router's FIB (target median < 100 ms), also with slow and failing notifiers (must match)"
 bench -tags privileged -bench 'PrivilegedVerdictToFIB' -benchtime 20x ./lab/acceptance
 
 section "bgp speaker: Set() to router FIB with FRR; 10,000 VIPs to the FIB"

@@ -19,6 +19,7 @@ import (
 	"github.com/anycast-director/director/control/metrics"
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/internal/buildinfo"
+	"github.com/anycast-director/director/notify"
 	"github.com/anycast-director/director/routing"
 	"github.com/anycast-director/director/routing/bgp"
 	"github.com/anycast-director/director/routing/kernel"
@@ -90,6 +91,8 @@ type daemon struct {
 	metrics *metrics.Metrics
 	server  *control.Server
 	closers []func()
+	// notifier sends notifications of state changes (notify.go).
+	notifier *notify.Notifier
 
 	reloadMu sync.Mutex // one reload at a time (SIGHUP and API)
 }
@@ -126,6 +129,10 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	loop = announcer.New(cfg, announcer.Deps{Health: d.health, IPVS: plane, VIPs: vips, Routes: d.routes},
 		d.log, announcer.Options{OnPass: d.metrics.OnPass})
 	d.loop = loop
+	if err := d.newNotifier(cfg); err != nil {
+		d.close()
+		return nil, err
+	}
 	d.server = control.NewServer(control.ServerOptions{Director: loop, Reload: d.reload,
 		RouterConfig: d.routerConfig, Logger: d.log, API: cfg.API})
 	return d, nil
@@ -191,6 +198,7 @@ func (d *daemon) run() int {
 	}
 	start("health", d.health.Run)
 	start("announcer", d.loop.Run)
+	start("notify", d.runNotifier)
 	start("api", d.server.Serve)
 	start("metrics", func(ctx context.Context) error { return d.metrics.Serve(ctx, d.first.Metrics.Listen) })
 	select {

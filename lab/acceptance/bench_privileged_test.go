@@ -35,8 +35,31 @@ import (
 // Each iteration is one withdraw and one announce; run 20 of them:
 //
 //	go test -tags privileged -run '^$' -bench PrivilegedVerdictToFIB -benchtime 20x ./lab/acceptance
-func BenchmarkPrivilegedVerdictToFIB(b *testing.B) {
-	l := newLab(b, dirConf{})
+func BenchmarkPrivilegedVerdictToFIB(b *testing.B) { benchVerdictToFIB(b, dirConf{}) }
+
+// slowNotifier is a notify section whose every channel is slow or failing:
+// an exec hook that hangs until its 5 s timeout, and a webhook whose
+// receiver refuses connections, both retried, with no grouping and no rate
+// limit to speak of, so every verdict keeps them busy.
+const slowNotifier = `notify:
+  group_window: 0s
+  rate: { burst: 1000, every: 1s }
+  webhooks:
+    - { url: "http://127.0.0.1:1/hook", backoff: 10ms, max_attempts: 100 }
+  exec:
+    - { command: [/bin/sleep, "60"], timeout: 5s, backoff: 10ms, max_attempts: 100 }
+`
+
+// BenchmarkPrivilegedVerdictToFIBSlowNotifier is the same path with
+// notifications going to a hanging exec hook and a refused webhook: the
+// figures must match BenchmarkPrivilegedVerdictToFIB's, since notifications
+// run off the announcer loop.
+func BenchmarkPrivilegedVerdictToFIBSlowNotifier(b *testing.B) {
+	benchVerdictToFIB(b, dirConf{notify: slowNotifier})
+}
+
+func benchVerdictToFIB(b *testing.B, conf dirConf) {
+	l := newLab(b, conf)
 	l.startBGP()
 	d := l.dirs[0]
 	l.waitFIB(time.Now(), 30*time.Second, vip4, dirAddr4(1))

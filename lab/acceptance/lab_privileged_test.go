@@ -72,6 +72,8 @@ type dirConf struct {
 	// daemonOnlyServices only to the file the daemon runs (a service that
 	// was never given to router-config).
 	extraServices, daemonOnlyServices string
+	// notify is a notify section (YAML at the top level) for the daemon's file.
+	notify string
 }
 
 // render writes the configuration file of director k; forDaemon selects the
@@ -120,6 +122,7 @@ func (c dirConf) render(k int, dir string, forDaemon bool) string {
 	b.WriteString(c.extraServices)
 	if forDaemon {
 		b.WriteString(c.daemonOnlyServices)
+		b.WriteString(c.notify)
 	}
 	return b.String()
 }

@@ -1,0 +1,137 @@
+//go:build !vm
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anycast-director/director/notify"
+)
+
+// hookReceiver is a real HTTP receiver for webhooks that can be started
+// late on a reserved port.
+type hookReceiver struct {
+	addr string
+	srv  *http.Server
+	mu   sync.Mutex
+	msgs []notify.Message
+}
+
+func (h *hookReceiver) start(t *testing.T) {
+	t.Helper()
+	var lis net.Listener
+	var err error
+	for range 100 {
+		if lis, err = net.Listen("tcp", h.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m notify.Message
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &m); err == nil {
+			h.mu.Lock()
+			h.msgs = append(h.msgs, m)
+			h.mu.Unlock()
+		}
+	})}
+	go h.srv.Serve(lis)
+	t.Cleanup(func() { h.srv.Close() })
+}
+
+func (h *hookReceiver) lines() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, m := range h.msgs {
+		for _, e := range m.Entries {
+			out = append(out, e.Line())
+		}
+	}
+	return out
+}
+
+// TestRunNotifies: the real daemon notifies a webhook when a real server
+// goes down and its VIP is withdrawn. The receiver is down when that
+// happens; the daemon keeps retrying (and keeps serving: the VIP's state
+// follows health meanwhile), and the receiver gets the changes once it is
+// back.
+func TestRunNotifies(t *testing.T) {
+	bin := buildDaemon(t)
+	dir := t.TempDir()
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := backend.Addr().(*net.TCPAddr).Port
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })}
+	go srv.Serve(backend)
+	defer srv.Close()
+
+	hook := &hookReceiver{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	vip := fmt.Sprintf("127.78.%d.10", os.Getpid()%250+1)
+	cfg := fmt.Sprintf(`director: { name: n1, announce: none, hold_down: 200ms, drain_delay: 1s, graceful_shutdown: 0s, linger: 0s }
+api: { socket: %s/d.sock }
+metrics: { listen: %s }
+services:
+  - name: web
+    vip: %s
+    port: 80
+    forwarding: local
+    health: { type: http, path: /, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }
+    backends: [ { address: 127.0.0.1, port: %d } ]
+notify:
+  group_window: 300ms
+  webhooks:
+    - { url: "http://%s/hook", backoff: 100ms, max_attempts: 100 }
+`, dir, metrics, vip, port, hook.addr)
+	cfgPath := filepath.Join(dir, "directord.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cmd := exec.Command(bin, "run", "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("directord log:\n%s", logs.String())
+		}
+	}()
+	advertised := fmt.Sprintf(`directord_vip_advertised{vip="%s"} `, vip)
+	waitFor(t, "the VIP advertised", 10*time.Second, func() bool { return strings.Contains(scrape(metrics), advertised+"1") })
+
+	srv.Close()
+	waitFor(t, "the VIP withdrawn", 5*time.Second, func() bool { return strings.Contains(scrape(metrics), advertised+"0") })
+	waitFor(t, "a failed delivery to the receiver that is down", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "notification failed; retrying")
+	})
+
+	hook.start(t)
+	wantBackend := fmt.Sprintf("backend http 127.0.0.1:%d: up -> down on n1", port)
+	wantVIP := fmt.Sprintf("vip %s: advertised -> withdrawn on n1 (below min_healthy 0/1)", vip)
+	waitFor(t, "the notification", 15*time.Second, func() bool {
+		got := strings.Join(hook.lines(), "\n")
+		return strings.Contains(got, wantBackend) && strings.Contains(got, wantVIP)
+	})
+}
