@@ -9,12 +9,12 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// cmpConfig compares netip.Addr by value and ignores Source, Digest and
+// cmpConfig compares netip.Addr by value and ignores Source, Digest, Content and
 // Warnings unless a test looks at them itself.
 func cmpConfig() []cmp.Option {
 	return []cmp.Option{
 		cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
-		cmpopts.IgnoreFields(Config{}, "Source", "Digest", "Warnings"),
+		cmpopts.IgnoreFields(Config{}, "Source", "Digest", "Content", "Warnings"),
 		cmpopts.EquateEmpty(),
 	}
 }

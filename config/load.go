@@ -144,6 +144,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, r.result()
 	}
 	c.Digest = Digest(data)
+	c.Content = bytes.Clone(data)
 	if len(r.warns) > 0 {
 		c.Warnings = r.warns.sorted()
 	}

@@ -23,6 +23,9 @@ type Config struct {
 	// configuration version shown in status, logs and metrics, and the handle
 	// for a rollback. Two directors with the same file show the same digest.
 	Digest string
+	// Content is the file's bytes as loaded: what `configs show` and the
+	// console's history show (through Redact) and diff.
+	Content []byte
 	// Warnings are problems that do not stop the load (a section that the
 	// announce mode ignores); the daemon logs them and check-config prints them.
 	Warnings []*Error

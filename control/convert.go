@@ -266,7 +266,7 @@ func eventToProto(e announcer.Event) *directorv1.Event {
 		kind = directorv1.EventKind_EVENT_KIND_DIRECTOR
 	}
 	return &directorv1.Event{Seq: e.Seq, Time: ts(e.Time), Kind: kind, Subject: e.Subject,
-		From: e.From, To: e.To, Reason: e.Reason}
+		From: e.From, To: e.To, Reason: e.Reason, Who: e.Who}
 }
 
 // directorFingerprint condenses the per-service IPVS fingerprints into one

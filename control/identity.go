@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -15,10 +17,47 @@ import (
 	"github.com/anycast-director/director/config"
 )
 
+// OnBehalfOfHeader is the gRPC metadata key a client acting for someone
+// else (the operator console) sets to that person's name.
+const OnBehalfOfHeader = "director-on-behalf-of"
+
+// maxOnBehalfOf bounds the name taken from OnBehalfOfHeader.
+const maxOnBehalfOf = 64
+
 // Caller names who made a call: "uid=0 pid=1234" on the Unix socket,
-// "cert CN=ops,O=example" on TCP with mTLS. It is recorded in overrides and
-// in the audit log.
+// "cert CN=ops,O=example" on TCP with mTLS, followed by "on behalf of
+// alice" when the client says it acts for a user (OnBehalfOfHeader). The
+// authenticated identity always comes first: the header only adds to it.
+// It is recorded in overrides, in the event log and in the audit log.
 func Caller(ctx context.Context) string {
+	who := peerIdentity(ctx)
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(OnBehalfOfHeader); len(v) > 0 && v[0] != "" {
+			who += " on behalf of " + cleanName(v[0])
+		}
+	}
+	return who
+}
+
+// cleanName keeps a client-supplied name printable and short.
+func cleanName(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= maxOnBehalfOf {
+			b.WriteString("...")
+			break
+		}
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteRune('?')
+		}
+	}
+	return b.String()
+}
+
+// peerIdentity is the authenticated identity of the connection.
+func peerIdentity(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return "unknown"

@@ -217,7 +217,7 @@ func (s *service) Reload(ctx context.Context, req *directorv1.ReloadRequest) (re
 	if s.opts.Reload == nil {
 		return nil, status.Error(codes.Unimplemented, "reload is not available in this daemon: send SIGHUP to directord instead")
 	}
-	changes, v, err := s.opts.Reload(ctx, req.GetDryRun())
+	changes, v, err := s.opts.Reload(announcer.WithWho(ctx, Caller(ctx)), req.GetDryRun())
 	if err != nil {
 		return nil, reloadStatus(err)
 	}
@@ -240,9 +240,12 @@ func reloadStatus(err error) error {
 	return toStatus("reload", err)
 }
 
-// Rollback re-applies a kept configuration.
+// Rollback re-applies a kept configuration, or with dry_run returns what
+// that would change.
 func (s *service) Rollback(ctx context.Context, req *directorv1.RollbackRequest) (resp *directorv1.RollbackResponse, err error) {
-	defer func() { s.audit(ctx, "Rollback", "", err, "version", req.GetVersion()) }()
+	if !req.GetDryRun() {
+		defer func() { s.audit(ctx, "Rollback", "", err, "version", req.GetVersion()) }()
+	}
 	if req.GetVersion() < 0 {
 		return nil, invalid("version %d is negative: use a version from `directorctl configs`, or 0 for the previous one", req.GetVersion())
 	}
@@ -253,12 +256,15 @@ func (s *service) Rollback(ctx context.Context, req *directorv1.RollbackRequest)
 	if err := checkRollback(hist, req.GetVersion()); err != nil {
 		return nil, err
 	}
-	v, err := s.opts.Director.Rollback(ctx, int(req.GetVersion()))
+	if req.GetDryRun() {
+		return s.previewRollback(ctx, hist, req.GetVersion())
+	}
+	v, err := s.opts.Director.Rollback(announcer.WithWho(ctx, Caller(ctx)), int(req.GetVersion()))
 	if err != nil {
 		return nil, toStatus("rollback", err)
 	}
 	s.settle(ctx)
-	return &directorv1.RollbackResponse{Version: versionToProto(v)}, nil
+	return &directorv1.RollbackResponse{Version: versionToProto(v), Applied: true}, nil
 }
 
 // checkRollback refuses a rollback the history cannot satisfy, with the

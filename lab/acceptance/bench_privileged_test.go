@@ -86,6 +86,9 @@ func benchVerdictToFIB(b *testing.B, conf dirConf) {
 		upListener = append(upListener, fib.Sub(changed))
 	}
 	b.StopTimer()
+	if conf.notify != "" && !strings.Contains(d.daemon.Output(), "notification failed; retrying") {
+		b.Fatalf("the notifier never tried to deliver: the figures do not show its effect")
+	}
 	report(b, "withdraw-verdict-to-fib", down)
 	report(b, "announce-verdict-to-fib", up)
 	report(b, "withdraw-listener-to-fib", downListener)
