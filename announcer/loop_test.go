@@ -303,6 +303,7 @@ func TestLoopPreviewChangesNothing(t *testing.T) {
 			"add destination tcp/198.18.0.10:80 -> 10.0.2.23:80",
 			"change destination tcp/198.18.0.11:80 -> 10.0.2.31:80",
 			"remove route 198.18.0.11/32",
+			"reset health web 10.0.2.23:80",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("preview (-want +got):\n%s", diff)

@@ -9,16 +9,20 @@ import (
 	"time"
 
 	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/health/check"
 	"github.com/anycast-director/director/ipvs"
 )
 
 // Change is one line of a dry-run plan.
 type Change struct {
-	// Kind is "service", "destination" or "route".
+	// Kind is "service", "destination", "route" or "health".
 	Kind string
-	// Action is "add", "change" or "remove".
+	// Action is "add", "change" or "remove"; for health, "keep" (the
+	// backend's verdict carries over) or "reset" (it starts over).
 	Action string
-	// Subject names what changes ("tcp/198.18.0.10:80", "tcp/198.18.0.10:80 -> 10.0.2.21:80").
+	// Subject names what changes ("tcp/198.18.0.10:80", "tcp/198.18.0.10:80 -> 10.0.2.21:80",
+	// "web 10.0.2.21:80" for a backend's health).
 	Subject string
 	// Detail says how ("weight 1 -> 0 (draining)", "scheduler wlc -> mh").
 	Detail string
@@ -35,7 +39,9 @@ func (c Change) String() string {
 
 // Preview returns what loading cfg would change, without changing anything:
 // the plan for cfg is compared with the plan for the running configuration,
-// with the same health, overrides and timers.
+// with the same health, overrides and timers. Backends whose check changes,
+// or that are new, get a health line saying whether their verdict is kept
+// or starts over; every other backend keeps its verdict.
 func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error) {
 	var out []Change
 	err := l.query(ctx, func(st *state) error {
@@ -47,8 +53,10 @@ func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error
 		before := plan(in)
 		in.Keys = nil
 		in.Config = cfg
+		// Verdicts of checks whose timing alone changes carry over.
+		in.Health = snap.Carried(Targets(cfg))
 		after := plan(in)
-		out = diffPlans(before, after, now)
+		out = append(diffPlans(before, after, now), healthChanges(st.cfg, cfg, snap)...)
 		return nil
 	})
 	return out, err
@@ -174,4 +182,93 @@ func diffRoutes(before, after []VIPPlan) []Change {
 		}
 	}
 	return out
+}
+
+// healthChanges says, for every backend of next whose health target is not
+// one of cur's, whether its verdict is kept (cur probes the same thing, only
+// the timing differs: the health scheduler carries the verdict over) or
+// starts over (what is probed changed, or nothing probed it before).
+func healthChanges(cur, next *config.Config, snap health.Snapshot) []Change {
+	running := map[string]bool{}            // Key
+	byProbe := map[string]runningTarget{}   // ProbeKey -> a running target
+	byBackend := map[string]runningTarget{} // service and backend -> its running target
+	for i := range cur.Services {
+		svc := &cur.Services[i]
+		for _, b := range backendsOf(svc) {
+			t := targetFor(svc, b)
+			k := runningTarget{key: t.Key(), t: t}
+			running[k.key] = true
+			byProbe[t.ProbeKey()] = k
+			byBackend[backendSubject(svc, b)] = k
+		}
+	}
+	var out []Change
+	for i := range next.Services {
+		svc := &next.Services[i]
+		for _, b := range backendsOf(svc) {
+			t := targetFor(svc, b)
+			if running[t.Key()] {
+				continue
+			}
+			subject := backendSubject(svc, b)
+			old, had := byBackend[subject]
+			if same, ok := byProbe[t.ProbeKey()]; ok {
+				out = append(out, Change{Kind: "health", Action: "keep", Subject: subject,
+					Detail: keptDetail(snap[same.key].State, old, had, t)})
+				continue
+			}
+			out = append(out, Change{Kind: "health", Action: "reset", Subject: subject,
+				Detail: resetDetail(old, had, t)})
+		}
+	}
+	return out
+}
+
+// runningTarget is a health target of the running configuration and its key.
+type runningTarget struct {
+	key string
+	t   health.Target
+}
+
+// backendSubject names a backend in a health change: "web 10.0.2.21:80".
+func backendSubject(svc *config.Service, b config.Backend) string {
+	port := b.Port
+	if port == 0 {
+		port = svc.Port
+	}
+	return svc.Name + " " + netip.AddrPortFrom(b.Address, port).String()
+}
+
+// keptDetail explains a kept verdict: which timing changed, or that another
+// service already probes the same thing.
+func keptDetail(st health.State, old runningTarget, had bool, t health.Target) string {
+	why := "the same check already runs for another service"
+	if had {
+		why = joinChanges(check.Diff(old.t.Spec, t.Spec)) + "; applies from the next probe"
+	}
+	return fmt.Sprintf("verdict %s kept: %s", st, why)
+}
+
+// resetDetail explains a verdict that starts over.
+func resetDetail(old runningTarget, had bool, t health.Target) string {
+	if !had {
+		return fmt.Sprintf("new check: up after %d passing probe(s)", max(t.Spec.Rise, 1))
+	}
+	var what []string
+	if old.t.Addr != t.Addr || old.t.Port != t.Port {
+		what = append(what, fmt.Sprintf("target %s -> %s",
+			netip.AddrPortFrom(old.t.Addr, old.t.Port), netip.AddrPortFrom(t.Addr, t.Port)))
+	}
+	what = append(what, joinChanges(check.Diff(old.t.Spec, t.Spec)))
+	return "what is probed changed (" + strings.Join(slices.DeleteFunc(what, func(s string) bool { return s == "" }), ", ") +
+		"): verdict starts over; the last one holds until the new check's first probe"
+}
+
+// joinChanges renders spec changes as "rise 3 -> 4, path "/a" -> "/b"".
+func joinChanges(cs []check.Change) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.String()
+	}
+	return strings.Join(parts, ", ")
 }

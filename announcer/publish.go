@@ -95,11 +95,20 @@ func (l *Loop) vipEvent(st *state, vp VIPPlan, on bool, now time.Time) {
 	l.events.Append(Event{Time: now, Kind: EventVIP, Subject: vp.VIP.String(), From: from, To: to, Reason: vp.Reason})
 }
 
-// healthEvents records verdict changes between two snapshots.
+// healthEvents records verdict changes between two snapshots. A target
+// that replaced one probing the same thing (a reload changed only the
+// timing) is compared with the one it replaced.
 func (l *Loop) healthEvents(st *state, snap health.Snapshot, now time.Time) {
 	if st.prevHealth != nil {
+		var prevByProbe map[string]health.Result
 		for key, r := range snap {
 			old, ok := st.prevHealth[key]
+			if !ok {
+				if prevByProbe == nil {
+					prevByProbe = byProbeKey(st.prevHealth)
+				}
+				old, ok = prevByProbe[health.ProbeKeyOf(key)]
+			}
 			if ok && old.State == r.State {
 				continue
 			}
@@ -113,6 +122,15 @@ func (l *Loop) healthEvents(st *state, snap health.Snapshot, now time.Time) {
 		}
 	}
 	st.prevHealth = snap
+}
+
+// byProbeKey indexes a snapshot's results by ProbeKey.
+func byProbeKey(snap health.Snapshot) map[string]health.Result {
+	out := make(map[string]health.Result, len(snap))
+	for k, r := range snap {
+		out[health.ProbeKeyOf(k)] = r
+	}
+	return out
 }
 
 // sameAds reports whether two advertisement sets are identical, in order.

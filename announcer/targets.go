@@ -15,44 +15,22 @@ func backendsOf(svc *config.Service) []config.Backend {
 	return svc.Backends
 }
 
-// targetFor is the health target that decides one backend of svc.
+// targetFor is the health target that decides one backend of svc: the
+// service's check as is (config.Check is health's check.Spec), with its port
+// override applied to the target's port.
 func targetFor(svc *config.Service, b config.Backend) health.Target {
-	c := svc.Health
+	spec := svc.Health
 	port := b.Port
 	if port == 0 {
 		port = svc.Port
 	}
-	if c.Port != 0 {
-		port = c.Port
+	if spec.Port != 0 {
+		port = spec.Port
 	}
-	expect := c.ExpectBody
-	if c.Type == config.CheckUDP {
-		expect = c.Expect
-	}
-	return health.Target{
-		Addr: b.Address,
-		Port: port,
-		Spec: health.Spec{
-			Type:          health.Type(c.Type),
-			Interval:      c.Interval,
-			Timeout:       c.Timeout,
-			Rise:          c.Rise,
-			Fall:          c.Fall,
-			Source:        c.Source,
-			Method:        c.Method,
-			Path:          c.Path,
-			Host:          c.Host,
-			ExpectStatus:  c.ExpectStatus,
-			ExpectBody:    expect,
-			TLSServerName: c.TLSServerName,
-			TLSVerify:     c.TLSVerify,
-			Payload:       c.Payload,
-			Query:         c.Query,
-			QueryType:     c.QueryType,
-			RCode:         c.RCode,
-			Command:       c.Command,
-		},
-	}
+	// Applied: a check naming the backend's own port is the same probe as
+	// one naming none.
+	spec.Port = 0
+	return health.Target{Addr: b.Address, Port: port, Spec: spec}
 }
 
 // Targets returns every health target the configuration needs, deduplicated

@@ -9,6 +9,8 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // Config is a validated director configuration. It is immutable once Load or
@@ -352,45 +354,21 @@ type Backend struct {
 	Weight int
 }
 
-// CheckType names a health check kind.
-type CheckType string
+// CheckType names a health check kind: check.Type, shared with the health
+// checkers.
+type CheckType = check.Type
 
 // The health check kinds.
 const (
-	CheckTCP   CheckType = "tcp"
-	CheckHTTP  CheckType = "http"
-	CheckHTTPS CheckType = "https"
-	CheckUDP   CheckType = "udp"
-	CheckDNS   CheckType = "dns"
-	CheckExec  CheckType = "exec"
+	CheckTCP   = check.TCP
+	CheckHTTP  = check.HTTP
+	CheckHTTPS = check.HTTPS
+	CheckUDP   = check.UDP
+	CheckDNS   = check.DNS
+	CheckExec  = check.Exec
 )
 
-// Check is a health check specification.
-type Check struct {
-	// Type is the check kind.
-	Type CheckType
-	// Interval is the time between probes; Timeout bounds one probe.
-	Interval, Timeout time.Duration
-	// Rise and Fall are the consecutive results needed to change state.
-	Rise, Fall int
-	// Port overrides the backend port; 0 uses it.
-	Port uint16
-	// Source is the probe's source address; invalid means the kernel picks.
-	Source netip.Addr
-	// Method, Path and Host shape the HTTP request.
-	Method, Path, Host string
-	// ExpectStatus are the acceptable HTTP status codes.
-	ExpectStatus []int
-	// ExpectBody, when set, must appear in the response body.
-	ExpectBody string
-	// TLSServerName is the SNI for https; "" uses Host or the address.
-	TLSServerName string
-	// TLSVerify enables certificate verification for https.
-	TLSVerify bool
-	// Payload is sent by udp checks; Expect, when set, must appear in the reply.
-	Payload, Expect string
-	// Query and QueryType are the DNS question; RCode is the expected answer code.
-	Query, QueryType, RCode string
-	// Command is the exec check's argv.
-	Command []string
-}
+// Check is a service's health check. It is check.Spec, the one type the
+// configuration and the health checkers share: validation fills it, the
+// announcer hands it to the health scheduler as is.
+type Check = check.Spec

@@ -234,6 +234,8 @@ func changesToProto(cs []announcer.Change) []*directorv1.Change {
 			kind = directorv1.ChangeKind_CHANGE_KIND_DESTINATION
 		case "route":
 			kind = directorv1.ChangeKind_CHANGE_KIND_ROUTE
+		case "health":
+			kind = directorv1.ChangeKind_CHANGE_KIND_HEALTH
 		}
 		action := directorv1.ChangeAction_CHANGE_ACTION_UNSPECIFIED
 		switch c.Action {
@@ -243,6 +245,10 @@ func changesToProto(cs []announcer.Change) []*directorv1.Change {
 			action = directorv1.ChangeAction_CHANGE_ACTION_CHANGE
 		case "remove":
 			action = directorv1.ChangeAction_CHANGE_ACTION_REMOVE
+		case "keep":
+			action = directorv1.ChangeAction_CHANGE_ACTION_KEEP
+		case "reset":
+			action = directorv1.ChangeAction_CHANGE_ACTION_RESET
 		}
 		out = append(out, &directorv1.Change{Kind: kind, Action: action, Subject: c.Subject, Detail: c.Detail})
 	}

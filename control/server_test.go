@@ -267,6 +267,8 @@ func TestReloadDryRunChangesNothingAndReportsTheDiff(t *testing.T) {
 		"CHANGE_ACTION_CHANGE CHANGE_KIND_DESTINATION tcp/198.18.0.11:443 -> 10.0.2.21:443",
 		"CHANGE_ACTION_CHANGE CHANGE_KIND_DESTINATION tcp/198.18.0.11:443 -> 10.0.2.31:443",
 		"CHANGE_ACTION_REMOVE CHANGE_KIND_ROUTE 198.18.0.11/32",
+		// The new backend's verdict starts with its first probe.
+		"CHANGE_ACTION_RESET CHANGE_KIND_HEALTH web 10.0.2.23:80",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("dry-run plan (-want +got):\n%s", diff)

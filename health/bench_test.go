@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // Benchmarks for the figures issue 2 asks of `make bench`. Run them with
@@ -149,14 +151,14 @@ func benchChecker(b *testing.B, c Checker, tg Target) {
 }
 
 func BenchmarkCheckTCP(b *testing.B) {
-	tg := Target{Addr: loopback, Port: benchListener(b, "tcp"), Spec: Spec{Type: TCP, Timeout: time.Second}}
-	benchChecker(b, DefaultCheckers()[TCP], tg)
+	tg := Target{Addr: loopback, Port: benchListener(b, "tcp"), Spec: check.Spec{Type: check.TCP, Timeout: time.Second}}
+	benchChecker(b, DefaultCheckers()[check.TCP], tg)
 }
 
 func BenchmarkCheckHTTP(b *testing.B) {
 	tg := Target{Addr: loopback, Port: benchListener(b, "http"),
-		Spec: Spec{Type: HTTP, Path: "/healthz", ExpectStatus: []int{200}, ExpectBody: "ok", Timeout: time.Second}}
-	benchChecker(b, DefaultCheckers()[HTTP], tg)
+		Spec: check.Spec{Type: check.HTTP, Path: "/healthz", ExpectStatus: []int{200}, ExpectBody: "ok", Timeout: time.Second}}
+	benchChecker(b, DefaultCheckers()[check.HTTP], tg)
 }
 
 // window is the bucket width of the spread figures; starts are counted in
@@ -218,7 +220,7 @@ func spread(counts []int64) float64 {
 // checks/s/core in steady state, the spread ratio of probe starts over 100 ms
 // windows for the first interval (start-up burst) and steady state, and how
 // many 50 ms slices saw no start at all (stalls of the whole process).
-func benchScheduler(b *testing.B, typ Type, port uint16, perCore, steady int) {
+func benchScheduler(b *testing.B, typ check.Type, port uint16, perCore, steady int) {
 	benchSchedulerWith(b, typ, DefaultCheckers()[typ], port, perCore, steady)
 }
 
@@ -226,14 +228,14 @@ func benchScheduler(b *testing.B, typ Type, port uint16, perCore, steady int) {
 // tcp checker runs in the Scheduler's engine, where no wrapper can see a
 // start: its probes are counted as they complete (OnProbe), which on
 // loopback is within microseconds of their start.
-func benchSchedulerWith(b *testing.B, typ Type, inner Checker, port uint16, perCore, steady int) {
+func benchSchedulerWith(b *testing.B, typ check.Type, inner Checker, port uint16, perCore, steady int) {
 	const interval = time.Second
 	cores := runtime.GOMAXPROCS(0)
 	n := perCore * cores
 	targets := make([]Target, n)
 	for i := range targets {
 		// Distinct keys for one listener: the Key covers Rise, so vary it.
-		targets[i] = Target{Addr: loopback, Port: port, Spec: Spec{Type: typ, Path: "/healthz",
+		targets[i] = Target{Addr: loopback, Port: port, Spec: check.Spec{Type: typ, Path: "/healthz",
 			Interval: interval, Timeout: 500 * time.Millisecond, Rise: 1 + i, Fall: 1}}
 	}
 	startWindows := int(interval / window)
@@ -241,7 +243,7 @@ func benchSchedulerWith(b *testing.B, typ Type, inner Checker, port uint16, perC
 	for b.Loop() {
 		perWindow := int(window / slice)
 		counter := &startCounter{inner: inner, buckets: make([]atomic.Int64, total*perWindow)}
-		opts := Options{Rand: rand.New(rand.NewPCG(1, 1)), Checkers: map[Type]Checker{typ: counter}}
+		opts := Options{Rand: rand.New(rand.NewPCG(1, 1)), Checkers: map[check.Type]Checker{typ: counter}}
 		if _, engine := inner.(tcpChecker); engine {
 			opts.Checkers = nil
 			opts.OnProbe = func(_ Target, ok bool, _ time.Duration, err error) {
@@ -299,12 +301,12 @@ func benchSchedulerWith(b *testing.B, typ Type, inner Checker, port uint16, perC
 
 // BenchmarkSchedulerTCP demands 10,000 tcp checks/s per core from one scheduler.
 func BenchmarkSchedulerTCP(b *testing.B) {
-	benchScheduler(b, TCP, benchListener(b, "tcp"), 10_000, 3)
+	benchScheduler(b, check.TCP, benchListener(b, "tcp"), 10_000, 3)
 }
 
 // BenchmarkSchedulerHTTP demands 5,000 http checks/s per core from one scheduler.
 func BenchmarkSchedulerHTTP(b *testing.B) {
-	benchScheduler(b, HTTP, benchListener(b, "http"), 5_000, 3)
+	benchScheduler(b, check.HTTP, benchListener(b, "http"), 5_000, 3)
 }
 
 // cpuClock is process CPU time (user + system, every thread), a clock that
@@ -328,5 +330,5 @@ func (c cpuClock) Sub(c0 cpuClock) time.Duration { return time.Duration(c - c0) 
 // (cpu-ns/check) and its spread, apart from network and listener costs.
 func BenchmarkSchedulerOverhead(b *testing.B) {
 	noop := CheckerFunc(func(context.Context, Target) error { return nil })
-	benchSchedulerWith(b, TCP, noop, 1, 50_000, 3)
+	benchSchedulerWith(b, check.TCP, noop, 1, 50_000, 3)
 }

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // Checker runs one probe against a target. The Scheduler calls it from its worker
@@ -27,15 +29,15 @@ func (f CheckerFunc) Check(ctx context.Context, t Target) error { return f(ctx, 
 
 // DefaultCheckers returns a fresh map with the built-in checker for every Type.
 // The Scheduler uses it for any Type that Options.Checkers does not override.
-func DefaultCheckers() map[Type]Checker {
+func DefaultCheckers() map[check.Type]Checker {
 	h := newHTTPChecker()
-	return map[Type]Checker{
-		TCP:   tcpChecker{},
-		HTTP:  h,
-		HTTPS: h,
-		UDP:   CheckerFunc(checkUDP),
-		DNS:   CheckerFunc(checkDNS),
-		Exec:  CheckerFunc(checkExec),
+	return map[check.Type]Checker{
+		check.TCP:   tcpChecker{},
+		check.HTTP:  h,
+		check.HTTPS: h,
+		check.UDP:   CheckerFunc(checkUDP),
+		check.DNS:   CheckerFunc(checkDNS),
+		check.Exec:  CheckerFunc(checkExec),
 	}
 }
 

@@ -25,6 +25,22 @@ func NewDampener(rise, fall int) Dampener {
 	return Dampener{rise: max(rise, 1), fall: max(fall, 1)}
 }
 
+// Retune returns d with new rise and fall counts (below 1 count as 1) and
+// the same verdict, for a reload that changes only a check's timing. A streak
+// already at the new count is held one short of it, so the verdict changes
+// at the next probe that continues the streak, not at the reload.
+func (d Dampener) Retune(rise, fall int) Dampener {
+	n := NewDampener(rise, fall)
+	n.state, n.streak = d.state, d.streak
+	switch d.state {
+	case Up:
+		n.streak = min(n.streak, n.fall-1)
+	case Down:
+		n.streak = min(n.streak, n.rise-1)
+	}
+	return n
+}
+
 // State returns the current verdict.
 func (d Dampener) State() State { return d.state }
 

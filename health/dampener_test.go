@@ -167,3 +167,44 @@ func TestStateMarshalsAsItsName(t *testing.T) {
 		}
 	}
 }
+
+// TestDampenerRetune: new rise and fall keep the verdict; a streak at or past
+// the new count is held one short, so the next probe decides.
+func TestDampenerRetune(t *testing.T) {
+	observe := func(d *Dampener, oks ...bool) {
+		for _, ok := range oks {
+			d.Observe(ok)
+		}
+	}
+	cases := []struct {
+		name       string
+		rise, fall int
+		before     []bool
+		newRise    int
+		newFall    int
+		next       bool
+		want       State
+	}{
+		{"up stays up", 2, 3, []bool{true, true}, 4, 3, true, Up},
+		{"falling 2/3, fall 2: next failure downs", 1, 3, []bool{true, false, false}, 1, 2, false, Down},
+		{"falling 2/3, fall 2: a success resets", 1, 3, []bool{true, false, false}, 1, 2, true, Up},
+		{"rising 2/4, rise 2: next success ups", 4, 1, []bool{true, true}, 2, 1, true, Up},
+		{"rising 1/2, rise 4: next success still down", 2, 1, []bool{true}, 4, 1, true, Down},
+		{"unknown stays unknown until a probe", 2, 2, nil, 1, 1, true, Up},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewDampener(tc.rise, tc.fall)
+			observe(&d, tc.before...)
+			was := d.State()
+			r := d.Retune(tc.newRise, tc.newFall)
+			if r.State() != was {
+				t.Fatalf("Retune changed the state %s -> %s", was, r.State())
+			}
+			observe(&r, tc.next)
+			if r.State() != tc.want {
+				t.Errorf("after the next probe (ok=%t): %s, want %s", tc.next, r.State(), tc.want)
+			}
+		})
+	}
+}

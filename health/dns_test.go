@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // dnsQuestion is what the in-test responder decoded from a query.
@@ -111,24 +113,24 @@ func TestCheckDNS(t *testing.T) {
 	tests := []struct {
 		name      string
 		port      uint16
-		spec      Spec
+		spec      check.Spec
 		wantErr   string // exact text, or a regexp when it starts with ^
 		wantAsked *dnsQuestion
 	}{
-		{name: "noerror", spec: Spec{Query: "ok.example"}, wantAsked: &dnsQuestion{Name: "ok.example.", Type: 1, Class: 1, RD: true}},
-		{name: "aaaa with trailing dot", spec: Spec{Query: "aaaa.example.", QueryType: "aaaa"}, wantAsked: &dnsQuestion{Name: "aaaa.example.", Type: 28, Class: 1, RD: true}},
-		{name: "txt", spec: Spec{Query: "ok.example", QueryType: "TXT"}, wantAsked: &dnsQuestion{Name: "ok.example.", Type: 16, Class: 1, RD: true}},
-		{name: "nxdomain unexpected", spec: Spec{Query: "missing.example"}, wantErr: "dns rcode NXDOMAIN, want NOERROR"},
-		{name: "nxdomain expected", spec: Spec{Query: "missing.example", RCode: "NXDOMAIN"}},
-		{name: "servfail", spec: Spec{Query: "servfail.example", RCode: "noerror"}, wantErr: "dns rcode SERVFAIL, want NOERROR"},
-		{name: "refused", spec: Spec{Query: "other.example"}, wantErr: "dns rcode REFUSED, want NOERROR"},
-		{name: "mismatched id is ignored", spec: Spec{Query: "wrongid.example"}, wantErr: ignored(`id \d+, want \d+`)},
-		{name: "mismatched id then the real reply", spec: Spec{Query: "wrongid-then-ok.example"}},
-		{name: "reflected query without QR bit", spec: Spec{Query: "noqr.example"}, wantErr: ignored("QR bit not set")},
-		{name: "reply to another question", spec: Spec{Query: "otherq.example"}, wantErr: ignored("question differs")},
-		{name: "question case may differ", spec: Spec{Query: "MiXeD.example"}},
-		{name: "port unreachable", port: refused, spec: Spec{Query: "ok.example"}, wantErr: fmt.Sprintf("dns reply from 127.0.0.1:%d: connection refused", refused)},
-		{name: "bad query type", spec: Spec{Query: "ok.example", QueryType: "BOGUS"}, wantErr: `dns query type "BOGUS" is unknown; use A, AAAA, TXT, ... or TYPEnnn`},
+		{name: "noerror", spec: check.Spec{Query: "ok.example"}, wantAsked: &dnsQuestion{Name: "ok.example.", Type: 1, Class: 1, RD: true}},
+		{name: "aaaa with trailing dot", spec: check.Spec{Query: "aaaa.example.", QueryType: "aaaa"}, wantAsked: &dnsQuestion{Name: "aaaa.example.", Type: 28, Class: 1, RD: true}},
+		{name: "txt", spec: check.Spec{Query: "ok.example", QueryType: "TXT"}, wantAsked: &dnsQuestion{Name: "ok.example.", Type: 16, Class: 1, RD: true}},
+		{name: "nxdomain unexpected", spec: check.Spec{Query: "missing.example"}, wantErr: "dns rcode NXDOMAIN, want NOERROR"},
+		{name: "nxdomain expected", spec: check.Spec{Query: "missing.example", RCode: "NXDOMAIN"}},
+		{name: "servfail", spec: check.Spec{Query: "servfail.example", RCode: "noerror"}, wantErr: "dns rcode SERVFAIL, want NOERROR"},
+		{name: "refused", spec: check.Spec{Query: "other.example"}, wantErr: "dns rcode REFUSED, want NOERROR"},
+		{name: "mismatched id is ignored", spec: check.Spec{Query: "wrongid.example"}, wantErr: ignored(`id \d+, want \d+`)},
+		{name: "mismatched id then the real reply", spec: check.Spec{Query: "wrongid-then-ok.example"}},
+		{name: "reflected query without QR bit", spec: check.Spec{Query: "noqr.example"}, wantErr: ignored("QR bit not set")},
+		{name: "reply to another question", spec: check.Spec{Query: "otherq.example"}, wantErr: ignored("question differs")},
+		{name: "question case may differ", spec: check.Spec{Query: "MiXeD.example"}},
+		{name: "port unreachable", port: refused, spec: check.Spec{Query: "ok.example"}, wantErr: fmt.Sprintf("dns reply from 127.0.0.1:%d: connection refused", refused)},
+		{name: "bad query type", spec: check.Spec{Query: "ok.example", QueryType: "BOGUS"}, wantErr: `dns query type "BOGUS" is unknown; use A, AAAA, TXT, ... or TYPEnnn`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,8 +139,8 @@ func TestCheckDNS(t *testing.T) {
 			if tc.port != 0 {
 				tg.Port = tc.port
 			}
-			tg.Spec.Type, tg.Spec.Timeout = DNS, 300*time.Millisecond
-			got, took := runCheck(t, DefaultCheckers()[DNS], tg)
+			tg.Spec.Type, tg.Spec.Timeout = check.DNS, 300*time.Millisecond
+			got, took := runCheck(t, DefaultCheckers()[check.DNS], tg)
 			if strings.HasPrefix(tc.wantErr, "^") {
 				if !regexp.MustCompile(tc.wantErr).MatchString(got) {
 					t.Errorf("error = %q, want match for %s", got, tc.wantErr)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 func TestCheckExec(t *testing.T) {
@@ -30,8 +32,8 @@ func TestCheckExec(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := Target{Addr: loopback, Port: 8080, Spec: Spec{Type: Exec, Timeout: 300 * time.Millisecond, Command: tc.command}}
-			got, took := runCheck(t, DefaultCheckers()[Exec], tg)
+			tg := Target{Addr: loopback, Port: 8080, Spec: check.Spec{Type: check.Exec, Timeout: 300 * time.Millisecond, Command: tc.command}}
+			got, took := runCheck(t, DefaultCheckers()[check.Exec], tg)
 			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
@@ -47,8 +49,8 @@ func TestCheckExecKillsProcessGroup(t *testing.T) {
 	// alone; the timeout must take the whole group.
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	script := fmt.Sprintf("sleep 30 & echo $! > %s; wait", pidFile)
-	tg := Target{Addr: loopback, Port: 1, Spec: Spec{Type: Exec, Timeout: 300 * time.Millisecond, Command: []string{"/bin/sh", "-c", script}}}
-	got, _ := runCheck(t, DefaultCheckers()[Exec], tg)
+	tg := Target{Addr: loopback, Port: 1, Spec: check.Spec{Type: check.Exec, Timeout: 300 * time.Millisecond, Command: []string{"/bin/sh", "-c", script}}}
+	got, _ := runCheck(t, DefaultCheckers()[check.Exec], tg)
 	if !strings.Contains(got, "timeout after 300ms, process group killed") {
 		t.Fatalf("error = %q, want a timeout", got)
 	}

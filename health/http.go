@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // maxBody bounds how much of a response body an ExpectBody check reads, so a
@@ -54,7 +56,7 @@ func (h *httpChecker) Check(ctx context.Context, t Target) error {
 	defer stop()
 
 	conn := c
-	if s.Type == HTTPS {
+	if s.Type == check.HTTPS {
 		tc := tls.Client(c, tlsConfig(t, host))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return probeError(ctx, "tls handshake", ap, t, err)
@@ -129,7 +131,7 @@ func httpRequestLine(t Target) (method, path, host string, err error) {
 // with the port only when it is not the scheme's default.
 func defaultHost(t Target) string {
 	def := uint16(80)
-	if t.Spec.Type == HTTPS {
+	if t.Spec.Type == check.HTTPS {
 		def = 443
 	}
 	if t.Port == def || t.Port == 0 {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // seen records what an in-test HTTP server was asked.
@@ -84,25 +86,25 @@ func TestCheckHTTP(t *testing.T) {
 	tests := []struct {
 		name        string
 		port        uint16
-		spec        Spec
+		spec        check.Spec
 		wantErr     string
 		wantRequest string // "" when the server must not see one
 	}{
-		{name: "ok with defaults", spec: Spec{}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /", port), wantErr: "http status 404, want 200-399"},
-		{name: "healthz", spec: Spec{Path: "/healthz"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
-		{name: "host header and method", spec: Spec{Path: "/healthz", Host: "www.example.com", Method: "HEAD"}, wantRequest: "HEAD www.example.com /healthz"},
-		{name: "wrong status", spec: Spec{Path: "/fail", ExpectStatus: []int{200}}, wantErr: "http status 503, want 200", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /fail", port)},
-		{name: "status not in list", spec: Spec{Path: "/healthz", ExpectStatus: []int{204, 301}}, wantErr: "http status 200, want one of 204, 301", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
-		{name: "503 by default range", spec: Spec{Path: "/fail"}, wantErr: "http status 503, want 200-399", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /fail", port)},
-		{name: "redirect passes and is not followed", spec: Spec{Path: "/redirect"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /redirect", port)},
-		{name: "redirect fails an exact status", spec: Spec{Path: "/redirect", ExpectStatus: []int{200}}, wantErr: "http status 302, want 200", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /redirect", port)},
-		{name: "body contains", spec: Spec{Path: "/healthz", ExpectBody: "ok"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
-		{name: "chunked body contains", spec: Spec{Path: "/chunked", ExpectBody: "still ok"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /chunked", port)},
-		{name: "wrong body", spec: Spec{Path: "/healthz", ExpectBody: "ready"}, wantErr: `body does not contain "ready"`, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
-		{name: "body read is bounded", spec: Spec{Path: "/big", ExpectBody: "ok"}, wantErr: `body does not contain "ok"`, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /big", port)},
+		{name: "ok with defaults", spec: check.Spec{}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /", port), wantErr: "http status 404, want 200-399"},
+		{name: "healthz", spec: check.Spec{Path: "/healthz"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
+		{name: "host header and method", spec: check.Spec{Path: "/healthz", Host: "www.example.com", Method: "HEAD"}, wantRequest: "HEAD www.example.com /healthz"},
+		{name: "wrong status", spec: check.Spec{Path: "/fail", ExpectStatus: []int{200}}, wantErr: "http status 503, want 200", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /fail", port)},
+		{name: "status not in list", spec: check.Spec{Path: "/healthz", ExpectStatus: []int{204, 301}}, wantErr: "http status 200, want one of 204, 301", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
+		{name: "503 by default range", spec: check.Spec{Path: "/fail"}, wantErr: "http status 503, want 200-399", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /fail", port)},
+		{name: "redirect passes and is not followed", spec: check.Spec{Path: "/redirect"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /redirect", port)},
+		{name: "redirect fails an exact status", spec: check.Spec{Path: "/redirect", ExpectStatus: []int{200}}, wantErr: "http status 302, want 200", wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /redirect", port)},
+		{name: "body contains", spec: check.Spec{Path: "/healthz", ExpectBody: "ok"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
+		{name: "chunked body contains", spec: check.Spec{Path: "/chunked", ExpectBody: "still ok"}, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /chunked", port)},
+		{name: "wrong body", spec: check.Spec{Path: "/healthz", ExpectBody: "ready"}, wantErr: `body does not contain "ready"`, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /healthz", port)},
+		{name: "body read is bounded", spec: check.Spec{Path: "/big", ExpectBody: "ok"}, wantErr: `body does not contain "ok"`, wantRequest: fmt.Sprintf("GET 127.0.0.1:%d /big", port)},
 		{name: "refused", port: refused, wantErr: fmt.Sprintf("connect 127.0.0.1:%d: connection refused", refused)},
 		{name: "accepts but never replies", port: silent, wantErr: fmt.Sprintf("read response from 127.0.0.1:%d: timeout after 300ms", silent)},
-		{name: "header injection refused", spec: Spec{Path: "/x\r\nX-Evil: 1"}, wantErr: `http path "/x\r\nX-Evil: 1" contains whitespace or a line break; fix the health check`},
+		{name: "header injection refused", spec: check.Spec{Path: "/x\r\nX-Evil: 1"}, wantErr: `http path "/x\r\nX-Evil: 1" contains whitespace or a line break; fix the health check`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,8 +113,8 @@ func TestCheckHTTP(t *testing.T) {
 			if tc.port != 0 {
 				tg.Port = tc.port
 			}
-			tg.Spec.Type, tg.Spec.Timeout = HTTP, 300*time.Millisecond
-			got, took := runCheck(t, DefaultCheckers()[HTTP], tg)
+			tg.Spec.Type, tg.Spec.Timeout = check.HTTP, 300*time.Millisecond
+			got, took := runCheck(t, DefaultCheckers()[check.HTTP], tg)
 			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
@@ -138,8 +140,8 @@ func TestCheckHTTPNewConnectionPerProbe(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	tg := Target{Addr: loopback, Port: addrPort(t, srv.Listener.Addr()),
-		Spec: Spec{Type: HTTP, Path: "/healthz", Timeout: time.Second}}
-	c := DefaultCheckers()[HTTP]
+		Spec: check.Spec{Type: check.HTTP, Path: "/healthz", Timeout: time.Second}}
+	c := DefaultCheckers()[check.HTTP]
 	for range 3 {
 		if got, _ := runCheck(t, c, tg); got != "" {
 			t.Fatalf("probe failed: %s", got)
@@ -175,23 +177,23 @@ func TestCheckHTTPS(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		spec    Spec
+		spec    check.Spec
 		wantErr string
 		wantSNI string
 	}{
-		{name: "verify off passes", spec: Spec{Path: "/healthz"}, wantSNI: ""},
-		{name: "verify off with SNI", spec: Spec{Path: "/healthz", TLSServerName: "api.example.com"}, wantSNI: "api.example.com"},
-		{name: "SNI defaults to Host without port", spec: Spec{Path: "/healthz", Host: "www.example.com:8443"}, wantSNI: "www.example.com"},
-		{name: "status still checked over TLS", spec: Spec{Path: "/fail"}, wantErr: "http status 503, want 200-399"},
-		{name: "verify on fails against self-signed cert", spec: Spec{Path: "/healthz", TLSVerify: true, TLSServerName: "example.com"},
+		{name: "verify off passes", spec: check.Spec{Path: "/healthz"}, wantSNI: ""},
+		{name: "verify off with SNI", spec: check.Spec{Path: "/healthz", TLSServerName: "api.example.com"}, wantSNI: "api.example.com"},
+		{name: "SNI defaults to Host without port", spec: check.Spec{Path: "/healthz", Host: "www.example.com:8443"}, wantSNI: "www.example.com"},
+		{name: "status still checked over TLS", spec: check.Spec{Path: "/fail"}, wantErr: "http status 503, want 200-399"},
+		{name: "verify on fails against self-signed cert", spec: check.Spec{Path: "/healthz", TLSVerify: true, TLSServerName: "example.com"},
 			wantErr: fmt.Sprintf("tls handshake 127.0.0.1:%d: tls: failed to verify certificate: x509: certificate signed by unknown authority", port), wantSNI: "example.com"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, before := rec.snapshot()
 			tg := Target{Addr: loopback, Port: port, Spec: tc.spec}
-			tg.Spec.Type, tg.Spec.Timeout = HTTPS, time.Second
-			got, _ := runCheck(t, DefaultCheckers()[HTTPS], tg)
+			tg.Spec.Type, tg.Spec.Timeout = check.HTTPS, time.Second
+			got, _ := runCheck(t, DefaultCheckers()[check.HTTPS], tg)
 			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
@@ -206,8 +208,8 @@ func TestCheckHTTPS(t *testing.T) {
 func TestCheckHTTPSAgainstPlainListener(t *testing.T) {
 	// A TLS probe against a listener that never speaks TLS times out in the handshake.
 	silent := silentListener(t)
-	tg := Target{Addr: loopback, Port: silent, Spec: Spec{Type: HTTPS, Timeout: 300 * time.Millisecond}}
-	got, _ := runCheck(t, DefaultCheckers()[HTTPS], tg)
+	tg := Target{Addr: loopback, Port: silent, Spec: check.Spec{Type: check.HTTPS, Timeout: 300 * time.Millisecond}}
+	got, _ := runCheck(t, DefaultCheckers()[check.HTTPS], tg)
 	if diff := cmp.Diff(fmt.Sprintf("tls handshake 127.0.0.1:%d: timeout after 300ms", silent), got); diff != "" {
 		t.Errorf("error (-want +got):\n%s", diff)
 	}
@@ -234,8 +236,8 @@ func TestCheckHTTPEndlessBody(t *testing.T) {
 		{name: "body marker absent", expect: "ok", wantErr: `body does not contain "ok"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := Target{Addr: loopback, Port: port, Spec: Spec{Type: HTTP, ExpectBody: tc.expect, Timeout: 3 * time.Second}}
-			got, took := runCheck(t, DefaultCheckers()[HTTP], tg)
+			tg := Target{Addr: loopback, Port: port, Spec: check.Spec{Type: check.HTTP, ExpectBody: tc.expect, Timeout: 3 * time.Second}}
+			got, took := runCheck(t, DefaultCheckers()[check.HTTP], tg)
 			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
@@ -259,8 +261,8 @@ func TestCheckIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range []Type{TCP, HTTP} {
-		tg := Target{Addr: ap.Addr(), Port: ap.Port(), Spec: Spec{Type: typ, Path: "/healthz", Timeout: time.Second}}
+	for _, typ := range []check.Type{check.TCP, check.HTTP} {
+		tg := Target{Addr: ap.Addr(), Port: ap.Port(), Spec: check.Spec{Type: typ, Path: "/healthz", Timeout: time.Second}}
 		if got, _ := runCheck(t, DefaultCheckers()[typ], tg); got != "" {
 			t.Errorf("%s probe of %s: %s", typ, ap, got)
 		}

@@ -3,7 +3,6 @@ package health
 import (
 	"container/heap"
 	"context"
-	"slices"
 	"time"
 )
 
@@ -126,7 +125,6 @@ func nextSlot(scheduled, now time.Time, interval time.Duration) time.Time {
 // cloneTarget deep-copies the slices of t, so a caller reusing its slices after
 // Update cannot race with probes.
 func cloneTarget(t Target) Target {
-	t.Spec.ExpectStatus = slices.Clone(t.Spec.ExpectStatus)
-	t.Spec.Command = slices.Clone(t.Spec.Command)
+	t.Spec = t.Spec.Clone()
 	return t
 }

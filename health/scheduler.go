@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 const (
@@ -56,7 +58,7 @@ type Options struct {
 	Coalesce time.Duration
 	// Checkers overrides the checker per Type; types it does not name use
 	// DefaultCheckers. Tests inject fakes here.
-	Checkers map[Type]Checker
+	Checkers map[check.Type]Checker
 }
 
 // Scheduler probes every target on its own cadence from one timer heap, so
@@ -76,7 +78,7 @@ type Scheduler struct {
 	log         *slog.Logger
 	now         func() time.Time
 	onProbe     func(Target, bool, time.Duration, error)
-	checkers    map[Type]Checker
+	checkers    map[check.Type]Checker
 	concurrency int
 	coalesce    time.Duration
 
@@ -149,99 +151,6 @@ func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
 // first verdict. The channel has capacity 1 and sends never block, so a burst of
 // changes wakes a slow reader once; the reader then takes a fresh Snapshot.
 func (s *Scheduler) Changes() <-chan struct{} { return s.changes }
-
-// Update replaces the set of targets. Targets with equal Keys are probed once.
-// Targets already present keep their state and schedule; removed ones stop,
-// and a probe of theirs in flight is cancelled. New targets get their first
-// probe at random offsets in [0, Interval), stratified so a batch covers the
-// interval evenly and start-up has no burst. Until that probe they appear in
-// the Snapshot as Unknown.
-func (s *Scheduler) Update(targets []Target) {
-	// Keys are formatted outside the lock: for ten thousand targets that is
-	// the bulk of the work, and probes finishing meanwhile need the lock.
-	keys := make([]string, len(targets))
-	for i, t := range targets {
-		keys[i] = t.Key()
-	}
-	want := make(map[string]struct{}, len(targets))
-	var added []*entry
-	s.mu.Lock()
-	now := s.now()
-	for i, k := range keys {
-		if _, dup := want[k]; dup {
-			continue
-		}
-		want[k] = struct{}{}
-		if _, ok := s.entries[k]; ok {
-			continue
-		}
-		e := newEntry(k, cloneTarget(targets[i]), now)
-		s.entries[k] = e
-		added = append(added, e)
-	}
-	for k, e := range s.entries {
-		if _, ok := want[k]; !ok {
-			s.removeLocked(e)
-		}
-	}
-	s.spreadLocked(added, s.now())
-	s.version.Add(1)
-	s.mu.Unlock()
-	s.poke()
-}
-
-// newEntry builds the queue entry for a new target with defaults applied.
-func newEntry(key string, t Target, now time.Time) *entry {
-	interval := t.Spec.Interval
-	if interval <= 0 {
-		interval = DefaultInterval
-	}
-	timeout := t.Spec.Timeout
-	if timeout <= 0 {
-		timeout = interval
-	}
-	return &entry{
-		key: key, target: t, interval: interval, timeout: timeout, index: -1,
-		damp:   NewDampener(t.Spec.Rise, t.Spec.Fall),
-		result: Result{State: Unknown, Reason: "waiting for first probe", Since: now},
-	}
-}
-
-// removeLocked stops e: out of the queue and the map, its probe cancelled.
-func (s *Scheduler) removeLocked(e *entry) {
-	s.queue.remove(e)
-	e.removed = true
-	if e.cancel != nil {
-		e.cancel()
-	}
-	delete(s.entries, e.key)
-}
-
-// spreadLocked queues new entries with first-probe offsets in [0, Interval).
-// Entries sharing an interval are shuffled into n equal strata, one each, with
-// a uniform offset inside the stratum: every offset is still uniform on the
-// interval, but n targets land evenly instead of clumping as n independent
-// draws would.
-func (s *Scheduler) spreadLocked(added []*entry, now time.Time) {
-	groups := make(map[time.Duration][]*entry)
-	var order []time.Duration
-	for _, e := range added {
-		if _, ok := groups[e.interval]; !ok {
-			order = append(order, e.interval)
-		}
-		groups[e.interval] = append(groups[e.interval], e)
-	}
-	for _, iv := range order {
-		g := groups[iv]
-		n := float64(len(g))
-		for i, slot := range s.rand.Perm(len(g)) {
-			off := time.Duration((float64(slot) + s.rand.Float64()) / n * float64(iv))
-			g[i].next = now.Add(min(off, iv-1))
-			g[i].spreadAt = now
-			s.queue.push(g[i])
-		}
-	}
-}
 
 // poke wakes the dispatcher without blocking.
 func (s *Scheduler) poke() {
@@ -316,7 +225,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if eng != nil {
 			// tcp probes go to the engine in one batch, the rest to workers.
 			due = slices.DeleteFunc(due, func(e *entry) bool {
-				if e.target.Spec.Type == TCP {
+				if e.target.Spec.Type == check.TCP {
 					batch = append(batch, e)
 					return true
 				}
@@ -357,7 +266,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // the built-in one (tests inject fakes through Options.Checkers). Without an
 // engine, tcp probes run on the workers like every other type.
 func (s *Scheduler) startTCPEngine(ctx context.Context, wg *sync.WaitGroup) *tcpEngine {
-	if _, ok := s.checkers[TCP].(tcpChecker); !ok {
+	if _, ok := s.checkers[check.TCP].(tcpChecker); !ok {
 		return nil
 	}
 	eng, err := newTCPEngine(s)

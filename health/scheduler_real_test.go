@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 func TestSchedulerRealProbesDoNotLeak(t *testing.T) {
@@ -16,22 +18,22 @@ func TestSchedulerRealProbesDoNotLeak(t *testing.T) {
 	// overruns its deadline. After Run returns no goroutine may remain.
 	full, silent := fullListener(t), silentListener(t)
 	silentUDP := udpServer(t, func([]byte) [][]byte { return nil })
-	spec := func(typ Type) Spec {
-		return Spec{Type: typ, Interval: 300 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}
+	spec := func(typ check.Type) check.Spec {
+		return check.Spec{Type: typ, Interval: 300 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}
 	}
 	targets := []Target{
-		{Addr: loopback, Port: full, Spec: spec(TCP)},
-		{Addr: loopback, Port: silent, Spec: spec(HTTP)},
-		{Addr: loopback, Port: silent, Spec: spec(HTTPS)},
-		{Addr: loopback, Port: silentUDP, Spec: spec(UDP)},
-		{Addr: loopback, Port: silentUDP, Spec: spec(DNS)},
-		{Addr: loopback, Port: 1, Spec: spec(Exec)},
+		{Addr: loopback, Port: full, Spec: spec(check.TCP)},
+		{Addr: loopback, Port: silent, Spec: spec(check.HTTP)},
+		{Addr: loopback, Port: silent, Spec: spec(check.HTTPS)},
+		{Addr: loopback, Port: silentUDP, Spec: spec(check.UDP)},
+		{Addr: loopback, Port: silentUDP, Spec: spec(check.DNS)},
+		{Addr: loopback, Port: 1, Spec: spec(check.Exec)},
 	}
 	targets[5].Spec.Command = []string{"/bin/sleep", "10"}
 
 	baseline := runtime.NumGoroutine()
 	var mu sync.Mutex
-	fails := map[Type]int{}
+	fails := map[check.Type]int{}
 	s := NewScheduler(nil, Options{OnProbe: func(t Target, ok bool, _ time.Duration, err error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -95,7 +97,7 @@ func TestSchedulerRealTCPUpDown(t *testing.T) {
 		}
 	}()
 	port := addrPort(t, ln.Addr())
-	tg := Target{Addr: loopback, Port: port, Spec: Spec{Type: TCP, Interval: 50 * time.Millisecond,
+	tg := Target{Addr: loopback, Port: port, Spec: check.Spec{Type: check.TCP, Interval: 50 * time.Millisecond,
 		Timeout: 40 * time.Millisecond, Rise: 2, Fall: 2}}
 	s := NewScheduler(nil, Options{})
 	s.Update([]Target{tg})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // fakeChecker records every probe and answers with behave (nil: pass at once).
@@ -69,7 +71,7 @@ func (f *fakeChecker) startTimes(ap netip.AddrPort) []time.Time {
 // tcpTarget is a TCP target on 10.0.0.1 (never dialled: checkers are fakes).
 func tcpTarget(port uint16, interval time.Duration) Target {
 	return Target{Addr: netip.MustParseAddr("10.0.0.1"), Port: port,
-		Spec: Spec{Type: TCP, Interval: interval, Timeout: interval / 2, Rise: 1, Fall: 1}}
+		Spec: check.Spec{Type: check.TCP, Interval: interval, Timeout: interval / 2, Rise: 1, Fall: 1}}
 }
 
 func ap(t Target) netip.AddrPort { return netip.AddrPortFrom(t.Addr, t.Port) }
@@ -88,7 +90,7 @@ func startScheduler(t *testing.T, s *Scheduler) (stop func()) {
 }
 
 func newTestScheduler(f Checker, opts Options) *Scheduler {
-	opts.Checkers = map[Type]Checker{TCP: f}
+	opts.Checkers = map[check.Type]Checker{check.TCP: f}
 	if opts.Coalesce == 0 {
 		opts.Coalesce = -1 // exact start times; TestSchedulerCoalesces covers batching
 	}
@@ -235,17 +237,7 @@ func TestSchedulerChangesCoalesce(t *testing.T) {
 		stop := startScheduler(t, s)
 		defer stop()
 
-		tokens := func() int {
-			n := 0
-			for {
-				select {
-				case <-s.Changes():
-					n++
-				default:
-					return n
-				}
-			}
-		}
+		tokens := func() int { return drainTokens(s) }
 		// First verdicts: 50 changes, one token.
 		time.Sleep(time.Second)
 		synctest.Wait()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 func TestCheckTCP(t *testing.T) {
@@ -42,11 +44,11 @@ func TestCheckTCP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := Target{Addr: loopback, Port: tc.port, Spec: Spec{Type: TCP, Timeout: 300 * time.Millisecond}}
+			tg := Target{Addr: loopback, Port: tc.port, Spec: check.Spec{Type: check.TCP, Timeout: 300 * time.Millisecond}}
 			if tc.source != "" {
 				tg.Spec.Source = loopback
 			}
-			got, took := runCheck(t, DefaultCheckers()[TCP], tg)
+			got, took := runCheck(t, DefaultCheckers()[check.TCP], tg)
 			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
@@ -65,9 +67,9 @@ func TestCheckTCPSourceUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	tg := Target{Addr: loopback, Port: addrPort(t, ln.Addr()), Spec: Spec{Type: TCP, Timeout: time.Second}}
+	tg := Target{Addr: loopback, Port: addrPort(t, ln.Addr()), Spec: check.Spec{Type: check.TCP, Timeout: time.Second}}
 	tg.Spec.Source = mustAddr("192.0.2.1")
-	got, _ := runCheck(t, DefaultCheckers()[TCP], tg)
+	got, _ := runCheck(t, DefaultCheckers()[check.TCP], tg)
 	if want := fmt.Sprintf("bind source address 192.0.2.1 for %s: cannot assign requested address; is it configured on this host?", netip.AddrPortFrom(tg.Addr, tg.Port)); got != want {
 		t.Errorf("error = %q, want %q", got, want)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -29,13 +31,13 @@ func TestTCPEngineResults(t *testing.T) {
 	open := closingListener(t)
 	refused := closedPort(t, "tcp")
 	full := fullListener(t)
-	spec := Spec{Type: TCP, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Rise: 1, Fall: 1}
+	spec := check.Spec{Type: check.TCP, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Rise: 1, Fall: 1}
 	targets := []Target{{Addr: loopback, Port: open, Spec: spec}, {Addr: loopback, Port: refused, Spec: spec},
 		{Addr: loopback, Port: full, Spec: spec}}
 	before := openFDs(t)
 
 	s := NewScheduler(nil, Options{})
-	if _, ok := s.checkers[TCP].(tcpChecker); !ok {
+	if _, ok := s.checkers[check.TCP].(tcpChecker); !ok {
 		t.Fatal("the default tcp checker is not the engine's")
 	}
 	s.Update(targets)
@@ -90,7 +92,7 @@ func TestTCPEngineRemovedTargetDropsResult(t *testing.T) {
 	// A target removed while its connect is in flight leaves no result and
 	// its probe is not recorded when the connect times out.
 	full := fullListener(t)
-	tg := Target{Addr: loopback, Port: full, Spec: Spec{Type: TCP, Interval: time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 1}}
+	tg := Target{Addr: loopback, Port: full, Spec: check.Spec{Type: check.TCP, Interval: time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 1}}
 	probes := make(chan struct{}, 8)
 	s := NewScheduler(nil, Options{OnProbe: func(Target, bool, time.Duration, error) { probes <- struct{}{} }})
 	s.Update([]Target{tg})
@@ -129,7 +131,7 @@ func TestTCPEngineLimitSkipsSlot(t *testing.T) {
 	defer g.close()
 	defer g.abort()
 	g.limit = 1
-	spec := Spec{Type: TCP, Interval: time.Second, Timeout: time.Second}
+	spec := check.Spec{Type: check.TCP, Interval: time.Second, Timeout: time.Second}
 	a := newEntry("a", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
 	b := newEntry("b", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
 	a.running, b.running = true, true
@@ -195,7 +197,7 @@ func TestTCPEngineIPv6AndSource(t *testing.T) {
 	// a source address that must be bound first (one that is not on this
 	// host fails with a message that says so).
 	port := acceptLoop(t, "[::1]:0", func(c net.Conn) { c.Close() }, func() {})
-	spec := Spec{Type: TCP, Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, Rise: 1, Fall: 1}
+	spec := check.Spec{Type: check.TCP, Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, Rise: 1, Fall: 1}
 	v6 := Target{Addr: netip.IPv6Loopback(), Port: port, Spec: spec}
 	withSource := v6
 	withSource.Spec.Source = netip.IPv6Loopback()

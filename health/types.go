@@ -6,53 +6,13 @@ package health
 
 import (
 	"crypto/sha256"
-	"fmt"
+	"encoding/hex"
 	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
-
-// Type names a checker.
-type Type string
-
-// The checker kinds.
-const (
-	TCP   Type = "tcp"
-	HTTP  Type = "http"
-	HTTPS Type = "https"
-	UDP   Type = "udp"
-	DNS   Type = "dns"
-	Exec  Type = "exec"
-)
-
-// Spec describes how to probe a target. Two targets with equal Keys are the same
-// probe and run once.
-type Spec struct {
-	// Type selects the checker.
-	Type Type
-	// Interval is the time between probe starts; Timeout bounds one probe.
-	Interval, Timeout time.Duration
-	// Rise and Fall are the consecutive successes or failures that flip state.
-	Rise, Fall int
-	// Source is the local address probes are sent from; invalid lets the kernel pick.
-	Source netip.Addr
-	// Method, Path and Host shape HTTP requests.
-	Method, Path, Host string
-	// ExpectStatus lists accepted HTTP status codes (empty means 200-399).
-	ExpectStatus []int
-	// ExpectBody, when set, must appear in the HTTP body or UDP reply.
-	ExpectBody string
-	// TLSServerName is the https SNI and verification name.
-	TLSServerName string
-	// TLSVerify turns on certificate verification for https.
-	TLSVerify bool
-	// Payload is what a udp check sends.
-	Payload string
-	// Query, QueryType ("A", "AAAA", ...) and RCode ("NOERROR", ...) describe a dns check.
-	Query, QueryType, RCode string
-	// Command is an exec check's argv. The target is passed in the environment as
-	// DIRECTOR_TARGET_ADDR and DIRECTOR_TARGET_PORT.
-	Command []string
-}
 
 // Target is one thing to check: an address and port probed with a Spec.
 type Target struct {
@@ -60,22 +20,47 @@ type Target struct {
 	Addr netip.Addr
 	// Port is the probed port.
 	Port uint16
-	// Spec is how it is probed.
-	Spec Spec
+	// Spec is how it is probed; the configuration's check, shared type.
+	Spec check.Spec
 }
 
-// Key identifies t; equal keys are deduplicated into one probe. It reads
-// "type|addr:port|spec-hash": the hash covers every other Spec field (64 bits
-// of SHA-256, so distinct specs collide with negligible probability), which
-// keeps keys short: the announcer looks every backend up by key on every pass.
+// Key identifies t: "type|addr:port|probe-hash|interval/timeout/rise/fall".
+// Equal keys are deduplicated into one probe with one verdict. The first
+// three parts are ProbeKey, what is probed (the hash covers every field of
+// check.Spec.AppendProbe, 64 bits of SHA-256, so distinct checks collide with
+// negligible probability); the last part is the timing. Keys stay short
+// because the announcer looks every backend up by key on every pass.
 func (t Target) Key() string {
-	s := t.Spec
-	spec := fmt.Sprintf("%s|%s|%d/%d|src=%s|%q %q host=%q st=%v body=%q sni=%q v=%t|p=%q|q=%q %q %q|cmd=%q",
-		s.Interval, s.Timeout, s.Rise, s.Fall, s.Source,
-		s.Method, s.Path, s.Host, s.ExpectStatus, s.ExpectBody, s.TLSServerName, s.TLSVerify,
-		s.Payload, s.Query, s.QueryType, s.RCode, s.Command)
-	sum := sha256.Sum256([]byte(spec))
-	return fmt.Sprintf("%s|%s|%x", s.Type, netip.AddrPortFrom(t.Addr, t.Port), sum[:8])
+	b := make([]byte, 0, 96)
+	b = t.appendProbeKey(b)
+	b = append(b, '|')
+	return string(t.Spec.AppendTiming(b))
+}
+
+// ProbeKey identifies what t probes, without the timing: targets with equal
+// ProbeKeys that differ in timing are probed separately (each with its own
+// rise and fall), but a reload that changes only the timing keeps the
+// verdict.
+func (t Target) ProbeKey() string { return string(t.appendProbeKey(make([]byte, 0, 64))) }
+
+// appendProbeKey appends "type|addr:port|probe-hash".
+func (t Target) appendProbeKey(b []byte) []byte {
+	var buf [256]byte
+	sum := sha256.Sum256(t.Spec.AppendProbe(buf[:0]))
+	b = append(b, t.Spec.Type...)
+	b = append(b, '|')
+	b = netip.AddrPortFrom(t.Addr, t.Port).AppendTo(b)
+	b = append(b, '|')
+	return hex.AppendEncode(b, sum[:8])
+}
+
+// ProbeKeyOf returns the ProbeKey part of a Key, for callers that hold
+// keys (a Snapshot's) rather than targets.
+func ProbeKeyOf(key string) string {
+	if i := strings.LastIndexByte(key, '|'); i >= 0 {
+		return key[:i]
+	}
+	return key
 }
 
 // State is a target's dampened verdict.

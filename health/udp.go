@@ -11,7 +11,7 @@ import (
 const maxDatagram = 4096
 
 // checkUDP sends Spec.Payload from a fresh connected socket and passes when a
-// reply arrives before the deadline (and contains Spec.ExpectBody when set). On a
+// reply arrives before the deadline (and contains Spec.Expect when set). On a
 // connected socket the kernel reports an ICMP port unreachable as
 // "connection refused", so a closed port fails fast instead of timing out.
 func checkUDP(ctx context.Context, t Target) error {
@@ -33,8 +33,8 @@ func checkUDP(ctx context.Context, t Target) error {
 	if err != nil {
 		return probeError(ctx, "udp reply from", ap, t, err)
 	}
-	if t.Spec.ExpectBody != "" && !bytes.Contains(buf[:n], []byte(t.Spec.ExpectBody)) {
-		return fmt.Errorf("udp reply from %s does not contain %q", ap, t.Spec.ExpectBody)
+	if t.Spec.Expect != "" && !bytes.Contains(buf[:n], []byte(t.Spec.Expect)) {
+		return fmt.Errorf("udp reply from %s does not contain %q", ap, t.Spec.Expect)
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // udpServer answers every datagram on 127.0.0.1 with the datagrams
@@ -44,24 +46,24 @@ func TestCheckUDP(t *testing.T) {
 	tests := []struct {
 		name    string
 		port    uint16
-		spec    Spec
+		spec    check.Spec
 		wantErr string
 	}{
-		{name: "echo", port: echo, spec: Spec{Payload: "ping"}},
-		{name: "echo contains", port: echo, spec: Spec{Payload: "ping", ExpectBody: "echo: ping"}},
+		{name: "echo", port: echo, spec: check.Spec{Payload: "ping"}},
+		{name: "echo contains", port: echo, spec: check.Spec{Payload: "ping", Expect: "echo: ping"}},
 		{name: "empty payload still gets a reply", port: echo},
-		{name: "reply without expected text", port: echo, spec: Spec{Payload: "ping", ExpectBody: "pong"},
+		{name: "reply without expected text", port: echo, spec: check.Spec{Payload: "ping", Expect: "pong"},
 			wantErr: fmt.Sprintf(`udp reply from 127.0.0.1:%d does not contain "pong"`, echo)},
-		{name: "silent", port: silent, spec: Spec{Payload: "ping"},
+		{name: "silent", port: silent, spec: check.Spec{Payload: "ping"},
 			wantErr: fmt.Sprintf("udp reply from 127.0.0.1:%d: timeout after 300ms", silent)},
-		{name: "port unreachable is refused", port: refused, spec: Spec{Payload: "ping"},
+		{name: "port unreachable is refused", port: refused, spec: check.Spec{Payload: "ping"},
 			wantErr: fmt.Sprintf("udp reply from 127.0.0.1:%d: connection refused", refused)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := Target{Addr: loopback, Port: tc.port, Spec: tc.spec}
-			tg.Spec.Type, tg.Spec.Timeout = UDP, 300*time.Millisecond
-			got, took := runCheck(t, DefaultCheckers()[UDP], tg)
+			tg.Spec.Type, tg.Spec.Timeout = check.UDP, 300*time.Millisecond
+			got, took := runCheck(t, DefaultCheckers()[check.UDP], tg)
 			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}

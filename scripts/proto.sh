@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the Go code of proto/ (make proto). protoc comes from Debian's
-# protobuf-compiler; the Go plugins are installed from the module proxy at the
+# protobuf-compiler, the well-known types it imports (google/protobuf/*.proto)
+# from libprotobuf-dev; the Go plugins are installed from the module proxy at the
 # versions pinned below (matching go.mod's protobuf and grpc) into lab/.cache/bin,
 # so the generated code does not depend on whatever is on the PATH.
 set -euo pipefail
@@ -12,7 +13,7 @@ PROTOC_GEN_GO_VERSION=v1.36.12      # google.golang.org/protobuf, as in go.mod
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2   # google.golang.org/grpc/cmd/protoc-gen-go-grpc (own module)
 
 if ! command -v protoc >/dev/null; then
-	echo "proto.sh: protoc not found: install Debian's protobuf-compiler (apt-get install -y protobuf-compiler)" >&2
+	echo "proto.sh: protoc not found: install Debian's protobuf-compiler and libprotobuf-dev (the well-known types): apt-get install -y protobuf-compiler libprotobuf-dev" >&2
 	exit 1
 fi
 

@@ -51,7 +51,8 @@ func (a *app) reloadCmd() *cobra.Command {
 overrides are kept. A file with errors is refused and the running
 configuration stays; the errors are printed. With --dry-run nothing changes:
 the plan lists the IPVS services, destinations and routes that would be
-added, changed or removed.`,
+added, changed or removed, and for every backend whose health check changes
+whether its verdict is kept (only the timing changed) or starts over.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(out, "text", "json"); err != nil {

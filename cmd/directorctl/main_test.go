@@ -171,6 +171,29 @@ func TestOverridesThroughTheCLI(t *testing.T) {
 	}
 }
 
+// TestReloadDryRunSaysWhichVerdictsAreKept: a timing-only change keeps the
+// verdicts, a changed check starts them over, and the dry run says which.
+func TestReloadDryRunSaysWhichVerdictsAreKept(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	timing := strings.Replace(controltest.BaseConfig, "interval: 1s, timeout: 500ms", "interval: 2s, timeout: 500ms, rise: 4", 1)
+	if timing == controltest.BaseConfig {
+		t.Fatal("BaseConfig has no health block to change")
+	}
+	h.SetFile(timing)
+	// Columns are padded: compare with single spaces.
+	oneSpace := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	out, _, code := ctl(t, h, "reload", "--dry-run")
+	if code != 0 || strings.Contains(out, "destination") || strings.Contains(out, "route") ||
+		!strings.Contains(oneSpace(out), "keep health web 10.0.2.21:80 verdict up kept: interval 1s -> 2s, rise 2 -> 4; applies from the next probe") {
+		t.Fatalf("reload --dry-run after a timing change: exit %d; want only health keep lines:\n%s", code, out)
+	}
+	h.SetFile(strings.Replace(controltest.BaseConfig, "type: tcp, interval: 1s", "type: tcp, port: 8080, interval: 1s", 1))
+	out, _, code = ctl(t, h, "reload", "--dry-run")
+	if code != 0 || !strings.Contains(oneSpace(out), "reset health web 10.0.2.21:80 what is probed changed (target 10.0.2.21:80 -> 10.0.2.21:8080)") {
+		t.Fatalf("reload --dry-run after a port change: exit %d\n%s", code, out)
+	}
+}
+
 func TestReloadRollbackConfigsAndWatch(t *testing.T) {
 	h := controltest.Start(t, controltest.Options{})
 	h.SetFile(controltest.SecondConfig)

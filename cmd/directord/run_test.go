@@ -82,20 +82,27 @@ func scrape(addr string) string {
 	return string(b)
 }
 
+// okServer serves "ok" over HTTP on 127.0.0.1 until the test ends or it is
+// closed; it returns the server and its port.
+func okServer(t *testing.T) (*http.Server, int) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })}
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	return srv, lis.Addr().(*net.TCPAddr).Port
+}
+
 // TestRunLocalService is the daemon's acceptance on a kernel without IPVS: a
 // local service follows a real listener, a broken reload keeps the running
 // configuration, and SIGTERM exits 0 within graceful + linger + 1 s.
 func TestRunLocalService(t *testing.T) {
 	bin := buildDaemon(t)
 	dir := t.TempDir()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := lis.Addr().(*net.TCPAddr).Port
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })}
-	go srv.Serve(lis)
-	defer srv.Close()
+	srv, port := okServer(t)
 
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfgPath := filepath.Join(dir, "directord.yaml")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/health/check"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
 )
@@ -114,8 +115,8 @@ func TestScrapePassesPromtool(t *testing.T) {
 	}
 	box := &statusBox{st: sampleStatus(100)}
 	m := newTestMetrics(t, box)
-	m.OnProbe(health.Target{Spec: health.Spec{Type: health.TCP}}, true, time.Millisecond, nil)
-	m.OnProbe(health.Target{Spec: health.Spec{Type: health.HTTP}}, false, time.Second, context.DeadlineExceeded)
+	m.OnProbe(health.Target{Spec: check.Spec{Type: check.TCP}}, true, time.Millisecond, nil)
+	m.OnProbe(health.Target{Spec: check.Spec{Type: check.HTTP}}, false, time.Second, context.DeadlineExceeded)
 	m.OnPass(3*time.Millisecond, nil)
 	m.OnPass(time.Millisecond, errors.New("program IPVS: boom"))
 	m.ObserveReload(time.Unix(1_700_000_200, 0), errors.New("bad file"))
@@ -181,7 +182,7 @@ func TestScrapePassesPromtool(t *testing.T) {
 func TestCountersMoveBetweenScrapes(t *testing.T) {
 	box := &statusBox{st: sampleStatus(100)}
 	m := newTestMetrics(t, box)
-	tcp := health.Target{Spec: health.Spec{Type: health.TCP}}
+	tcp := health.Target{Spec: check.Spec{Type: check.TCP}}
 	m.OnProbe(tcp, true, time.Millisecond, nil)
 	first := scrape(t, m)
 

@@ -514,6 +514,11 @@ const (
 	ChangeKind_CHANGE_KIND_DESTINATION ChangeKind = 2
 	// A VIP route towards the routers.
 	ChangeKind_CHANGE_KIND_ROUTE ChangeKind = 3
+	// A backend's health verdict (subject "service address:port"): kept
+	// (CHANGE_ACTION_KEEP) when only the check's timing changes, started over
+	// (CHANGE_ACTION_RESET) when what is probed changes or the check is new.
+	// Backends not listed keep their verdict: their check is unchanged.
+	ChangeKind_CHANGE_KIND_HEALTH ChangeKind = 4
 )
 
 // Enum value maps for ChangeKind.
@@ -523,12 +528,14 @@ var (
 		1: "CHANGE_KIND_SERVICE",
 		2: "CHANGE_KIND_DESTINATION",
 		3: "CHANGE_KIND_ROUTE",
+		4: "CHANGE_KIND_HEALTH",
 	}
 	ChangeKind_value = map[string]int32{
 		"CHANGE_KIND_UNSPECIFIED": 0,
 		"CHANGE_KIND_SERVICE":     1,
 		"CHANGE_KIND_DESTINATION": 2,
 		"CHANGE_KIND_ROUTE":       3,
+		"CHANGE_KIND_HEALTH":      4,
 	}
 )
 
@@ -567,6 +574,10 @@ const (
 	ChangeAction_CHANGE_ACTION_ADD         ChangeAction = 1
 	ChangeAction_CHANGE_ACTION_CHANGE      ChangeAction = 2
 	ChangeAction_CHANGE_ACTION_REMOVE      ChangeAction = 3
+	// The backend's health verdict carries over the reload.
+	ChangeAction_CHANGE_ACTION_KEEP ChangeAction = 4
+	// The backend's health verdict starts over with the new check.
+	ChangeAction_CHANGE_ACTION_RESET ChangeAction = 5
 )
 
 // Enum value maps for ChangeAction.
@@ -576,12 +587,16 @@ var (
 		1: "CHANGE_ACTION_ADD",
 		2: "CHANGE_ACTION_CHANGE",
 		3: "CHANGE_ACTION_REMOVE",
+		4: "CHANGE_ACTION_KEEP",
+		5: "CHANGE_ACTION_RESET",
 	}
 	ChangeAction_value = map[string]int32{
 		"CHANGE_ACTION_UNSPECIFIED": 0,
 		"CHANGE_ACTION_ADD":         1,
 		"CHANGE_ACTION_CHANGE":      2,
 		"CHANGE_ACTION_REMOVE":      3,
+		"CHANGE_ACTION_KEEP":        4,
+		"CHANGE_ACTION_RESET":       5,
 	}
 )
 
@@ -3809,18 +3824,21 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\x0fEVENT_KIND_PEER\x10\x03\x12\x15\n" +
 	"\x11EVENT_KIND_RELOAD\x10\x04\x12\x17\n" +
 	"\x13EVENT_KIND_OVERRIDE\x10\x05\x12\x17\n" +
-	"\x13EVENT_KIND_DIRECTOR\x10\x06*v\n" +
+	"\x13EVENT_KIND_DIRECTOR\x10\x06*\x8e\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_KIND_SERVICE\x10\x01\x12\x1b\n" +
 	"\x17CHANGE_KIND_DESTINATION\x10\x02\x12\x15\n" +
-	"\x11CHANGE_KIND_ROUTE\x10\x03*x\n" +
+	"\x11CHANGE_KIND_ROUTE\x10\x03\x12\x16\n" +
+	"\x12CHANGE_KIND_HEALTH\x10\x04*\xa9\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CHANGE_ACTION_ADD\x10\x01\x12\x18\n" +
 	"\x14CHANGE_ACTION_CHANGE\x10\x02\x12\x18\n" +
-	"\x14CHANGE_ACTION_REMOVE\x10\x03*\\\n" +
+	"\x14CHANGE_ACTION_REMOVE\x10\x03\x12\x16\n" +
+	"\x12CHANGE_ACTION_KEEP\x10\x04\x12\x17\n" +
+	"\x13CHANGE_ACTION_RESET\x10\x05*\\\n" +
 	"\fRouterFlavor\x12\x1d\n" +
 	"\x19ROUTER_FLAVOR_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ROUTER_FLAVOR_FRR\x10\x01\x12\x16\n" +
