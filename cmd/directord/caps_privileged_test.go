@@ -16,12 +16,6 @@ import (
 	"github.com/anycast-director/director/lab/netlab"
 )
 
-// nobody is the unprivileged user the least-privilege tests run directord as.
-const nobody = 65534
-
-// unitCaps are the capabilities deploy/systemd/directord.service grants.
-var unitCaps = []string{"net_admin", "net_raw", "net_bind_service"}
-
 // leastPrivilegeConfig needs every capability the unit grants: a VIP bound on
 // lo (CAP_NET_ADMIN), BGP on port 179 (CAP_NET_BIND_SERVICE).
 // The service's health target is directord's own metrics listener, so the VIP
@@ -43,17 +37,6 @@ services:
     health: { type: tcp, interval: 200ms, rise: 1, fall: 1 }
     backends: [ { address: 127.0.0.1 } ]
 `, dir)
-}
-
-// setprivArgs runs argv as nobody with exactly caps (inheritable, ambient and
-// bounding set), as the systemd unit does with User= and AmbientCapabilities=.
-func setprivArgs(caps []string, argv ...string) []string {
-	set := "-all"
-	for _, c := range caps {
-		set += ",+" + c
-	}
-	return append([]string{"setpriv", fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody),
-		"--clear-groups", "--inh-caps=" + set, "--ambient-caps=" + set, "--bounding-set=" + set}, argv...)
 }
 
 // leastPrivilegeLab builds directord where nobody can run it and writes the

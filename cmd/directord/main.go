@@ -5,7 +5,7 @@
 //	directord check-config FILE        validate FILE and print the desired state
 //	directord router-config -flavor frr|bird FILE...
 //	                                   print the routers' side of the peering
-//	directord realserver -vip ADDR...  prepare a DR real server (VIPs on lo, ARP sysctls)
+//	directord realserver add|remove VIP  prepare a DR real server (VIP on lo, ARP sysctls)
 //	directord version                  print the version
 package main
 
@@ -62,7 +62,8 @@ commands:
   run -config FILE                       run the daemon (SIGHUP reloads, SIGTERM drains and exits)
   check-config [-config] FILE            validate FILE and print the expanded desired state (exit 2 on errors)
   router-config -flavor frr|bird FILE... print the upstream routers' peering configuration
-  realserver -vip ADDR... [-undo]        put VIPs on lo and set the ARP sysctls of a DR real server
+  realserver add|remove VIP | list | apply
+                                         a DR real server's VIPs on lo and ARP sysctls, one VIP at a time
   version                                print the version
 `)
 }

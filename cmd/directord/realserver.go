@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,156 +15,286 @@ import (
 	"github.com/anycast-director/director/routing/kernel"
 )
 
-// arpSysctls returns what a direct-routing real server needs so that the VIP on
-// its loopback never answers ARP on the shared segment (only the directors'
-// router-facing side may attract the VIP's traffic):
-//   - arp_ignore=1: answer ARP only for addresses on the interface the request
-//     came in on, so the VIP on lo stays silent on eth0;
-//   - arp_announce=2: never use the VIP as the source of our own ARP requests,
-//     so neighbours do not learn VIP -> this server's MAC.
-//
-// The kernel uses the larger of conf/all and conf/<dev>, so setting "all"
-// covers every interface, present and future.
-func arpSysctls() [2]struct{ name, value string } {
-	return [2]struct{ name, value string }{
-		{"net/ipv4/conf/all/arp_ignore", "1"},
-		{"net/ipv4/conf/all/arp_announce", "2"},
-	}
+// realServerUsage is printed for a usage error.
+const realServerUsage = `usage: directord realserver <command> [flags]
+
+Prepare a direct-routing real server: each VIP on lo (so the server accepts
+the VIP's packets) and the ARP sysctls arp_ignore=1, arp_announce=2 (so it
+never answers ARP for the VIP). The VIPs are recorded in the state directory;
+the directord-realserver unit binds them again at boot.
+
+commands:
+  add VIP      bind VIP and set the ARP sysctls (idempotent)
+  remove VIP   unbind VIP; after the last one, restore the ARP sysctls (idempotent)
+  list         print the recorded VIPs and whether each is bound
+  apply        bind every recorded VIP and set the sysctls again (used at boot)
+
+flags (add, before or after the VIP):
+  -interface NAME   where VIPs go (default lo; recorded with the first VIP)
+  -binding MODE     auto | address (Linux 6.1+) | local-route (default auto; recorded)
+flags (every command):
+  -state-dir DIR    where the record is kept (default /var/lib/directord)
+`
+
+// realServerCmd is one invocation of `directord realserver`.
+type realServerCmd struct {
+	stdout, stderr io.Writer
+	stateDir       string
+	// proc is the sysctl tree (/proc/sys); unit tests point it elsewhere.
+	proc string
+	// open returns the VIP binder for a record; unit tests use a fake.
+	open func(rec *realServerRecord) (vipSetter, error)
 }
 
-// realServerState records the sysctl values found before the first setup, so
-// -undo restores them instead of guessing.
-type realServerState struct {
-	Previous map[string]string `json:"previous"`
+// vipSetter is the part of *kernel.VIPs realserver uses.
+type vipSetter interface {
+	Set(ctx context.Context, vips []netip.Addr) error
+	Owned(ctx context.Context) ([]netip.Addr, error)
+	Close() error
 }
 
-// cmdRealServer prepares (or with -undo, unprepares) a DR real server: the
-// VIPs on the loopback and the ARP sysctls. It is idempotent.
+// cmdRealServer is `directord realserver add|remove|list|apply`.
 func cmdRealServer(args []string, stdout, stderr io.Writer) int {
-	fset := flag.NewFlagSet("realserver", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	var vips vipList
-	fset.Var(&vips, "vip", "a VIP to bind (repeat the flag or separate with commas)")
-	iface := fset.String("interface", "lo", "where the VIPs go")
-	undo := fset.Bool("undo", false, "remove the VIPs this command bound and restore the ARP sysctls")
-	state := fset.String("state", "/run/directord/realserver.json", "where the previous sysctl values are kept for -undo")
-	proc := fset.String("proc", "/proc/sys", "the sysctl tree (for tests)")
-	if err := fset.Parse(args); err != nil {
+	rs := &realServerCmd{stdout: stdout, stderr: stderr, proc: "/proc/sys", open: openVIPs}
+	return rs.run(args)
+}
+
+// openVIPs opens the kernel VIP binder a record describes.
+func openVIPs(rec *realServerRecord) (vipSetter, error) {
+	b := kernel.BindAddress
+	if rec.Binding == config.BindingLocalRoute.String() {
+		b = kernel.BindLocalRoute
+	}
+	log := slog.New(slog.DiscardHandler)
+	v, err := kernel.NewVIPs(log, kernel.VIPOptions{Interface: rec.Interface, Protocol: config.DefaultKernelProtocol, Binding: b})
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", rec.Interface, err)
+	}
+	return v, nil
+}
+
+func (rs *realServerCmd) run(args []string) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-vip" || strings.HasPrefix(args[0], "-vip=")) {
+			fmt.Fprintln(rs.stderr, "directord realserver: -vip is gone; bind one VIP at a time with: directord realserver add VIP")
+		}
+		fmt.Fprint(rs.stderr, realServerUsage)
 		return exitUsage
 	}
-	for _, a := range fset.Args() {
-		if err := vips.Set(a); err != nil {
-			fmt.Fprintf(stderr, "directord realserver: %v\n", err)
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("realserver "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&rs.stateDir, "state-dir", config.DefaultStateDir, "")
+	iface := fs.String("interface", "", "")
+	binding := fs.String("binding", "auto", "")
+	pos, err := parseInterspersed(fs, rest)
+	if err != nil {
+		fmt.Fprintf(rs.stderr, "directord realserver %s: %v\n\n%s", sub, err, realServerUsage)
+		return exitUsage
+	}
+	want := map[string]int{"add": 1, "remove": 1, "list": 0, "apply": 0}
+	n, known := want[sub]
+	if !known || len(pos) != n {
+		fmt.Fprintf(rs.stderr, "directord realserver: %s\n\n%s", badRealServerArgs(sub, known, n, pos), realServerUsage)
+		return exitUsage
+	}
+	var vip netip.Addr
+	if n == 1 {
+		if vip, err = netip.ParseAddr(pos[0]); err != nil {
+			fmt.Fprintf(rs.stderr, "directord realserver %s: %q is not an IP address\n", sub, pos[0])
 			return exitUsage
 		}
 	}
-	if len(vips) == 0 && !*undo {
-		fmt.Fprintln(stderr, "usage: directord realserver -vip ADDR [-vip ADDR...] [-interface lo] | -undo")
-		return exitUsage
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	v, err := kernel.NewVIPs(log, kernel.VIPOptions{Interface: *iface, Protocol: config.DefaultKernelProtocol})
-	if err != nil {
-		fmt.Fprintf(stderr, "directord realserver: interface %s: %v\n", *iface, err)
-		return exitFail
-	}
-	defer v.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if *undo {
-		err = undoRealServer(ctx, v, *proc, *state)
-	} else {
-		err = setupRealServer(ctx, v, vips, *proc, *state)
+	switch sub {
+	case "add":
+		err = rs.add(ctx, vip, *iface, *binding)
+	case "remove":
+		err = rs.remove(ctx, vip)
+	case "list":
+		err = rs.list(ctx)
+	case "apply":
+		err = rs.apply(ctx)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "directord realserver: %v\n", err)
+		fmt.Fprintf(rs.stderr, "directord realserver %s: %v\n", sub, err)
 		return exitFail
-	}
-	if *undo {
-		fmt.Fprintf(stdout, "removed the VIPs bound by directord on %s and restored the ARP sysctls\n", *iface)
-	} else {
-		fmt.Fprintf(stdout, "bound %s on %s; arp_ignore=1 arp_announce=2\n", vips, *iface)
 	}
 	return exitOK
 }
 
-func setupRealServer(ctx context.Context, v *kernel.VIPs, vips vipList, proc, statePath string) error {
-	st := realServerState{Previous: map[string]string{}}
-	if _, err := os.Stat(statePath); errors.Is(err, fs.ErrNotExist) {
-		for _, s := range arpSysctls() {
-			old, err := os.ReadFile(filepath.Join(proc, s.name))
-			if err != nil {
-				return fmt.Errorf("read sysctl %s: %w", s.name, err)
-			}
-			st.Previous[s.name] = strings.TrimSpace(string(old))
-		}
-		if err := writeState(statePath, st); err != nil {
-			return err
-		}
+// badRealServerArgs explains a wrong command or argument count.
+func badRealServerArgs(sub string, known bool, n int, pos []string) string {
+	switch {
+	case !known:
+		return fmt.Sprintf("unknown command %q", sub)
+	case n == 1 && len(pos) == 0:
+		return fmt.Sprintf("%s needs a VIP", sub)
+	case n == 1:
+		return fmt.Sprintf("%s takes one VIP at a time, got %d arguments", sub, len(pos))
 	}
-	for _, s := range arpSysctls() {
-		if err := os.WriteFile(filepath.Join(proc, s.name), []byte(s.value), 0o644); err != nil {
-			return fmt.Errorf("set sysctl %s=%s: %w (run as root)", s.name, s.value, err)
-		}
-	}
-	return v.Set(ctx, vips)
+	return fmt.Sprintf("%s takes no arguments, got %q", sub, pos)
 }
 
-func undoRealServer(ctx context.Context, v *kernel.VIPs, proc, statePath string) error {
-	if err := v.Set(ctx, nil); err != nil {
-		return err
+// parseInterspersed parses flags before and after positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	data, err := os.ReadFile(statePath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // nothing recorded: the sysctls were never changed by us
-	}
+}
+
+// add binds vip, sets the ARP sysctls and records it.
+func (rs *realServerCmd) add(ctx context.Context, vip netip.Addr, iface, binding string) error {
+	rec, err := rs.loadOrCreate(iface, binding)
 	if err != nil {
 		return err
 	}
-	var st realServerState
-	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("%s is corrupt (%v): restore arp_ignore/arp_announce by hand and delete it", statePath, err)
-	}
-	for name, val := range st.Previous {
-		if _, err := strconv.Atoi(val); err != nil {
-			return fmt.Errorf("%s: bad value %q for %s", statePath, val, name)
-		}
-		if err := os.WriteFile(filepath.Join(proc, name), []byte(val), 0o644); err != nil {
-			return fmt.Errorf("restore sysctl %s=%s: %w", name, val, err)
-		}
-	}
-	return os.Remove(statePath)
-}
-
-func writeState(path string, st realServerState) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := rs.setSysctls(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(st)
+	already, err := rs.bind(ctx, rec, vip, true)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, data, 0o644)
-}
-
-// vipList is a repeatable, comma-separated -vip flag.
-type vipList []netip.Addr
-
-func (l vipList) String() string {
-	var s []string
-	for _, a := range l {
-		s = append(s, a.String())
+	if already {
+		fmt.Fprintf(rs.stdout, "%s was already bound on %s (%s); arp_ignore=1 arp_announce=2\n", vip, rec.Interface, rec.Binding)
+	} else {
+		fmt.Fprintf(rs.stdout, "bound %s on %s (%s); arp_ignore=1 arp_announce=2\n", vip, rec.Interface, rec.Binding)
 	}
-	return strings.Join(s, ",")
+	return nil
 }
 
-func (l *vipList) Set(v string) error {
-	for _, part := range strings.Split(v, ",") {
-		a, err := netip.ParseAddr(strings.TrimSpace(part))
-		if err != nil {
-			return fmt.Errorf("-vip %q is not an IP address", part)
+// remove unbinds vip; after the last VIP it restores the sysctls.
+func (rs *realServerCmd) remove(ctx context.Context, vip netip.Addr) error {
+	rec, err := rs.load()
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		fmt.Fprintf(rs.stdout, "%s is not bound: nothing is recorded in %s\n", vip, rs.recordPath())
+		return nil
+	}
+	had, err := rs.bind(ctx, rec, vip, false)
+	if err != nil {
+		return err
+	}
+	if !had {
+		fmt.Fprintf(rs.stdout, "%s was not bound by directord; nothing changed\n", vip)
+	} else {
+		fmt.Fprintf(rs.stdout, "unbound %s from %s\n", vip, rec.Interface)
+	}
+	if len(rec.VIPs) > 0 {
+		return nil
+	}
+	if err := rs.restoreSysctls(rec); err != nil {
+		return err
+	}
+	fmt.Fprintln(rs.stdout, "no VIP left: restored arp_ignore and arp_announce and removed the record")
+	return removeRecord(rs.recordPath())
+}
+
+// bind adds (or removes) vip among the VIPs this tool owns and records the
+// result; it reports whether vip was among them before. The owned set is the
+// record plus what the kernel marks as ours, so a VIP bound by an earlier
+// version of this command is kept, not removed.
+func (rs *realServerCmd) bind(ctx context.Context, rec *realServerRecord, vip netip.Addr, add bool) (bool, error) {
+	v, err := rs.open(rec)
+	if err != nil {
+		return false, err
+	}
+	defer v.Close()
+	owned, err := v.Owned(ctx)
+	if err != nil {
+		return false, err
+	}
+	set := map[netip.Addr]bool{}
+	for _, a := range append(owned, rec.VIPs...) {
+		set[a] = true
+	}
+	had := set[vip]
+	set[vip] = add
+	rec.VIPs = rec.VIPs[:0]
+	for a, keep := range set {
+		if keep {
+			rec.VIPs = append(rec.VIPs, a)
 		}
-		*l = append(*l, a)
 	}
+	slices.SortFunc(rec.VIPs, netip.Addr.Compare)
+	if add { // record first: a VIP bound but not recorded would not come back at boot
+		if err := writeRecord(rs.recordPath(), rec); err != nil {
+			return had, err
+		}
+	}
+	if err := v.Set(ctx, rec.VIPs); err != nil {
+		return had, err
+	}
+	if !add && len(rec.VIPs) > 0 {
+		return had, writeRecord(rs.recordPath(), rec)
+	}
+	return had, nil
+}
+
+// list prints the record and whether each VIP is bound now.
+func (rs *realServerCmd) list(ctx context.Context) error {
+	rec, err := rs.load()
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		fmt.Fprintf(rs.stdout, "no VIPs recorded (%s does not exist)\n", rs.recordPath())
+		return nil
+	}
+	v, err := rs.open(rec)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	owned, err := v.Owned(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(rs.stdout, "VIPs on %s (%s binding), recorded in %s:\n", rec.Interface, rec.Binding, rs.recordPath())
+	for _, a := range rec.VIPs {
+		state := "bound"
+		if !slices.Contains(owned, a) {
+			state = "NOT bound (run: directord realserver apply)"
+		}
+		fmt.Fprintf(rs.stdout, "  %s  %s\n", a, state)
+	}
+	fmt.Fprintf(rs.stdout, "ARP sysctls: %s\n", rs.currentSysctls())
+	return nil
+}
+
+// apply binds every recorded VIP and sets the sysctls again (at boot).
+func (rs *realServerCmd) apply(ctx context.Context) error {
+	rec, err := rs.load()
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		fmt.Fprintf(rs.stdout, "no VIPs recorded in %s; nothing to do\n", rs.recordPath())
+		return nil
+	}
+	if err := rs.setSysctls(); err != nil {
+		return err
+	}
+	v, err := rs.open(rec)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	if err := v.Set(ctx, rec.VIPs); err != nil {
+		return err
+	}
+	fmt.Fprintf(rs.stdout, "bound %d VIP(s) on %s (%s); arp_ignore=1 arp_announce=2\n", len(rec.VIPs), rec.Interface, rec.Binding)
 	return nil
 }

@@ -90,6 +90,7 @@ type daemon struct {
 	speaker *bgp.Speaker
 	metrics *metrics.Metrics
 	server  *control.Server
+	manager *manager
 	closers []func()
 	// notifier sends notifications of state changes (notify.go).
 	notifier *notify.Notifier
@@ -100,6 +101,7 @@ type daemon struct {
 // newDaemon wires the real adapters for cfg.
 func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
 	d := &daemon{path: path, log: log.With("director", cfg.Director.Name), level: level, first: cfg}
+	d.manager = newManager(d.log)
 	for _, w := range cfg.Warnings {
 		d.log.Warn("configuration warning", "reason", w.Error())
 	}
@@ -127,7 +129,7 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	}
 	d.health = health.NewScheduler(d.log, health.Options{OnProbe: d.metrics.OnProbe})
 	loop = announcer.New(cfg, announcer.Deps{Health: d.health, IPVS: plane, VIPs: vips, Routes: d.routes},
-		d.log, announcer.Options{OnPass: d.metrics.OnPass})
+		d.log, announcer.Options{OnPass: d.onPass})
 	d.loop = loop
 	if err := d.newNotifier(cfg); err != nil {
 		d.close()
@@ -136,6 +138,13 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	d.server = control.NewServer(control.ServerOptions{Director: loop, Reload: d.reload,
 		RouterConfig: d.routerConfig, Logger: d.log, API: cfg.API})
 	return d, nil
+}
+
+// onPass records a finished reconcile pass for the metrics and the service
+// manager.
+func (d *daemon) onPass(took time.Duration, err error) {
+	d.metrics.OnPass(took, err)
+	d.manager.passDone()
 }
 
 // newRoutes builds the advertiser the announce mode asks for.
@@ -209,6 +218,8 @@ func (d *daemon) run() int {
 	}
 	d.log.Info("directord running", "reason", fmt.Sprintf("version %s, config %s (%s), announce %s",
 		buildinfo.Get().Version, d.path, d.first.Digest, d.first.Director.Announce))
+	go d.manager.readyAfterFirstPass(ctx, d.loop.Status)
+	go d.manager.feedWatchdog(ctx, d.loop.Wedged)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -223,9 +234,12 @@ func (d *daemon) run() int {
 			return max(code, exitFail)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if _, _, err := d.reload(ctx, false); err != nil {
+				d.manager.reloading()
+				_, _, err := d.reload(ctx, false)
+				if err != nil {
 					d.log.Error("reload rejected; the running configuration stays", "err", err)
 				}
+				d.manager.reloaded(d.loop.Status(), err)
 				continue
 			}
 			d.log.Info("signal received; shutting down gracefully", "reason", sig.String())
@@ -241,6 +255,7 @@ func (d *daemon) run() int {
 // shutdown withdraws every VIP gracefully, lingers, then ends the BGP sessions
 // with a Cease. A second SIGTERM or SIGINT cuts it short.
 func (d *daemon) shutdown(sigs <-chan os.Signal) int {
+	d.manager.stopping()
 	cfg := d.current()
 	budget := cfg.Director.GracefulShutdown + cfg.Director.Linger + 10*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), budget)

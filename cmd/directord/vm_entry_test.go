@@ -8,12 +8,9 @@ import (
 	"flag"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/anycast-director/director/internal/buildinfo"
 	"github.com/anycast-director/director/lab/netlab"
@@ -132,83 +129,4 @@ func loAddrs(t testing.TB, ns *netlab.NS) []string {
 func sysctlIn(t testing.TB, ns *netlab.NS, key string) string {
 	t.Helper()
 	return strings.TrimSpace(ns.MustRun("sysctl", "-n", key))
-}
-
-// TestVMRealServerCommand drives `directord realserver` in a namespace: it
-// binds the VIPs on lo and sets the ARP sysctls, a second run changes
-// nothing (the recorded previous values stay the originals), -undo removes
-// only its own addresses and restores the recorded values, and a second
-// -undo is a no-op.
-func TestVMRealServerCommand(t *testing.T) {
-	lab := netlab.New(t)
-	ns := lab.Namespace("rs")
-	state := filepath.Join(lab.Dir(), "realserver.json")
-	// Non-default starting values, so a restore to defaults would show.
-	ns.Sysctl("net.ipv4.conf.all.arp_ignore", "0")
-	ns.Sysctl("net.ipv4.conf.all.arp_announce", "1")
-	ns.MustRun("ip", "addr", "add", "10.9.9.9/32", "dev", "lo") // not ours: must survive -undo
-	const vips = "198.18.77.10,198.18.77.11"
-	sysctls := func() [2]string {
-		return [2]string{sysctlIn(t, ns, "net.ipv4.conf.all.arp_ignore"), sysctlIn(t, ns, "net.ipv4.conf.all.arp_announce")}
-	}
-
-	out, errOut, code := directordIn(t, ns, "realserver", "-vip", vips, "-state", state)
-	if code != exitOK || !strings.Contains(out, "198.18.77.10") || !strings.Contains(out, "198.18.77.11") || !strings.Contains(out, " on lo") {
-		t.Fatalf("realserver: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
-	}
-	wantAddrs := []string{"127.0.0.1/8", "10.9.9.9/32", "198.18.77.10/32", "198.18.77.11/32"}
-	if diff := cmp.Diff(wantAddrs, loAddrs(t, ns)); diff != "" {
-		t.Errorf("lo after realserver (-want +got):\n%s", diff)
-	}
-	if got := sysctls(); got != [2]string{"1", "2"} {
-		t.Errorf("arp_ignore, arp_announce after realserver = %v, want [1 2]", got)
-	}
-	recorded, err := os.ReadFile(state)
-	if err != nil {
-		t.Fatalf("realserver left no state for -undo: %v", err)
-	}
-	if want := `{"previous":{"net/ipv4/conf/all/arp_announce":"1","net/ipv4/conf/all/arp_ignore":"0"}}`; string(recorded) != want {
-		t.Errorf("state file = %s, want %s", recorded, want)
-	}
-
-	// Idempotent: the same call again changes nothing, and the state keeps
-	// the values from before the first call (not the ones it set).
-	if out, errOut, code := directordIn(t, ns, "realserver", "-vip", vips, "-state", state); code != exitOK {
-		t.Fatalf("second realserver: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
-	}
-	if diff := cmp.Diff(wantAddrs, loAddrs(t, ns)); diff != "" {
-		t.Errorf("lo after a second realserver (-want +got):\n%s", diff)
-	}
-	if again, _ := os.ReadFile(state); !bytes.Equal(again, recorded) {
-		t.Errorf("a second realserver rewrote the state: %s, was %s", again, recorded)
-	}
-
-	out, errOut, code = directordIn(t, ns, "realserver", "-undo", "-state", state)
-	if code != exitOK || !strings.Contains(out, "restored the ARP sysctls") {
-		t.Fatalf("realserver -undo: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
-	}
-	if diff := cmp.Diff([]string{"127.0.0.1/8", "10.9.9.9/32"}, loAddrs(t, ns)); diff != "" {
-		t.Errorf("lo after -undo (-want +got):\n%s", diff)
-	}
-	if got := sysctls(); got != [2]string{"0", "1"} {
-		t.Errorf("arp_ignore, arp_announce after -undo = %v, want the originals [0 1]", got)
-	}
-	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("-undo left the state file: %v", err)
-	}
-	if out, errOut, code := directordIn(t, ns, "realserver", "-undo", "-state", state); code != exitOK {
-		t.Errorf("second -undo: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
-	}
-	if got := sysctls(); got != [2]string{"0", "1"} {
-		t.Errorf("a second -undo changed the sysctls to %v", got)
-	}
-
-	for _, bad := range [][]string{{"realserver", "-vip", "198.18.77.300", "-state", state}, {"realserver", "-state", state}} {
-		if _, errOut, code := directordIn(t, ns, bad...); code != exitUsage {
-			t.Errorf("directord %v: exit %d, want %d; stderr:\n%s", bad, code, exitUsage, errOut)
-		}
-	}
-	if t.Failed() {
-		t.Logf("lo now: %v", loAddrs(t, ns))
-	}
 }

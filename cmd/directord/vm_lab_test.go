@@ -184,10 +184,12 @@ func newVMLab(t *testing.T) *vmLab {
 // arrives on tunl0 while the route back to the client is on eth0.
 func (l *vmLab) prepareRealServer(rs *realServer) {
 	l.t.Helper()
-	state := filepath.Join(l.dir, rs.name+"-realserver.json")
-	out, errOut, code := directordIn(l.t, rs.ns, "realserver", "-vip", webVIP+","+tunVIP, "-state", state)
-	if code != exitOK {
-		l.t.Fatalf("directord realserver in %s: exit %d: %s %s", rs.name, code, out, errOut)
+	state := filepath.Join(l.dir, rs.name+"-state")
+	for _, vip := range []string{webVIP, tunVIP} {
+		out, errOut, code := directordIn(l.t, rs.ns, "realserver", "add", vip, "-state-dir", state)
+		if code != exitOK {
+			l.t.Fatalf("directord realserver add %s in %s: exit %d: %s %s", vip, rs.name, code, out, errOut)
+		}
 	}
 	if _, err := rs.ns.Run("ip", "link", "show", "tunl0"); err != nil {
 		l.t.Fatalf("%s has no tunl0 (is the ipip module loaded in the VM?): %v", rs.name, err)
