@@ -235,11 +235,11 @@ func (d *daemon) run() int {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				d.manager.reloading()
-				_, _, err := d.reload(ctx, false)
+				_, v, err := d.reload(ctx, false)
 				if err != nil {
 					d.log.Error("reload rejected; the running configuration stays", "err", err)
 				}
-				d.manager.reloaded(d.loop.Status(), err)
+				d.manager.reloaded(d.loop.Status(), v, err)
 				continue
 			}
 			d.log.Info("signal received; shutting down gracefully", "reason", sig.String())

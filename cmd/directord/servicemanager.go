@@ -57,8 +57,12 @@ func (m *manager) readyAfterFirstPass(ctx context.Context, status func() *announ
 // reloading and reloaded bracket a SIGHUP reload.
 func (m *manager) reloading() { m.notify(sdnotify.Reloading()) }
 
-func (m *manager) reloaded(status *announcer.Status, err error) {
-	text := summary(status)
+// reloaded ends it: v is the configuration that runs now (the new one, or
+// the old one after a rejected reload).
+func (m *manager) reloaded(status *announcer.Status, v announcer.ConfigVersion, err error) {
+	st := *status
+	st.Config = v // the published status may not show the new version yet
+	text := summary(&st)
 	if err != nil {
 		text = "reload rejected, the running configuration stays; " + text
 	}

@@ -128,6 +128,10 @@ services:
 	}
 	expectMessage(t, msgs, "WATCHDOG=1")
 
+	cfg = strings.Replace(cfg, "hold_down: 0s", "hold_down: 100ms", 1)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd.Process.Signal(syscall.SIGHUP)
 	expectMessage(t, msgs, "RELOADING=1\nMONOTONIC_USEC=", "READY=1")
 	if r := expectMessage(t, msgs, "READY=1"); !strings.Contains(r, "STATUS=config version 2") {

@@ -20,4 +20,3 @@ func setprivArgs(caps []string, argv ...string) []string {
 	return append([]string{"setpriv", fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody),
 		"--clear-groups", "--inh-caps=" + set, "--ambient-caps=" + set, "--bounding-set=" + set}, argv...)
 }
-
