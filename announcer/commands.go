@@ -231,7 +231,7 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 	}
 	l.log.Info("configuration loaded", "reason", why, "version", v.Version, "digest", v.Digest)
 	l.events.Append(Event{Time: now, Kind: EventReload, Subject: cfg.Source,
-		To: fmt.Sprintf("version %d (%s)", v.Version, v.Digest), Reason: why, Who: whoFrom(ctx)})
+		To: fmt.Sprintf("version %d (%s)", v.Version, v.Digest), Reason: withOperatorReason(ctx, why), Who: whoFrom(ctx)})
 	return v
 }
 

@@ -107,3 +107,20 @@ func whoFrom(ctx context.Context) string {
 	s, _ := ctx.Value(whoKey{}).(string)
 	return s
 }
+
+// reasonKey carries the operator's reason for a reload or rollback.
+type reasonKey struct{}
+
+// WithReason returns ctx carrying the operator's reason for a Reload or
+// Rollback, recorded after the event's own reason.
+func WithReason(ctx context.Context, reason string) context.Context {
+	return context.WithValue(ctx, reasonKey{}, reason)
+}
+
+// withOperatorReason appends the operator's reason from ctx to why.
+func withOperatorReason(ctx context.Context, why string) string {
+	if r, _ := ctx.Value(reasonKey{}).(string); r != "" {
+		return why + ": " + r
+	}
+	return why
+}

@@ -244,7 +244,10 @@ func reloadStatus(err error) error {
 // that would change.
 func (s *service) Rollback(ctx context.Context, req *directorv1.RollbackRequest) (resp *directorv1.RollbackResponse, err error) {
 	if !req.GetDryRun() {
-		defer func() { s.audit(ctx, "Rollback", "", err, "version", req.GetVersion()) }()
+		defer func() { s.audit(ctx, "Rollback", req.GetReason(), err, "version", req.GetVersion()) }()
+	}
+	if err := checkReason(req.GetReason()); err != nil {
+		return nil, err
 	}
 	if req.GetVersion() < 0 {
 		return nil, invalid("version %d is negative: use a version from `directorctl configs`, or 0 for the previous one", req.GetVersion())
@@ -259,7 +262,7 @@ func (s *service) Rollback(ctx context.Context, req *directorv1.RollbackRequest)
 	if req.GetDryRun() {
 		return s.previewRollback(ctx, hist, req.GetVersion())
 	}
-	v, err := s.opts.Director.Rollback(announcer.WithWho(ctx, Caller(ctx)), int(req.GetVersion()))
+	v, err := s.opts.Director.Rollback(announcer.WithReason(announcer.WithWho(ctx, Caller(ctx)), req.GetReason()), int(req.GetVersion()))
 	if err != nil {
 		return nil, toStatus("rollback", err)
 	}

@@ -91,7 +91,7 @@ reached, 2 usage error (including a request directord rejected as malformed).`,
 
 	root.AddCommand(a.statusCmd(), a.watchCmd(),
 		a.drainCmd(), a.enableCmd(), a.weightCmd(), a.vipCmd(), a.directorCmd(),
-		a.reloadCmd(), a.rollbackCmd(), a.configsCmd(), a.routerConfigCmd(), a.versionCmd())
+		a.reloadCmd(), a.rollbackCmd(), a.configsCmd(), a.routerConfigCmd(), a.versionCmd(), a.consoleCmd())
 	return rootCmd{root, a}
 }
 

@@ -3147,7 +3147,9 @@ type RollbackRequest struct {
 	// version to re-apply; 0 means the one before the running configuration.
 	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// dry_run only returns what the rollback would change; nothing is applied.
-	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// reason is recorded in the event log and the audit log.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3194,6 +3196,13 @@ func (x *RollbackRequest) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *RollbackRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // RollbackResponse returns the new running configuration. Rolling back loads
@@ -3753,10 +3762,11 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\x0eReloadResponse\x12-\n" +
 	"\achanges\x18\x01 \x03(\v2\x13.director.v1.ChangeR\achanges\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\bR\aapplied\x124\n" +
-	"\aversion\x18\x03 \x01(\v2\x1a.director.v1.ConfigVersionR\aversion\"D\n" +
+	"\aversion\x18\x03 \x01(\v2\x1a.director.v1.ConfigVersionR\aversion\"\\\n" +
 	"\x0fRollbackRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\x91\x01\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x91\x01\n" +
 	"\x10RollbackResponse\x124\n" +
 	"\aversion\x18\x01 \x01(\v2\x1a.director.v1.ConfigVersionR\aversion\x12-\n" +
 	"\achanges\x18\x02 \x03(\v2\x13.director.v1.ChangeR\achanges\x12\x18\n" +
