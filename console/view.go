@@ -13,12 +13,12 @@ import (
 // the directors' latest status whenever one changes and sent to every
 // browser as one server-sent event.
 type View struct {
-	Generated time.Time       `json:"generated"`
-	Directors []DirectorView  `json:"directors"`
-	VIPs      []VIPRow        `json:"vips"`
-	Services  []ServiceRow    `json:"services"`
-	Peers     []PeerRow       `json:"peers"`
-	Events    []EventRow      `json:"events"`
+	Generated time.Time      `json:"generated"`
+	Directors []DirectorView `json:"directors"`
+	VIPs      []VIPRow       `json:"vips"`
+	Services  []ServiceRow   `json:"services"`
+	Peers     []PeerRow      `json:"peers"`
+	Events    []EventRow     `json:"events"`
 }
 
 // DirectorView is one director's own state.
@@ -84,8 +84,8 @@ type ServiceRow struct {
 	// Programmed is false (with Errors) where IPVS refused the service.
 	Errors map[string]string `json:"errors"`
 	// Fingerprints per director; Mismatch when they differ.
-	Fingerprints map[string]string `json:"fingerprints"`
-	Mismatch     bool              `json:"mismatch"`
+	Fingerprints map[string]string  `json:"fingerprints"`
+	Mismatch     bool               `json:"mismatch"`
 	Totals       map[string]Numbers `json:"totals"`
 	Backends     []BackendRow       `json:"backends"`
 }
