@@ -29,6 +29,8 @@ func (f CheckerFunc) Check(ctx context.Context, t Target) error { return f(ctx, 
 
 // DefaultCheckers returns a fresh map with the built-in checker for every Type.
 // The Scheduler uses it for any Type that Options.Checkers does not override.
+// The exec checker holds a cgroup once it ran a probe: a caller using it
+// directly closes it (it is an io.Closer) when done; the Scheduler does.
 func DefaultCheckers() map[check.Type]Checker {
 	h := newHTTPChecker()
 	return map[check.Type]Checker{
@@ -37,7 +39,7 @@ func DefaultCheckers() map[check.Type]Checker {
 		check.HTTPS: h,
 		check.UDP:   CheckerFunc(checkUDP),
 		check.DNS:   CheckerFunc(checkDNS),
-		check.Exec:  CheckerFunc(checkExec),
+		check.Exec:  newExecChecker(nil),
 	}
 }
 

@@ -2,7 +2,6 @@ package health
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -17,10 +16,6 @@ import (
 	"github.com/anycast-director/director/health/check"
 )
 
-// maxBody bounds how much of a response body an ExpectBody check reads, so a
-// backend streaming an endless body cannot hold a worker or grow memory.
-const maxBody = 64 << 10
-
 // httpChecker probes http and https targets. It holds only a pool of response
 // buffers; connections are never reused.
 type httpChecker struct {
@@ -29,15 +24,16 @@ type httpChecker struct {
 
 // newHTTPChecker returns an httpChecker with its buffer pool ready.
 func newHTTPChecker() *httpChecker {
-	return &httpChecker{readers: sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}}
+	return &httpChecker{readers: sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxLine) }}}
 }
 
 // Check sends one HTTP/1.1 request over a fresh connection (TLS for https)
 // and judges the response by status and, optionally, body. It writes the request
 // and parses the reply itself instead of using http.Client: there is no
 // connection pool that could hide a dead listener, redirects are never followed
-// (a 3xx is judged like any other status), and a probe costs a fraction of a
-// Transport round trip.
+// (a 3xx is judged like any other status), a probe costs a fraction of a
+// Transport round trip, and what it reads is bounded (httpresp.go): a
+// backend answering a huge or endless header fails the check after 16 KiB.
 func (h *httpChecker) Check(ctx context.Context, t Target) error {
 	ctx, cancel := probeContext(ctx, t)
 	defer cancel()
@@ -75,30 +71,32 @@ func (h *httpChecker) Check(ctx context.Context, t Target) error {
 		return probeError(ctx, "write request to", ap, t, err)
 	}
 
+	lim := &io.LimitedReader{R: conn, N: maxHeaderBytes}
 	br := h.readers.Get().(*bufio.Reader)
-	br.Reset(conn)
+	br.Reset(lim)
 	defer func() { br.Reset(nil); h.readers.Put(br) }()
-	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	resp, err := readResponseHead(br, lim, method)
 	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return fmt.Errorf("read response from %s: connection closed before a response", ap)
 		}
 		return probeError(ctx, "read response from", ap, t, err)
 	}
-	// resp.Body is deliberately not closed: closing drains the rest of the
-	// body, which an endless response would stretch to the deadline. Closing
-	// the connection (deferred above) releases everything.
-	if !statusOK(resp.StatusCode, s.ExpectStatus) {
-		return fmt.Errorf("http status %d, want %s", resp.StatusCode, wantStatus(s.ExpectStatus))
+	if !statusOK(resp.status, s.ExpectStatus) {
+		return fmt.Errorf("http status %d, want %s", resp.status, wantStatus(s.ExpectStatus))
 	}
 	if s.ExpectBody == "" {
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if bytes.Contains(body, []byte(s.ExpectBody)) {
+	// The body's own budget of raw bytes: room for maxBody decoded bytes in
+	// chunks as small as one byte ("1\r\nx\r\n"); resp.body bounds the
+	// decoded bytes.
+	lim.N = 8 * maxBody
+	found, err := containsStream(resp.body(br), []byte(s.ExpectBody), make([]byte, max(4096, 2*len(s.ExpectBody))))
+	switch {
+	case found:
 		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return probeError(ctx, "read body from", ap, t, err)
 	}
 	return fmt.Errorf("body does not contain %q", s.ExpectBody)

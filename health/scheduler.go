@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -140,6 +141,8 @@ func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
 	if s.rand == nil {
 		s.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	// The exec checker's jail logs through the scheduler's logger.
+	s.checkers[check.Exec] = newExecChecker(logger)
 	for typ, c := range opts.Checkers {
 		s.checkers[typ] = c
 	}
@@ -212,6 +215,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if eng != nil {
 			eng.close()
 		}
+		s.closeCheckers()
 		s.mu.Lock()
 		s.running = false
 		s.mu.Unlock()
@@ -258,6 +262,18 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		case <-tc:
 		case <-s.wake:
+		}
+	}
+}
+
+// closeCheckers releases what checkers hold once no probe runs: the exec
+// checker kills whatever a probe left and removes its cgroup.
+func (s *Scheduler) closeCheckers() {
+	for typ, c := range s.checkers {
+		if cl, ok := c.(io.Closer); ok {
+			if err := cl.Close(); err != nil {
+				s.log.Warn("health checker cleanup failed", "check", typ, "err", err)
+			}
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -120,18 +119,7 @@ func TestRunTimingReloadKeepsVerdicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	cmd := exec.Command(bin, "run", "-config", cfgPath)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("directord log:\n%s", logs.String())
-		}
-	}()
+	d := startDaemon(t, bin, cfgPath, &logs)
 	advertised := `directord_vip_advertised{vip="127.0.0.10"} 1`
 	waitFor(t, "the VIP to be advertised", 10*time.Second, func() bool { return strings.Contains(scrape(metrics), advertised) })
 	events := watchEvents(t, filepath.Join(dir, "d.sock"))
@@ -140,7 +128,7 @@ func TestRunTimingReloadKeepsVerdicts(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(after), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Process.Signal(syscall.SIGHUP)
+	d.signal(syscall.SIGHUP)
 	var reloadSeq uint64
 	waitFor(t, "the reload event", 5*time.Second, func() bool {
 		for _, e := range events.all() {

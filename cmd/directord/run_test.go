@@ -96,6 +96,60 @@ func okServer(t *testing.T) (*http.Server, int) {
 	return srv, lis.Addr().(*net.TCPAddr).Port
 }
 
+// testDaemon is a directord started by startDaemon.
+type testDaemon struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once it exited; err is then its exit error
+	err    error
+}
+
+// startDaemon starts `directord run` on cfg with its output in logs, dumps
+// the logs when the test failed, and stops it at the end of the test if it
+// still runs (SIGTERM, then SIGKILL after 10 s).
+func startDaemon(t *testing.T, bin, cfg string, logs *syncBuffer) *testDaemon {
+	t.Helper()
+	d := &testDaemon{cmd: exec.Command(bin, "run", "-config", cfg), exited: make(chan struct{})}
+	d.cmd.Stdout, d.cmd.Stderr = logs, logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		d.signal(syscall.SIGTERM)
+		if d.wait(10*time.Second) != nil {
+			d.signal(syscall.SIGKILL)
+			<-d.exited
+		}
+		if t.Failed() {
+			t.Logf("directord (pid %d) log:\n%s", d.pid(), logs.String())
+		}
+	})
+	return d
+}
+
+// pid is the daemon's process ID.
+func (d *testDaemon) pid() int { return d.cmd.Process.Pid }
+
+// signal sends sig unless the daemon has exited.
+func (d *testDaemon) signal(sig syscall.Signal) {
+	select {
+	case <-d.exited:
+	default:
+		d.cmd.Process.Signal(sig)
+	}
+}
+
+// wait waits up to timeout for the daemon to exit and returns its exit
+// error, or an error saying it still runs.
+func (d *testDaemon) wait(timeout time.Duration) error {
+	select {
+	case <-d.exited:
+		return d.err
+	case <-time.After(timeout):
+		return fmt.Errorf("directord (pid %d) still runs after %s", d.pid(), timeout)
+	}
+}
+
 // TestRunLocalService is the daemon's acceptance on a kernel without IPVS: a
 // local service follows a real listener, a broken reload keeps the running
 // configuration, and SIGTERM exits 0 within graceful + linger + 1 s.
