@@ -224,10 +224,8 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 	l.running.Store(cfg)
 	st.mem.LastHealth = st.last.Verdicts()
 	l.deps.Health.Update(Targets(cfg))
-	if r, ok := l.deps.Routes.(Reconfigurer); ok {
-		if err := r.Reconfigure(ctx, cfg); err != nil {
-			l.log.Error("routing reconfiguration failed", "err", err)
-		}
+	if err := l.routes.reconfigure(ctx, cfg); err != nil {
+		l.log.Error("routing reconfiguration failed", "err", err)
 	}
 	l.log.Info("configuration loaded", "reason", why, "version", v.Version, "digest", v.Digest)
 	l.events.Append(Event{Time: now, Kind: EventReload, Subject: cfg.Source,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 
@@ -274,6 +275,18 @@ func (f fakeRoutes) Set(_ context.Context, ads []routing.Advertisement) error {
 	w.ads = next
 	w.log = append(w.log, fmt.Sprintf("routes.Set +%v -%v", added, removed))
 	return nil
+}
+
+func (f fakeRoutes) Advertised(context.Context) ([]routing.Advertisement, error) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]routing.Advertisement, 0, len(w.ads))
+	for _, ad := range w.ads {
+		out = append(out, ad)
+	}
+	slices.SortFunc(out, func(a, b routing.Advertisement) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	return out, nil
 }
 
 func (f fakeRoutes) Peers() []routing.PeerStatus {

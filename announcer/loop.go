@@ -104,6 +104,7 @@ type Loop struct {
 	events *EventLog
 	onPass func(time.Duration, error)
 
+	routes   *routeWriter // the only caller of deps.Routes
 	cmds     chan command
 	poke     chan struct{}
 	status   atomic.Pointer[Status]
@@ -128,6 +129,7 @@ func New(cfg *config.Config, deps Deps, logger *slog.Logger, opts Options) *Loop
 		log: logger, deps: deps, now: opts.Now, events: opts.Events, onPass: opts.OnPass,
 		cmds: make(chan command), poke: make(chan struct{}, 1),
 	}
+	l.routes = newRouteWriter(deps.Routes, logger, opts.Events, opts.Now, l.wedgedAt)
 	now := l.now()
 	l.st = newState(cfg, now, cfg.API.KeepConfigs)
 	l.running.Store(cfg)
@@ -152,19 +154,26 @@ func (l *Loop) LastPass() time.Time {
 
 // Wedged reports whether the loop has stopped finishing passes: none for
 // longer than max_failed_resyncs x resync_interval, counted from Run's start
-// until the first pass finishes. While it holds, the watchdog keeps every VIP
-// withdrawn; a service manager's watchdog (systemd WatchdogSec) should stop
-// being fed. False before Run.
+// until the first pass finishes. While it holds, every VIP stays withdrawn
+// (the route writer sees to it); a service manager's watchdog (systemd
+// WatchdogSec) should stop being fed. False before Run.
 func (l *Loop) Wedged() bool {
+	at := l.wedgedAt()
+	return !at.IsZero() && l.now().After(at)
+}
+
+// wedgedAt is the time after which the loop counts as wedged (zero before
+// Run).
+func (l *Loop) wedgedAt() time.Time {
 	last := l.lastPass.Load()
 	if last == 0 {
 		last = l.started.Load()
 	}
 	if last == 0 {
-		return false
+		return time.Time{}
 	}
 	limit := time.Duration(l.st.maxFailed.Load()) * time.Duration(l.st.resyncNanos.Load())
-	return l.now().Sub(time.Unix(0, last)) > limit
+	return time.Unix(0, last).Add(limit)
 }
 
 // Events returns the loop's event log.
@@ -186,14 +195,23 @@ func (l *Loop) PeerChanged(ev routing.PeerEvent) {
 	l.Poke()
 }
 
-// command is a closure run on the loop goroutine; readOnly commands do not
-// trigger a reconcile pass.
+// command is a closure run on the loop goroutine. Its result is sent on res:
+// for a read-only command at once, for any other once the pass that follows
+// it has applied the change and published status (read-your-writes).
 type command struct {
-	f        func(*state)
+	f        func(*state) error
+	res      chan error
 	readOnly bool
 }
 
-// do runs f on the loop goroutine and waits for it; a pass follows.
+// reply is a command's result waiting for its pass.
+type reply struct {
+	res chan error
+	err error
+}
+
+// do runs f on the loop goroutine and returns once the pass that follows it
+// has published status, so a Status call right after sees the change.
 func (l *Loop) do(ctx context.Context, f func(*state) error) error {
 	return l.send(ctx, f, false)
 }
@@ -204,66 +222,84 @@ func (l *Loop) query(ctx context.Context, f func(*state) error) error {
 }
 
 func (l *Loop) send(ctx context.Context, f func(*state) error, readOnly bool) error {
-	res := make(chan error, 1)
-	cmd := command{f: func(st *state) { res <- f(st) }, readOnly: readOnly}
+	cmd := command{f: f, res: make(chan error, 1), readOnly: readOnly}
 	select {
 	case l.cmds <- cmd:
 	case <-ctx.Done():
 		return fmt.Errorf("announcer loop busy: %w", ctx.Err())
 	}
 	select {
-	case err := <-res:
+	case err := <-cmd.res:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
+// errLoopStopped answers commands whose pass never ran.
+var errLoopStopped = errors.New("announcer loop stopped before applying the change")
+
 // Run drives the loop until ctx ends. It returns ctx's error.
 func (l *Loop) Run(ctx context.Context) error {
 	st := l.st
 	l.started.Store(l.now().UnixNano())
+	wctx, stopRoutes := context.WithCancel(ctx)
+	go l.routes.run(wctx, func() string { return l.Status().Director })
+	defer func() { stopRoutes(); <-l.routes.done }()
 	l.adopt(ctx, st)
 	l.deps.Health.Update(Targets(st.cfg))
-	if r, ok := l.deps.Routes.(Reconfigurer); ok {
-		if err := r.Reconfigure(ctx, st.cfg); err != nil {
-			l.log.Error("routing configuration failed", "err", err)
-		}
+	if err := l.routes.reconfigure(ctx, st.cfg); err != nil {
+		l.log.Error("routing configuration failed", "err", err)
 	}
 	resync := time.NewTicker(st.cfg.Director.ResyncInterval)
 	defer resync.Stop()
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
-	watchdogDone := make(chan struct{})
-	defer close(watchdogDone)
-	go l.watchdog(ctx, watchdogDone)
+	var pending []reply // commands waiting for their pass
+	defer func() {
+		for _, r := range pending {
+			r.res <- errLoopStopped
+		}
+	}()
 
 	for needPass := true; ; needPass = true {
 		if needPass {
 			l.pass(ctx, st)
-			if st.resyncEvery != st.cfg.Director.ResyncInterval {
-				st.resyncEvery = st.cfg.Director.ResyncInterval
-				resync.Reset(st.resyncEvery)
+			l.rearm(st, resync, wake)
+			for _, r := range pending {
+				r.res <- r.err
 			}
-			if !st.wakeAt.IsZero() {
-				wake.Reset(max(st.wakeAt.Sub(l.now()), time.Millisecond))
-			}
+			pending = pending[:0]
 		}
 	wait:
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case c := <-l.cmds:
-			c.f(st)
+			err := c.f(st)
 			if c.readOnly {
+				c.res <- err
 				goto wait
 			}
+			pending = append(pending, reply{res: c.res, err: err})
 		case <-l.deps.Health.Changes():
 		case <-resync.C:
 			st.refreshStats = true
 		case <-wake.C:
 		case <-l.poke:
 		}
+	}
+}
+
+// rearm sets the resync ticker (its interval may have been reloaded) and the
+// timer of the earliest pending decision.
+func (l *Loop) rearm(st *state, resync *time.Ticker, wake *time.Timer) {
+	if st.resyncEvery != st.cfg.Director.ResyncInterval {
+		st.resyncEvery = st.cfg.Director.ResyncInterval
+		resync.Reset(st.resyncEvery)
+	}
+	if !st.wakeAt.IsZero() {
+		wake.Reset(max(st.wakeAt.Sub(l.now()), time.Millisecond))
 	}
 }
 
@@ -299,35 +335,6 @@ func (l *Loop) adopt(ctx context.Context, st *state) {
 	if len(have) > 0 {
 		l.log.Info("adopting IPVS services found in the kernel", "reason",
 			fmt.Sprintf("%d services, %d weighted destinations kept until their first verdict", len(have), len(st.mem.Adopted)))
-	}
-}
-
-// watchdog withdraws every VIP when the loop stops finishing passes: a wedged
-// daemon must not attract traffic. The advertiser is safe for concurrent use.
-func (l *Loop) watchdog(ctx context.Context, done <-chan struct{}) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	fired := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-done:
-			return
-		case <-t.C:
-		}
-		cfg := l.Status()
-		stuck := l.Wedged()
-		if stuck && !fired {
-			l.log.Error("announcer loop is stuck; withdrawing every VIP", "reason",
-				fmt.Sprintf("no pass finished since %s", l.LastPass().Format(time.RFC3339Nano)), "director", cfg.Director)
-			if err := l.deps.Routes.Set(ctx, nil); err != nil {
-				l.log.Error("withdraw failed", "err", err)
-			}
-			l.events.Append(Event{Time: l.now(), Kind: EventDirector, Subject: cfg.Director,
-				To: "withdrawn", Reason: "announcer loop stuck"})
-		}
-		fired = stuck
 	}
 }
 

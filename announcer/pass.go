@@ -27,8 +27,7 @@ type state struct {
 	mem       Memory
 	shutdown  shutdown
 
-	ads          []routing.Advertisement // what the advertiser has now
-	adSince      map[string]time.Time    // prefix -> when advertised state last changed
+	adSince      map[string]time.Time // VIP -> when its advertised state last changed
 	prevHealth   health.Snapshot
 	prevVIPs     map[string]bool
 	failingSince time.Time
@@ -42,7 +41,7 @@ type state struct {
 	passes        uint64
 	failed        uint64
 
-	// read by the watchdog goroutine
+	// read by the route writer's watchdog (Loop.wedgedAt)
 	maxFailed   atomic.Int64
 	resyncNanos atomic.Int64
 }
@@ -85,48 +84,124 @@ func (st *state) load(cfg *config.Config, now time.Time) ConfigVersion {
 // version returns the running configuration's version.
 func (st *state) version() ConfigVersion { return st.history[len(st.history)-1].ver }
 
+// passResult is what a pass did, for status.
+type passResult struct {
+	start   time.Time
+	apply   ApplyResult
+	err     error
+	inPlace []routing.Advertisement // what the routing adapter has after the pass
+	wedged  bool                    // the route writer kept every VIP withdrawn
+}
+
 // pass runs one reconcile: plan, withdraw, program, advertise, publish.
 func (l *Loop) pass(ctx context.Context, st *state) {
-	start := l.now()
+	r := passResult{start: l.now()}
 	var next time.Time
-	st.overrides, next = st.overrides.prune(start)
+	st.overrides, next = st.overrides.prune(r.start)
 	snap := l.deps.Health.Snapshot()
-	l.healthEvents(st, snap, start)
-	p := plan(Input{Config: st.cfg, Health: snap, Overrides: st.overrides, Now: start,
-		Memory: st.mem, ShuttingDown: st.shutdown.active, Keys: st.keys})
-
-	// During the start-up learn period the advertiser is left alone: a
-	// restarted director in announce: kernel mode keeps the routes it had
-	// (IPVS keeps its adopted weights too) instead of withdrawing and
-	// re-announcing every VIP. A shutdown always goes through.
-	leave := p.Learning && !st.routesTouched && !st.shutdown.active
-	if !leave {
-		st.routesTouched = true
+	l.healthEvents(st, snap, r.start)
+	var errs []error
+	inPlace, err := l.routes.advertised(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read the advertised routes: %w", err))
 	}
-
-	// 1. Withdraw first: keep only what is still wanted, with its new attributes.
-	wanted := map[string]routing.Advertisement{}
-	for _, vp := range p.VIPs {
-		if vp.Advertise {
-			wanted[vp.Ad.Prefix.String()] = vp.Ad
+	p := plan(Input{Config: st.cfg, Health: snap, Overrides: st.overrides, Now: r.start,
+		Memory: st.mem, ShuttingDown: st.shutdown.active, Keys: st.keys, Advertised: vipSet(inPlace)})
+	leave := st.leaveRoutes(&p, inPlace)
+	if !leave {
+		errs = append(errs, l.withdrawFirst(ctx, st, p, inPlace))
+	}
+	var final []routing.Advertisement
+	r.apply, final, errs = l.program(ctx, &p, errs)
+	if st.withdrawn {
+		final = nil
+	}
+	if !leave {
+		r.wedged, err = l.routes.set(ctx, final)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("advertise: %w", err))
 		}
 	}
-	var errs []error
+	st.last, st.mem = p, p.Memory
+	r.err = errors.Join(errs...)
+	l.failures(ctx, st, r.err, r.start)
+	l.stats(ctx, st)
+	st.wakeAt = earliest(p.Wake, next)
+	l.finish(ctx, st, p, r)
+}
+
+// finish reads what the routing adapter has in place, advances a shutdown,
+// publishes status, and tells the route writer the pass finished: a loop that
+// was wedged runs another pass, which announces again.
+func (l *Loop) finish(ctx context.Context, st *state, p Plan, r passResult) {
+	inPlace, err := l.routes.advertised(ctx)
+	if err != nil {
+		l.log.Warn("reading the advertised routes for status", "err", err)
+		r.err = errors.Join(r.err, fmt.Errorf("read the advertised routes: %w", err))
+	}
+	r.inPlace = inPlace
+	l.shutdownStep(st, r.start, len(inPlace) > 0)
+	l.publish(ctx, st, p, r)
+	if l.routes.passFinished(ctx) {
+		l.log.Info("announcer loop recovered; VIPs may be advertised again")
+		l.events.Append(Event{Time: l.now(), Kind: EventDirector, Subject: st.cfg.Director.Name,
+			From: "withdrawn", To: "normal", Reason: "announcer loop recovered"})
+		l.Poke()
+	}
+}
+
+// leaveRoutes reports whether this pass leaves the routing adapter alone.
+// During the start-up learn period, and while weights adopted from the kernel
+// wait for their backends' first verdicts, until it is first given a set, a
+// restarted director in announce: kernel mode keeps the routes it had (IPVS
+// keeps its adopted weights too) instead of withdrawing and re-announcing
+// every VIP. A shutdown always goes through. The reasons of the VIPs kept
+// that way say so.
+func (st *state) leaveRoutes(p *Plan, inPlace []routing.Advertisement) bool {
+	leave := (p.Learning || len(p.Memory.Adopted) > 0) && !st.routesTouched && !st.shutdown.active
+	if !leave {
+		st.routesTouched = true
+		return false
+	}
+	kept := vipSet(inPlace)
+	for i := range p.VIPs {
+		if vp := &p.VIPs[i]; kept[vp.VIP] && !vp.Advertise {
+			vp.Reason += " (route kept from before the restart until the first verdicts)"
+		}
+	}
+	return true
+}
+
+// withdrawFirst hands the routing adapter, before anything is programmed,
+// what it has in place and is still wanted (with its new attributes), so a
+// VIP that must go is withdrawn before IPVS stops serving it. Nothing is sent
+// when nothing must go.
+func (l *Loop) withdrawFirst(ctx context.Context, st *state, p Plan, inPlace []routing.Advertisement) error {
+	wanted := make(map[netip.Prefix]routing.Advertisement, len(p.VIPs))
+	for _, vp := range p.VIPs {
+		if vp.Advertise {
+			wanted[vp.Ad.Prefix] = vp.Ad
+		}
+	}
 	var keep []routing.Advertisement
-	for _, ad := range st.ads {
-		if w, ok := wanted[ad.Prefix.String()]; ok && !st.withdrawn {
+	for _, ad := range inPlace {
+		if w, ok := wanted[ad.Prefix]; ok && !st.withdrawn {
 			keep = append(keep, w)
 		}
 	}
-	if len(keep) < len(st.ads) && !leave {
-		if err := l.deps.Routes.Set(ctx, keep); err != nil {
-			errs = append(errs, fmt.Errorf("withdraw: %w", err))
-		} else {
-			st.ads = keep
-		}
+	if len(keep) == len(inPlace) {
+		return nil
 	}
+	if _, err := l.routes.set(ctx, keep); err != nil {
+		return fmt.Errorf("withdraw: %w", err)
+	}
+	return nil
+}
 
-	// 2. Program: local VIPs, then IPVS.
+// program binds the local VIPs and programs IPVS, then returns the
+// advertisements of the VIPs whose programming succeeded; the others get the
+// failure as their reason in p.
+func (l *Loop) program(ctx context.Context, p *Plan, errs []error) (ApplyResult, []routing.Advertisement, []error) {
 	bindErr := l.deps.VIPs.Set(ctx, p.LocalVIPs)
 	if bindErr != nil {
 		errs = append(errs, fmt.Errorf("bind VIPs: %w", bindErr))
@@ -135,8 +210,6 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("program IPVS: %w", err))
 	}
-
-	// 3. Advertise only VIPs whose programming succeeded.
 	var final []routing.Advertisement
 	for i := range p.VIPs {
 		vp := &p.VIPs[i]
@@ -153,29 +226,16 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 			final = append(final, vp.Ad)
 		}
 	}
-	if st.withdrawn {
-		final = nil
-	}
-	if !sameAds(final, st.ads) && !leave {
-		if err := l.deps.Routes.Set(ctx, final); err != nil {
-			errs = append(errs, fmt.Errorf("advertise: %w", err))
-		} else {
-			st.ads = final
-		}
-	}
+	return res, final, errs
+}
 
-	st.last = p
-	st.mem = p.Memory
-	st.mem.Advertised = map[netip.Addr]bool{}
-	for _, ad := range st.ads {
-		st.mem.Advertised[ad.Prefix.Addr()] = true
+// vipSet is the set of VIPs of some advertisements.
+func vipSet(ads []routing.Advertisement) map[netip.Addr]bool {
+	out := make(map[netip.Addr]bool, len(ads))
+	for _, ad := range ads {
+		out[ad.Prefix.Addr()] = true
 	}
-	passErr := errors.Join(errs...)
-	l.failures(ctx, st, passErr, start)
-	l.stats(ctx, st)
-	st.wakeAt = earliest(p.Wake, next)
-	l.shutdownStep(st, start)
-	l.publish(st, p, res, passErr, start)
+	return out
 }
 
 // apply programs IPVS, or reports every IPVS service failed without a data plane.
@@ -216,8 +276,8 @@ func (l *Loop) failures(ctx context.Context, st *state, err error, now time.Time
 		l.log.Error("reconcile failing for too long; withdrawing every VIP", "err", err,
 			"reason", fmt.Sprintf("failing since %s", st.failingSince.Format(time.RFC3339)))
 		st.withdrawn = true
-		if werr := l.deps.Routes.Set(ctx, nil); werr == nil {
-			st.ads = nil
+		if _, werr := l.routes.set(ctx, nil); werr != nil {
+			l.log.Error("withdraw failed", "err", werr)
 		}
 		l.events.Append(Event{Time: now, Kind: EventDirector, Subject: st.cfg.Director.Name,
 			From: "normal", To: "withdrawn", Reason: err.Error()})
@@ -241,9 +301,9 @@ func (l *Loop) stats(ctx context.Context, st *state) {
 
 // shutdownStep advances the graceful shutdown: once nothing is advertised any
 // more, IPVS keeps forwarding for the linger period, then Shutdown returns.
-func (l *Loop) shutdownStep(st *state, now time.Time) {
+func (l *Loop) shutdownStep(st *state, now time.Time, advertising bool) {
 	sd := &st.shutdown
-	if !sd.active || len(st.ads) > 0 || sd.done == nil {
+	if !sd.active || advertising || sd.done == nil {
 		return
 	}
 	if sd.lingerUntil.IsZero() {

@@ -2,7 +2,6 @@ package announcer
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"time"
 
@@ -26,6 +25,10 @@ type Input struct {
 	Memory Memory
 	// ShuttingDown withdraws every VIP gracefully (SIGTERM).
 	ShuttingDown bool
+	// Advertised are the VIPs the routing adapter has in place now (the loop
+	// asks it before each pass): a VIP that an operator or a shutdown takes
+	// away is withdrawn gracefully only if it is advertised.
+	Advertised map[netip.Addr]bool
 	// Keys are the health target keys per service and backend, as
 	// TargetKeys(Config) returns them; nil computes them. The loop computes
 	// them once per configuration: formatting 50,000 keys on every pass would
@@ -49,14 +52,13 @@ func TargetKeys(cfg *config.Config) [][]string {
 }
 
 // Memory is what plan remembers between passes: when timers started and what
-// was programmed and advertised. The loop feeds each Plan's Memory into the next.
+// was programmed. The loop feeds each Plan's Memory into the next. It is plain
+// data, easy to persist.
 type Memory struct {
 	// Learned is set once every target has had a verdict; until then nothing is advertised.
 	Learned bool
 	// ServableSince is when each VIP became servable (the hold-down start).
 	ServableSince map[netip.Addr]time.Time
-	// Advertised is what the loop last advertised successfully (set by the loop).
-	Advertised map[netip.Addr]bool
 	// GracefulSince is when a VIP's graceful withdraw began.
 	GracefulSince map[netip.Addr]time.Time
 	// DrainingSince is when a destination went to weight 0 to drain.
@@ -171,7 +173,6 @@ type BackendPlan struct {
 func plan(in Input) Plan {
 	cfg, now := in.Config, in.Now
 	p := Plan{Memory: Memory{
-		Advertised:    maps.Clone(in.Memory.Advertised),
 		ServableSince: make(map[netip.Addr]time.Time, len(in.Memory.ServableSince)),
 		GracefulSince: map[netip.Addr]time.Time{},
 		DrainingSince: make(map[DestID]time.Time, len(in.Memory.DrainingSince)),

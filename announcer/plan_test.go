@@ -41,19 +41,21 @@ func runScenario(t *testing.T, steps []step) {
 	t.Helper()
 	var mem Memory
 	var cfg *config.Config
+	advertised := map[netip.Addr]bool{}
 	for i, s := range steps {
 		if s.cfg != nil {
 			cfg = s.cfg
 		}
 		p := plan(Input{Config: cfg, Health: healthOf(cfg, s.health), Overrides: s.overrides,
-			Now: t0.Add(s.at), Memory: mem, ShuttingDown: s.shutdown})
-		// The loop advertises what the plan allows (programming succeeds here).
+			Now: t0.Add(s.at), Memory: mem, ShuttingDown: s.shutdown, Advertised: advertised})
+		// The routing adapter then has what the plan allows (programming
+		// succeeds here).
 		mem = p.Memory
-		mem.Advertised = map[netip.Addr]bool{}
+		advertised = map[netip.Addr]bool{}
 		var ads []string
 		for _, v := range p.VIPs {
 			if v.Advertise {
-				mem.Advertised[v.VIP] = true
+				advertised[v.VIP] = true
 				a := v.VIP.String()
 				if v.Ad.GracefulShutdown {
 					a += " gshut"
@@ -337,10 +339,10 @@ func TestPlanCheckChangeKeepsLastVerdict(t *testing.T) {
 		t.Fatalf("setup: not advertised: %s", p.VIPs[0].Reason)
 	}
 	mem := p.Memory
-	mem.Advertised = map[netip.Addr]bool{p.VIPs[0].VIP: true}
 	mem.LastHealth = p.Verdicts() // what the loop does on reload
 	// The reload's new check has no verdict yet: the VIP stays up on the last one.
-	p = plan(Input{Config: cfg2, Health: h1, Now: t0.Add(time.Second), Memory: mem})
+	p = plan(Input{Config: cfg2, Health: h1, Now: t0.Add(time.Second), Memory: mem,
+		Advertised: map[netip.Addr]bool{p.VIPs[0].VIP: true}})
 	if !p.VIPs[0].Advertise {
 		t.Errorf("a changed check withdrew a healthy VIP: %s", p.VIPs[0].Reason)
 	}

@@ -47,8 +47,12 @@ func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error
 	err := l.query(ctx, func(st *state) error {
 		now := l.now()
 		snap := l.deps.Health.Snapshot()
+		inPlace, err := l.routes.advertised(ctx)
+		if err != nil {
+			return fmt.Errorf("read the advertised routes: %w", err)
+		}
 		in := Input{Health: snap, Overrides: st.overrides, Now: now, Memory: st.mem,
-			ShuttingDown: st.shutdown.active}
+			ShuttingDown: st.shutdown.active, Advertised: vipSet(inPlace)}
 		in.Config, in.Keys = st.cfg, st.keys
 		before := plan(in)
 		in.Keys = nil

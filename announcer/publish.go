@@ -1,8 +1,8 @@
 package announcer
 
 import (
+	"context"
 	"net/netip"
-	"reflect"
 	"strings"
 	"time"
 
@@ -10,37 +10,50 @@ import (
 	"github.com/anycast-director/director/routing"
 )
 
-// publish builds and stores the status snapshot of a pass and records VIP events.
-func (l *Loop) publish(st *state, p Plan, res ApplyResult, passErr error, start time.Time) {
+// publish builds and stores the status snapshot of a pass and records VIP
+// events. Whether a VIP is advertised is what the routing adapter has in
+// place after the pass (r.inPlace), never what the loop asked for.
+func (l *Loop) publish(ctx context.Context, st *state, p Plan, r passResult) {
 	end := l.now()
 	s := &Status{
 		Director:             st.cfg.Director.Name,
 		Config:               st.version(),
 		Learning:             p.Learning,
 		ShuttingDown:         st.shutdown.active,
-		Peers:                l.deps.Routes.Peers(),
+		Peers:                l.routes.peers(ctx),
 		Overrides:            st.overrides,
 		LastPass:             end,
-		PassDuration:         end.Sub(start),
+		PassDuration:         end.Sub(r.start),
 		Passes:               st.passes,
 		FailedPasses:         st.failed,
 		WithdrawnForFailures: st.withdrawn,
 		VIPs:                 make([]VIPStatus, 0, len(p.VIPs)),
 		Services:             make([]ServiceStatus, 0, len(p.Services)),
 	}
-	if n, ok := st.overrides.directorDrained(start); ok {
+	if n, ok := st.overrides.directorDrained(r.start); ok {
 		s.Drained = &n
 	}
 	if l.deps.IPVS != nil {
 		s.Sysctls = l.deps.IPVS.Sysctls()
 	}
-	if passErr != nil {
-		s.LastError = passErr.Error()
+	if r.err != nil {
+		s.LastError = r.err.Error()
 	}
-	advertised := map[netip.Addr]routing.Advertisement{}
-	for _, ad := range st.ads {
+	s.VIPs = l.vipStatuses(st, p, r, end)
+	s.Services = l.serviceStatuses(st, p, r.apply)
+	l.status.Store(s)
+	l.lastPass.Store(end.UnixNano())
+	l.onPass(end.Sub(r.start), r.err)
+}
+
+// vipStatuses reports every VIP as the routing adapter has it, and records
+// the VIPs whose advertised state changed.
+func (l *Loop) vipStatuses(st *state, p Plan, r passResult, end time.Time) []VIPStatus {
+	advertised := make(map[netip.Addr]routing.Advertisement, len(r.inPlace))
+	for _, ad := range r.inPlace {
 		advertised[ad.Prefix.Addr()] = ad
 	}
+	out := make([]VIPStatus, 0, len(p.VIPs))
 	for _, vp := range p.VIPs {
 		ad, on := advertised[vp.VIP]
 		key := vp.VIP.String()
@@ -52,12 +65,22 @@ func (l *Loop) publish(st *state, p Plan, res ApplyResult, passErr error, start 
 		}
 		st.prevVIPs[key] = on
 		reason := vp.Reason
-		if st.withdrawn {
+		switch {
+		case st.withdrawn:
 			reason = "withdrawn: reconcile failing"
+		case r.wedged && vp.Advertise:
+			reason = "withdrawn: announcer loop stuck"
 		}
-		s.VIPs = append(s.VIPs, VIPStatus{VIP: vp.VIP, Advertised: on, Graceful: on && ad.GracefulShutdown,
+		out = append(out, VIPStatus{VIP: vp.VIP, Advertised: on, Graceful: on && ad.GracefulShutdown,
 			Reason: reason, Services: vp.Services, Since: st.adSince[key]})
 	}
+	return out
+}
+
+// serviceStatuses reports every service with its programming result,
+// fingerprint, counters and backends.
+func (l *Loop) serviceStatuses(st *state, p Plan, res ApplyResult) []ServiceStatus {
+	out := make([]ServiceStatus, 0, len(p.Services))
 	for i, sp := range p.Services {
 		svc := &st.cfg.Services[i]
 		ss := ServiceStatus{Name: sp.Name, Key: sp.Key, Forwarding: svc.Forwarding.String(),
@@ -78,11 +101,9 @@ func (l *Loop) publish(st *state, p Plan, res ApplyResult, passErr error, start 
 			ss.Backends = append(ss.Backends, BackendStatus{BackendPlan: bp,
 				Counters: c.Dests[netip.AddrPortFrom(bp.Address, bp.Port)]})
 		}
-		s.Services = append(s.Services, ss)
+		out = append(out, ss)
 	}
-	l.status.Store(s)
-	l.lastPass.Store(end.UnixNano())
-	l.onPass(end.Sub(start), passErr)
+	return out
 }
 
 // vipEvent logs and records a VIP's advertise/withdraw.
@@ -131,14 +152,6 @@ func byProbeKey(snap health.Snapshot) map[string]health.Result {
 		out[health.ProbeKeyOf(k)] = r
 	}
 	return out
-}
-
-// sameAds reports whether two advertisement sets are identical, in order.
-func sameAds(a, b []routing.Advertisement) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	return len(a) == 0 || reflect.DeepEqual(a, b)
 }
 
 // targetName shortens a health target key to "type addr:port" for humans.

@@ -57,36 +57,10 @@ func planVIPs(in Input, svcs []ServicePlan, learning bool, mem *Memory, wake fun
 // before announcing; an immediate withdraw on bad health; a graceful withdraw
 // (GRACEFUL_SHUTDOWN community, then withdraw) for operator and shutdown reasons.
 func decideVIP(in Input, g *vipGroup, learning bool, mem *Memory, wake func(time.Time)) VIPPlan {
-	now, dir := in.Now, in.Config.Director
 	vp := VIPPlan{VIP: g.vip}
-	healthy, total := 0, 0
-	var failing *ServicePlan
-	for _, sp := range g.services {
-		vp.Services = append(vp.Services, sp.Name)
-		if !sp.Local {
-			vp.Keys = append(vp.Keys, sp.Key)
-		}
-		healthy += sp.Healthy
-		total += sp.Total
-		if !sp.OK && failing == nil {
-			failing = sp
-		}
-	}
+	healthy, total, failing := rollUp(g, &vp)
 	servable := !learning && failing == nil
-
-	held := false
-	if servable {
-		since, ok := in.Memory.ServableSince[g.vip]
-		if !ok {
-			since = now
-		}
-		mem.ServableSince[g.vip] = since
-		if end := since.Add(dir.HoldDown); now.Before(end) {
-			held = true
-			wake(end)
-		}
-	}
-
+	held := servable && holdDown(in, g.vip, mem, wake)
 	operator := operatorReason(in, g.vip)
 	switch {
 	case operator != "":
@@ -100,29 +74,68 @@ func decideVIP(in Input, g *vipGroup, learning bool, mem *Memory, wake func(time
 	default:
 		vp.Reason = "healthy " + ratio(healthy, total)
 	}
-
 	vp.Ad = advertisement(g.vip, g.ad)
 	switch {
 	case servable && !held && operator == "":
 		vp.Advertise = true
-	case servable && operator != "" && in.Memory.Advertised[g.vip]:
-		since, ok := in.Memory.GracefulSince[g.vip]
-		if !ok {
-			since = now
-		}
-		end := since.Add(dir.GracefulShutdown)
-		if now.Before(end) {
-			mem.GracefulSince[g.vip] = since
-			wake(end)
-			vp.Advertise = true
-			vp.Ad.GracefulShutdown = true
-			if g.ad.ShutdownMED != nil {
-				vp.Ad.MED = g.ad.ShutdownMED
-			}
-			vp.Reason += fmt.Sprintf(" (graceful shutdown, withdraw in %s)", end.Sub(now).Round(time.Millisecond))
-		}
+	case servable && operator != "" && in.Advertised[g.vip]:
+		gracefulWithdraw(in, g, &vp, mem, wake)
 	}
 	return vp
+}
+
+// rollUp names the services and IPVS keys of a VIP in vp and returns its
+// healthy and total backends and the first service below min_healthy.
+func rollUp(g *vipGroup, vp *VIPPlan) (healthy, total int, failing *ServicePlan) {
+	for _, sp := range g.services {
+		vp.Services = append(vp.Services, sp.Name)
+		if !sp.Local {
+			vp.Keys = append(vp.Keys, sp.Key)
+		}
+		healthy += sp.Healthy
+		total += sp.Total
+		if !sp.OK && failing == nil {
+			failing = sp
+		}
+	}
+	return healthy, total, failing
+}
+
+// holdDown records since when a servable VIP has been servable and reports
+// whether its hold-down still holds it back.
+func holdDown(in Input, vip netip.Addr, mem *Memory, wake func(time.Time)) bool {
+	since, ok := in.Memory.ServableSince[vip]
+	if !ok {
+		since = in.Now
+	}
+	mem.ServableSince[vip] = since
+	if end := since.Add(in.Config.Director.HoldDown); in.Now.Before(end) {
+		wake(end)
+		return true
+	}
+	return false
+}
+
+// gracefulWithdraw keeps an advertised VIP that an operator or a shutdown
+// takes away advertised with GRACEFUL_SHUTDOWN (and the shutdown MED) for the
+// graceful period, so routers move traffic away before the withdraw.
+func gracefulWithdraw(in Input, g *vipGroup, vp *VIPPlan, mem *Memory, wake func(time.Time)) {
+	since, ok := in.Memory.GracefulSince[g.vip]
+	if !ok {
+		since = in.Now
+	}
+	end := since.Add(in.Config.Director.GracefulShutdown)
+	if !in.Now.Before(end) {
+		return
+	}
+	mem.GracefulSince[g.vip] = since
+	wake(end)
+	vp.Advertise = true
+	vp.Ad.GracefulShutdown = true
+	if g.ad.ShutdownMED != nil {
+		vp.Ad.MED = g.ad.ShutdownMED
+	}
+	vp.Reason += fmt.Sprintf(" (graceful shutdown, withdraw in %s)", end.Sub(in.Now).Round(time.Millisecond))
 }
 
 // operatorReason returns why an operator decision or a shutdown keeps the VIP

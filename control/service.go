@@ -28,24 +28,6 @@ type service struct {
 	epoch string
 }
 
-// syncer is implemented by directors that can wait until their published
-// status reflects the commands sent so far (*announcer.Loop does).
-type syncer interface {
-	Sync(ctx context.Context) error
-}
-
-// settle waits, when the director supports it, until the status reflects the
-// override just set, so a GetStatus right after a mutating call sees it. The
-// override is in place either way; a timeout here only means the status may
-// lag by one pass.
-func (s *service) settle(ctx context.Context) {
-	if d, ok := s.opts.Director.(syncer); ok {
-		if err := d.Sync(ctx); err != nil {
-			s.log.Warn("status may lag the override by one pass", "err", err)
-		}
-	}
-}
-
 // audit logs a mutating call with its caller; outcome is "ok" or the error.
 func (s *service) audit(ctx context.Context, call, reason string, err error, attrs ...any) {
 	args := append([]any{"call", call, "caller", Caller(ctx), "reason", reason}, attrs...)
@@ -78,7 +60,6 @@ func (s *service) DrainBackend(ctx context.Context, req *directorv1.DrainBackend
 	if err := s.opts.Director.DrainBackend(ctx, ref, note); err != nil {
 		return nil, toStatus("drain backend "+ref.String(), err)
 	}
-	s.settle(ctx)
 	return &directorv1.DrainBackendResponse{Matched: matchBackends(st, ref),
 		Override: overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DRAIN_BACKEND, &ref, "", 0, note)}, nil
 }
@@ -101,7 +82,6 @@ func (s *service) EnableBackend(ctx context.Context, req *directorv1.EnableBacke
 	if err := s.opts.Director.EnableBackend(ctx, ref, announcer.Note{Reason: req.GetReason(), Who: Caller(ctx)}); err != nil {
 		return nil, toStatus("enable backend "+ref.String(), err)
 	}
-	s.settle(ctx)
 	return &directorv1.EnableBackendResponse{Matched: matchBackends(st, ref), WasDrained: was}, nil
 }
 
@@ -133,7 +113,6 @@ func (s *service) SetWeight(ctx context.Context, req *directorv1.SetWeightReques
 	if err := s.opts.Director.SetWeight(ctx, ref, weight, note); err != nil {
 		return nil, toStatus("set weight on "+ref.String(), err)
 	}
-	s.settle(ctx)
 	resp = &directorv1.SetWeightResponse{Matched: matchBackends(st, ref)}
 	if !req.GetClear() {
 		resp.Override = overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_WEIGHT, &ref, "", uint32(weight), note)
@@ -156,7 +135,6 @@ func (s *service) DisableVIP(ctx context.Context, req *directorv1.DisableVIPRequ
 	if err := s.opts.Director.DisableVIP(ctx, vip, note); err != nil {
 		return nil, toStatus("disable VIP "+vip.String(), err)
 	}
-	s.settle(ctx)
 	return &directorv1.DisableVIPResponse{
 		Override: overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DISABLE_VIP, nil, vip.String(), 0, note)}, nil
 }
@@ -176,7 +154,6 @@ func (s *service) EnableVIP(ctx context.Context, req *directorv1.EnableVIPReques
 	if err := s.opts.Director.EnableVIP(ctx, vip, announcer.Note{Reason: req.GetReason(), Who: Caller(ctx)}); err != nil {
 		return nil, toStatus("enable VIP "+vip.String(), err)
 	}
-	s.settle(ctx)
 	return &directorv1.EnableVIPResponse{WasDisabled: was}, nil
 }
 
@@ -190,7 +167,6 @@ func (s *service) DrainDirector(ctx context.Context, req *directorv1.DrainDirect
 	if err := s.opts.Director.DrainDirector(ctx, note); err != nil {
 		return nil, toStatus("drain director", err)
 	}
-	s.settle(ctx)
 	return &directorv1.DrainDirectorResponse{
 		Override: overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DRAIN_DIRECTOR, nil, "", 0, note)}, nil
 }
@@ -205,7 +181,6 @@ func (s *service) UndrainDirector(ctx context.Context, req *directorv1.UndrainDi
 	if err := s.opts.Director.UndrainDirector(ctx, announcer.Note{Reason: req.GetReason(), Who: Caller(ctx)}); err != nil {
 		return nil, toStatus("undrain director", err)
 	}
-	s.settle(ctx)
 	return &directorv1.UndrainDirectorResponse{WasDrained: was}, nil
 }
 
@@ -220,9 +195,6 @@ func (s *service) Reload(ctx context.Context, req *directorv1.ReloadRequest) (re
 	changes, v, err := s.opts.Reload(announcer.WithWho(ctx, Caller(ctx)), req.GetDryRun())
 	if err != nil {
 		return nil, reloadStatus(err)
-	}
-	if !req.GetDryRun() {
-		s.settle(ctx)
 	}
 	return &directorv1.ReloadResponse{Changes: changesToProto(changes), Applied: !req.GetDryRun(),
 		Version: versionToProto(v)}, nil
@@ -266,7 +238,6 @@ func (s *service) Rollback(ctx context.Context, req *directorv1.RollbackRequest)
 	if err != nil {
 		return nil, toStatus("rollback", err)
 	}
-	s.settle(ctx)
 	return &directorv1.RollbackResponse{Version: versionToProto(v), Applied: true}, nil
 }
 

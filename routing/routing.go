@@ -32,12 +32,21 @@ type Advertisement struct {
 }
 
 // Advertiser announces exactly the given set of VIPs, withdrawing everything
-// else it announced before. An empty set withdraws all.
+// else it announced before. An empty set withdraws all. The adapter alone
+// knows what is advertised: callers hand it the whole desired set every time
+// and ask it (Advertised) instead of keeping a copy, so a set that was lost,
+// withdrawn behind their back or only partly applied is never mistaken for
+// one in place.
 type Advertiser interface {
 	// Set replaces the advertised set. It returns once the change is handed to
 	// the routing layer; an error means the set may be partly applied and the
 	// caller retries with the whole set on its next pass.
 	Set(ctx context.Context, ads []Advertisement) error
+	// Advertised returns what is in place now, sorted by prefix: what the
+	// routing layer was given and accepted (BGP), or what the kernel holds
+	// (routes that a local routing daemon redistributes). Attributes the
+	// routing layer does not carry are left zero.
+	Advertised(ctx context.Context) ([]Advertisement, error)
 	// Peers reports the state of every routing session (empty for adapters
 	// without sessions).
 	Peers() []PeerStatus

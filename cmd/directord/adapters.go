@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
@@ -122,9 +123,22 @@ func vipPrefixes(cfg *config.Config) []netip.Prefix {
 	return out
 }
 
-// noRoutes is the advertiser for `announce: none`: it remembers the set so
-// status says what would be announced, and announces nothing.
-type noRoutes struct{}
+// noRoutes is the advertiser for `announce: none`: it announces nothing and
+// reports the set it was given as advertised, so status says what would be
+// announced. Only the announcer's route writer calls it.
+type noRoutes struct{ ads *[]routing.Advertisement }
 
-func (noRoutes) Set(context.Context, []routing.Advertisement) error { return nil }
-func (noRoutes) Peers() []routing.PeerStatus                        { return nil }
+func newNoRoutes() noRoutes { return noRoutes{ads: new([]routing.Advertisement)} }
+
+func (n noRoutes) Set(_ context.Context, ads []routing.Advertisement) error {
+	*n.ads = slices.Clone(ads)
+	return nil
+}
+
+func (n noRoutes) Advertised(context.Context) ([]routing.Advertisement, error) {
+	out := slices.Clone(*n.ads)
+	slices.SortFunc(out, func(a, b routing.Advertisement) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	return out, nil
+}
+
+func (noRoutes) Peers() []routing.PeerStatus { return nil }

@@ -172,7 +172,7 @@ func (d *daemon) newRoutes(cfg *config.Config) error {
 		d.closers = append(d.closers, func() { a.Close() })
 		d.routes = a
 	default:
-		d.routes = noRoutes{}
+		d.routes = newNoRoutes()
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -227,6 +228,17 @@ func (f fakeRoutes) Set(_ context.Context, ads []routing.Advertisement) error {
 	}
 	w.ads = next
 	return nil
+}
+
+func (f fakeRoutes) Advertised(context.Context) ([]routing.Advertisement, error) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	out := make([]routing.Advertisement, 0, len(f.w.ads))
+	for _, ad := range f.w.ads {
+		out = append(out, ad)
+	}
+	slices.SortFunc(out, func(a, b routing.Advertisement) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	return out, nil
 }
 
 func (f fakeRoutes) Peers() []routing.PeerStatus {

@@ -67,8 +67,7 @@ func flowSysctls() []sysctlSetting {
 		// conntrack on a reused port can be dropped for a second (the "old
 		// conntrack" path of conn_reuse_mode).
 		{name: "conntrack", value: 0},
-		// Answer oversized packets with ICMP fragmentation-needed (DR/TUN), so
-		// clients lower their MTU instead of black-holing.
+		// Answer oversized packets with ICMP fragmentation-needed (DR/TUN).
 		{name: "pmtu_disc", value: 1},
 		// Never drop connection entries or packets under memory pressure, and
 		// keep the normal TCP state timeouts: each of these defenses drops or

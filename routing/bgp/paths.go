@@ -60,6 +60,25 @@ func newRoute(ad routing.Advertisement) (route, error) {
 	return r, nil
 }
 
+// advertisement turns r back into the Advertisement it came from (canonical:
+// communities sorted, GRACEFUL_SHUTDOWN as the flag).
+func (r route) advertisement() routing.Advertisement {
+	ad := routing.Advertisement{Prefix: r.prefix, ASPathPrepend: r.prepend}
+	for _, c := range r.communities {
+		if c == routing.GracefulShutdownCommunity {
+			ad.GracefulShutdown = true
+			continue
+		}
+		ad.Communities = append(ad.Communities, c)
+	}
+	ad.LargeCommunities = slices.Clone(r.large)
+	if r.hasMED {
+		med := r.med
+		ad.MED = &med
+	}
+	return ad
+}
+
 // equal reports whether r and o would be sent as the same UPDATE.
 func (r route) equal(o route) bool {
 	return r.prefix == o.prefix && r.prepend == o.prepend && r.hasMED == o.hasMED && r.med == o.med &&

@@ -39,24 +39,39 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 		return nil
 	}
 	if restart := globalChange(s.cfg, next); restart != "" {
-		s.logger.Warn("restarting bgp speaker: all sessions will be reset", "reason", restart)
-		if err := s.stopLocked(ctx, "restarting"); err != nil {
-			s.logger.Warn("stopping the old bgp server", "err", err)
-		}
-		for _, p := range s.cfg.Peers {
-			s.peers.remove(p.Address)
-		}
-		s.cfg = next
-		if s.restartHook != nil {
-			s.restartHook()
-		}
-		if err := s.startLocked(ctx); err != nil {
-			s.logger.Error("bgp speaker restart failed: nothing is announced until a reload succeeds", "err", err)
-			return err
-		}
-		return nil
+		return s.restartLocked(ctx, next, restart)
 	}
+	err := s.updatePeersLocked(ctx, next)
+	// Peers were changed against the old config; record the new one even on
+	// partial failure so the next reload diffs against what is live.
+	s.cfg = next
+	return err
+}
 
+// restartLocked replaces the server for a server-wide change (ASN, router
+// ID, listen settings), which resets every session.
+func (s *Speaker) restartLocked(ctx context.Context, next config.BGP, why string) error {
+	s.logger.Warn("restarting bgp speaker: all sessions will be reset", "reason", why)
+	if err := s.stopLocked(ctx, "restarting"); err != nil {
+		s.logger.Warn("stopping the old bgp server", "err", err)
+	}
+	for _, p := range s.cfg.Peers {
+		s.peers.remove(p.Address)
+	}
+	s.cfg = next
+	if s.restartHook != nil {
+		s.restartHook()
+	}
+	if err := s.startLocked(ctx); err != nil {
+		s.logger.Error("bgp speaker restart failed: nothing is announced until a reload succeeds", "err", err)
+		return err
+	}
+	return nil
+}
+
+// updatePeersLocked adds, updates and removes peers of the running server to
+// match next; unchanged sessions are not touched.
+func (s *Speaker) updatePeersLocked(ctx context.Context, next config.BGP) error {
 	old := make(map[netip.Addr]config.Peer, len(s.cfg.Peers))
 	for _, p := range s.cfg.Peers {
 		old[p.Address] = p
@@ -66,42 +81,48 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 	for _, p := range next.Peers {
 		o, ok := old[p.Address]
 		kept[p.Address] = ok
-		switch {
-		case ok && s.recycling[p.Address]:
-			// Out of GoBGP until its idle hold ends; it comes back with
-			// this configuration.
-			if comparePeer(o, p) != peerSame {
-				s.logger.Info("bgp peer updated while it recovers from a failure", "peer", p.Address)
-			}
-		case !ok:
-			s.logger.Info("bgp peer added", "peer", p.Address, "asn", p.ASN)
-			errs = append(errs, s.addPeerLocked(ctx, p))
-		case comparePeer(o, p) == peerTimers:
-			s.logger.Info("bgp peer timers updated; the session stays up", "peer", p.Address)
-			up := s.peers.state(p.Address) == "established"
-			if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p, up)}); err != nil {
-				errs = append(errs, fmt.Errorf("update peer %s: %w", p.Address, err))
-			}
-		case comparePeer(o, p) == peerSession:
-			s.logger.Warn("bgp peer changed; resetting its session", "peer", p.Address)
-			errs = append(errs, s.deletePeerLocked(ctx, o, false), s.addPeerLocked(ctx, p))
-		}
+		errs = append(errs, s.updatePeerLocked(ctx, o, ok, p))
 	}
 	for _, o := range s.cfg.Peers {
-		if !kept[o.Address] {
-			s.logger.Info("bgp peer removed", "peer", o.Address)
-			if s.recycling[o.Address] {
-				delete(s.recycling, o.Address)
-				s.peers.remove(o.Address)
-				continue
-			}
-			errs = append(errs, s.deletePeerLocked(ctx, o, true))
+		if kept[o.Address] {
+			continue
 		}
+		s.logger.Info("bgp peer removed", "peer", o.Address)
+		if s.recycling[o.Address] {
+			delete(s.recycling, o.Address)
+			s.peers.remove(o.Address)
+			continue
+		}
+		errs = append(errs, s.deletePeerLocked(ctx, o, true))
 	}
-	// Peers were added in the loop against the old config; record the new one
-	// even on partial failure so the next reload diffs against what is live.
-	s.cfg = next
 	return errors.Join(errs...)
+}
+
+// updatePeerLocked brings one configured peer p in line: added when it is new
+// (had is false), its timers updated in place, or its session reset when
+// anything else changed from o.
+func (s *Speaker) updatePeerLocked(ctx context.Context, o config.Peer, had bool, p config.Peer) error {
+	switch {
+	case had && s.recycling[p.Address]:
+		// Out of GoBGP until its idle hold ends; it comes back with
+		// this configuration.
+		if comparePeer(o, p) != peerSame {
+			s.logger.Info("bgp peer updated while it recovers from a failure", "peer", p.Address)
+		}
+	case !had:
+		s.logger.Info("bgp peer added", "peer", p.Address, "asn", p.ASN)
+		return s.addPeerLocked(ctx, p)
+	case comparePeer(o, p) == peerTimers:
+		s.logger.Info("bgp peer timers updated; the session stays up", "peer", p.Address)
+		up := s.peers.state(p.Address) == "established"
+		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p, up)}); err != nil {
+			return fmt.Errorf("update peer %s: %w", p.Address, err)
+		}
+	case comparePeer(o, p) == peerSession:
+		s.logger.Warn("bgp peer changed; resetting its session", "peer", p.Address)
+		return errors.Join(s.deletePeerLocked(ctx, o, false), s.addPeerLocked(ctx, p))
+	}
+	return nil
 }
 
 // deletePeerLocked removes a neighbor; GoBGP sends it a Cease (peer

@@ -80,7 +80,10 @@ type Speaker struct {
 	started bool // Start succeeded once; srv == nil then means a restart failed
 	stopped bool
 	allowed map[netip.Prefix]bool
-	want    map[netip.Prefix]route // desired set, kept for a server restart
+	// want is the caller's desired set, replayed into a restarted server;
+	// sent is what the running server was handed (Advertised). Only the
+	// speaker keeps them: the caller hands over the whole set every time.
+	want    map[netip.Prefix]route
 	sent    map[netip.Prefix]sentRoute
 	pending []routing.PeerEvent // synthesized events, reported by emitPending
 	// recycling holds failed peers that are out of GoBGP until their idle
@@ -288,6 +291,25 @@ func (s *Speaker) applyLocked() error {
 	return errors.Join(errs...)
 }
 
+// Advertised returns the routes the running GoBGP server was handed and
+// accepted (routing.Advertiser), sorted by prefix: none before Start, after
+// Stop, or while a restarted server is down.
+func (s *Speaker) Advertised(ctx context.Context) ([]routing.Advertisement, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]routing.Advertisement, 0, len(s.sent))
+	for _, sr := range s.sent {
+		if !sr.unknown {
+			out = append(out, sr.route.advertisement())
+		}
+	}
+	slices.SortFunc(out, func(a, b routing.Advertisement) int { return comparePrefix(a.Prefix, b.Prefix) })
+	return out, nil
+}
+
 // SetAllowed sets the prefixes the export policy lets through: the configured
 // VIPs. Everything else is rejected on export, even a route that reaches the
 // RIB some other way. Routes this speaker announced for prefixes that are no
@@ -436,6 +458,7 @@ func (s *Speaker) stopLocked(ctx context.Context, why string) error {
 	srv.Stop()
 	s.cancel()
 	s.srv, s.cancel = nil, nil
+	clear(s.sent) // the sessions ended: nothing is advertised
 	clear(s.recycling)
 	s.gen.Add(1) // ignore late events of the old server
 	// Sessions that never came up produce no event when the server goes:

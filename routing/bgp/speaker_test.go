@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
@@ -125,6 +127,36 @@ func TestSpeakerSetScenario(t *testing.T) {
 		if got != len(st.want) {
 			t.Errorf("%s: Peers().Advertised = %d, want %d", st.name, got, len(st.want))
 		}
+		checkAdvertised(t, st.name, s, st.set)
+	}
+	if err := s.Set(context.Background(), []routing.Advertisement{{Prefix: a}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkAdvertised(t, "after Stop", s, nil)
+}
+
+// checkAdvertised compares what the speaker says it advertises with the set
+// it was given, in canonical form (sorted, communities sorted, the
+// GRACEFUL_SHUTDOWN community as the flag).
+func checkAdvertised(t *testing.T, step string, s *Speaker, set []routing.Advertisement) {
+	t.Helper()
+	want := make([]routing.Advertisement, 0, len(set))
+	for _, ad := range set {
+		ad.Communities = slices.Sorted(slices.Values(ad.Communities))
+		want = append(want, ad)
+	}
+	slices.SortFunc(want, func(a, b routing.Advertisement) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	got, err := s.Advertised(context.Background())
+	if err != nil {
+		t.Fatalf("%s: Advertised: %v", step, err)
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Prefix{}), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("%s: Advertised (-want +got):\n%s", step, diff)
 	}
 }
 

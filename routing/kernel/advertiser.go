@@ -119,17 +119,7 @@ func (a *Advertiser) Peers() []routing.PeerStatus { return nil }
 func (a *Advertiser) Set(ctx context.Context, ads []routing.Advertisement) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-
-	want := map[netip.Prefix]bool{}
-	var errs []error
-	for _, ad := range ads {
-		p, err := advertisedPrefix(ad.Prefix)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		want[p] = true
-	}
+	want, errs := wantedPrefixes(ads)
 	if err := ctx.Err(); err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -142,7 +132,33 @@ func (a *Advertiser) Set(ctx context.Context, ads []routing.Advertisement) error
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	ok, err := a.withdrawOthers(ctx, have, want, ifindex, &errs)
+	if err == nil {
+		err = a.addMissing(ctx, want, ok, ifindex, &errs)
+	}
+	return errors.Join(append(errs, err)...)
+}
 
+// wantedPrefixes checks the advertisements and returns their host prefixes.
+func wantedPrefixes(ads []routing.Advertisement) (map[netip.Prefix]bool, []error) {
+	want := map[netip.Prefix]bool{}
+	var errs []error
+	for _, ad := range ads {
+		p, err := advertisedPrefix(ad.Prefix)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		want[p] = true
+	}
+	return want, errs
+}
+
+// withdrawOthers deletes our routes that are not wanted, or that point
+// elsewhere than the VIP interface (it was re-created), and returns the
+// wanted prefixes whose route is in place. Failures go to errs; the error is
+// the context's.
+func (a *Advertiser) withdrawOthers(ctx context.Context, have []netlink.Route, want map[netip.Prefix]bool, ifindex int, errs *[]error) (map[netip.Prefix]bool, error) {
 	ok := map[netip.Prefix]bool{}
 	for _, r := range have {
 		p, valid := routePrefix(r)
@@ -150,41 +166,46 @@ func (a *Advertiser) Set(ctx context.Context, ads []routing.Advertisement) error
 			ok[p] = true
 			continue
 		}
-		// Not wanted, or ours but pointing elsewhere (the interface was
-		// re-created): delete, and re-add below if wanted.
 		if err := ctx.Err(); err != nil {
-			return errors.Join(append(errs, err)...)
+			return ok, err
 		}
 		del := r
 		if err := a.routes.RouteDel(&del); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("withdraw VIP route %s from table %d: %w", r.Dst, a.opts.Table, err))
+			*errs = append(*errs, fmt.Errorf("withdraw VIP route %s from table %d: %w", r.Dst, a.opts.Table, err))
 			continue
 		}
 		if valid && !want[p] {
 			a.log.Info("withdrew VIP", "vip", p.Addr())
 		}
 	}
+	return ok, nil
+}
+
+// addMissing adds a route for every wanted prefix not in place (ok).
+// Failures go to errs; the error is the context's.
+func (a *Advertiser) addMissing(ctx context.Context, want, ok map[netip.Prefix]bool, ifindex int, errs *[]error) error {
 	for _, p := range sortedPrefixes(want) {
 		if ok[p] {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return errors.Join(append(errs, err)...)
+			return err
 		}
 		if err := a.routes.RouteAdd(a.route(p, ifindex)); err != nil {
 			if errors.Is(err, unix.EEXIST) {
 				err = fmt.Errorf("%w: a route for it that is not ours (another protocol number) exists in table %d; remove it or pick a dedicated table", err, a.opts.Table)
 			}
-			errs = append(errs, fmt.Errorf("advertise VIP %s (route in table %d): %w", p.Addr(), a.opts.Table, err))
+			*errs = append(*errs, fmt.Errorf("advertise VIP %s (route in table %d): %w", p.Addr(), a.opts.Table, err))
 			continue
 		}
 		a.log.Info("advertised VIP", "vip", p.Addr())
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
-// Advertised returns the VIP prefixes that have our route, sorted.
-func (a *Advertiser) Advertised(ctx context.Context) ([]netip.Prefix, error) {
+// Advertised returns the VIPs that have our route in the kernel
+// (routing.Advertiser), sorted; only the prefix is set.
+func (a *Advertiser) Advertised(ctx context.Context) ([]routing.Advertisement, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -192,14 +213,19 @@ func (a *Advertiser) Advertised(ctx context.Context) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []netip.Prefix
+	var ps []netip.Prefix
 	for _, r := range have {
 		if p, ok := routePrefix(r); ok {
-			out = append(out, p)
+			ps = append(ps, p)
 		}
 	}
-	slices.SortFunc(out, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
-	return slices.Compact(out), nil
+	slices.SortFunc(ps, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
+	ps = slices.Compact(ps)
+	out := make([]routing.Advertisement, len(ps))
+	for i, p := range ps {
+		out[i] = routing.Advertisement{Prefix: p}
+	}
+	return out, nil
 }
 
 // list dumps our routes: both families, our table, our protocol.

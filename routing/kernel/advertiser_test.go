@@ -100,7 +100,7 @@ func TestAdvertiserSetScenario(t *testing.T) {
 		}
 		var gotS []string
 		for _, p := range got {
-			gotS = append(gotS, fmt.Sprintf("%d/%s proto %d dev 1", testTable, p, testProto))
+			gotS = append(gotS, fmt.Sprintf("%d/%s proto %d dev 1", testTable, p.Prefix, testProto))
 		}
 		if diff := cmp.Diff(st.wantOurs, gotS); diff != "" {
 			t.Errorf("%s: Advertised (-want +got):\n%s", st.name, diff)

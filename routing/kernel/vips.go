@@ -181,7 +181,6 @@ func (v *VIPs) createDummy(name string) (netlink.Link, error) {
 func (v *VIPs) Set(ctx context.Context, vips []netip.Addr) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-
 	want := map[netip.Prefix]bool{}
 	var errs []error
 	for _, a := range vips {
@@ -196,67 +195,18 @@ func (v *VIPs) Set(ctx context.Context, vips []netip.Addr) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-
-	owned := map[netip.Prefix]bool{}
-	var stale []netip.Prefix
-	foreign := map[netip.Addr]bool{}
-	for _, b := range have {
-		switch {
-		case b.Owned && b.Stale:
-			stale = append(stale, b.Prefix)
-		case b.Owned:
-			owned[b.Prefix] = true
-		default:
-			foreign[b.Prefix.Addr()] = true
-		}
-	}
-
+	cur := classify(have)
 	// Remove first, so a VIP we own in the wrong shape (prefix length, stale
 	// device) is re-added in the right one.
-	remove := stale
-	for _, p := range sortedPrefixes(owned) {
-		if !want[p] {
-			remove = append(remove, p)
-		}
+	if err := v.unbindUnwanted(ctx, ifindex, cur, want, &errs); err != nil {
+		return errors.Join(append(errs, err)...)
 	}
-	for _, p := range remove {
-		if err := ctx.Err(); err != nil {
-			return errors.Join(append(errs, err)...)
-		}
-		if err := v.bind.unbind(ifindex, p); err != nil {
-			errs = append(errs, fmt.Errorf("unbind VIP %s (%s on %s): %w", p.Addr(), v.opts.Binding, v.opts.Interface, err))
-			continue
-		}
-		if !want[p] {
-			v.log.Info("unbound VIP", "vip", p.Addr())
-		}
-	}
-
-	var added []netip.Prefix
-	for _, p := range sortedPrefixes(want) {
-		if owned[p] {
-			continue
-		}
-		if foreign[p.Addr()] {
-			if !v.foreignWarned[p.Addr()] {
-				v.foreignWarned[p.Addr()] = true
-				v.log.Warn("VIP is already local through someone else's address or route; using it, but never removing it",
-					"vip", p.Addr(), "reason", "no directord protocol mark")
-			}
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return errors.Join(append(errs, err)...)
-		}
-		if err := v.bind.bind(ifindex, p); err != nil {
-			errs = append(errs, fmt.Errorf("bind VIP %s (%s on %s): %w", p.Addr(), v.opts.Binding, v.opts.Interface, err))
-			continue
-		}
-		added = append(added, p)
-		v.log.Info("bound VIP", "vip", p.Addr())
+	added, err := v.bindMissing(ctx, ifindex, cur, want, &errs)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
 	}
 	for a := range v.foreignWarned {
-		if !foreign[a] {
+		if !cur.foreign[a] {
 			delete(v.foreignWarned, a)
 		}
 	}
@@ -266,6 +216,83 @@ func (v *VIPs) Set(ctx context.Context, vips []netip.Addr) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bound is the VIP interface's bindings by owner.
+type bound struct {
+	owned   map[netip.Prefix]bool // ours, in the right shape
+	stale   []netip.Prefix        // ours, in a shape to re-create
+	foreign map[netip.Addr]bool   // someone else's
+}
+
+// classify sorts the listed bindings by owner.
+func classify(have []binding) bound {
+	b := bound{owned: map[netip.Prefix]bool{}, foreign: map[netip.Addr]bool{}}
+	for _, x := range have {
+		switch {
+		case x.Owned && x.Stale:
+			b.stale = append(b.stale, x.Prefix)
+		case x.Owned:
+			b.owned[x.Prefix] = true
+		default:
+			b.foreign[x.Prefix.Addr()] = true
+		}
+	}
+	return b
+}
+
+// unbindUnwanted removes our stale bindings and those no longer wanted.
+// Failures go to errs; the error is the context's.
+func (v *VIPs) unbindUnwanted(ctx context.Context, ifindex int, cur bound, want map[netip.Prefix]bool, errs *[]error) error {
+	remove := cur.stale
+	for _, p := range sortedPrefixes(cur.owned) {
+		if !want[p] {
+			remove = append(remove, p)
+		}
+	}
+	for _, p := range remove {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := v.bind.unbind(ifindex, p); err != nil {
+			*errs = append(*errs, fmt.Errorf("unbind VIP %s (%s on %s): %w", p.Addr(), v.opts.Binding, v.opts.Interface, err))
+			continue
+		}
+		if !want[p] {
+			v.log.Info("unbound VIP", "vip", p.Addr())
+		}
+	}
+	return nil
+}
+
+// bindMissing binds the wanted VIPs that are not bound yet, using (with a
+// warning, once) a VIP someone else made local already, and returns what it
+// added. Failures go to errs; the error is the context's.
+func (v *VIPs) bindMissing(ctx context.Context, ifindex int, cur bound, want map[netip.Prefix]bool, errs *[]error) ([]netip.Prefix, error) {
+	var added []netip.Prefix
+	for _, p := range sortedPrefixes(want) {
+		if cur.owned[p] {
+			continue
+		}
+		if cur.foreign[p.Addr()] {
+			if !v.foreignWarned[p.Addr()] {
+				v.foreignWarned[p.Addr()] = true
+				v.log.Warn("VIP is already local through someone else's address or route; using it, but never removing it",
+					"vip", p.Addr(), "reason", "no directord protocol mark")
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return added, err
+		}
+		if err := v.bind.bind(ifindex, p); err != nil {
+			*errs = append(*errs, fmt.Errorf("bind VIP %s (%s on %s): %w", p.Addr(), v.opts.Binding, v.opts.Interface, err))
+			continue
+		}
+		added = append(added, p)
+		v.log.Info("bound VIP", "vip", p.Addr())
+	}
+	return added, nil
 }
 
 // Owned returns the VIPs that carry our mark on the VIP interface, sorted: what
