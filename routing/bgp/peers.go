@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 
 	"github.com/anycast-director/director/config"
@@ -305,4 +307,79 @@ func (t *peerTable) established() ([]netip.Addr, <-chan struct{}) {
 func (t *peerTable) notifyLocked() {
 	close(t.changed)
 	t.changed = make(chan struct{})
+}
+
+// Peers reports every configured session (routing.Advertiser), sorted by
+// address, with BFD state and the number of prefixes sent to the peer.
+func (s *Speaker) Peers() []routing.PeerStatus {
+	out := s.peers.snapshot()
+	s.mu.Lock()
+	srv := s.srv
+	bfd := make(map[netip.Addr]bool, len(s.cfg.Peers))
+	for _, p := range s.cfg.Peers {
+		bfd[p.Address] = p.BFD != nil
+	}
+	s.mu.Unlock()
+	if srv == nil {
+		return out
+	}
+	live := make(map[netip.Addr]*api.Peer)
+	err := srv.ListPeer(context.Background(), &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		if a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress()); err == nil {
+			live[a] = p
+		}
+	})
+	if err != nil {
+		s.logger.Debug("list peers failed", "err", err)
+	}
+	for i := range out {
+		p := live[out[i].Address]
+		if p == nil {
+			continue
+		}
+		if bfd[out[i].Address] {
+			out[i].BFDState = bfdState(p.GetState().GetBfdState().GetSessionState())
+		}
+		for _, af := range p.GetAfiSafis() {
+			out[i].Advertised += int(af.GetState().GetAdvertised())
+		}
+	}
+	return out
+}
+
+// onPeerEvent turns a GoBGP peer event into a status change, a log line and
+// an OnPeerEvent call.
+func (s *Speaker) onPeerEvent(gen int64, ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) {
+	if ev.Type != apiutil.PEER_EVENT_STATE || gen != s.gen.Load() {
+		return
+	}
+	addr := ev.Peer.State.NeighborAddress
+	state := fsmState(ev.Peer.State.SessionState)
+	// GoBGP attaches a reason to every transition; only a drop to idle
+	// (a session that ended or failed) makes it an error worth keeping.
+	reason := ""
+	if state == "idle" && ev.Peer.State.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+		reason = ev.Peer.State.DisconnectMessage
+	}
+	pe, ok := s.peers.transition(addr, state, at, reason)
+	if !ok {
+		return
+	}
+	if state == "idle" && failure(ev.Peer.State.DisconnectReason) {
+		go s.recycle(gen, addr)
+	}
+	if state == "established" {
+		go s.enableBFD(gen, addr)
+	}
+	switch {
+	case state == "established":
+		s.logger.Info("bgp session established", "peer", addr, "asn", pe.Peer.ASN)
+	case pe.Previous == "established":
+		s.logger.Warn("bgp session down", "peer", addr, "state", state, "reason", reason)
+	default:
+		s.logger.Debug("bgp session state", "peer", addr, "state", state, "previous", pe.Previous, "reason", reason)
+	}
+	if s.opts.OnPeerEvent != nil {
+		s.opts.OnPeerEvent(pe)
+	}
 }

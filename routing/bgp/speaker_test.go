@@ -289,15 +289,20 @@ func TestSpeakerEventsAndStop(t *testing.T) {
 		return fmt.Sprintf("router events so far: %+v", r.stateEvents())
 	})
 
-	// The speaker reported the session going up, then down.
-	var states []string
-	for _, ev := range log.all() {
-		states = append(states, ev.Previous+">"+ev.Peer.State)
-	}
-	joined := strings.Join(states, " ")
-	if !strings.Contains(joined, ">established") || !strings.Contains(joined, "established>idle") {
-		t.Errorf("speaker events %q: want a transition to established and one from established to idle", joined)
-	}
+	// The speaker reported the session going up, then down. The report of
+	// the drop may come from GoBGP's event goroutine, which can still be
+	// delivering it when Stop returns.
+	waitFor(t, 5*time.Second, "the speaker's events", func() string {
+		var states []string
+		for _, ev := range log.all() {
+			states = append(states, ev.Previous+">"+ev.Peer.State)
+		}
+		joined := strings.Join(states, " ")
+		if !strings.Contains(joined, ">established") || !strings.Contains(joined, "established>idle") {
+			return fmt.Sprintf("speaker events %q: want a transition to established and one from established to idle", joined)
+		}
+		return ""
+	})
 	got := s.Peers()
 	if len(got) != 1 || got[0].State != "idle" || got[0].Flaps != 1 {
 		t.Errorf("Peers() after Stop = %+v, want one idle peer with 1 flap", got)
