@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 
 	"github.com/anycast-director/director/config"
@@ -29,42 +30,66 @@ func (l *Loop) DrainBackend(ctx context.Context, ref BackendRef, note Note) erro
 	})
 }
 
-// EnableBackend removes a drain set for exactly ref. Enabling a backend that is
-// not drained is not an error. note says who lifted it and why.
+// EnableBackend removes every drain that ref covers (BackendRef.Covers).
+// Enabling a backend that is not drained is not an error. note says who
+// lifted it and why.
 func (l *Loop) EnableBackend(ctx context.Context, ref BackendRef, note Note) error {
 	return l.override(ctx, "enable backend "+ref.String(), note, func(st *state) error {
-		// A drain on a backend that a reload removed must stay liftable.
-		if _, set := st.overrides.Drained[ref]; !set {
-			if err := st.checkRef(ref); err != nil {
-				return err
-			}
+		if err := liftable(st, ref, coversAny(ref, st.overrides.Drained)); err != nil {
+			return err
 		}
 		st.overrides = st.overrides.clone()
-		delete(st.overrides.Drained, ref)
+		maps.DeleteFunc(st.overrides.Drained, func(k BackendRef, _ Note) bool { return ref.Covers(k) })
 		return nil
 	})
 }
 
 // SetWeight overrides the weight of backends matching ref; a negative weight
-// clears the override.
+// clears every weight override that ref covers (BackendRef.Covers).
 func (l *Loop) SetWeight(ctx context.Context, ref BackendRef, weight int, note Note) error {
-	return l.override(ctx, fmt.Sprintf("set weight %d on %s", weight, ref), note, func(st *state) error {
+	what := fmt.Sprintf("set weight %d on %s", weight, ref)
+	if weight < 0 {
+		what = "clear weight overrides on " + ref.String()
+	}
+	return l.override(ctx, what, note, func(st *state) error {
 		if weight > 65535 {
 			return fmt.Errorf("%w: weight %d is out of range: use 0 to 65535, or a negative weight to clear the override", ErrInvalid, weight)
 		}
-		if _, set := st.overrides.Weights[ref]; !(set && weight < 0) {
-			if err := st.checkRef(ref); err != nil {
+		if weight < 0 {
+			if err := liftable(st, ref, coversAny(ref, st.overrides.Weights)); err != nil {
 				return err
 			}
-		}
-		st.overrides = st.overrides.clone()
-		if weight < 0 {
-			delete(st.overrides.Weights, ref)
+			st.overrides = st.overrides.clone()
+			maps.DeleteFunc(st.overrides.Weights, func(k BackendRef, _ WeightNote) bool { return ref.Covers(k) })
 			return nil
 		}
+		if err := st.checkRef(ref); err != nil {
+			return err
+		}
+		st.overrides = st.overrides.clone()
 		st.overrides.Weights[ref] = WeightNote{Note: l.stamp(note), Weight: weight}
 		return nil
 	})
+}
+
+// liftable checks a lift's reference: one that covers an override is fine
+// even when a reload removed the backend (the override must stay liftable);
+// otherwise it must match a configured backend.
+func liftable(st *state, ref BackendRef, covers bool) error {
+	if covers {
+		return nil
+	}
+	return st.checkRef(ref)
+}
+
+// coversAny reports whether ref covers a key of m.
+func coversAny[V any](ref BackendRef, m map[BackendRef]V) bool {
+	for k := range m {
+		if ref.Covers(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // DisableVIP gracefully withdraws a VIP until EnableVIP.

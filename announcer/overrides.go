@@ -34,6 +34,15 @@ func (r BackendRef) String() string {
 	return fmt.Sprintf("%s/%s:%s", svc, r.Addr, port)
 }
 
+// Covers reports whether r selects every backend that o selects: the same
+// address, and r's service and port are o's or wildcards. Lifting an
+// override (EnableBackend, clearing a weight) removes every override its
+// reference covers, so "enable 10.0.2.21" lifts a drain that was set with a
+// service and a port.
+func (r BackendRef) Covers(o BackendRef) bool {
+	return r.Addr == o.Addr && (r.Service == "" || r.Service == o.Service) && (r.Port == 0 || r.Port == o.Port)
+}
+
 // Note records who set an override, why, and until when.
 type Note struct {
 	// Reason is the operator's explanation, shown in status.

@@ -83,7 +83,9 @@ func invalid(format string, args ...any) error {
 }
 
 // toStatus maps an error from the announcer or a daemon hook to a gRPC status
-// whose message keeps the cause and says what to do.
+// whose message keeps the cause and says what to do. The message does not
+// name the call (the client knows it, and directorctl prefixes its command);
+// what names the object for errors that are the daemon's own fault.
 func toStatus(what string, err error) error {
 	if err == nil {
 		return nil
@@ -91,7 +93,7 @@ func toStatus(what string, err error) error {
 	if _, ok := status.FromError(err); ok && !isWrapped(err) {
 		return err
 	}
-	msg := what + ": " + err.Error()
+	msg := stripSentinels(err.Error())
 	var cerrs config.Errors
 	switch {
 	case errors.Is(err, announcer.ErrInvalid):
@@ -99,14 +101,48 @@ func toStatus(what string, err error) error {
 	case errors.Is(err, announcer.ErrNotFound):
 		return status.Error(codes.NotFound, msg)
 	case errors.As(err, &cerrs):
-		return status.Error(codes.FailedPrecondition, what+": the configuration file has errors; the running configuration is kept. Fix these and reload:\n"+indent(err.Error()))
+		return status.Error(codes.FailedPrecondition, "the configuration file has errors; the running configuration is kept. Fix these and reload:\n"+indent(msg))
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, msg+" (the announcer loop did not answer in time; retry, and check the daemon's log if it persists)")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, msg)
 	}
+	if what != "" {
+		msg = what + ": " + msg
+	}
 	return status.Error(codes.Internal, msg)
 }
+
+// stripSentinels drops the announcer's sentinel texts ("invalid request: ",
+// "not found: ") from a message: the status code says it.
+func stripSentinels(msg string) string {
+	for _, s := range []error{announcer.ErrInvalid, announcer.ErrNotFound} {
+		msg = strings.ReplaceAll(msg, s.Error()+": ", "")
+	}
+	return msg
+}
+
+// ConfigFileError is what a Reload hook returns when the configuration file
+// could not be read or has errors: nothing changed and the running
+// configuration is kept. The API answers FAILED_PRECONDITION with its text.
+type ConfigFileError struct {
+	// Path is the configuration file.
+	Path string
+	// Err is the read error or the config.Errors.
+	Err error
+}
+
+// Error says what is wrong with the file and that nothing changed.
+func (e *ConfigFileError) Error() string {
+	var cerrs config.Errors
+	if errors.As(e.Err, &cerrs) {
+		return fmt.Sprintf("%s has errors; nothing changed:\n%v", e.Path, e.Err)
+	}
+	return fmt.Sprintf("%v; nothing changed", e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *ConfigFileError) Unwrap() error { return e.Err }
 
 // isWrapped reports whether err is something other than a bare status error
 // (status.FromError also unwraps, which would lose our context).

@@ -17,6 +17,13 @@ import (
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
+// yearAndASecond is one second more than any override may last, and
+// tooLong the one message every override path refuses it with.
+const (
+	yearAndASecond = 8760*time.Hour + time.Second
+	tooLong        = "expires_after: expiry 8760h0m1s is longer than a year (8760h): leave the expiry out for an override that never lapses"
+)
+
 func TestMalformedRequestsAreRefusedWithAHintAndChangeNothing(t *testing.T) {
 	h := controltest.Start(t, controltest.Options{})
 	web := func(addr string) *directorv1.BackendRef { return &directorv1.BackendRef{Service: "web", Address: addr} }
@@ -49,7 +56,7 @@ func TestMalformedRequestsAreRefusedWithAHintAndChangeNothing(t *testing.T) {
 		{"negative expiry", func(ctx context.Context, c directorv1.DirectorClient) error {
 			_, err := c.DrainBackend(ctx, &directorv1.DrainBackendRequest{Backend: web("10.0.2.21"), ExpiresAfter: durationpb.New(-time.Minute)})
 			return err
-		}, codes.InvalidArgument, "expires_after -1m0s must be positive"},
+		}, codes.InvalidArgument, "expires_after: expiry -1m0s is not positive: leave the expiry out"},
 		{"reason with a newline", func(ctx context.Context, c directorv1.DirectorClient) error {
 			_, err := c.DrainBackend(ctx, &directorv1.DrainBackendRequest{Backend: web("10.0.2.21"), Reason: "a\nb"})
 			return err
@@ -66,10 +73,28 @@ func TestMalformedRequestsAreRefusedWithAHintAndChangeNothing(t *testing.T) {
 			_, err := c.DisableVIP(ctx, &directorv1.DisableVIPRequest{Vip: "198.18.0.99"})
 			return err
 		}, codes.NotFound, "VIP 198.18.0.99 is not in the running configuration: configured VIPs are 198.18.0.10, 198.18.0.11"},
+		// One expiry rule on every override path: a year at most (a director
+		// drain of 8760h1s used to pass), never zero.
 		{"director drain with a too long expiry", func(ctx context.Context, c directorv1.DirectorClient) error {
-			_, err := c.DrainDirector(ctx, &directorv1.DrainDirectorRequest{ExpiresAfter: durationpb.New(400 * 24 * time.Hour)})
+			_, err := c.DrainDirector(ctx, &directorv1.DrainDirectorRequest{ExpiresAfter: durationpb.New(yearAndASecond)})
 			return err
-		}, codes.InvalidArgument, "longer than a year"},
+		}, codes.InvalidArgument, tooLong},
+		{"backend drain with a too long expiry", func(ctx context.Context, c directorv1.DirectorClient) error {
+			_, err := c.DrainBackend(ctx, &directorv1.DrainBackendRequest{Backend: web("10.0.2.21"), ExpiresAfter: durationpb.New(yearAndASecond)})
+			return err
+		}, codes.InvalidArgument, tooLong},
+		{"weight with a too long expiry", func(ctx context.Context, c directorv1.DirectorClient) error {
+			_, err := c.SetWeight(ctx, &directorv1.SetWeightRequest{Backend: web("10.0.2.21"), Weight: 3, ExpiresAfter: durationpb.New(yearAndASecond)})
+			return err
+		}, codes.InvalidArgument, tooLong},
+		{"VIP disable with a too long expiry", func(ctx context.Context, c directorv1.DirectorClient) error {
+			_, err := c.DisableVIP(ctx, &directorv1.DisableVIPRequest{Vip: "198.18.0.10", ExpiresAfter: durationpb.New(yearAndASecond)})
+			return err
+		}, codes.InvalidArgument, tooLong},
+		{"director drain with a zero expiry", func(ctx context.Context, c directorv1.DirectorClient) error {
+			_, err := c.DrainDirector(ctx, &directorv1.DrainDirectorRequest{ExpiresAfter: durationpb.New(0)})
+			return err
+		}, codes.InvalidArgument, "expires_after: expiry 0s is not positive"},
 		{"negative rollback version", func(ctx context.Context, c directorv1.DirectorClient) error {
 			_, err := c.Rollback(ctx, &directorv1.RollbackRequest{Version: -1})
 			return err

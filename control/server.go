@@ -28,6 +28,7 @@ import (
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
+	"github.com/anycast-director/director/routing/routerconfig"
 )
 
 // Director is what the API needs from the announcer loop. *announcer.Loop
@@ -66,8 +67,9 @@ type ServerOptions struct {
 	// parsing); with dryRun it only previews. It returns the plan and the
 	// running (or new) version.
 	Reload func(ctx context.Context, dryRun bool) ([]announcer.Change, announcer.ConfigVersion, error)
-	// RouterConfig renders the router side of the peering ("frr" or "bird").
-	RouterConfig func(flavor string) ([]byte, error)
+	// RouterConfig renders the router side of the peering ("frr" or "bird")
+	// for the running configuration; opts describe the router.
+	RouterConfig func(flavor string, opts routerconfig.Options) ([]byte, error)
 	// Logger receives the audit log of mutating calls and listener events.
 	Logger *slog.Logger
 	// API holds the socket path and the optional mTLS listener.

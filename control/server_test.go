@@ -338,11 +338,69 @@ func TestRollbackRestoresThePreviousVersion(t *testing.T) {
 	}
 }
 
+// routerTestConfig is a director announcing one VIP with the given
+// director and bgp settings.
+func routerTestConfig(director, bgp string) string {
+	return "director: { name: t1, hold_down: 0s, resync_interval: 1s, " + director + " }\n" + bgp + `services:
+  - name: web
+    vip: 198.18.0.10
+    port: 80
+    health: { type: tcp, interval: 1s, timeout: 500ms }
+    backends: [ { address: 10.0.2.21 } ]
+`
+}
+
+// TestRouterConfig renders the router side over the API for the running
+// configuration. A configuration that gives none (announce: none, or OSPF
+// without the router's interfaces) is FAILED_PRECONDITION with the reason:
+// it used to be INTERNAL.
 func TestRouterConfig(t *testing.T) {
-	h := controltest.Start(t, controltest.Options{})
-	resp, err := h.Client.RouterConfig(ctxT(t), &directorv1.RouterConfigRequest{Flavor: directorv1.RouterFlavor_ROUTER_FLAVOR_BIRD})
-	if err != nil || resp.GetConfig() != "! bird for t1\n" {
-		t.Fatalf("RouterConfig = %v, %v", resp, err)
+	frr, bird := directorv1.RouterFlavor_ROUTER_FLAVOR_FRR, directorv1.RouterFlavor_ROUTER_FLAVOR_BIRD
+	bgpCfg := routerTestConfig("announce: bgp", `bgp:
+  asn: 65100
+  router_id: 10.0.1.11
+  peers: [ { address: 10.0.1.1, asn: 65000, local_address: 10.0.1.11 } ]
+`)
+	for _, c := range []struct {
+		name   string
+		config string
+		req    *directorv1.RouterConfigRequest
+		code   codes.Code
+		want   string
+	}{
+		{"bgp, frr", bgpCfg, &directorv1.RouterConfigRequest{Flavor: frr}, codes.OK, "neighbor 10.0.1.11 remote-as 65100"},
+		{"bgp, bird", bgpCfg, &directorv1.RouterConfigRequest{Flavor: bird}, codes.OK, "neighbor 10.0.1.11 as 65100"},
+		{"bgp, another router", bgpCfg, &directorv1.RouterConfigRequest{Flavor: frr, RouterAddresses: []string{"10.0.9.1"}},
+			codes.FailedPrecondition, "has no peer entry for this router"},
+		{"announce none", controltest.BaseConfig, &directorv1.RouterConfigRequest{Flavor: frr},
+			codes.FailedPrecondition, "the running configuration gives no router configuration: no director announces to this router"},
+		{"ospf without interfaces", routerTestConfig("announce: kernel", ""), &directorv1.RouterConfigRequest{Flavor: frr, RouterId: "10.0.1.1"},
+			codes.FailedPrecondition, "give the router's interfaces toward them"},
+		{"ospf with interfaces", routerTestConfig("announce: kernel", ""),
+			&directorv1.RouterConfigRequest{Flavor: frr, RouterId: "10.0.1.1", OspfInterfaces: []string{"eth1"}, OspfPointToPoint: true},
+			codes.OK, "interface eth1"},
+		{"bad router address", bgpCfg, &directorv1.RouterConfigRequest{Flavor: frr, RouterAddresses: []string{"10.0.1"}},
+			codes.InvalidArgument, `router address "10.0.1" is not an IP address`},
+		{"bad area", routerTestConfig("announce: kernel", ""), &directorv1.RouterConfigRequest{Flavor: frr, OspfArea: "1"},
+			codes.InvalidArgument, `ospf_area "1" is not an area ID`},
+		{"too many paths", bgpCfg, &directorv1.RouterConfigRequest{Flavor: frr, MaximumPaths: 1000},
+			codes.InvalidArgument, "maximum_paths 1000 is out of range"},
+		{"no flavor", bgpCfg, &directorv1.RouterConfigRequest{}, codes.InvalidArgument, "flavor ROUTER_FLAVOR_UNSPECIFIED is not supported"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := controltest.Start(t, controltest.Options{Config: c.config})
+			resp, err := h.Client.RouterConfig(ctxT(t), c.req)
+			if status.Code(err) != c.code {
+				t.Fatalf("RouterConfig = %v, want %s", err, c.code)
+			}
+			got := resp.GetConfig()
+			if err != nil {
+				got = status.Convert(err).Message()
+			}
+			if !strings.Contains(got, c.want) {
+				t.Errorf("RouterConfig answered:\n%s\nwant %q", got, c.want)
+			}
+		})
 	}
 }
 

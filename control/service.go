@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/anycast-director/director/announcer"
-	"github.com/anycast-director/director/config"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -64,13 +63,12 @@ func (s *service) DrainBackend(ctx context.Context, req *directorv1.DrainBackend
 		Override: overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DRAIN_BACKEND, &ref, "", 0, note)}, nil
 }
 
-// EnableBackend lifts a drain.
+// EnableBackend lifts every drain the reference covers.
 func (s *service) EnableBackend(ctx context.Context, req *directorv1.EnableBackendRequest) (resp *directorv1.EnableBackendResponse, err error) {
 	defer func() { s.audit(ctx, "EnableBackend", req.GetReason(), err, "backend", refString(req.GetBackend())) }()
 	st := s.opts.Director.Status()
 	ref, err := parseBackendRefOr(req.GetBackend(), st, func(r announcer.BackendRef) bool {
-		_, ok := st.Overrides.Drained[r]
-		return ok
+		return len(covered(r, st.Overrides.Drained)) > 0
 	})
 	if err != nil {
 		return nil, err
@@ -78,14 +76,19 @@ func (s *service) EnableBackend(ctx context.Context, req *directorv1.EnableBacke
 	if err := checkReason(req.GetReason()); err != nil {
 		return nil, err
 	}
-	_, was := st.Overrides.Drained[ref]
 	if err := s.opts.Director.EnableBackend(ctx, ref, announcer.Note{Reason: req.GetReason(), Who: Caller(ctx)}); err != nil {
 		return nil, toStatus("enable backend "+ref.String(), err)
 	}
-	return &directorv1.EnableBackendResponse{Matched: matchBackends(st, ref), WasDrained: was}, nil
+	resp = &directorv1.EnableBackendResponse{Matched: matchBackends(st, ref)}
+	for _, r := range covered(ref, st.Overrides.Drained) {
+		resp.Lifted = append(resp.Lifted, overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_DRAIN_BACKEND, &r, "", 0, st.Overrides.Drained[r]))
+	}
+	resp.WasDrained = len(resp.Lifted) > 0
+	return resp, nil
 }
 
-// SetWeight sets or clears a weight override.
+// SetWeight sets a weight override, or clears every one the reference
+// covers.
 func (s *service) SetWeight(ctx context.Context, req *directorv1.SetWeightRequest) (resp *directorv1.SetWeightResponse, err error) {
 	defer func() {
 		s.audit(ctx, "SetWeight", req.GetReason(), err, "backend", refString(req.GetBackend()),
@@ -93,8 +96,7 @@ func (s *service) SetWeight(ctx context.Context, req *directorv1.SetWeightReques
 	}()
 	st := s.opts.Director.Status()
 	ref, err := parseBackendRefOr(req.GetBackend(), st, func(r announcer.BackendRef) bool {
-		_, ok := st.Overrides.Weights[r]
-		return ok && req.GetClear()
+		return req.GetClear() && len(covered(r, st.Overrides.Weights)) > 0
 	})
 	if err != nil {
 		return nil, err
@@ -116,8 +118,25 @@ func (s *service) SetWeight(ctx context.Context, req *directorv1.SetWeightReques
 	resp = &directorv1.SetWeightResponse{Matched: matchBackends(st, ref)}
 	if !req.GetClear() {
 		resp.Override = overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_WEIGHT, &ref, "", uint32(weight), note)
+		return resp, nil
+	}
+	for _, r := range covered(ref, st.Overrides.Weights) {
+		w := st.Overrides.Weights[r]
+		resp.Cleared = append(resp.Cleared, overrideToProto(directorv1.OverrideKind_OVERRIDE_KIND_WEIGHT, &r, "", uint32(max(w.Weight, 0)), w.Note))
 	}
 	return resp, nil
+}
+
+// covered lists the keys of m that ref covers, in a stable order.
+func covered[V any](ref announcer.BackendRef, m map[announcer.BackendRef]V) []announcer.BackendRef {
+	var out []announcer.BackendRef
+	for k := range m {
+		if ref.Covers(k) {
+			out = append(out, k)
+		}
+	}
+	slices.SortFunc(out, compareRefs)
+	return out
 }
 
 // DisableVIP withdraws a VIP gracefully.
@@ -200,16 +219,16 @@ func (s *service) Reload(ctx context.Context, req *directorv1.ReloadRequest) (re
 		Version: versionToProto(v)}, nil
 }
 
-// reloadStatus maps a reload failure. The request has no arguments, so an
-// invalid-input error from the hook means the configuration file: that is a
-// precondition to fix on the server, not a malformed request.
+// reloadStatus maps a reload failure. The request has no arguments, so a
+// problem with the configuration file is a precondition to fix on the
+// server, not a malformed request. The message does not repeat the call's
+// name: clients add it (directorctl prints "reload: ...").
 func reloadStatus(err error) error {
-	var cerrs config.Errors
-	if errors.Is(err, announcer.ErrInvalid) || errors.As(err, &cerrs) {
-		msg := strings.TrimPrefix(err.Error(), announcer.ErrInvalid.Error()+": ")
-		return status.Error(codes.FailedPrecondition, "reload: "+msg+"\n(the running configuration is kept; fix the file and reload again)")
+	var ferr *ConfigFileError
+	if errors.As(err, &ferr) {
+		return status.Error(codes.FailedPrecondition, err.Error()+"\n(the running configuration is kept; fix the file and reload again)")
 	}
-	return toStatus("reload", err)
+	return toStatus("", err)
 }
 
 // Rollback re-applies a kept configuration, or with dry_run returns what
@@ -275,27 +294,6 @@ func (s *service) ListConfigs(ctx context.Context, _ *directorv1.ListConfigsRequ
 		resp.Running = int64(hist[len(hist)-1].Version)
 	}
 	return resp, nil
-}
-
-// RouterConfig renders the router side of the peering.
-func (s *service) RouterConfig(_ context.Context, req *directorv1.RouterConfigRequest) (*directorv1.RouterConfigResponse, error) {
-	var flavor string
-	switch req.GetFlavor() {
-	case directorv1.RouterFlavor_ROUTER_FLAVOR_FRR:
-		flavor = "frr"
-	case directorv1.RouterFlavor_ROUTER_FLAVOR_BIRD:
-		flavor = "bird"
-	default:
-		return nil, invalid("flavor %s is not supported: use ROUTER_FLAVOR_FRR or ROUTER_FLAVOR_BIRD", req.GetFlavor())
-	}
-	if s.opts.RouterConfig == nil {
-		return nil, status.Error(codes.Unimplemented, "router-config is not available in this daemon: run `directord router-config` with the configuration file")
-	}
-	out, err := s.opts.RouterConfig(flavor)
-	if err != nil {
-		return nil, toStatus("router config", err)
-	}
-	return &directorv1.RouterConfigResponse{Flavor: req.GetFlavor(), Config: string(out)}, nil
 }
 
 // refString renders a request's backend reference for the audit log.

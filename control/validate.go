@@ -6,22 +6,13 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/anycast-director/director/announcer"
+	"github.com/anycast-director/director/control/rules"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
-
-// maxReason bounds an override's reason: it is shown in status, logs and
-// events, where a paragraph would not help.
-const maxReason = 500
-
-// maxExpiry bounds an override's lifetime; longer than a year is surely a
-// typo, and "never" is spelled by leaving expires_after unset.
-const maxExpiry = 366 * 24 * time.Hour
 
 // parseBackendRef checks a BackendRef against the running status so a bad
 // request is refused with a message that shows a correct value.
@@ -84,7 +75,8 @@ func parseVIPOr(s string, st *announcer.Status, lifting bool) (netip.Addr, error
 	return vip, nil
 }
 
-// parseNote checks an override's reason and expiry and builds its note.
+// parseNote checks an override's reason and expiry (package rules, the
+// same rules directorctl checks its flags with) and builds its note.
 func parseNote(reason string, expiresAfter *durationpb.Duration, who string, now time.Time) (announcer.Note, error) {
 	if err := checkReason(reason); err != nil {
 		return announcer.Note{}, err
@@ -95,11 +87,8 @@ func parseNote(reason string, expiresAfter *durationpb.Duration, who string, now
 			return announcer.Note{}, invalid("expires_after is not a valid duration: %v", err)
 		}
 		d := expiresAfter.AsDuration()
-		switch {
-		case d <= 0:
-			return announcer.Note{}, invalid("expires_after %s must be positive: leave it unset for an override without expiry", d)
-		case d > maxExpiry:
-			return announcer.Note{}, invalid("expires_after %s is longer than a year: leave it unset for an override without expiry", d)
+		if err := rules.CheckExpiry(d); err != nil {
+			return announcer.Note{}, invalid("expires_after: %v", err)
 		}
 		n.Expires = now.Add(d)
 	}
@@ -108,14 +97,8 @@ func parseNote(reason string, expiresAfter *durationpb.Duration, who string, now
 
 // checkReason refuses reasons that would garble logs and status tables.
 func checkReason(reason string) error {
-	if len(reason) > maxReason {
-		return invalid("reason is %d bytes long: keep it under %d (a ticket number and a few words)", len(reason), maxReason)
-	}
-	if !utf8.ValidString(reason) {
-		return invalid("reason is not valid UTF-8")
-	}
-	if i := strings.IndexFunc(reason, unicode.IsControl); i >= 0 {
-		return invalid("reason contains a control character at byte %d: use a single line of text", i)
+	if err := rules.CheckReason(reason); err != nil {
+		return invalid("%v", err)
 	}
 	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
@@ -29,16 +27,6 @@ func checkOutput(out string, choices ...string) error {
 		}
 	}
 	return usagef("--output %q is not supported: use %s", out, strings.Join(choices, " or "))
-}
-
-// printJSON writes m as indented JSON with the proto field names.
-func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(m)
-	if err != nil {
-		return failure{fmt.Errorf("encode JSON: %w", err)}
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
 }
 
 func (a *app) reloadCmd() *cobra.Command {
@@ -165,22 +153,30 @@ func (a *app) configsCmd() *cobra.Command {
 
 func (a *app) routerConfigCmd() *cobra.Command {
 	var flavor string
+	req := &directorv1.RouterConfigRequest{}
 	cmd := &cobra.Command{
 		Use:   "router-config",
 		Short: "Print the upstream router's side of the peering (FRR or BIRD)",
-		Args:  exactArgs(0, "no arguments"),
+		Long: `router-config prints the upstream router's side of this director's peering
+for its running configuration, like directord router-config does for files.
+The flags describe the router where the configuration cannot: which peer
+entries are this router (--router-addresses), and, for directors that
+announce through OSPF (announce: kernel), the router's interfaces toward them.`,
+		Example: `  directorctl router-config --flavor bird
+  directorctl router-config --router-addresses 10.0.1.1
+  directorctl router-config --ospf-interfaces eth1,eth2 --ospf-point-to-point`,
+		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var f directorv1.RouterFlavor
 			switch flavor {
 			case "frr":
-				f = directorv1.RouterFlavor_ROUTER_FLAVOR_FRR
+				req.Flavor = directorv1.RouterFlavor_ROUTER_FLAVOR_FRR
 			case "bird":
-				f = directorv1.RouterFlavor_ROUTER_FLAVOR_BIRD
+				req.Flavor = directorv1.RouterFlavor_ROUTER_FLAVOR_BIRD
 			default:
 				return usagef("--flavor %q is not supported: use frr or bird", flavor)
 			}
 			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
-				resp, err := c.RouterConfig(ctx, &directorv1.RouterConfigRequest{Flavor: f})
+				resp, err := c.RouterConfig(ctx, req)
 				if err != nil {
 					return rpcError{"router-config", err}
 				}
@@ -189,8 +185,16 @@ func (a *app) routerConfigCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&flavor, "flavor", "frr", "router software: frr or bird")
+	f := cmd.Flags()
+	f.StringVar(&flavor, "flavor", "frr", "router software: frr or bird")
 	cmd.RegisterFlagCompletionFunc("flavor", cobra.FixedCompletions([]string{"frr", "bird"}, cobra.ShellCompDirectiveNoFileComp))
+	f.StringSliceVar(&req.RouterAddresses, "router-addresses", nil, "this router's addresses: only peer entries with them are used (default: every peer entry)")
+	f.Uint32Var(&req.RouterAsn, "router-asn", 0, "the router's AS number (default: from the peer entries)")
+	f.StringVar(&req.RouterId, "router-id", "", "the router's router ID (default: its lowest IPv4 peer address)")
+	f.Uint32Var(&req.MaximumPaths, "maximum-paths", 0, "ECMP width, 1 to 256 (default: max(8, number of directors))")
+	f.StringSliceVar(&req.OspfInterfaces, "ospf-interfaces", nil, "the router's interfaces toward directors with announce: kernel (required for them)")
+	f.StringVar(&req.OspfArea, "ospf-area", "", "OSPF area of those interfaces (default 0.0.0.0)")
+	f.BoolVar(&req.OspfPointToPoint, "ospf-point-to-point", false, "run the OSPF interfaces as point-to-point links")
 	return cmd
 }
 

@@ -20,7 +20,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/control/controltest"
@@ -122,19 +121,19 @@ services:
 	return c
 }
 
-// daemonStatus reads the status through directorctl -o json.
+// daemonStatus reads the status over the API socket (directorctl's JSON
+// is made for jq, not for protojson; TestJSONForJq checks it).
 func daemonStatus(t *testing.T, sock string) (*directorv1.GetStatusResponse, bool) {
 	t.Helper()
-	cmd := exec.Command(binary, "--socket", sock, "--timeout", "2s", "status", "-o", "json")
-	out, err := cmd.Output()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, false
+		t.Fatal(err)
 	}
-	var s directorv1.GetStatusResponse
-	if err := protojson.Unmarshal(out, &s); err != nil {
-		t.Fatalf("status -o json does not parse: %v", err)
-	}
-	return &s, true
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := directorv1.NewDirectorClient(conn).GetStatus(ctx, &directorv1.GetStatusRequest{})
+	return s, err == nil
 }
 
 // waitStatus polls directorctl status until cond holds (bounded).
@@ -328,8 +327,16 @@ func TestRealDaemon(t *testing.T) {
 	}
 	// A broken file is refused (exit 1) and the running version stays.
 	write("services: [broken\n")
-	if _, stderr, code := ctl(t, nil, "--socket", sock, "reload"); code != 1 || !strings.Contains(stderr, "directord.yaml") {
+	if _, stderr, code := ctl(t, nil, "--socket", sock, "reload"); code != 1 || !strings.Contains(stderr, "directord.yaml has errors; nothing changed") ||
+		strings.Contains(stderr, "reload: reload:") {
 		t.Errorf("reload of a broken file: exit %d\n%s", code, stderr)
+	}
+	// announce: none gives no router configuration: a precondition that
+	// says so (it was INTERNAL).
+	if _, stderr, code := ctl(t, nil, "--socket", sock, "router-config"); code != 1 ||
+		!strings.Contains(stderr, "router-config: the running configuration gives no router configuration: no director announces") ||
+		strings.Contains(stderr, "Internal") {
+		t.Errorf("router-config of an announce: none director: exit %d\n%s", code, stderr)
 	}
 
 	// 5. Rollback to version 1 loads it again as version 4.
@@ -341,7 +348,18 @@ func TestRealDaemon(t *testing.T) {
 		t.Errorf("after rollback: %v, drain kept %t", s.GetConfig(), backendIn(s, "web").GetDraining())
 	}
 
-	// 6. Enable: the backend returns and the VIP is advertised again.
+	// 6. A weight set on one service and cleared the way the help shows
+	// (the clear used to print success and change nothing).
+	if _, _, code := ctl(t, nil, "--socket", sock, "weight", "127.0.0.1", "7", "--service", "api"); code != 0 {
+		t.Fatalf("weight: exit %d", code)
+	}
+	waitStatus(t, sock, "api weight 7", func(s *directorv1.GetStatusResponse) bool { return backendIn(s, "api").GetEffectiveWeight() == 7 })
+	if out, _, code := ctl(t, nil, "--socket", sock, "weight", "127.0.0.1", "--clear"); code != 0 || !strings.Contains(out, "cleared the weight override api/127.0.0.1:* weight 7") {
+		t.Fatalf("weight --clear: exit %d %s", code, out)
+	}
+	waitStatus(t, sock, "api weight back to 1", func(s *directorv1.GetStatusResponse) bool { return backendIn(s, "api").GetEffectiveWeight() == 1 })
+
+	// Enable: the backend returns and the VIP is advertised again.
 	if _, _, code := ctl(t, nil, "--socket", sock, "enable", "127.0.0.1", "--service", "web"); code != 0 {
 		t.Fatalf("enable: exit %d", code)
 	}

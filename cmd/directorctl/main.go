@@ -46,7 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	code, msg := describe(err, root.target())
+	target, tcp := root.target()
+	code, msg := describe(err, target, tcp)
 	fmt.Fprintln(stderr, "directorctl: "+msg)
 	if code == exitUsage && !isServerError(err) {
 		fmt.Fprintln(stderr, "Run 'directorctl --help' for usage.")
@@ -88,7 +89,7 @@ func isServerError(err error) bool {
 // describe picks the exit code and a plain message that says what to do.
 // Anything that is neither a failed call nor a local failure comes from
 // parsing the command line (cobra's flag and argument errors included).
-func describe(err error, target string) (int, string) {
+func describe(err error, target string, tcp bool) (int, string) {
 	var r rpcError
 	if errors.As(err, &r) {
 		st, _ := status.FromError(r.err)
@@ -96,7 +97,7 @@ func describe(err error, target string) (int, string) {
 		switch st.Code() {
 		case codes.Unavailable:
 			hint := "is directord running? Point --socket (or --addr) at its API"
-			if !strings.HasPrefix(target, "/") {
+			if tcp {
 				hint = "is directord listening there (api.tcp)? If so the mutual TLS handshake failed: check that --cert and --key\n  are signed by directord's api.tcp.client_ca and that --ca signs directord's certificate"
 			}
 			switch {

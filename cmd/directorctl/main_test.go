@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,8 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/control/controltest"
@@ -86,6 +85,13 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"server: unknown service", []string{"drain", "10.0.2.21", "--service", "nope"}, true, 1, `no service named "nope": use one of web, api`},
 		{"server: malformed (reason)", []string{"drain", "10.0.2.21", "--reason", "a\tb"}, true, 2, "reason contains a control character"},
 		{"server: no previous config", []string{"rollback"}, true, 1, "there is no previous configuration"},
+		// One rule for every override's expiry (rules.CheckExpiry), with the
+		// server's words: --for 0 used to mean "never", and a director drain
+		// of a year and a second used to pass.
+		{"--for 0", []string{"drain", "10.0.2.21", "--for", "0"}, true, 2, "--for: expiry 0s is not positive: leave the expiry out for an override that never lapses"},
+		{"--for over a year", []string{"director", "drain", "--for", "8760h1s"}, true, 2, "--for: expiry 8760h0m1s is longer than a year (8760h)"},
+		{"vip --for negative", []string{"vip", "disable", "198.18.0.10", "--for", "-1h"}, true, 2, "--for: expiry -1h0m0s is not positive"},
+		{"--clear with --for", []string{"weight", "10.0.2.21", "--clear", "--for", "1h"}, true, 2, "--clear removes overrides now"},
 		{"no daemon", []string{"--socket", "/nonexistent/d.sock", "status"}, false, 1, "cannot reach directord at /nonexistent/d.sock"},
 		{"addr without certificates", []string{"--addr", "127.0.0.1:1", "status"}, false, 2, "--addr needs mutual TLS: give --cert, --key and --ca"},
 	}
@@ -101,8 +107,27 @@ func TestExitCodesAndMessages(t *testing.T) {
 			}
 		})
 	}
-	if n := len(h.Loop.Status().Overrides.Drained); n != 0 {
-		t.Errorf("failed commands left %d drains", n)
+	if o := h.Loop.Status().Overrides; len(o.Drained) != 0 || o.Director != nil || len(o.DisabledVIPs) != 0 {
+		t.Errorf("failed commands left overrides: %+v", o)
+	}
+}
+
+// TestRelativeSocket: --socket takes a path relative to the working
+// directory (it used to fail with "invalid (non-empty) authority" and a
+// hint about mutual TLS).
+func TestRelativeSocket(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	cmd := exec.Command(binary, "--socket", filepath.Base(h.Sock), "status")
+	cmd.Dir = filepath.Dir(h.Sock)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Director t1: serving") {
+		t.Fatalf("directorctl --socket %s status (in %s): %v\n%s", filepath.Base(h.Sock), cmd.Dir, err, out)
+	}
+	cmd = exec.Command(binary, "--socket", "nothing/here.sock", "status")
+	cmd.Dir = t.TempDir()
+	out, _ = cmd.CombinedOutput()
+	if want := "cannot reach directord at nothing/here.sock"; !strings.Contains(string(out), want) || strings.Contains(string(out), "TLS") {
+		t.Errorf("a missing relative socket: %s\nwant %q and no TLS hint", out, want)
 	}
 }
 
@@ -112,12 +137,15 @@ func TestStatusJSONAndTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var resp directorv1.GetStatusResponse
-	if err := protojson.Unmarshal([]byte(out), &resp); err != nil {
+	var resp struct {
+		Director       string
+		Vips, Services []any
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
 		t.Fatalf("status -o json does not parse: %v\n%s", err, out)
 	}
-	if resp.GetDirector() != "t1" || len(resp.GetVips()) != 2 || len(resp.GetServices()) != 2 {
-		t.Errorf("json status = director %q, %d VIPs, %d services", resp.GetDirector(), len(resp.GetVips()), len(resp.GetServices()))
+	if resp.Director != "t1" || len(resp.Vips) != 2 || len(resp.Services) != 2 {
+		t.Errorf("json status = director %q, %d VIPs, %d services", resp.Director, len(resp.Vips), len(resp.Services))
 	}
 	table, _, code := ctl(t, h, "status")
 	if code != 0 {
@@ -147,12 +175,26 @@ func TestOverridesThroughTheCLI(t *testing.T) {
 	}{
 		{[]string{"drain", "10.0.2.21", "--service", "web", "--reason", "TICKET-7", "--for", "1h"}, "draining web/10.0.2.21:80 until ",
 			func() bool { return h.World.Weight(controltest.WebKey(), ap("10.0.2.21:80")) == 0 }},
-		{[]string{"enable", "10.0.2.21", "--service", "web"}, "enabled web/10.0.2.21:80",
+		{[]string{"enable", "10.0.2.21", "--service", "web"}, "lifted the drain on web/10.0.2.21:*\n",
 			func() bool { return h.World.Weight(controltest.WebKey(), ap("10.0.2.21:80")) == 1 }},
 		{[]string{"weight", "10.0.2.31", "9"}, "weight 9 on api/10.0.2.31:443",
 			func() bool { return h.World.Weight(controltest.APIKey(), ap("10.0.2.31:443")) == 9 }},
-		{[]string{"weight", "10.0.2.31", "--clear"}, "cleared the weight override of api/10.0.2.31:443",
+		{[]string{"weight", "10.0.2.31", "--clear"}, "cleared the weight override */10.0.2.31:* weight 9; api/10.0.2.31:443 back to the configured weight",
 			func() bool { return h.World.Weight(controltest.APIKey(), ap("10.0.2.31:443")) == 1 }},
+		// The help's own example: set with --service, clear without. The
+		// clear used to print success and change nothing.
+		{[]string{"weight", "10.0.2.21", "5", "--service", "web"}, "weight 5 on web/10.0.2.21:80",
+			func() bool { return h.World.Weight(controltest.WebKey(), ap("10.0.2.21:80")) == 5 }},
+		{[]string{"weight", "10.0.2.21", "--clear"}, "cleared the weight override web/10.0.2.21:* weight 5",
+			func() bool { return h.World.Weight(controltest.WebKey(), ap("10.0.2.21:80")) == 1 }},
+		{[]string{"weight", "10.0.2.21", "--clear"}, "no weight override on 10.0.2.21 to clear; nothing changed",
+			func() bool { return h.World.Weight(controltest.WebKey(), ap("10.0.2.21:80")) == 1 }},
+		{[]string{"drain", "10.0.2.21", "--service", "api", "--port", "443"}, "draining api/10.0.2.21:443",
+			func() bool { return h.World.Weight(controltest.APIKey(), ap("10.0.2.21:443")) == 0 }},
+		{[]string{"enable", "10.0.2.21", "--service", "web"}, "no drain on 10.0.2.21 to lift with --service web; nothing changed",
+			func() bool { return h.World.Weight(controltest.APIKey(), ap("10.0.2.21:443")) == 0 }},
+		{[]string{"enable", "10.0.2.21"}, "lifted the drain on api/10.0.2.21:443\n",
+			func() bool { return h.World.Weight(controltest.APIKey(), ap("10.0.2.21:443")) == 2 }},
 		{[]string{"vip", "disable", "198.18.0.11", "--reason", "move"}, "VIP 198.18.0.11 disabled",
 			func() bool { return !h.World.Advertised(controltest.APIKey().VIP) }},
 		{[]string{"vip", "enable", "198.18.0.11"}, "VIP 198.18.0.11 enabled",
@@ -212,15 +254,27 @@ func TestReloadRollbackConfigsAndWatch(t *testing.T) {
 		t.Fatalf("rollback: exit %d\n%s", code, out)
 	}
 	out, _, code = ctl(t, h, "configs", "-o", "json")
-	var list directorv1.ListConfigsResponse
-	if err := protojson.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.GetConfigs()) != 3 || list.GetRunning() != 3 {
+	var list struct {
+		Configs []any
+		Running int
+	}
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.Configs) != 3 || list.Running != 3 {
 		t.Fatalf("configs -o json: exit %d, %v\n%s", code, err, out)
 	}
 	if out, _, code = ctl(t, h, "configs"); code != 0 || !strings.Contains(out, "(running)") {
 		t.Errorf("configs: exit %d\n%s", code, out)
 	}
-	if out, _, code = ctl(t, h, "router-config", "--flavor", "bird"); code != 0 || out != "! bird for t1\n" {
-		t.Errorf("router-config: exit %d %q", code, out)
+	// announce: none gives no router configuration: a precondition with the
+	// reason (it used to end in "(Internal)").
+	if _, stderr, code := ctl(t, h, "router-config", "--flavor", "bird"); code != 1 ||
+		!strings.Contains(stderr, "directorctl: router-config: the running configuration gives no router configuration: no director announces to this router") {
+		t.Errorf("router-config: exit %d %q", code, stderr)
+	}
+	// A broken file: the errors, once, without "reload: reload:".
+	h.SetFile(controltest.BaseConfig + "  - name: [broken\n")
+	if _, stderr, code := ctl(t, h, "reload"); code != 1 || strings.Contains(stderr, "reload: reload:") ||
+		!strings.Contains(stderr, "directorctl: reload: director.yaml has errors; nothing changed:\ndirector.yaml:") {
+		t.Errorf("reload of a broken file: exit %d\n%s", code, stderr)
 	}
 
 	// The reloads and the rollback are events; watch --all replays them.
@@ -232,8 +286,8 @@ func TestReloadRollbackConfigsAndWatch(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("watch --count 2 printed %d lines:\n%s", len(lines), out)
 	}
-	var first directorv1.Event
-	if err := protojson.Unmarshal([]byte(lines[0]), &first); err != nil || first.GetSeq() != 1 {
+	var first struct{ Seq int }
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Seq != 1 {
 		t.Fatalf("first event %q: %v", lines[0], err)
 	}
 	out, _, code = ctl(t, h, "watch", "--after", "1", "--count", "1")

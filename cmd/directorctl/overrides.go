@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/anycast-director/director/control/rules"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -40,15 +41,25 @@ func (f *refFlags) ref(addr string) (*directorv1.BackendRef, error) {
 	return &directorv1.BackendRef{Service: f.service, Address: a.String(), Port: uint32(f.port)}, nil
 }
 
-// expires converts --for.
-func expires(d time.Duration) (*durationpb.Duration, error) {
-	switch {
-	case d == 0:
+// expires converts --for: without the flag the override never lapses;
+// with it, the value must pass the rule directord applies to every override
+// (rules.CheckExpiry), so --for 0 is refused rather than meaning "never".
+func expires(cmd *cobra.Command, d time.Duration) (*durationpb.Duration, error) {
+	if !cmd.Flags().Changed("for") {
 		return nil, nil
-	case d < 0:
-		return nil, usagef("--for %s must be positive", d)
+	}
+	if err := rules.CheckExpiry(d); err != nil {
+		return nil, usagef("--for: %v", err)
 	}
 	return durationpb.New(d), nil
+}
+
+// checkReason checks --reason with the rule directord applies.
+func checkReason(reason string) error {
+	if err := rules.CheckReason(reason); err != nil {
+		return usagef("--reason: %v", err)
+	}
+	return nil
 }
 
 func (a *app) drainCmd() *cobra.Command {
@@ -64,8 +75,11 @@ func (a *app) drainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			exp, err := expires(f.expiry)
+			exp, err := expires(cmd, f.expiry)
 			if err != nil {
+				return err
+			}
+			if err := checkReason(f.reason); err != nil {
 				return err
 			}
 			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
@@ -86,7 +100,7 @@ func (a *app) enableCmd() *cobra.Command {
 	var f refFlags
 	cmd := &cobra.Command{
 		Use:   "enable ADDRESS",
-		Short: "Lift a backend drain (use the same --service/--port as the drain)",
+		Short: "Lift the drains of a backend (--service/--port narrow which)",
 		Args:  exactArgs(1, "one backend address"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := f.ref(args[0])
@@ -99,10 +113,10 @@ func (a *app) enableCmd() *cobra.Command {
 					return rpcError{"enable " + args[0], err}
 				}
 				if !resp.GetWasDrained() {
-					fmt.Fprintf(a.stdout, "%s was not drained with this --service/--port (see `directorctl status`)\n", args[0])
+					fmt.Fprintf(a.stdout, "no drain on %s to lift%s; nothing changed (see `directorctl status`)\n", args[0], narrowed(f))
 					return nil
 				}
-				fmt.Fprintf(a.stdout, "enabled %s\n", strings.Join(resp.GetMatched(), ", "))
+				fmt.Fprintf(a.stdout, "lifted the drain on %s\n", overrideList(resp.GetLifted()))
 				return nil
 			})
 		},
@@ -143,7 +157,13 @@ func (a *app) weightCmd() *cobra.Command {
 				}
 				req.Weight = uint32(w)
 			}
-			if req.ExpiresAfter, err = expires(f.expiry); err != nil {
+			if clearOverride && cmd.Flags().Changed("for") {
+				return usagef("--for sets when an override lapses; --clear removes overrides now: drop one of them")
+			}
+			if req.ExpiresAfter, err = expires(cmd, f.expiry); err != nil {
+				return err
+			}
+			if err := checkReason(f.reason); err != nil {
 				return err
 			}
 			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
@@ -151,9 +171,13 @@ func (a *app) weightCmd() *cobra.Command {
 				if err != nil {
 					return rpcError{"weight " + args[0], err}
 				}
-				if clearOverride {
-					fmt.Fprintf(a.stdout, "cleared the weight override of %s\n", strings.Join(resp.GetMatched(), ", "))
-				} else {
+				switch {
+				case clearOverride && len(resp.GetCleared()) == 0:
+					fmt.Fprintf(a.stdout, "no weight override on %s to clear%s; nothing changed (see `directorctl status`)\n", args[0], narrowed(f))
+				case clearOverride:
+					fmt.Fprintf(a.stdout, "cleared the weight override %s; %s back to the configured weight\n",
+						overrideList(resp.GetCleared()), strings.Join(resp.GetMatched(), ", "))
+				default:
 					fmt.Fprintf(a.stdout, "weight %d on %s%s\n", req.Weight, strings.Join(resp.GetMatched(), ", "),
 						untilText(resp.GetOverride().GetNote()))
 				}
@@ -179,8 +203,11 @@ func (a *app) vipCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			exp, err := expires(expiry)
+			exp, err := expires(cmd, expiry)
 			if err != nil {
+				return err
+			}
+			if err := checkReason(reason); err != nil {
 				return err
 			}
 			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
@@ -240,8 +267,11 @@ func (a *app) directorCmd() *cobra.Command {
 		Short: "Withdraw every VIP gracefully while IPVS keeps forwarding",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exp, err := expires(expiry)
+			exp, err := expires(cmd, expiry)
 			if err != nil {
+				return err
+			}
+			if err := checkReason(reason); err != nil {
 				return err
 			}
 			return a.call(cmd, func(ctx context.Context, c directorv1.DirectorClient) error {
@@ -278,6 +308,30 @@ func (a *app) directorCmd() *cobra.Command {
 	undrain.Flags().StringVar(&reason, "reason", "", "why, for the logs")
 	cmd.AddCommand(drain, undrain)
 	return cmd
+}
+
+// narrowed names the --service/--port a lift was narrowed by ("" if none).
+func narrowed(f refFlags) string {
+	var parts []string
+	if f.service != "" {
+		parts = append(parts, "--service "+f.service)
+	}
+	if f.port != 0 {
+		parts = append(parts, "--port "+strconv.Itoa(int(f.port)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " with " + strings.Join(parts, " ")
+}
+
+// overrideList renders lifted or cleared overrides ("web/10.0.2.21:* weight 5").
+func overrideList(list []*directorv1.Override) string {
+	items := make([]string, 0, len(list))
+	for _, o := range list {
+		items = append(items, overrideSubject(o))
+	}
+	return strings.Join(items, ", ")
 }
 
 // untilText renders an override's expiry (" until ..." or "").

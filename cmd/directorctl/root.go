@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,12 +49,13 @@ type rootCmd struct {
 	app *app
 }
 
-// target names where directorctl connects, for messages.
-func (r rootCmd) target() string {
+// target names where directorctl connects, for messages, and whether that
+// is the TCP listener (mutual TLS) rather than the socket.
+func (r rootCmd) target() (string, bool) {
 	if r.app.addr != "" {
-		return r.app.addr
+		return r.app.addr, true
 	}
-	return r.app.socket
+	return r.app.socket, false
 }
 
 func newRoot(stdout, stderr io.Writer) rootCmd {
@@ -106,7 +108,13 @@ func (a *app) dial() (directorv1.DirectorClient, func(), error) {
 		if a.cert != "" || a.ca != "" {
 			return nil, nil, usagef("--cert, --key and --ca apply to --addr only: add --addr host:port, or drop them to use the socket")
 		}
-		target, creds = "unix://"+a.socket, insecure.NewCredentials()
+		// gRPC's unix:// target wants an absolute path (a relative one is
+		// read as an authority); the flag takes either.
+		path, err := filepath.Abs(a.socket)
+		if err != nil {
+			return nil, nil, usagef("--socket %q: %v", a.socket, err)
+		}
+		target, creds = "unix://"+path, insecure.NewCredentials()
 	} else {
 		if a.cert == "" || a.ca == "" {
 			return nil, nil, usagef("--addr needs mutual TLS: give --cert, --key and --ca")

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
@@ -144,11 +143,9 @@ func (a *app) stream(ctx context.Context, c directorv1.DirectorClient, req *dire
 		}
 		pos.seq = e.GetSeq()
 		if out == "json" {
-			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(e)
-			if err != nil {
-				return failure{err}
+			if err := printJSONLine(a.stdout, e); err != nil {
+				return err
 			}
-			fmt.Fprintln(a.stdout, string(b))
 		} else {
 			fmt.Fprintln(a.stdout, eventLine(e))
 		}

@@ -7,24 +7,28 @@ import (
 
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/routing/routerconfig"
 )
 
 // reload re-reads the configuration file. A file with errors is rejected as a
-// whole (every error is logged and returned) and the running configuration
-// stays; dryRun only previews the changes.
+// whole (its errors are logged and returned, the first config.MaxShown of
+// them in full) and the running configuration stays; dryRun only previews
+// the changes. Reading the file is bounded (config.LoadContext: regular files
+// only, 8 MiB, 10 s).
 func (d *daemon) reload(ctx context.Context, dryRun bool) ([]announcer.Change, announcer.ConfigVersion, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	running := d.loop.Status().Config
-	cfg, err := config.Load(d.path)
+	cfg, err := config.LoadContext(ctx, d.path)
 	if err != nil {
+		err = &control.ConfigFileError{Path: d.path, Err: err}
 		if !dryRun {
 			d.metrics.ObserveReload(time.Now(), err)
 			d.loop.Events().Append(announcer.Event{Time: time.Now(), Kind: announcer.EventReload,
 				Subject: d.path, To: "rejected", Reason: err.Error()})
 		}
-		return nil, running, fmt.Errorf("%w: %s has errors, nothing changed:\n%v", announcer.ErrInvalid, d.path, err)
+		return nil, running, err
 	}
 	for _, w := range cfg.Warnings {
 		d.log.Warn("configuration warning", "reason", w.Error())
@@ -71,7 +75,7 @@ const redactedPassword = "<redacted>"
 
 // routerConfig renders the routers' side of this director's peering for the
 // API, with the MD5 keys redacted.
-func (d *daemon) routerConfig(flavor string) ([]byte, error) {
+func (d *daemon) routerConfig(flavor string, opts routerconfig.Options) ([]byte, error) {
 	cfg := d.current()
 	if cfg.BGP != nil {
 		cfg = cfg.Clone()
@@ -81,5 +85,5 @@ func (d *daemon) routerConfig(flavor string) ([]byte, error) {
 			}
 		}
 	}
-	return routerconfig.Generate(flavor, []*config.Config{cfg}, routerconfig.Options{})
+	return routerconfig.Generate(flavor, []*config.Config{cfg}, opts)
 }

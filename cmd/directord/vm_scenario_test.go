@@ -317,7 +317,7 @@ func (s *scenario) operatorOverrides() {
 	}
 	waitKernel(t, s.kern, "drained rs2 deleted after the drain delay", drainDelay+5*time.Second, weightIs(webKey, rsAddr[1], -1))
 
-	if out := l.mustCtl("enable", rs2, "--service", "web"); !strings.Contains(out, "enabled") {
+	if out := l.mustCtl("enable", rs2, "--service", "web"); !strings.Contains(out, "lifted the drain on web/") {
 		t.Errorf("directorctl enable printed %q", out)
 	}
 	k := now("enable", weightIs(webKey, rsAddr[1], 2))

@@ -2,7 +2,6 @@ package controltest
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -21,6 +20,7 @@ import (
 	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/ipvs"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
+	"github.com/anycast-director/director/routing/routerconfig"
 )
 
 // BaseConfig has two IPVS services sharing backend 10.0.2.21 on two ports.
@@ -157,11 +157,13 @@ func Start(t testing.TB, o Options) *Harness {
 
 	h.Sock = filepath.Join(ShortTempDir(t), "run", "d.sock")
 	opts := control.ServerOptions{
-		Director:     h.Loop,
-		Reload:       h.reload,
-		RouterConfig: func(flavor string) ([]byte, error) { return []byte("! " + flavor + " for t1\n"), nil },
-		Logger:       slog.New(slog.NewTextHandler(h.Logs, nil)),
-		API:          config.API{Socket: h.Sock, KeepConfigs: 3},
+		Director: h.Loop,
+		Reload:   h.reload,
+		RouterConfig: func(flavor string, opts routerconfig.Options) ([]byte, error) {
+			return routerconfig.Generate(flavor, []*config.Config{h.Loop.Running()}, opts)
+		},
+		Logger: slog.New(slog.NewTextHandler(h.Logs, nil)),
+		API:    config.API{Socket: h.Sock, KeepConfigs: 3},
 	}
 	if o.Server != nil {
 		o.Server(&opts)
@@ -206,7 +208,7 @@ func (h *Harness) reload(ctx context.Context, dryRun bool) ([]announcer.Change, 
 	cfg, err := config.Parse("director.yaml", []byte(data))
 	if err != nil {
 		// Wrapped as the daemon does.
-		return nil, h.Loop.Status().Config, fmt.Errorf("%w: director.yaml has errors, nothing changed:\n%v", announcer.ErrInvalid, err)
+		return nil, h.Loop.Status().Config, &control.ConfigFileError{Path: "director.yaml", Err: err}
 	}
 	cfg.Source = "director.yaml"
 	changes, err := h.Loop.Preview(ctx, cfg)

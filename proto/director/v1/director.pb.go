@@ -2328,10 +2328,11 @@ func (x *DrainBackendResponse) GetOverride() *Override {
 	return nil
 }
 
-// EnableBackendRequest lifts a drain.
+// EnableBackendRequest lifts drains.
 type EnableBackendRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// backend must be the same reference the drain was set with.
+	// backend selects the drains to lift: every drain whose reference it
+	// covers (the same address; an empty service or port 0 covers any).
 	Backend       *BackendRef `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
 	Reason        string      `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2386,8 +2387,10 @@ func (x *EnableBackendRequest) GetReason() string {
 type EnableBackendResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Matched []string               `protobuf:"bytes,1,rep,name=matched,proto3" json:"matched,omitempty"`
-	// was_drained is false when no drain with this reference existed.
-	WasDrained    bool `protobuf:"varint,2,opt,name=was_drained,json=wasDrained,proto3" json:"was_drained,omitempty"`
+	// was_drained is false when no drain was covered by the reference.
+	WasDrained bool `protobuf:"varint,2,opt,name=was_drained,json=wasDrained,proto3" json:"was_drained,omitempty"`
+	// lifted lists the drains that were removed.
+	Lifted        []*Override `protobuf:"bytes,3,rep,name=lifted,proto3" json:"lifted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2436,13 +2439,22 @@ func (x *EnableBackendResponse) GetWasDrained() bool {
 	return false
 }
 
+func (x *EnableBackendResponse) GetLifted() []*Override {
+	if x != nil {
+		return x.Lifted
+	}
+	return nil
+}
+
 // SetWeightRequest overrides the weight of matching backends.
 type SetWeightRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Backend *BackendRef            `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
 	// weight is the IPVS weight, 0 to 65535.
 	Weight uint32 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
-	// clear removes the override instead (weight is then ignored).
+	// clear removes overrides instead (weight is then ignored): every weight
+	// override whose reference backend covers (the same address; an empty
+	// service or port 0 covers any).
 	Clear         bool                 `protobuf:"varint,3,opt,name=clear,proto3" json:"clear,omitempty"`
 	Reason        string               `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	ExpiresAfter  *durationpb.Duration `protobuf:"bytes,5,opt,name=expires_after,json=expiresAfter,proto3" json:"expires_after,omitempty"`
@@ -2519,8 +2531,10 @@ func (x *SetWeightRequest) GetExpiresAfter() *durationpb.Duration {
 type SetWeightResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Matched []string               `protobuf:"bytes,1,rep,name=matched,proto3" json:"matched,omitempty"`
-	// override is unset when the request cleared the override.
-	Override      *Override `protobuf:"bytes,2,opt,name=override,proto3" json:"override,omitempty"`
+	// override is unset when the request cleared overrides.
+	Override *Override `protobuf:"bytes,2,opt,name=override,proto3" json:"override,omitempty"`
+	// cleared lists the weight overrides a clear removed (empty: none was set).
+	Cleared       []*Override `protobuf:"bytes,3,rep,name=cleared,proto3" json:"cleared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2565,6 +2579,13 @@ func (x *SetWeightResponse) GetMatched() []string {
 func (x *SetWeightResponse) GetOverride() *Override {
 	if x != nil {
 		return x.Override
+	}
+	return nil
+}
+
+func (x *SetWeightResponse) GetCleared() []*Override {
+	if x != nil {
+		return x.Cleared
 	}
 	return nil
 }
@@ -3465,12 +3486,31 @@ func (x *GetConfigResponse) GetContent() string {
 	return ""
 }
 
-// RouterConfigRequest selects the router's flavor.
+// RouterConfigRequest selects the router's flavor and, like the flags of
+// `directord router-config`, describes the router where the director's
+// configuration cannot.
 type RouterConfigRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Flavor        RouterFlavor           `protobuf:"varint,1,opt,name=flavor,proto3,enum=director.v1.RouterFlavor" json:"flavor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Flavor RouterFlavor           `protobuf:"varint,1,opt,name=flavor,proto3,enum=director.v1.RouterFlavor" json:"flavor,omitempty"`
+	// router_addresses are this router's addresses: only peer entries with
+	// them are used (default: every peer entry).
+	RouterAddresses []string `protobuf:"bytes,2,rep,name=router_addresses,json=routerAddresses,proto3" json:"router_addresses,omitempty"`
+	// router_asn is the router's AS number (default: from the peer entries).
+	RouterAsn uint32 `protobuf:"varint,3,opt,name=router_asn,json=routerAsn,proto3" json:"router_asn,omitempty"`
+	// router_id is the router's router ID (default: its lowest IPv4 peer
+	// address).
+	RouterId string `protobuf:"bytes,4,opt,name=router_id,json=routerId,proto3" json:"router_id,omitempty"`
+	// maximum_paths is the ECMP width, 1 to 256 (default: max(8, directors)).
+	MaximumPaths uint32 `protobuf:"varint,5,opt,name=maximum_paths,json=maximumPaths,proto3" json:"maximum_paths,omitempty"`
+	// ospf_interfaces are the router's interfaces toward a director that
+	// announces through OSPF (announce: kernel); required for one.
+	OspfInterfaces []string `protobuf:"bytes,6,rep,name=ospf_interfaces,json=ospfInterfaces,proto3" json:"ospf_interfaces,omitempty"`
+	// ospf_area is the OSPF area of those interfaces (default 0.0.0.0).
+	OspfArea string `protobuf:"bytes,7,opt,name=ospf_area,json=ospfArea,proto3" json:"ospf_area,omitempty"`
+	// ospf_point_to_point runs them as point-to-point links.
+	OspfPointToPoint bool `protobuf:"varint,8,opt,name=ospf_point_to_point,json=ospfPointToPoint,proto3" json:"ospf_point_to_point,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RouterConfigRequest) Reset() {
@@ -3508,6 +3548,55 @@ func (x *RouterConfigRequest) GetFlavor() RouterFlavor {
 		return x.Flavor
 	}
 	return RouterFlavor_ROUTER_FLAVOR_UNSPECIFIED
+}
+
+func (x *RouterConfigRequest) GetRouterAddresses() []string {
+	if x != nil {
+		return x.RouterAddresses
+	}
+	return nil
+}
+
+func (x *RouterConfigRequest) GetRouterAsn() uint32 {
+	if x != nil {
+		return x.RouterAsn
+	}
+	return 0
+}
+
+func (x *RouterConfigRequest) GetRouterId() string {
+	if x != nil {
+		return x.RouterId
+	}
+	return ""
+}
+
+func (x *RouterConfigRequest) GetMaximumPaths() uint32 {
+	if x != nil {
+		return x.MaximumPaths
+	}
+	return 0
+}
+
+func (x *RouterConfigRequest) GetOspfInterfaces() []string {
+	if x != nil {
+		return x.OspfInterfaces
+	}
+	return nil
+}
+
+func (x *RouterConfigRequest) GetOspfArea() string {
+	if x != nil {
+		return x.OspfArea
+	}
+	return ""
+}
+
+func (x *RouterConfigRequest) GetOspfPointToPoint() bool {
+	if x != nil {
+		return x.OspfPointToPoint
+	}
+	return false
 }
 
 // RouterConfigResponse is the router-side configuration snippet.
@@ -3717,20 +3806,22 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\boverride\x18\x02 \x01(\v2\x15.director.v1.OverrideR\boverride\"a\n" +
 	"\x14EnableBackendRequest\x121\n" +
 	"\abackend\x18\x01 \x01(\v2\x17.director.v1.BackendRefR\abackend\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"R\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x81\x01\n" +
 	"\x15EnableBackendResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x03(\tR\amatched\x12\x1f\n" +
 	"\vwas_drained\x18\x02 \x01(\bR\n" +
-	"wasDrained\"\xcb\x01\n" +
+	"wasDrained\x12-\n" +
+	"\x06lifted\x18\x03 \x03(\v2\x15.director.v1.OverrideR\x06lifted\"\xcb\x01\n" +
 	"\x10SetWeightRequest\x121\n" +
 	"\abackend\x18\x01 \x01(\v2\x17.director.v1.BackendRefR\abackend\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12\x14\n" +
 	"\x05clear\x18\x03 \x01(\bR\x05clear\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12>\n" +
-	"\rexpires_after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\fexpiresAfter\"`\n" +
+	"\rexpires_after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\fexpiresAfter\"\x91\x01\n" +
 	"\x11SetWeightResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x03(\tR\amatched\x121\n" +
-	"\boverride\x18\x02 \x01(\v2\x15.director.v1.OverrideR\boverride\"}\n" +
+	"\boverride\x18\x02 \x01(\v2\x15.director.v1.OverrideR\boverride\x12/\n" +
+	"\acleared\x18\x03 \x03(\v2\x15.director.v1.OverrideR\acleared\"}\n" +
 	"\x11DisableVIPRequest\x12\x10\n" +
 	"\x03vip\x18\x01 \x01(\tR\x03vip\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12>\n" +
@@ -3779,9 +3870,17 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"c\n" +
 	"\x11GetConfigResponse\x124\n" +
 	"\aversion\x18\x01 \x01(\v2\x1a.director.v1.ConfigVersionR\aversion\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"H\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xc9\x02\n" +
 	"\x13RouterConfigRequest\x121\n" +
-	"\x06flavor\x18\x01 \x01(\x0e2\x19.director.v1.RouterFlavorR\x06flavor\"a\n" +
+	"\x06flavor\x18\x01 \x01(\x0e2\x19.director.v1.RouterFlavorR\x06flavor\x12)\n" +
+	"\x10router_addresses\x18\x02 \x03(\tR\x0frouterAddresses\x12\x1d\n" +
+	"\n" +
+	"router_asn\x18\x03 \x01(\rR\trouterAsn\x12\x1b\n" +
+	"\trouter_id\x18\x04 \x01(\tR\brouterId\x12#\n" +
+	"\rmaximum_paths\x18\x05 \x01(\rR\fmaximumPaths\x12'\n" +
+	"\x0fospf_interfaces\x18\x06 \x03(\tR\x0eospfInterfaces\x12\x1b\n" +
+	"\tospf_area\x18\a \x01(\tR\bospfArea\x12-\n" +
+	"\x13ospf_point_to_point\x18\b \x01(\bR\x10ospfPointToPoint\"a\n" +
 	"\x14RouterConfigResponse\x121\n" +
 	"\x06flavor\x18\x01 \x01(\x0e2\x19.director.v1.RouterFlavorR\x06flavor\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\tR\x06config*p\n" +
@@ -3982,56 +4081,58 @@ var file_director_v1_director_proto_depIdxs = []int32{
 	55, // 36: director.v1.DrainBackendRequest.expires_after:type_name -> google.protobuf.Duration
 	23, // 37: director.v1.DrainBackendResponse.override:type_name -> director.v1.Override
 	22, // 38: director.v1.EnableBackendRequest.backend:type_name -> director.v1.BackendRef
-	22, // 39: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
-	55, // 40: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
-	23, // 41: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
-	55, // 42: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
-	23, // 43: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
-	55, // 44: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
-	23, // 45: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
-	8,  // 46: director.v1.Change.kind:type_name -> director.v1.ChangeKind
-	9,  // 47: director.v1.Change.action:type_name -> director.v1.ChangeAction
-	43, // 48: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
-	13, // 49: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
-	13, // 50: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
-	43, // 51: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
-	13, // 52: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
-	13, // 53: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
-	10, // 54: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
-	10, // 55: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
-	11, // 56: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
-	24, // 57: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
-	28, // 58: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
-	30, // 59: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
-	32, // 60: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
-	34, // 61: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
-	36, // 62: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
-	38, // 63: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
-	40, // 64: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
-	42, // 65: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
-	45, // 66: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
-	47, // 67: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
-	49, // 68: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
-	51, // 69: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
-	12, // 70: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
-	27, // 71: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
-	29, // 72: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
-	31, // 73: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
-	33, // 74: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
-	35, // 75: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
-	37, // 76: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
-	39, // 77: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
-	41, // 78: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
-	44, // 79: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
-	46, // 80: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
-	48, // 81: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
-	50, // 82: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
-	52, // 83: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
-	70, // [70:84] is the sub-list for method output_type
-	56, // [56:70] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	23, // 39: director.v1.EnableBackendResponse.lifted:type_name -> director.v1.Override
+	22, // 40: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
+	55, // 41: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
+	23, // 42: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
+	23, // 43: director.v1.SetWeightResponse.cleared:type_name -> director.v1.Override
+	55, // 44: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
+	23, // 45: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
+	55, // 46: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
+	23, // 47: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
+	8,  // 48: director.v1.Change.kind:type_name -> director.v1.ChangeKind
+	9,  // 49: director.v1.Change.action:type_name -> director.v1.ChangeAction
+	43, // 50: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
+	13, // 51: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
+	13, // 52: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
+	43, // 53: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
+	13, // 54: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
+	13, // 55: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
+	10, // 56: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
+	10, // 57: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
+	11, // 58: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
+	24, // 59: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
+	28, // 60: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
+	30, // 61: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
+	32, // 62: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
+	34, // 63: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
+	36, // 64: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
+	38, // 65: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
+	40, // 66: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
+	42, // 67: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
+	45, // 68: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
+	47, // 69: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
+	49, // 70: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
+	51, // 71: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
+	12, // 72: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
+	27, // 73: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
+	29, // 74: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
+	31, // 75: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
+	33, // 76: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
+	35, // 77: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
+	37, // 78: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
+	39, // 79: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
+	41, // 80: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
+	44, // 81: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
+	46, // 82: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
+	48, // 83: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
+	50, // 84: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
+	52, // 85: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
+	72, // [72:86] is the sub-list for method output_type
+	58, // [58:72] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_director_v1_director_proto_init() }
