@@ -2,8 +2,10 @@ package announcer
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // EventKind classifies an Event.
@@ -45,6 +47,7 @@ type EventLog struct {
 	ring   []Event
 	next   uint64 // sequence of the next event
 	notify chan struct{}
+	size   int // the ring's capacity, fixed at construction
 }
 
 // NewEventLog keeps up to size events.
@@ -52,11 +55,20 @@ func NewEventLog(size int) *EventLog {
 	if size < 1 {
 		size = 1
 	}
-	return &EventLog{ring: make([]Event, 0, size), next: 1, notify: make(chan struct{})}
+	return &EventLog{ring: make([]Event, 0, size), next: 1, notify: make(chan struct{}), size: size}
 }
 
-// Append records e (its Seq is assigned) and wakes waiters.
+// maxEventText bounds each text field of an event. The ring keeps 4,096
+// events and a Watch client with gRPC's default 4 MiB limit must be able to
+// receive any of them: a reload rejected with tens of thousands of errors
+// used to make one event of 11 MB. (config.Errors already prints only the
+// first 20 errors; this is the bound for any other text.)
+const maxEventText = 16 << 10
+
+// Append records e (its Seq is assigned; texts longer than maxEventText are
+// cut) and wakes waiters.
 func (l *EventLog) Append(e Event) Event {
+	e.Subject, e.From, e.To, e.Reason, e.Who = clipText(e.Subject), clipText(e.From), clipText(e.To), clipText(e.Reason), clipText(e.Who)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e.Seq = l.next
@@ -75,21 +87,31 @@ func (l *EventLog) Append(e Event) Event {
 // whether events were lost because the ring overwrote them. The returned
 // channel closes when a newer event arrives.
 func (l *EventLog) Since(after uint64) (events []Event, last uint64, lost bool, changed <-chan struct{}) {
+	return l.SinceAtMost(after, l.size)
+}
+
+// SinceAtMost is Since in pages: at most n events with Seq > after (the
+// oldest first), the newest sequence issued so far (the caller has caught up
+// once its last event has it), whether events were lost, and the channel
+// that closes when a newer event arrives. A Watch stream that does not read
+// holds one page instead of a copy of the whole log.
+func (l *EventLog) SinceAtMost(after uint64, n int) (events []Event, newest uint64, lost bool, changed <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	last = l.next - 1
-	if after > last {
-		after = last
+	newest = l.next - 1
+	if after > newest {
+		after = newest
 	}
 	oldest := l.next - uint64(len(l.ring))
 	if after+1 < oldest {
 		lost = true
 		after = oldest - 1
 	}
-	for seq := after + 1; seq <= last; seq++ {
+	end := min(newest, after+uint64(max(n, 0)))
+	for seq := after + 1; seq <= end; seq++ {
 		events = append(events, l.ring[int(seq-1)%cap(l.ring)])
 	}
-	return events, last, lost, l.notify
+	return events, newest, lost, l.notify
 }
 
 // whoKey carries the operator of a reload or rollback in a context.
@@ -123,4 +145,17 @@ func withOperatorReason(ctx context.Context, why string) string {
 		return why + ": " + r
 	}
 	return why
+}
+
+// clipText cuts s to maxEventText bytes at a character boundary, saying how
+// much was cut.
+func clipText(s string) string {
+	if len(s) <= maxEventText {
+		return s
+	}
+	cut := maxEventText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("... (%d more bytes)", len(s)-cut)
 }

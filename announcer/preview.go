@@ -60,7 +60,8 @@ func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error
 		// Verdicts of checks whose timing alone changes carry over.
 		in.Health = snap.Carried(Targets(cfg))
 		after := plan(in)
-		out = append(diffPlans(before, after, now), healthChanges(st.cfg, cfg, snap)...)
+		out = append(localServiceChanges(st.cfg, cfg), diffPlans(before, after, now)...)
+		out = append(out, healthChanges(st.cfg, cfg, snap)...)
 		return nil
 	})
 	return out, err
@@ -171,10 +172,15 @@ func diffRoutes(before, after []VIPPlan) []Change {
 	seen := map[netip.Addr]bool{}
 	for _, v := range after {
 		seen[v.VIP] = true
-		o := old[v.VIP]
+		o, known := old[v.VIP]
 		switch {
 		case v.Advertise && !o.Advertise:
 			out = append(out, Change{Kind: "route", Action: "add", Subject: v.Ad.Prefix.String(), Detail: v.Reason})
+		case !v.Advertise && !known:
+			// A new VIP waits for its first verdicts: it is announced later,
+			// not never.
+			out = append(out, Change{Kind: "route", Action: "add", Subject: netip.PrefixFrom(v.VIP, v.VIP.BitLen()).String(),
+				Detail: "once servable (now: " + v.Reason + ")"})
 		case !v.Advertise && o.Advertise:
 			out = append(out, Change{Kind: "route", Action: "remove", Subject: v.Ad.Prefix.String(), Detail: v.Reason})
 		}
@@ -275,4 +281,62 @@ func joinChanges(cs []check.Change) string {
 		parts[i] = c.String()
 	}
 	return strings.Join(parts, ", ")
+}
+
+// localServiceChanges lists the services with forwarding: local that a
+// reload adds, removes or changes. They have no IPVS service, so the plans'
+// diff does not show them (a dry run that added one used to say "no
+// changes").
+func localServiceChanges(cur, next *config.Config) []Change {
+	subject := func(s *config.Service) string {
+		return s.Protocol.String() + "/" + netip.AddrPortFrom(s.VIP, s.Port).String()
+	}
+	old := map[string]*config.Service{}
+	for i := range cur.Services {
+		if s := &cur.Services[i]; s.Forwarding == config.ForwardLocal {
+			old[subject(s)] = s
+		}
+	}
+	var out []Change
+	seen := map[string]bool{}
+	for i := range next.Services {
+		s := &next.Services[i]
+		if s.Forwarding != config.ForwardLocal {
+			continue
+		}
+		k := subject(s)
+		seen[k] = true
+		o, ok := old[k]
+		switch {
+		case !ok:
+			out = append(out, Change{Kind: "service", Action: "add", Subject: k,
+				Detail: fmt.Sprintf("local service %s (no IPVS): its VIP is announced while at least %d of its %d health targets are up", s.Name, s.MinHealthy, len(s.HealthTargets()))})
+		default:
+			if d := localDelta(o, s); d != "" {
+				out = append(out, Change{Kind: "service", Action: "change", Subject: k, Detail: "local service " + s.Name + ": " + d})
+			}
+		}
+	}
+	for i := range cur.Services {
+		if s := &cur.Services[i]; s.Forwarding == config.ForwardLocal && !seen[subject(s)] {
+			out = append(out, Change{Kind: "service", Action: "remove", Subject: subject(s), Detail: "local service " + s.Name})
+		}
+	}
+	return out
+}
+
+// localDelta describes what changed in a local service ("" when nothing
+// that matters to the announcement did).
+func localDelta(a, b *config.Service) string {
+	var d []string
+	if a.Name != b.Name {
+		d = append(d, fmt.Sprintf("name %s -> %s", a.Name, b.Name))
+	}
+	if !slices.Equal(a.HealthTargets(), b.HealthTargets()) {
+		d = append(d, fmt.Sprintf("health targets %v -> %v", a.HealthTargets(), b.HealthTargets()))
+	}
+	if a.MinHealthy != b.MinHealthy {
+		d = append(d, fmt.Sprintf("min_healthy %d -> %d", a.MinHealthy, b.MinHealthy))
+	}
+	return strings.Join(d, ", ")
 }

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -304,5 +306,60 @@ func TestWatchEndsWhenTheServerStops(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Recv still blocked after the server stopped")
+	}
+}
+
+// TestWatchStreamsCapped: at most MaxWatchers Watch streams are open; one
+// more is refused with RESOURCE_EXHAUSTED and a hint, and closing a stream
+// makes room.
+func TestWatchStreamsCapped(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	// 100 streams per connection at most (grpc.MaxConcurrentStreams).
+	var clients []directorv1.DirectorClient
+	for range control.MaxWatchers/100 + 1 {
+		conn, err := grpc.NewClient("unix://"+h.Sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		clients = append(clients, directorv1.NewDirectorClient(conn))
+	}
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	// open starts stream i and returns nil once the server holds it (its
+	// header names the epoch), or the error it was refused with.
+	open := func(i int) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		w, err := clients[i/100].Watch(ctx, &directorv1.WatchRequest{FromNow: true})
+		if err != nil {
+			return err
+		}
+		if md, err := w.Header(); err == nil && len(md.Get(control.HeaderEpoch)) == 1 {
+			return nil
+		}
+		_, err = w.Recv()
+		return err
+	}
+	for i := range control.MaxWatchers {
+		if err := open(i); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	err := open(control.MaxWatchers)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "Watch streams are open, the most this daemon serves") {
+		t.Fatalf("stream %d: %v, want RESOURCE_EXHAUSTED", control.MaxWatchers+1, err)
+	}
+	cancels[0]()
+	deadline := time.Now().Add(5 * time.Second)
+	for err := open(control.MaxWatchers); err != nil; err = open(control.MaxWatchers) {
+		// The closed stream's slot is freed when the server sees the cancel.
+		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+			t.Fatalf("a stream after one closed: %v", err)
+		}
 	}
 }

@@ -23,10 +23,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/control/connlimit"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 	"github.com/anycast-director/director/routing/routerconfig"
 )
@@ -170,7 +172,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("api.tcp.listen %s: %w: pick a free address or remove api.tcp", t.Listen, err)
 		}
-		eps = append(eps, endpoint{s.newGRPC(grpc.Creds(creds)), lis})
+		// The TCP port can be reached from the network: cap its connections
+		// and bound the TLS handshake, so a flood cannot take descriptors
+		// from health probes or lock the Unix socket out.
+		capped := connlimit.New(lis, connlimit.DefaultMax(), "api.tcp", s.log)
+		eps = append(eps, endpoint{s.newGRPC(grpc.Creds(creds), grpc.ConnectionTimeout(tcpHandshakeTimeout)), capped})
 	}
 	s.mu.Lock()
 	for _, ep := range eps {
@@ -200,10 +206,29 @@ func (s *Server) Serve(ctx context.Context) error {
 	return first
 }
 
+// Connection bounds of both listeners. A connection without a call for
+// idleTimeout is closed (a Watch stream is a call); one whose peer does not
+// answer a keepalive ping within pingTimeout after pingAfter of silence is
+// closed too, so dead clients do not hold descriptors. A connection carries
+// at most maxStreams concurrent calls.
+const (
+	tcpHandshakeTimeout = 10 * time.Second
+	idleTimeout         = 5 * time.Minute
+	pingAfter           = time.Minute
+	pingTimeout         = 20 * time.Second
+	maxStreams          = 100
+)
+
 // newGRPC builds one gRPC server with the Director service, reflection and
 // the standard health service.
-func (s *Server) newGRPC(creds grpc.ServerOption) *grpc.Server {
-	srv := grpc.NewServer(creds)
+func (s *Server) newGRPC(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts,
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout, Time: pingAfter, Timeout: pingTimeout}),
+		grpc.MaxConcurrentStreams(maxStreams),
+		// An idle connection (a Watch client waiting for events) keeps no
+		// write buffer of its own.
+		grpc.SharedWriteBuffer(true))
+	srv := grpc.NewServer(opts...)
 	directorv1.RegisterDirectorServer(srv, s.svc)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,6 +26,8 @@ type service struct {
 	stopping chan struct{}
 	// epoch identifies this process's event numbering for Watch resumes.
 	epoch string
+	// watchers counts the open Watch streams (at most maxWatchers).
+	watchers atomic.Int64
 }
 
 // audit logs a mutating call with its caller; outcome is "ok" or the error.

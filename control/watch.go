@@ -27,11 +27,21 @@ const HeaderEpoch = "director-epoch"
 // When the server no longer holds some of the requested events (the ring
 // overwrote them, or the daemon restarted and its numbering began anew), the
 // stream starts with EventsLost so the client knows to re-read the status.
+//
+// What a stream costs is bounded: it holds one page of watchPage events at a
+// time (a client that does not read blocks the sends once gRPC's flow
+// control window of 64 KiB is full), and at most maxWatchers streams are open
+// at once; more are refused with RESOURCE_EXHAUSTED (docs/api.md).
 func (s *service) Watch(req *directorv1.WatchRequest, stream directorv1.Director_WatchServer) error {
 	log := s.opts.Director.Events()
 	if log == nil {
 		return status.Error(codes.Unavailable, "this daemon keeps no event log")
 	}
+	if n := s.watchers.Add(1); n > maxWatchers {
+		s.watchers.Add(-1)
+		return status.Errorf(codes.ResourceExhausted, "%d Watch streams are open, the most this daemon serves: close one (an idle `directorctl watch`) and retry", maxWatchers)
+	}
+	defer s.watchers.Add(-1)
 	ctx := stream.Context()
 	after := req.GetAfterSeq()
 	_, last, _, _ := log.Since(math.MaxUint64)
@@ -56,7 +66,7 @@ func (s *service) Watch(req *directorv1.WatchRequest, stream directorv1.Director
 		}
 	}
 	for {
-		events, last, lost, changed := log.Since(after)
+		events, newest, lost, changed := log.SinceAtMost(after, watchPage)
 		if lost && len(events) > 0 {
 			if err := stream.Send(lostMsg(after, events[0].Seq-1)); err != nil {
 				return err
@@ -67,7 +77,14 @@ func (s *service) Watch(req *directorv1.WatchRequest, stream directorv1.Director
 				return err
 			}
 		}
-		after = last
+		if len(events) > 0 {
+			after = events[len(events)-1].Seq
+		} else {
+			after = newest
+		}
+		if after < newest {
+			continue // the next page
+		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
@@ -77,6 +94,12 @@ func (s *service) Watch(req *directorv1.WatchRequest, stream directorv1.Director
 		}
 	}
 }
+
+// Bounds of Watch streams (see Watch).
+const (
+	watchPage   = 64
+	maxWatchers = 256
+)
 
 func lostMsg(requested, resumed uint64) *directorv1.WatchResponse {
 	return &directorv1.WatchResponse{Kind: &directorv1.WatchResponse_Lost{Lost: &directorv1.EventsLost{

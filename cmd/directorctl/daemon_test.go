@@ -317,7 +317,8 @@ func TestRealDaemon(t *testing.T) {
 	// 4. Dry run of a file without api: the route would go, nothing changes.
 	write(daemonConfig(dir, metricsAddr.addr, web, api, vipBase, "250ms", false))
 	out, _, code := ctl(t, nil, "--socket", sock, "reload", "--dry-run")
-	if code != 0 || !strings.Contains(out, "remove  route  "+apiVIP+"/32") {
+	if code != 0 || !regexp.MustCompile(`remove\s+route\s+`+regexp.QuoteMeta(apiVIP)+`/32`).MatchString(out) ||
+		!regexp.MustCompile(`remove\s+service\s+tcp/`+regexp.QuoteMeta(apiVIP)).MatchString(out) {
 		t.Fatalf("reload --dry-run: exit %d\n%s", code, out)
 	}
 	time.Sleep(300 * time.Millisecond)

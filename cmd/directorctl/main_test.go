@@ -368,3 +368,20 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestDryRunShowsLocalService: reload --dry-run of a file that adds a local
+// service lists it (it used to say "no changes").
+func TestDryRunShowsLocalService(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	h.SetFile(controltest.BaseConfig + `  - name: dns
+    vip: 198.18.0.53
+    port: 53
+    forwarding: local
+`)
+	out, stderr, code := ctl(t, h, "reload", "--dry-run")
+	for _, want := range []string{"add     service  tcp/198.18.0.53:53  local service dns (no IPVS)", "add     route    198.18.0.53/32"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("reload --dry-run: exit %d, lacks %q:\n%s%s", code, want, out, stderr)
+		}
+	}
+}

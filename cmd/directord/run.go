@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -95,7 +97,8 @@ type daemon struct {
 	// notifier sends notifications of state changes (notify.go).
 	notifier *notify.Notifier
 
-	reloadMu sync.Mutex // one reload at a time (SIGHUP and API)
+	reloadMu sync.Mutex  // one reload at a time (SIGHUP and API)
+	stopping atomic.Bool // a graceful shutdown began
 }
 
 // newDaemon wires the real adapters for cfg.
@@ -209,6 +212,8 @@ func (d *daemon) run() int {
 	start("announcer", d.loop.Run)
 	start("notify", d.runNotifier)
 	start("api", d.server.Serve)
+	reloads := make(chan struct{}, 1)
+	start("reload", func(ctx context.Context) error { d.reloadOnSignal(ctx, reloads); return nil })
 	start("metrics", func(ctx context.Context) error { return d.metrics.Serve(ctx, d.first.Metrics.Listen) })
 	select {
 	case <-d.server.Ready():
@@ -234,12 +239,13 @@ func (d *daemon) run() int {
 			return max(code, exitFail)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				d.manager.reloading()
-				_, v, err := d.reload(ctx, false)
-				if err != nil {
-					d.log.Error("reload rejected; the running configuration stays", "err", err)
+				// Reloads run on their own goroutine, so this loop keeps
+				// answering SIGTERM whatever the file does; SIGHUPs that
+				// arrive during a reload make one more.
+				select {
+				case reloads <- struct{}{}:
+				default:
 				}
-				d.manager.reloaded(d.loop.Status(), v, err)
 				continue
 			}
 			d.log.Info("signal received; shutting down gracefully", "reason", sig.String())
@@ -252,13 +258,55 @@ func (d *daemon) run() int {
 	}
 }
 
+// reloadOnSignal runs the reloads SIGHUP asks for, one at a time, until ctx
+// ends. Reading the file is bounded (config.LoadContext), and ctx ends the
+// reload when the daemon stops.
+func (d *daemon) reloadOnSignal(ctx context.Context, reloads <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reloads:
+			d.manager.reloading()
+			_, v, err := d.reload(ctx, false)
+			if err != nil {
+				d.log.Error("reload rejected; the running configuration stays", "err", err)
+			}
+			// Once a shutdown began, systemd hears STOPPING, not READY.
+			if !d.stopping.Load() {
+				d.manager.reloaded(d.loop.Status(), v, err)
+			}
+		}
+	}
+}
+
+// shutdownSlack is what a graceful shutdown may take beyond graceful_shutdown
+// and linger: the passes that withdraw and the BGP Cease.
+const shutdownSlack = 10 * time.Second
+
+// shutdownBudget is how long a graceful shutdown may take. The sum
+// saturates: graceful_shutdown: 2000000h with linger: 2000000h used to
+// overflow to a negative budget, and SIGTERM exited 1 at once without the
+// graceful withdraw (the configuration now bounds both to 10m as well).
+func shutdownBudget(d config.Director) time.Duration {
+	return addSaturating(addSaturating(d.GracefulShutdown, d.Linger), shutdownSlack)
+}
+
+// addSaturating adds two non-negative durations, stopping at the largest
+// Duration instead of overflowing.
+func addSaturating(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 // shutdown withdraws every VIP gracefully, lingers, then ends the BGP sessions
 // with a Cease. A second SIGTERM or SIGINT cuts it short.
 func (d *daemon) shutdown(sigs <-chan os.Signal) int {
+	d.stopping.Store(true)
 	d.manager.stopping()
-	cfg := d.current()
-	budget := cfg.Director.GracefulShutdown + cfg.Director.Linger + 10*time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget(d.current().Director))
 	defer cancel()
 	go func() {
 		for sig := range sigs {

@@ -20,7 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
@@ -260,18 +261,22 @@ func (l *vmLab) mustCtl(args ...string) string {
 	return out
 }
 
-// status reads `directorctl status -o json`.
+// status reads the status over the API socket (directorctl's -o json is
+// made for jq, not for protojson; cmd/directorctl's TestJSONForJq covers it).
 func (l *vmLab) status() (*directorv1.GetStatusResponse, error) {
 	l.t.Helper()
-	out, errOut, code := l.ctl("status", "-o", "json")
-	if code != 0 {
-		return nil, fmt.Errorf("directorctl status: exit %d: %s", code, strings.TrimSpace(errOut))
+	conn, err := grpc.NewClient("unix://"+l.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
 	}
-	var s directorv1.GetStatusResponse
-	if err := protojson.Unmarshal([]byte(out), &s); err != nil {
-		l.t.Fatalf("directorctl status -o json does not parse: %v\n%s", err, out)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := directorv1.NewDirectorClient(conn).GetStatus(ctx, &directorv1.GetStatusRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("GetStatus: %w", err)
 	}
-	return &s, nil
+	return s, nil
 }
 
 // waitStatus polls the status until check passes.

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/anycast-director/director/announcer"
+	"github.com/anycast-director/director/control/connlimit"
 	"github.com/anycast-director/director/health"
 )
 
@@ -204,11 +205,29 @@ func (m *Metrics) Serve(ctx context.Context, addr string) error {
 	return m.ServeListener(ctx, lis)
 }
 
+// Timeouts of the metrics server. Anyone on the host can reach the port, so
+// a connection that does not make progress is closed: a request's header
+// must arrive within 5 s and the whole request within 10 s, an answer must
+// be written within 30 s (a scrape of 10,000 backends takes well under a
+// second), and a keep-alive connection idle for 30 s is closed (Prometheus
+// reopens it at the next scrape).
+const (
+	metricsReadHeaderTimeout = 5 * time.Second
+	metricsReadTimeout       = 10 * time.Second
+	metricsWriteTimeout      = 30 * time.Second
+	metricsIdleTimeout       = 30 * time.Second
+	metricsMaxHeaderBytes    = 16 << 10
+)
+
 // ServeListener serves Mux on lis until ctx ends (tests pass a listener on
-// port 0).
+// port 0). At most connlimit.DefaultMax connections are open at once, so a
+// flood of connections can make scrapes fail but never takes the
+// descriptors that health probes and the API need.
 func (m *Metrics) ServeListener(ctx context.Context, lis net.Listener) error {
-	srv := &http.Server{Handler: m.Mux(), ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn)}
+	lis = connlimit.New(lis, connlimit.DefaultMax(), "metrics", m.log)
+	srv := &http.Server{Handler: m.Mux(), ReadHeaderTimeout: metricsReadHeaderTimeout,
+		ReadTimeout: metricsReadTimeout, WriteTimeout: metricsWriteTimeout, IdleTimeout: metricsIdleTimeout,
+		MaxHeaderBytes: metricsMaxHeaderBytes, ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	m.log.Info("metrics listening", "addr", lis.Addr().String())
