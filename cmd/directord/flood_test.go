@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -164,4 +165,40 @@ func TestFloodCannotTakeProbesDescriptors(t *testing.T) {
 	// The held connections are closed by the listeners' timeouts (header 5 s
 	// on metrics, handshake 10 s on the API), not kept forever.
 	waitFor(t, "the held flood connections closed", 30*time.Second, func() bool { return d.openFiles() <= base+4 })
+}
+
+// TestOpenFilesLimitRaised: the daemon runs with its soft open-files limit
+// raised to the hard one (Go does it at start, to one below the hard limit;
+// exec'd checks get the original limit back) and says how it shares it; the
+// listener caps are a sixteenth of that limit.
+func TestOpenFilesLimitRaised(t *testing.T) {
+	bin := buildDaemon(t)
+	dir := controltest.ShortTempDir(t)
+	cfgPath := filepath.Join(dir, "directord.yaml")
+	cfg := fmt.Sprintf(`director: { name: nofile, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
+api: { socket: %[1]s/d.sock }
+metrics: { listen: "" }
+services:
+  - name: web
+    vip: %[2]s
+    port: 80
+    forwarding: local
+    health: { type: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }
+    backends: [ { address: 127.0.0.1, port: %[3]d } ]
+`, dir, vipFor(50), tcpBackend(t))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonProc(t, filepath.Join(dir, "d.sock"), "prlimit", "--nofile=512:2048", "--", bin, "run", "-config", cfgPath)
+	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", d.pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`Max open files\s+2047\s+2048\s`).Match(limits) {
+		t.Errorf("the daemon's open-files limit is not raised to the hard limit:\n%s", limits)
+	}
+	if want := "open-files limit 2047 (hard 2048): health probes keep to half, metrics and api.tcp hold at most 127 connections each"; !strings.Contains(d.logs.String(), want) {
+		t.Errorf("the log lacks %q", want)
+	}
 }

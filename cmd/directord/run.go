@@ -18,6 +18,7 @@ import (
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/control"
+	"github.com/anycast-director/director/control/connlimit"
 	"github.com/anycast-director/director/control/metrics"
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/internal/buildinfo"
@@ -223,6 +224,7 @@ func (d *daemon) run() int {
 	}
 	d.log.Info("directord running", "reason", fmt.Sprintf("version %s, config %s (%s), announce %s",
 		buildinfo.Get().Version, d.path, d.first.Digest, d.first.Director.Announce))
+	d.logFileBudget()
 	go d.manager.readyAfterFirstPass(ctx, d.loop.Status)
 	go d.manager.feedWatchdog(ctx, d.loop.Wedged)
 
@@ -256,6 +258,19 @@ func (d *daemon) run() int {
 			return code
 		}
 	}
+}
+
+// logFileBudget says how the open-files limit is shared (docs/api.md, "What
+// a client can cost the daemon"). Go raised the soft limit to the hard one
+// when the process started.
+func (d *daemon) logFileBudget() {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		d.log.Warn("open-files limit unknown", "err", err)
+		return
+	}
+	d.log.Info("open files budgeted", "reason", fmt.Sprintf("open-files limit %d (hard %d): health probes keep to half, "+
+		"metrics and api.tcp hold at most %d connections each", rl.Cur, rl.Max, connlimit.DefaultMax()))
 }
 
 // reloadOnSignal runs the reloads SIGHUP asks for, one at a time, until ctx

@@ -25,7 +25,7 @@ const (
 // half the limit, and the two capped listeners (metrics, API over TCP) to an
 // eighth together, so three eighths stay for everything else: BGP sessions,
 // netlink, HTTP and exec checks, the API socket and files. (Go raises the
-// soft limit to the hard one when the process starts.)
+// soft limit to one below the hard one when the process starts.)
 func DefaultMax() int {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
