@@ -22,9 +22,12 @@ lint:
 	$(GO) vet -tags privileged $(PKGS)
 	$(GO) vet -tags vm $(PKGS)
 
-# Unit tests: no root, no network beyond loopback, race detector on.
+# Unit tests: no root, no network beyond loopback, race detector on; then
+# the scale tests (TestAtScale..., built with !race), whose timing means
+# nothing under the race detector, without it.
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -count=1 -run 'AtScale' $(PKGS)
 
 # Everything: what CI and a newcomer run.
 test: deps lint test-unit test-privileged test-vm e2e

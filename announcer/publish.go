@@ -36,6 +36,10 @@ func (l *Loop) publish(ctx context.Context, st *state, p Plan, r passResult) {
 	if l.deps.IPVS != nil {
 		s.Sysctls = l.deps.IPVS.Sysctls()
 	}
+	if h, ok := l.deps.Health.(interface{ Load() health.Load }); ok {
+		load := h.Load()
+		s.HealthLoad = &load
+	}
 	if r.err != nil {
 		s.LastError = r.err.Error()
 	}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
 )
@@ -42,6 +43,8 @@ type Status struct {
 	// WithdrawnForFailures is set while every VIP is withdrawn because the
 	// loop could not reconcile for too long.
 	WithdrawnForFailures bool
+	// HealthLoad is the health checker's own load, when it reports one.
+	HealthLoad *health.Load
 }
 
 // ConfigVersion identifies one loaded configuration.

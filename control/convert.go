@@ -44,6 +44,9 @@ func statusToProto(st *announcer.Status) *directorv1.GetStatusResponse {
 	if st.Drained != nil {
 		out.Drained = noteToProto(*st.Drained)
 	}
+	if l := st.HealthLoad; l != nil {
+		out.HealthLoad = healthLoadToProto(*l)
+	}
 	for _, v := range st.VIPs {
 		out.Vips = append(out.Vips, &directorv1.VIP{Address: v.VIP.String(), State: vipState(v),
 			Reason: v.Reason, Services: v.Services, Since: ts(v.Since)})
@@ -253,6 +256,13 @@ func changesToProto(cs []announcer.Change) []*directorv1.Change {
 		out = append(out, &directorv1.Change{Kind: kind, Action: action, Subject: c.Subject, Detail: c.Detail})
 	}
 	return out
+}
+
+// healthLoadToProto converts the health checker's load.
+func healthLoadToProto(l health.Load) *directorv1.HealthLoad {
+	return &directorv1.HealthLoad{Overloaded: l.Overloaded, Reason: l.Reason, IntervalStretch: l.Stretch,
+		DemandedPerSecond: l.Demanded, AchievedPerSecond: l.Achieved, InFlight: int64(l.InFlight),
+		Skipped: l.Skipped, Discarded: l.Discarded, Since: ts(l.Since)}
 }
 
 func eventToProto(e announcer.Event) *directorv1.Event {

@@ -66,6 +66,16 @@ func runCheck(t *testing.T, c Checker, tg Target) (string, time.Duration) {
 // out. This is the "listener that never answers" case on loopback.
 func fullListener(t *testing.T) uint16 {
 	t.Helper()
+	port, _ := stalledListener(t)
+	return port
+}
+
+// stalledListener returns a TCP port on 127.0.0.1 whose accept queue is
+// full, so the kernel drops SYNs and a connect stays in progress, and free,
+// which accepts the queued connections: a connect still retrying then
+// completes at its next SYN retransmission (about 1 s after it began).
+func stalledListener(t *testing.T) (port uint16, free func()) {
+	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -81,23 +91,34 @@ func fullListener(t *testing.T) uint16 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := uint16(sa.(*syscall.SockaddrInet4).Port)
+	port = uint16(sa.(*syscall.SockaddrInet4).Port)
+	free = func() {
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			nfd, _, err := syscall.Accept4(fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { syscall.Close(nfd) })
+		}
+	}
 	addr := netip.AddrPortFrom(loopback, port).String()
 	// Backlog 0 still queues one connection; fill the queue until a connect
 	// stalls (bounded: a handful of attempts).
-	for i := range 8 {
+	for range 8 {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err != nil {
 			if !strings.Contains(err.Error(), "timeout") {
 				t.Fatalf("filling accept queue: %v", err)
 			}
-			return port
+			return port, free
 		}
 		t.Cleanup(func() { c.Close() })
-		_ = i
 	}
 	t.Fatal("accept queue never filled; cannot build a connect timeout on loopback")
-	return 0
+	return 0, nil
 }
 
 // silentListener accepts TCP connections on 127.0.0.1 and never writes, until

@@ -1,14 +1,8 @@
 package health
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,11 +11,9 @@ import (
 )
 
 const (
-	// DefaultConcurrency is the worker pool size when Options.Concurrency is 0.
-	// Probes against dead targets hold a worker for their whole timeout, so the
-	// pool must cover rate x timeout: 256 workers sustain 512 probes/s that all
-	// time out after 500 ms, and far more against live targets.
-	DefaultConcurrency = 256
+	// DefaultExecConcurrency bounds exec probes in flight: each is a process
+	// (or several), far heavier than a socket.
+	DefaultExecConcurrency = 128
 	// DefaultInterval applies to a Spec without an Interval.
 	DefaultInterval = time.Second
 	// DefaultCoalesce is Options.Coalesce when it is 0.
@@ -39,14 +31,18 @@ type Options struct {
 	// Now is the clock for schedules and timestamps; nil is time.Now. It must
 	// advance with real time (timers are real), as synctest's fake clock does.
 	Now func() time.Time
-	// Concurrency is the maximum number of probes in flight (the worker pool
-	// size); 0 is DefaultConcurrency.
+	// Concurrency bounds the probes in flight that run on goroutines of
+	// their own (every type but the built-in tcp checker, which runs in the
+	// tcp engine); 0 bounds them only by the open-files budget they share
+	// with the engine (half the process's limit, at most 16,384 sockets).
+	// Exec probes are also bounded by DefaultExecConcurrency. A slot that
+	// finds its bound reached is skipped (SkipLimit), never queued.
 	Concurrency int
 	// OnProbe, when set, is called synchronously after every completed probe
-	// (not after probes aborted by removal or shutdown), for metrics such as
-	// check counts by result and latency histograms. It runs on the probing
-	// worker, outside the Scheduler's lock, and must be cheap: a slow hook
-	// holds a worker.
+	// (not after probes aborted by removal or shutdown, nor discarded ones),
+	// for metrics such as check counts by result and latency histograms. It
+	// runs on the probing goroutine (the tcp engine's for tcp probes),
+	// outside the Scheduler's lock, and must be cheap.
 	OnProbe func(t Target, ok bool, latency time.Duration, err error)
 	// Coalesce cuts time into cells of this length, and the dispatcher
 	// starts every probe whose slot falls in a cell at the cell's beginning
@@ -63,25 +59,35 @@ type Options struct {
 }
 
 // Scheduler probes every target on its own cadence from one timer heap, so
-// ten thousand targets cost a fixed number of goroutines, not one per target:
-// built-in tcp probes run in one event loop (tcpEngine), every other type in
-// a bounded worker pool. It deduplicates targets by Key, spreads first probes
-// over the interval, dispatches starts that fall within Options.Coalesce of
-// each other as one batch, never overlaps probes of one target, dampens
-// results and publishes them as an immutable Snapshot.
+// ten thousand targets cost one timer, not one per target: built-in tcp
+// probes run in one event loop (tcpEngine), every other probe on a goroutine
+// of its own that lives as long as the probe, so a probe's start and its
+// verdict never wait for other backends, however many of them are slow. It
+// deduplicates targets by Key, spreads first probes over the interval,
+// dispatches starts that fall within Options.Coalesce of each other as one
+// batch, never overlaps probes of one target, dampens results and publishes
+// them as an immutable Snapshot.
 //
 // Starts keep a fixed cadence: each is the previous scheduled start plus the
-// Interval, however long probes take. A slot that comes while the target's
-// previous probe still runs (Timeout >= Interval, every worker busy, or the
-// tcp engine full) is skipped rather than queued, so a slow target or an
-// overloaded pool never causes a catch-up burst.
+// Interval, however long probes take. Nothing waits in a queue of the
+// director's own: a probe's timeout starts when the probe starts, and a slot
+// the scheduler cannot serve (the target's previous probe still runs, the
+// probes in flight are at their limit, the dispatcher is late) is skipped,
+// never queued, so there is no catch-up burst either. When the scheduler
+// cannot keep up it probes less often and says so (Load, and the log): it
+// stretches every interval, and a timeout it noticed late is discarded
+// rather than blamed on the backend.
 type Scheduler struct {
-	log         *slog.Logger
-	now         func() time.Time
-	onProbe     func(Target, bool, time.Duration, error)
-	checkers    map[check.Type]Checker
-	concurrency int
-	coalesce    time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+	onProbe  func(Target, bool, time.Duration, error)
+	checkers map[check.Type]Checker
+	coalesce time.Duration
+
+	// sockets bounds the sockets of probes in flight (the tcp engine's and
+	// the goroutine probes'); goProbes and execs bound goroutine probes.
+	sockets, goProbes, execs budget
+	meter                    loadMeter
 
 	mu      sync.Mutex
 	rand    *rand.Rand
@@ -104,9 +110,6 @@ type published struct {
 	snap    Snapshot
 }
 
-// job is one probe handed from the dispatcher to a worker.
-type job struct{ e *entry }
-
 // NewScheduler returns a Scheduler with no targets. Call Update with the
 // desired targets and Run to start probing.
 func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
@@ -114,24 +117,27 @@ func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{
-		log:         logger,
-		now:         opts.Now,
-		onProbe:     opts.OnProbe,
-		checkers:    DefaultCheckers(),
-		concurrency: opts.Concurrency,
-		coalesce:    opts.Coalesce,
-		rand:        opts.Rand,
-		entries:     make(map[string]*entry),
-		wake:        make(chan struct{}, 1),
-		changes:     make(chan struct{}, 1),
+		log:      logger,
+		now:      opts.Now,
+		onProbe:  opts.OnProbe,
+		checkers: DefaultCheckers(),
+		coalesce: opts.Coalesce,
+		rand:     opts.Rand,
+		entries:  make(map[string]*entry),
+		wake:     make(chan struct{}, 1),
+		changes:  make(chan struct{}, 1),
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	s.queue.base = s.now()
-	if s.concurrency <= 0 {
-		s.concurrency = DefaultConcurrency
+	s.sockets.limit = int64(inFlightLimit())
+	s.goProbes.limit = s.sockets.limit
+	if opts.Concurrency > 0 {
+		s.goProbes.limit = int64(opts.Concurrency)
 	}
+	s.execs.limit = DefaultExecConcurrency
+	s.meter.log = logger
 	switch {
 	case s.coalesce == 0:
 		s.coalesce = DefaultCoalesce
@@ -184,279 +190,5 @@ func (s *Scheduler) Snapshot() Snapshot {
 	return snap
 }
 
-// Run probes the targets until ctx is done, then cancels probes in flight,
-// waits for its workers and returns nil. Only one Run may be active at a time.
-func (s *Scheduler) Run(ctx context.Context) error {
-	s.mu.Lock()
-	if s.running {
-		s.mu.Unlock()
-		return errors.New("health scheduler is already running; call Run once")
-	}
-	s.running = true
-	s.rebaseLocked(s.now())
-	s.mu.Unlock()
-
-	jobs := make(chan job)
-	var wg sync.WaitGroup
-	for range s.concurrency {
-		wg.Go(func() {
-			for j := range jobs {
-				s.probe(ctx, j.e)
-			}
-		})
-	}
-	eng := s.startTCPEngine(ctx, &wg)
-	defer func() {
-		if eng != nil {
-			eng.wake()
-		}
-		close(jobs)
-		wg.Wait()
-		if eng != nil {
-			eng.close()
-		}
-		s.closeCheckers()
-		s.mu.Lock()
-		s.running = false
-		s.mu.Unlock()
-	}()
-
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		due, wait := s.takeDue()
-		var batch []*entry
-		if eng != nil {
-			// tcp probes go to the engine in one batch, the rest to workers.
-			due = slices.DeleteFunc(due, func(e *entry) bool {
-				if e.target.Spec.Type == check.TCP {
-					batch = append(batch, e)
-					return true
-				}
-				return false
-			})
-			if len(batch) > 0 && !eng.submit(ctx, batch) {
-				s.release(batch)
-				s.release(due)
-				return nil
-			}
-		}
-		for i, e := range due {
-			select {
-			case jobs <- job{e}:
-			case <-ctx.Done():
-				s.release(due[i:])
-				return nil
-			}
-		}
-		if len(due)+len(batch) > 0 {
-			continue // time moved on while dispatching; look again
-		}
-		var tc <-chan time.Time
-		if wait >= 0 {
-			timer.Reset(wait)
-			tc = timer.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tc:
-		case <-s.wake:
-		}
-	}
-}
-
-// closeCheckers releases what checkers hold once no probe runs: the exec
-// checker kills whatever a probe left and removes its cgroup.
-func (s *Scheduler) closeCheckers() {
-	for typ, c := range s.checkers {
-		if cl, ok := c.(io.Closer); ok {
-			if err := cl.Close(); err != nil {
-				s.log.Warn("health checker cleanup failed", "check", typ, "err", err)
-			}
-		}
-	}
-}
-
-// startTCPEngine starts the engine for tcp probes when the tcp checker is
-// the built-in one (tests inject fakes through Options.Checkers). Without an
-// engine, tcp probes run on the workers like every other type.
-func (s *Scheduler) startTCPEngine(ctx context.Context, wg *sync.WaitGroup) *tcpEngine {
-	if _, ok := s.checkers[check.TCP].(tcpChecker); !ok {
-		return nil
-	}
-	eng, err := newTCPEngine(s)
-	if err != nil {
-		s.log.Warn("health tcp probes fall back to the worker pool", "err", err)
-		return nil
-	}
-	wg.Go(func() { eng.run(ctx) })
-	return eng
-}
-
-// rebaseLocked re-anchors starts when Run begins. Targets never probed keep
-// their offsets but measured from now rather than from their Update, so a
-// batch added before Run is spread over the first interval of Run instead of
-// firing at once; targets probed before (Run restarted) move to their next
-// slot in cadence.
-func (s *Scheduler) rebaseLocked(now time.Time) {
-	s.queue.each(func(e *entry) {
-		switch {
-		case !e.dispatched:
-			e.next = e.next.Add(now.Sub(e.spreadAt))
-			e.spreadAt = now
-		case e.next.Before(now):
-			e.next = nextSlot(e.next, now, e.interval)
-		}
-	})
-}
-
-// takeDue pops up to maxBatch entries whose start has come, marks them running
-// and requeues them at their next slot. Entries still running from their last
-// slot are skipped for this one: probes of a target never overlap. wait is the
-// time until the next start, or -1 when nothing is queued.
-//
-// With coalescing, time is cut into cells of Options.Coalesce aligned on the
-// clock, and a start is due from the beginning of its cell (but never more
-// than an eighth of its interval early). The dispatcher then wakes once per
-// cell and each batch holds exactly one cell's worth of slots, so batching
-// does not make some 100 ms windows busier than others.
-func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	horizon := now.Add(1) // starts before horizon are due
-	if s.coalesce > 0 {
-		horizon = now.Truncate(s.coalesce).Add(s.coalesce)
-	}
-	for s.queue.len() > 0 && len(due) < maxBatch {
-		e := s.queue.head()
-		if !e.next.Before(horizon) || e.next.Sub(now) > e.interval/8 {
-			return due, s.dueAt(e).Sub(now)
-		}
-		e.next = nextSlot(e.next, now, e.interval)
-		s.queue.moved(e)
-		if e.running {
-			s.log.Debug("health probe skipped: previous probe still running",
-				"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "check", e.target.Spec.Type)
-			continue
-		}
-		e.running, e.dispatched = true, true
-		due = append(due, e)
-	}
-	if len(due) > 0 || s.queue.len() > 0 {
-		return due, 0
-	}
-	return due, -1
-}
-
-// dueAt is when takeDue first takes e: the start of the coalescing cell of
-// its slot, or an eighth of its interval before the slot if that is later.
-func (s *Scheduler) dueAt(e *entry) time.Time {
-	if s.coalesce <= 0 {
-		return e.next
-	}
-	at := e.next.Truncate(s.coalesce)
-	if early := e.next.Add(-e.interval / 8); early.After(at) {
-		at = early
-	}
-	return at
-}
-
-// release clears the running mark of entries that were taken but never handed
-// to a worker because Run is stopping.
-func (s *Scheduler) release(es []*entry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range es {
-		e.running = false
-	}
-}
-
-// probe runs one probe of e under its timeout and records the result.
-func (s *Scheduler) probe(runCtx context.Context, e *entry) {
-	ctx, cancel := context.WithTimeout(runCtx, e.timeout)
-	defer cancel()
-	t, ok := s.begin(e, cancel)
-	if !ok {
-		return
-	}
-	start := s.now()
-	err := s.check(ctx, t)
-	end := s.now()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
-		// The checker returned late, or returned the bare context error.
-		err = fmt.Errorf("%w after %s", errTimeout, e.timeout)
-	}
-	s.record(runCtx, e, t, err, start, end)
-}
-
-// begin claims a dispatched entry for its probe and returns the target to
-// probe; false means the target was removed meanwhile. cancel, when not nil,
-// lets a removal abort the probe.
-func (s *Scheduler) begin(e *entry, cancel context.CancelFunc) (Target, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e.removed {
-		e.running = false
-		return Target{}, false
-	}
-	e.cancel = cancel
-	return e.target, true
-}
-
-// record ends e's probe that ran from start to end with outcome err: it
-// feeds the dampener, publishes the result and signals a state change. A
-// probe of a removed target, or one ending because Run stops, is dropped.
-func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error, start, end time.Time) {
-	latency := end.Sub(start)
-	s.mu.Lock()
-	e.running = false
-	e.cancel = nil
-	if e.removed || runCtx.Err() != nil {
-		s.mu.Unlock()
-		return
-	}
-	changed, reason := e.damp.Observe(err == nil)
-	r := &e.result
-	r.Probes++
-	r.Latency = latency
-	r.LastProbe = end
-	r.LastError, r.Reason = "", reason
-	if err != nil {
-		r.LastError = err.Error()
-		r.Reason = reason + ": " + r.LastError
-	}
-	if changed {
-		r.State = e.damp.State()
-		r.Since = end
-	}
-	s.version.Add(1)
-	res := *r
-	s.mu.Unlock()
-
-	if s.onProbe != nil {
-		s.onProbe(t, err == nil, latency, err)
-	}
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("health probe", "backend", netip.AddrPortFrom(t.Addr, t.Port), "check", t.Spec.Type,
-			"ok", err == nil, "latency", latency, "err", err)
-	}
-	if changed {
-		s.log.Info("health state changed", "backend", netip.AddrPortFrom(t.Addr, t.Port),
-			"check", t.Spec.Type, "state", res.State, "reason", res.Reason)
-		select {
-		case s.changes <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// check runs the checker for t's type.
-func (s *Scheduler) check(ctx context.Context, t Target) error {
-	c, ok := s.checkers[t.Spec.Type]
-	if !ok || c == nil {
-		return fmt.Errorf("no checker for health check type %q; use tcp, http, https, udp, dns or exec", t.Spec.Type)
-	}
-	return c.Check(ctx, t)
-}
+// Load says whether the scheduler keeps up with its targets; see Load.
+func (s *Scheduler) Load() Load { return s.meter.snapshot() }

@@ -6,23 +6,29 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
 
-// maxTCPInFlight bounds the engine's open probe sockets. A slot that comes
-// while the engine is full is skipped, as one whose previous probe still
+// maxSocketsInFlight bounds the open sockets of probes in flight, the tcp
+// engine's and the other probes' together. A slot that comes while they are
+// at the limit is skipped (SkipLimit), as one whose previous probe still
 // runs is: 16,384 covers 32,000 probes/s that all time out after 500 ms. A
 // lower open-files limit lowers it to half that limit (see inFlightLimit),
 // so running out of descriptors never passes for a backend failure.
-const maxTCPInFlight = 1 << 14
+const maxSocketsInFlight = 1 << 14
 
-// inFlightLimit is maxTCPInFlight, or half the process's open-files limit
-// when that is lower, leaving the other half to everything else.
+// startsPerTurn bounds the connects the engine starts before it harvests
+// completions again, so a large batch does not hold finished probes unread.
+const startsPerTurn = 512
+
+// inFlightLimit is maxSocketsInFlight, or half the process's open-files
+// limit when that is lower, leaving the other half to everything else.
 func inFlightLimit() int {
 	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur >= 2*maxTCPInFlight {
-		return maxTCPInFlight
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur >= 2*maxSocketsInFlight {
+		return maxSocketsInFlight
 	}
 	return max(int(rl.Cur/2), 16)
 }
@@ -30,25 +36,32 @@ func inFlightLimit() int {
 // tcpEngine runs the Scheduler's built-in tcp probes without a goroutine, a
 // timer or a netpoller registration each. One goroutine starts every
 // non-blocking connect (openTCP), waits for all of them in its own epoll set
-// (itself waited for in Go's netpoller) and expires them at their deadlines. At thousands of probes per second the
-// per-probe goroutine hand-offs, deadline timers and poller registrations of
-// the worker path cost as much CPU as the connects themselves; here a probe
-// costs socket, setsockopt, connect, epoll_ctl, getsockopt and close, and the
-// goroutine wakes once for a whole batch of completions.
+// (itself waited for in Go's netpoller) and expires them at their deadlines.
+// At thousands of probes per second the per-probe goroutine hand-offs,
+// deadline timers and poller registrations of the goroutine path cost as
+// much CPU as the connects themselves; here a probe costs socket,
+// setsockopt, connect, epoll_ctl, getsockopt and close, and the goroutine
+// wakes once for a whole batch of completions.
 //
-// Everything but in and the wake pipe is owned by the engine goroutine.
+// A busy engine never fails a probe for its own lateness: a probe's timeout
+// starts when its connect starts, every completion already reported is
+// harvested before any deadline is judged, and a probe past its deadline is
+// asked its real state first (a connect that completed meanwhile passes).
+//
+// Everything but pending and the wake pipe is owned by the engine goroutine.
 type tcpEngine struct {
 	s      *Scheduler
 	epfd   int
 	file   *os.File // epfd in Go's netpoller
 	wakeR  int      // read end of the wake pipe, in the epoll set
 	wakeW  int
-	in     chan []*entry
-	limit  int                 // most probes in flight (inFlightLimit)
 	probes map[int32]*tcpProbe // in flight, by file descriptor
 	list   []*tcpProbe         // the same probes, for deadline scans
 	seq    uint32
 	events []syscall.EpollEvent
+
+	mu      sync.Mutex
+	pending []*entry // submitted, not yet started
 }
 
 // tcpProbe is one connect in flight.
@@ -56,6 +69,7 @@ type tcpProbe struct {
 	e        *entry
 	t        Target
 	fd       int
+	sa       syscall.Sockaddr
 	seq      uint32 // tells a reused descriptor's events apart
 	idx      int    // index in tcpEngine.list
 	start    time.Time
@@ -84,20 +98,17 @@ func newTCPEngine(s *Scheduler) (*tcpEngine, error) {
 		syscall.Close(p[1])
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &tcpEngine{s: s, limit: inFlightLimit(), epfd: epfd, file: os.NewFile(uintptr(epfd), "tcp-probes"), wakeR: p[0], wakeW: p[1], in: make(chan []*entry, 64),
+	return &tcpEngine{s: s, epfd: epfd, file: os.NewFile(uintptr(epfd), "tcp-probes"), wakeR: p[0], wakeW: p[1],
 		probes: make(map[int32]*tcpProbe), events: make([]syscall.EpollEvent, 256)}, nil
 }
 
-// submit hands a batch of dispatched tcp entries to the engine. It returns
-// false, leaving the batch to the caller, when ctx ends first.
-func (g *tcpEngine) submit(ctx context.Context, batch []*entry) bool {
-	select {
-	case g.in <- batch:
-		g.wake()
-		return true
-	case <-ctx.Done():
-		return false
-	}
+// submit hands a batch of dispatched tcp entries to the engine. It never
+// blocks: the dispatcher does not wait for a busy engine.
+func (g *tcpEngine) submit(batch []*entry) {
+	g.mu.Lock()
+	g.pending = append(g.pending, batch...)
+	g.mu.Unlock()
+	g.wake()
 }
 
 // wake interrupts the engine's epoll_wait. A full pipe already guarantees a
@@ -119,11 +130,15 @@ func (g *tcpEngine) run(ctx context.Context) {
 		return
 	}
 	for {
-		g.take(ctx)
+		more := g.take(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		_ = g.file.SetReadDeadline(g.nextDeadline())
+		deadline := g.nextDeadline()
+		if more {
+			deadline = time.Unix(1, 0) // only harvest; more to start
+		}
+		_ = g.file.SetReadDeadline(deadline)
 		n := 0
 		werr := rc.Read(func(fd uintptr) bool {
 			n, _ = syscall.EpollWait(int(fd), g.events, 0)
@@ -133,27 +148,44 @@ func (g *tcpEngine) run(ctx context.Context) {
 			g.s.log.Error("health tcp probes stopped", "err", werr)
 			return
 		}
+		g.harvest(ctx, n)
+		g.expire(ctx, g.s.now())
+	}
+}
+
+// take starts up to startsPerTurn submitted probes and reports whether more
+// wait.
+func (g *tcpEngine) take(ctx context.Context) (more bool) {
+	g.mu.Lock()
+	n := min(len(g.pending), startsPerTurn)
+	batch := append([]*entry(nil), g.pending[:n]...)
+	g.pending = g.pending[n:]
+	more = len(g.pending) > 0
+	g.mu.Unlock()
+	for _, e := range batch {
+		g.start(ctx, e)
+	}
+	return more
+}
+
+// harvest records the completions in the first n events, then every other
+// completion the kernel already has, so no finished probe waits unread
+// while deadlines are judged.
+func (g *tcpEngine) harvest(ctx context.Context, n int) {
+	for n > 0 {
 		now := g.s.now()
-		for _, ev := range g.events[:max(n, 0)] {
+		for _, ev := range g.events[:n] {
 			if ev.Fd == int32(g.wakeR) {
 				g.drainWake()
 				continue
 			}
 			g.complete(ctx, ev, now)
 		}
-		g.expire(ctx, now)
-	}
-}
-
-// take starts the probes of every batch waiting in g.in.
-func (g *tcpEngine) take(ctx context.Context) {
-	for {
-		select {
-		case batch := <-g.in:
-			for _, e := range batch {
-				g.start(ctx, e)
-			}
-		default:
+		if n < len(g.events) {
+			return
+		}
+		var err error
+		if n, err = syscall.EpollWait(g.epfd, g.events, 0); err != nil {
 			return
 		}
 	}
@@ -162,32 +194,36 @@ func (g *tcpEngine) take(ctx context.Context) {
 // start opens e's connect; one the kernel finishes at once is recorded
 // straight away, one in progress joins the epoll set.
 func (g *tcpEngine) start(ctx context.Context, e *entry) {
-	if ctx.Err() != nil || len(g.list) >= g.limit {
-		if ctx.Err() == nil {
-			g.s.log.Debug("health probe skipped: too many tcp probes in flight",
-				"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "in_flight", len(g.list))
-		}
+	if ctx.Err() != nil {
 		g.s.release([]*entry{e})
+		return
+	}
+	if !g.s.sockets.tryAcquire() {
+		g.s.skipLimit(e)
 		return
 	}
 	t, ok := g.s.begin(e, nil)
 	if !ok {
+		g.s.sockets.release()
 		return
 	}
+	g.s.meter.started.Add(1)
 	start := g.s.now()
-	fd, _, done, err := openTCP(t)
+	fd, sa, done, err := openTCP(t)
 	if !done {
 		g.seq++
 		ev := syscall.EpollEvent{Events: syscall.EPOLLOUT, Fd: int32(fd), Pad: int32(g.seq)}
 		if err = syscall.EpollCtl(g.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err == nil {
-			p := &tcpProbe{e: e, t: t, fd: fd, seq: g.seq, idx: len(g.list), start: start, deadline: start.Add(e.timeout)}
+			p := &tcpProbe{e: e, t: t, fd: fd, sa: sa, seq: g.seq, idx: len(g.list), start: start, deadline: start.Add(e.timeout)}
 			g.probes[int32(fd)] = p
 			g.list = append(g.list, p)
+			g.s.meter.inFlight.Add(1)
 			return
 		}
 		syscall.Close(fd)
 		err = fmt.Errorf("connect %s: epoll_ctl: %w", netip.AddrPortFrom(t.Addr, t.Port), err)
 	}
+	g.s.sockets.release()
 	g.s.record(ctx, e, t, err, start, g.s.now())
 }
 
@@ -210,7 +246,10 @@ func (g *tcpEngine) complete(ctx context.Context, ev syscall.EpollEvent, now tim
 	g.finish(ctx, p, err, now)
 }
 
-// expire fails every probe whose deadline has passed.
+// expire ends every probe whose deadline has passed. Each is asked its
+// state first: one whose connect completed (or failed) after its deadline
+// was judged by the engine's own lateness, not the backend's, so it ends
+// with its real outcome; only a connect still in progress times out.
 func (g *tcpEngine) expire(ctx context.Context, now time.Time) {
 	for i := 0; i < len(g.list); {
 		p := g.list[i]
@@ -218,8 +257,20 @@ func (g *tcpEngine) expire(ctx context.Context, now time.Time) {
 			i++
 			continue
 		}
-		err := fmt.Errorf("connect %s: %w after %s", netip.AddrPortFrom(p.t.Addr, p.t.Port), errTimeout, p.e.timeout)
-		g.finish(ctx, p, err, now) // moves the last probe to i
+		g.finish(ctx, p, g.stateAtExpiry(p), now) // moves the last probe to i
+	}
+}
+
+// stateAtExpiry asks a probe's socket how its connect ended: nil when it is
+// connected, the failure when it failed, a timeout while it is in progress.
+func (g *tcpEngine) stateAtExpiry(p *tcpProbe) error {
+	switch err := syscall.Connect(p.fd, p.sa); err {
+	case nil, syscall.EISCONN:
+		return nil
+	case syscall.EALREADY, syscall.EINPROGRESS:
+		return fmt.Errorf("connect %s: %w after %s", netip.AddrPortFrom(p.t.Addr, p.t.Port), errTimeout, p.e.timeout)
+	default:
+		return connectError(p.t, err)
 	}
 }
 
@@ -231,8 +282,11 @@ func (g *tcpEngine) finish(ctx context.Context, p *tcpProbe, err error, now time
 	g.s.record(ctx, p.e, p.t, err, p.start, now)
 }
 
-// forget removes p from the in-flight set.
+// forget removes p from the in-flight set and returns its socket to the
+// budget.
 func (g *tcpEngine) forget(p *tcpProbe) {
+	g.s.sockets.release()
+	g.s.meter.inFlight.Add(-1)
 	delete(g.probes, int32(p.fd))
 	last := g.list[len(g.list)-1]
 	g.list[p.idx], last.idx = last, p.idx
@@ -271,12 +325,13 @@ func (g *tcpEngine) abort() {
 	}
 }
 
-// close releases the entries of batches never started and closes the
+// close releases the entries submitted but never started and closes the
 // engine's descriptors. It runs once neither run nor submit can run again.
 func (g *tcpEngine) close() {
-	for len(g.in) > 0 {
-		g.s.release(<-g.in)
-	}
+	g.mu.Lock()
+	g.s.release(g.pending)
+	g.pending = nil
+	g.mu.Unlock()
 	g.file.Close() // closes epfd
 	syscall.Close(g.wakeR)
 	syscall.Close(g.wakeW)

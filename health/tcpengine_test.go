@@ -2,10 +2,12 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -130,7 +132,7 @@ func TestTCPEngineLimitSkipsSlot(t *testing.T) {
 	}
 	defer g.close()
 	defer g.abort()
-	g.limit = 1
+	s.sockets.limit = 1
 	spec := check.Spec{Type: check.TCP, Interval: time.Second, Timeout: time.Second}
 	a := newEntry("a", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
 	b := newEntry("b", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
@@ -145,6 +147,9 @@ func TestTCPEngineLimitSkipsSlot(t *testing.T) {
 	}
 	if b.result.Probes != 0 || b.result.State != Unknown {
 		t.Errorf("skipped probe recorded a result: %+v", b.result)
+	}
+	if got := s.Load().Skipped[SkipLimit]; got != 1 {
+		t.Errorf("Load counts %d slots skipped at the limit, want 1", got)
 	}
 }
 
@@ -235,8 +240,8 @@ func TestTCPEngineLimitFollowsOpenFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
-	if got := inFlightLimit(); old.Cur >= 2*maxTCPInFlight && got != maxTCPInFlight {
-		t.Errorf("with %d open files allowed: limit %d, want %d", old.Cur, got, maxTCPInFlight)
+	if got := inFlightLimit(); old.Cur >= 2*maxSocketsInFlight && got != maxSocketsInFlight {
+		t.Errorf("with %d open files allowed: limit %d, want %d", old.Cur, got, maxSocketsInFlight)
 	}
 	low := syscall.Rlimit{Cur: 1024, Max: old.Max}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
@@ -244,5 +249,85 @@ func TestTCPEngineLimitFollowsOpenFiles(t *testing.T) {
 	}
 	if got := inFlightLimit(); got != 512 {
 		t.Errorf("with 1024 open files allowed: limit %d, want 512", got)
+	}
+}
+
+// TestTCPEngineLateExpiryAsksTheSocket: an engine too busy to harvest a
+// completion before the probe's deadline (here: nothing runs its loop) must
+// not fail the probe for it. The connect completed before the engine got to
+// the deadline; the engine asks the socket and records a pass. Before, it
+// recorded "timeout": a healthy backend marked down by the director's own
+// backlog.
+func TestTCPEngineLateExpiryAsksTheSocket(t *testing.T) {
+	port, free := stalledListener(t)
+	var got []string
+	s := NewScheduler(nil, Options{OnProbe: func(_ Target, ok bool, _ time.Duration, err error) {
+		got = append(got, fmtProbe(ok, 0, err))
+	}})
+	g, err := newTCPEngine(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	defer g.abort()
+	spec := check.Spec{Type: check.TCP, Interval: 5 * time.Second, Timeout: 1500 * time.Millisecond}
+	e := newEntry("late", Target{Addr: loopback, Port: port, Spec: spec}, time.Now())
+	e.running = true
+	g.start(t.Context(), e)
+	if len(g.list) != 1 {
+		t.Fatal("the connect did not stay in progress: the accept queue is not full")
+	}
+	free() // the SYN retransmitted after ~1 s is answered
+	deadline := time.Now().Add(5 * time.Second)
+	for g.stateAtExpiry(g.list[0]) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the connect never completed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Until(g.list[0].deadline.Add(100 * time.Millisecond)))
+	g.expire(t.Context(), time.Now())
+	if len(got) != 1 || got[0] != "ok 0s" {
+		t.Errorf("probe results %q, want one pass: the connect completed, only the engine was late", got)
+	}
+}
+
+// TestTCPEngineTimeoutStartsAtStart: probes that waited in the engine's
+// queue longer than their timeout (a busy engine) are timed from when their
+// connect starts, not from their slot, and pass.
+func TestTCPEngineTimeoutStartsAtStart(t *testing.T) {
+	open := closingListener(t)
+	var oks atomic.Int64
+	s := NewScheduler(nil, Options{OnProbe: func(_ Target, ok bool, latency time.Duration, _ error) {
+		if ok && latency < 200*time.Millisecond {
+			oks.Add(1)
+		}
+	}})
+	g, err := newTCPEngine(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := check.Spec{Type: check.TCP, Interval: 5 * time.Second, Timeout: 200 * time.Millisecond}
+	var batch []*entry
+	for i := range 20 {
+		e := newEntry(fmt.Sprint(i), Target{Addr: loopback, Port: open, Spec: spec}, time.Now())
+		e.running = true
+		batch = append(batch, e)
+	}
+	g.submit(batch)
+	time.Sleep(500 * time.Millisecond) // the engine is not running yet
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { g.run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for oks.Load() < 20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	g.wake()
+	<-done
+	g.close()
+	if n := oks.Load(); n != 20 {
+		t.Errorf("%d of 20 queued probes passed within their 200 ms, want all", n)
 	}
 }

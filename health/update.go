@@ -51,12 +51,22 @@ func (s *Scheduler) Update(targets []Target) {
 	s.spreadLocked(fresh, now)
 	s.version.Add(1)
 	total := len(s.entries)
+	s.meter.demandedMilli.Store(int64(1000 * demandedRate(s.entries)))
 	s.mu.Unlock()
 	s.poke()
 	if len(added) > 0 || removed > 0 {
 		s.log.Info("health targets updated", "targets", total, "added", len(added),
 			"verdict_kept", len(added)-len(fresh), "removed", removed)
 	}
+}
+
+// demandedRate is the probes per second the entries ask for.
+func demandedRate(entries map[string]*entry) float64 {
+	rate := 0.0
+	for _, e := range entries {
+		rate += float64(time.Second) / float64(e.interval)
+	}
+	return rate
 }
 
 // carryLocked gives every added entry whose ProbeKey an existing entry has

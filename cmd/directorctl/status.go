@@ -58,6 +58,9 @@ func printStatus(w io.Writer, s *directorv1.GetStatusResponse, now time.Time) {
 		line += "; last error: " + r.GetLastError()
 	}
 	fmt.Fprintln(w, line)
+	if h := s.GetHealthLoad(); h != nil {
+		fmt.Fprintln(w, healthLoadLine(h, now))
+	}
 
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

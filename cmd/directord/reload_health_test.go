@@ -154,8 +154,12 @@ func TestRunTimingReloadKeepsVerdicts(t *testing.T) {
 				e.GetKind(), e.GetSubject(), e.GetFrom(), e.GetTo(), e.GetReason())
 		}
 	}
-	if page := scrape(metrics); !strings.Contains(page, advertised) || !strings.Contains(page, "directord_config_version 2") {
+	page := scrape(metrics)
+	if !strings.Contains(page, advertised) || !strings.Contains(page, "directord_config_version 2") {
 		t.Errorf("after the reload: want version 2 with the VIP advertised")
+	}
+	if !strings.Contains(page, "directord_health_probes_demanded_per_second 3.3") {
+		t.Errorf("the daemon does not export its health checker's load (one target every 300ms)")
 	}
 	_, afterReload, _ := strings.Cut(logs.String(), "configuration loaded")
 	if strings.Contains(afterReload, "health state changed") || strings.Contains(afterReload, "VIP withdrawn") {

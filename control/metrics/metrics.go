@@ -110,7 +110,8 @@ func New(opts Options) (*Metrics, error) {
 	})
 	build.Set(1)
 	cs := []prometheus.Collector{m.checkDuration, m.checks, m.passDuration, m.passErrors,
-		m.reloads, m.reloadOK, m.reloadTime, build, newStatusCollector(opts.Status)}
+		m.reloads, m.reloadOK, m.reloadTime, build, newStatusCollector(opts.Status),
+		newHealthLoadCollector(opts.Status)}
 	if !opts.NoProcessMetrics {
 		cs = append(cs, collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

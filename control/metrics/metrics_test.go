@@ -73,6 +73,10 @@ func sampleStatus(conns uint64) *announcer.Status {
 		Peers: []routing.PeerStatus{{Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000, State: "established", BFDState: "up", Flaps: conns / 10, Advertised: 1}},
 		Overrides: announcer.Overrides{Drained: map[announcer.BackendRef]announcer.Note{
 			{Service: "web", Addr: netip.MustParseAddr("10.0.2.22")}: {Reason: "test"}}},
+		HealthLoad: &health.Load{Overloaded: true, Reason: "3 probes started late in 1s", Stretch: 2,
+			Demanded: 1000, Achieved: 480.5, InFlight: 12,
+			Skipped:   map[string]uint64{health.SkipBusy: 4, health.SkipLimit: 0, health.SkipLate: conns},
+			Discarded: 7},
 	}
 }
 

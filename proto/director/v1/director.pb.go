@@ -742,8 +742,10 @@ type GetStatusResponse struct {
 	// ipvs_fingerprint condenses every IPVS service's fingerprint: directors
 	// with equal fingerprints pick the same real server for a flow.
 	IpvsFingerprint string `protobuf:"bytes,12,opt,name=ipvs_fingerprint,json=ipvsFingerprint,proto3" json:"ipvs_fingerprint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// health_load says whether the health checker keeps up with its targets.
+	HealthLoad    *HealthLoad `protobuf:"bytes,13,opt,name=health_load,json=healthLoad,proto3" json:"health_load,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -860,6 +862,138 @@ func (x *GetStatusResponse) GetIpvsFingerprint() string {
 	return ""
 }
 
+func (x *GetStatusResponse) GetHealthLoad() *HealthLoad {
+	if x != nil {
+		return x.HealthLoad
+	}
+	return nil
+}
+
+// HealthLoad is the health checker's own load. A director that cannot keep
+// up probes less often and says so here; it never counts its own lateness
+// against a backend.
+type HealthLoad struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// overloaded is true while the checker skips slots, starts probes late,
+	// discards late results or stretches its intervals.
+	Overloaded bool `protobuf:"varint,1,opt,name=overloaded,proto3" json:"overloaded,omitempty"`
+	// reason is the last sign of overload ("12 probes started late, ... in 1s").
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// since is when the current overload began (unset when not overloaded).
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// interval_stretch multiplies every configured interval: 1 when keeping
+	// up, up to 8 while the checker is too slow for its targets.
+	IntervalStretch float64 `protobuf:"fixed64,4,opt,name=interval_stretch,json=intervalStretch,proto3" json:"interval_stretch,omitempty"`
+	// demanded_per_second is the probe rate the configured checks ask for.
+	DemandedPerSecond float64 `protobuf:"fixed64,5,opt,name=demanded_per_second,json=demandedPerSecond,proto3" json:"demanded_per_second,omitempty"`
+	// achieved_per_second is the probe rate completed in the last second.
+	AchievedPerSecond float64 `protobuf:"fixed64,6,opt,name=achieved_per_second,json=achievedPerSecond,proto3" json:"achieved_per_second,omitempty"`
+	// in_flight is the number of probes running.
+	InFlight int64 `protobuf:"varint,7,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// skipped counts slots skipped since start, by reason: "busy" (the
+	// previous probe still ran), "limit" (probes in flight at their limit),
+	// "late" (the checker reached the slot an interval late).
+	Skipped map[string]uint64 `protobuf:"bytes,8,rep,name=skipped,proto3" json:"skipped,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// discarded counts probe results thrown away since start: timeouts the
+	// checker noticed too late to blame the backend.
+	Discarded     uint64 `protobuf:"varint,9,opt,name=discarded,proto3" json:"discarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthLoad) Reset() {
+	*x = HealthLoad{}
+	mi := &file_director_v1_director_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthLoad) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthLoad) ProtoMessage() {}
+
+func (x *HealthLoad) ProtoReflect() protoreflect.Message {
+	mi := &file_director_v1_director_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthLoad.ProtoReflect.Descriptor instead.
+func (*HealthLoad) Descriptor() ([]byte, []int) {
+	return file_director_v1_director_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HealthLoad) GetOverloaded() bool {
+	if x != nil {
+		return x.Overloaded
+	}
+	return false
+}
+
+func (x *HealthLoad) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *HealthLoad) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *HealthLoad) GetIntervalStretch() float64 {
+	if x != nil {
+		return x.IntervalStretch
+	}
+	return 0
+}
+
+func (x *HealthLoad) GetDemandedPerSecond() float64 {
+	if x != nil {
+		return x.DemandedPerSecond
+	}
+	return 0
+}
+
+func (x *HealthLoad) GetAchievedPerSecond() float64 {
+	if x != nil {
+		return x.AchievedPerSecond
+	}
+	return 0
+}
+
+func (x *HealthLoad) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *HealthLoad) GetSkipped() map[string]uint64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+func (x *HealthLoad) GetDiscarded() uint64 {
+	if x != nil {
+		return x.Discarded
+	}
+	return 0
+}
+
 // ConfigVersion identifies one loaded configuration.
 type ConfigVersion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -877,7 +1011,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_director_v1_director_proto_msgTypes[2]
+	mi := &file_director_v1_director_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1023,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[2]
+	mi := &file_director_v1_director_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1036,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{2}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConfigVersion) GetVersion() int64 {
@@ -952,7 +1086,7 @@ type VIP struct {
 
 func (x *VIP) Reset() {
 	*x = VIP{}
-	mi := &file_director_v1_director_proto_msgTypes[3]
+	mi := &file_director_v1_director_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1098,7 @@ func (x *VIP) String() string {
 func (*VIP) ProtoMessage() {}
 
 func (x *VIP) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[3]
+	mi := &file_director_v1_director_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1111,7 @@ func (x *VIP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VIP.ProtoReflect.Descriptor instead.
 func (*VIP) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{3}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VIP) GetAddress() string {
@@ -1033,7 +1167,7 @@ type IPVSCounters struct {
 
 func (x *IPVSCounters) Reset() {
 	*x = IPVSCounters{}
-	mi := &file_director_v1_director_proto_msgTypes[4]
+	mi := &file_director_v1_director_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1179,7 @@ func (x *IPVSCounters) String() string {
 func (*IPVSCounters) ProtoMessage() {}
 
 func (x *IPVSCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[4]
+	mi := &file_director_v1_director_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1192,7 @@ func (x *IPVSCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPVSCounters.ProtoReflect.Descriptor instead.
 func (*IPVSCounters) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{4}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IPVSCounters) GetActiveConns() int64 {
@@ -1139,7 +1273,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_director_v1_director_proto_msgTypes[5]
+	mi := &file_director_v1_director_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1285,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[5]
+	mi := &file_director_v1_director_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1298,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{5}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Service) GetName() string {
@@ -1293,7 +1427,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_director_v1_director_proto_msgTypes[6]
+	mi := &file_director_v1_director_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1439,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[6]
+	mi := &file_director_v1_director_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1452,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{6}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Health) GetState() HealthState {
@@ -1394,7 +1528,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_director_v1_director_proto_msgTypes[7]
+	mi := &file_director_v1_director_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1540,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[7]
+	mi := &file_director_v1_director_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1553,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{7}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Backend) GetAddress() string {
@@ -1512,7 +1646,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_director_v1_director_proto_msgTypes[8]
+	mi := &file_director_v1_director_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1658,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[8]
+	mi := &file_director_v1_director_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1671,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{8}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Peer) GetAddress() string {
@@ -1613,7 +1747,7 @@ type Reconcile struct {
 
 func (x *Reconcile) Reset() {
 	*x = Reconcile{}
-	mi := &file_director_v1_director_proto_msgTypes[9]
+	mi := &file_director_v1_director_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1759,7 @@ func (x *Reconcile) String() string {
 func (*Reconcile) ProtoMessage() {}
 
 func (x *Reconcile) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[9]
+	mi := &file_director_v1_director_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1772,7 @@ func (x *Reconcile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconcile.ProtoReflect.Descriptor instead.
 func (*Reconcile) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{9}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Reconcile) GetLastPass() *timestamppb.Timestamp {
@@ -1699,7 +1833,7 @@ type Note struct {
 
 func (x *Note) Reset() {
 	*x = Note{}
-	mi := &file_director_v1_director_proto_msgTypes[10]
+	mi := &file_director_v1_director_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1845,7 @@ func (x *Note) String() string {
 func (*Note) ProtoMessage() {}
 
 func (x *Note) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[10]
+	mi := &file_director_v1_director_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1858,7 @@ func (x *Note) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Note.ProtoReflect.Descriptor instead.
 func (*Note) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{10}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Note) GetReason() string {
@@ -1769,7 +1903,7 @@ type BackendRef struct {
 
 func (x *BackendRef) Reset() {
 	*x = BackendRef{}
-	mi := &file_director_v1_director_proto_msgTypes[11]
+	mi := &file_director_v1_director_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1915,7 @@ func (x *BackendRef) String() string {
 func (*BackendRef) ProtoMessage() {}
 
 func (x *BackendRef) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[11]
+	mi := &file_director_v1_director_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1928,7 @@ func (x *BackendRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRef.ProtoReflect.Descriptor instead.
 func (*BackendRef) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{11}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BackendRef) GetService() string {
@@ -1835,7 +1969,7 @@ type Override struct {
 
 func (x *Override) Reset() {
 	*x = Override{}
-	mi := &file_director_v1_director_proto_msgTypes[12]
+	mi := &file_director_v1_director_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1981,7 @@ func (x *Override) String() string {
 func (*Override) ProtoMessage() {}
 
 func (x *Override) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[12]
+	mi := &file_director_v1_director_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1994,7 @@ func (x *Override) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Override.ProtoReflect.Descriptor instead.
 func (*Override) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{12}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Override) GetKind() OverrideKind {
@@ -1917,7 +2051,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[13]
+	mi := &file_director_v1_director_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2063,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[13]
+	mi := &file_director_v1_director_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2076,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{13}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRequest) GetAfterSeq() uint64 {
@@ -1988,7 +2122,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_director_v1_director_proto_msgTypes[14]
+	mi := &file_director_v1_director_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2134,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[14]
+	mi := &file_director_v1_director_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2147,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{14}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2086,7 +2220,7 @@ type EventsLost struct {
 
 func (x *EventsLost) Reset() {
 	*x = EventsLost{}
-	mi := &file_director_v1_director_proto_msgTypes[15]
+	mi := &file_director_v1_director_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2232,7 @@ func (x *EventsLost) String() string {
 func (*EventsLost) ProtoMessage() {}
 
 func (x *EventsLost) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[15]
+	mi := &file_director_v1_director_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2245,7 @@ func (x *EventsLost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsLost.ProtoReflect.Descriptor instead.
 func (*EventsLost) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{15}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EventsLost) GetRequestedAfter() uint64 {
@@ -2142,7 +2276,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[16]
+	mi := &file_director_v1_director_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2288,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[16]
+	mi := &file_director_v1_director_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2301,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{16}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchResponse) GetKind() isWatchResponse_Kind {
@@ -2225,7 +2359,7 @@ type DrainBackendRequest struct {
 
 func (x *DrainBackendRequest) Reset() {
 	*x = DrainBackendRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[17]
+	mi := &file_director_v1_director_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2371,7 @@ func (x *DrainBackendRequest) String() string {
 func (*DrainBackendRequest) ProtoMessage() {}
 
 func (x *DrainBackendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[17]
+	mi := &file_director_v1_director_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2384,7 @@ func (x *DrainBackendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainBackendRequest.ProtoReflect.Descriptor instead.
 func (*DrainBackendRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{17}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DrainBackendRequest) GetBackend() *BackendRef {
@@ -2286,7 +2420,7 @@ type DrainBackendResponse struct {
 
 func (x *DrainBackendResponse) Reset() {
 	*x = DrainBackendResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[18]
+	mi := &file_director_v1_director_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2432,7 @@ func (x *DrainBackendResponse) String() string {
 func (*DrainBackendResponse) ProtoMessage() {}
 
 func (x *DrainBackendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[18]
+	mi := &file_director_v1_director_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2445,7 @@ func (x *DrainBackendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainBackendResponse.ProtoReflect.Descriptor instead.
 func (*DrainBackendResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{18}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DrainBackendResponse) GetMatched() []string {
@@ -2341,7 +2475,7 @@ type EnableBackendRequest struct {
 
 func (x *EnableBackendRequest) Reset() {
 	*x = EnableBackendRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[19]
+	mi := &file_director_v1_director_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2487,7 @@ func (x *EnableBackendRequest) String() string {
 func (*EnableBackendRequest) ProtoMessage() {}
 
 func (x *EnableBackendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[19]
+	mi := &file_director_v1_director_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2500,7 @@ func (x *EnableBackendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableBackendRequest.ProtoReflect.Descriptor instead.
 func (*EnableBackendRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{19}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EnableBackendRequest) GetBackend() *BackendRef {
@@ -2397,7 +2531,7 @@ type EnableBackendResponse struct {
 
 func (x *EnableBackendResponse) Reset() {
 	*x = EnableBackendResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[20]
+	mi := &file_director_v1_director_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2543,7 @@ func (x *EnableBackendResponse) String() string {
 func (*EnableBackendResponse) ProtoMessage() {}
 
 func (x *EnableBackendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[20]
+	mi := &file_director_v1_director_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2556,7 @@ func (x *EnableBackendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableBackendResponse.ProtoReflect.Descriptor instead.
 func (*EnableBackendResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{20}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EnableBackendResponse) GetMatched() []string {
@@ -2464,7 +2598,7 @@ type SetWeightRequest struct {
 
 func (x *SetWeightRequest) Reset() {
 	*x = SetWeightRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[21]
+	mi := &file_director_v1_director_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2610,7 @@ func (x *SetWeightRequest) String() string {
 func (*SetWeightRequest) ProtoMessage() {}
 
 func (x *SetWeightRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[21]
+	mi := &file_director_v1_director_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2623,7 @@ func (x *SetWeightRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWeightRequest.ProtoReflect.Descriptor instead.
 func (*SetWeightRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{21}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetWeightRequest) GetBackend() *BackendRef {
@@ -2541,7 +2675,7 @@ type SetWeightResponse struct {
 
 func (x *SetWeightResponse) Reset() {
 	*x = SetWeightResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[22]
+	mi := &file_director_v1_director_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2687,7 @@ func (x *SetWeightResponse) String() string {
 func (*SetWeightResponse) ProtoMessage() {}
 
 func (x *SetWeightResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[22]
+	mi := &file_director_v1_director_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2700,7 @@ func (x *SetWeightResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWeightResponse.ProtoReflect.Descriptor instead.
 func (*SetWeightResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{22}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetWeightResponse) GetMatched() []string {
@@ -2602,7 +2736,7 @@ type DisableVIPRequest struct {
 
 func (x *DisableVIPRequest) Reset() {
 	*x = DisableVIPRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[23]
+	mi := &file_director_v1_director_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2748,7 @@ func (x *DisableVIPRequest) String() string {
 func (*DisableVIPRequest) ProtoMessage() {}
 
 func (x *DisableVIPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[23]
+	mi := &file_director_v1_director_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2761,7 @@ func (x *DisableVIPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableVIPRequest.ProtoReflect.Descriptor instead.
 func (*DisableVIPRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{23}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DisableVIPRequest) GetVip() string {
@@ -2661,7 +2795,7 @@ type DisableVIPResponse struct {
 
 func (x *DisableVIPResponse) Reset() {
 	*x = DisableVIPResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[24]
+	mi := &file_director_v1_director_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2807,7 @@ func (x *DisableVIPResponse) String() string {
 func (*DisableVIPResponse) ProtoMessage() {}
 
 func (x *DisableVIPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[24]
+	mi := &file_director_v1_director_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2820,7 @@ func (x *DisableVIPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableVIPResponse.ProtoReflect.Descriptor instead.
 func (*DisableVIPResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{24}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DisableVIPResponse) GetOverride() *Override {
@@ -2707,7 +2841,7 @@ type EnableVIPRequest struct {
 
 func (x *EnableVIPRequest) Reset() {
 	*x = EnableVIPRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[25]
+	mi := &file_director_v1_director_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2853,7 @@ func (x *EnableVIPRequest) String() string {
 func (*EnableVIPRequest) ProtoMessage() {}
 
 func (x *EnableVIPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[25]
+	mi := &file_director_v1_director_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2866,7 @@ func (x *EnableVIPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableVIPRequest.ProtoReflect.Descriptor instead.
 func (*EnableVIPRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{25}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EnableVIPRequest) GetVip() string {
@@ -2759,7 +2893,7 @@ type EnableVIPResponse struct {
 
 func (x *EnableVIPResponse) Reset() {
 	*x = EnableVIPResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[26]
+	mi := &file_director_v1_director_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +2905,7 @@ func (x *EnableVIPResponse) String() string {
 func (*EnableVIPResponse) ProtoMessage() {}
 
 func (x *EnableVIPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[26]
+	mi := &file_director_v1_director_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +2918,7 @@ func (x *EnableVIPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableVIPResponse.ProtoReflect.Descriptor instead.
 func (*EnableVIPResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{26}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EnableVIPResponse) GetWasDisabled() bool {
@@ -2805,7 +2939,7 @@ type DrainDirectorRequest struct {
 
 func (x *DrainDirectorRequest) Reset() {
 	*x = DrainDirectorRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[27]
+	mi := &file_director_v1_director_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +2951,7 @@ func (x *DrainDirectorRequest) String() string {
 func (*DrainDirectorRequest) ProtoMessage() {}
 
 func (x *DrainDirectorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[27]
+	mi := &file_director_v1_director_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +2964,7 @@ func (x *DrainDirectorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDirectorRequest.ProtoReflect.Descriptor instead.
 func (*DrainDirectorRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{27}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DrainDirectorRequest) GetReason() string {
@@ -2857,7 +2991,7 @@ type DrainDirectorResponse struct {
 
 func (x *DrainDirectorResponse) Reset() {
 	*x = DrainDirectorResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[28]
+	mi := &file_director_v1_director_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3003,7 @@ func (x *DrainDirectorResponse) String() string {
 func (*DrainDirectorResponse) ProtoMessage() {}
 
 func (x *DrainDirectorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[28]
+	mi := &file_director_v1_director_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3016,7 @@ func (x *DrainDirectorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDirectorResponse.ProtoReflect.Descriptor instead.
 func (*DrainDirectorResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{28}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DrainDirectorResponse) GetOverride() *Override {
@@ -2902,7 +3036,7 @@ type UndrainDirectorRequest struct {
 
 func (x *UndrainDirectorRequest) Reset() {
 	*x = UndrainDirectorRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[29]
+	mi := &file_director_v1_director_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3048,7 @@ func (x *UndrainDirectorRequest) String() string {
 func (*UndrainDirectorRequest) ProtoMessage() {}
 
 func (x *UndrainDirectorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[29]
+	mi := &file_director_v1_director_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3061,7 @@ func (x *UndrainDirectorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainDirectorRequest.ProtoReflect.Descriptor instead.
 func (*UndrainDirectorRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{29}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UndrainDirectorRequest) GetReason() string {
@@ -2947,7 +3081,7 @@ type UndrainDirectorResponse struct {
 
 func (x *UndrainDirectorResponse) Reset() {
 	*x = UndrainDirectorResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[30]
+	mi := &file_director_v1_director_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3093,7 @@ func (x *UndrainDirectorResponse) String() string {
 func (*UndrainDirectorResponse) ProtoMessage() {}
 
 func (x *UndrainDirectorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[30]
+	mi := &file_director_v1_director_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3106,7 @@ func (x *UndrainDirectorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainDirectorResponse.ProtoReflect.Descriptor instead.
 func (*UndrainDirectorResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{30}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UndrainDirectorResponse) GetWasDrained() bool {
@@ -2993,7 +3127,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[31]
+	mi := &file_director_v1_director_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3139,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[31]
+	mi := &file_director_v1_director_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3152,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{31}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReloadRequest) GetDryRun() bool {
@@ -3043,7 +3177,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_director_v1_director_proto_msgTypes[32]
+	mi := &file_director_v1_director_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3055,7 +3189,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[32]
+	mi := &file_director_v1_director_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3068,7 +3202,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{32}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Change) GetKind() ChangeKind {
@@ -3113,7 +3247,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[33]
+	mi := &file_director_v1_director_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3125,7 +3259,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[33]
+	mi := &file_director_v1_director_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3138,7 +3272,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{33}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReloadResponse) GetChanges() []*Change {
@@ -3177,7 +3311,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[34]
+	mi := &file_director_v1_director_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3323,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[34]
+	mi := &file_director_v1_director_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3336,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{34}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RollbackRequest) GetVersion() int64 {
@@ -3244,7 +3378,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[35]
+	mi := &file_director_v1_director_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3390,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[35]
+	mi := &file_director_v1_director_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3403,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{35}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RollbackResponse) GetVersion() *ConfigVersion {
@@ -3302,7 +3436,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[36]
+	mi := &file_director_v1_director_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3448,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[36]
+	mi := &file_director_v1_director_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3461,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{36}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{37}
 }
 
 // ListConfigsResponse lists the kept configurations, oldest first.
@@ -3342,7 +3476,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[37]
+	mi := &file_director_v1_director_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3354,7 +3488,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[37]
+	mi := &file_director_v1_director_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3367,7 +3501,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{37}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -3395,7 +3529,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[38]
+	mi := &file_director_v1_director_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +3541,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[38]
+	mi := &file_director_v1_director_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +3554,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{38}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetConfigRequest) GetVersion() int64 {
@@ -3444,7 +3578,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[39]
+	mi := &file_director_v1_director_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3456,7 +3590,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[39]
+	mi := &file_director_v1_director_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3469,7 +3603,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{39}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetConfigResponse) GetVersion() *ConfigVersion {
@@ -3515,7 +3649,7 @@ type RouterConfigRequest struct {
 
 func (x *RouterConfigRequest) Reset() {
 	*x = RouterConfigRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[40]
+	mi := &file_director_v1_director_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3661,7 @@ func (x *RouterConfigRequest) String() string {
 func (*RouterConfigRequest) ProtoMessage() {}
 
 func (x *RouterConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[40]
+	mi := &file_director_v1_director_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3674,7 @@ func (x *RouterConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterConfigRequest.ProtoReflect.Descriptor instead.
 func (*RouterConfigRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{40}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RouterConfigRequest) GetFlavor() RouterFlavor {
@@ -3610,7 +3744,7 @@ type RouterConfigResponse struct {
 
 func (x *RouterConfigResponse) Reset() {
 	*x = RouterConfigResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[41]
+	mi := &file_director_v1_director_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3622,7 +3756,7 @@ func (x *RouterConfigResponse) String() string {
 func (*RouterConfigResponse) ProtoMessage() {}
 
 func (x *RouterConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[41]
+	mi := &file_director_v1_director_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3635,7 +3769,7 @@ func (x *RouterConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterConfigResponse.ProtoReflect.Descriptor instead.
 func (*RouterConfigResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{41}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RouterConfigResponse) GetFlavor() RouterFlavor {
@@ -3657,7 +3791,7 @@ var File_director_v1_director_proto protoreflect.FileDescriptor
 const file_director_v1_director_proto_rawDesc = "" +
 	"\n" +
 	"\x1adirector/v1/director.proto\x12\vdirector.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\xeb\x04\n" +
+	"\x10GetStatusRequest\"\xa5\x05\n" +
 	"\x11GetStatusResponse\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.director.v1.ConfigVersionR\x06config\x12\x1a\n" +
@@ -3671,10 +3805,28 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\toverrides\x18\n" +
 	" \x03(\v2\x15.director.v1.OverrideR\toverrides\x124\n" +
 	"\treconcile\x18\v \x01(\v2\x16.director.v1.ReconcileR\treconcile\x12)\n" +
-	"\x10ipvs_fingerprint\x18\f \x01(\tR\x0fipvsFingerprint\x1a:\n" +
+	"\x10ipvs_fingerprint\x18\f \x01(\tR\x0fipvsFingerprint\x128\n" +
+	"\vhealth_load\x18\r \x01(\v2\x17.director.v1.HealthLoadR\n" +
+	"healthLoad\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x8d\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb8\x03\n" +
+	"\n" +
+	"HealthLoad\x12\x1e\n" +
+	"\n" +
+	"overloaded\x18\x01 \x01(\bR\n" +
+	"overloaded\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12)\n" +
+	"\x10interval_stretch\x18\x04 \x01(\x01R\x0fintervalStretch\x12.\n" +
+	"\x13demanded_per_second\x18\x05 \x01(\x01R\x11demandedPerSecond\x12.\n" +
+	"\x13achieved_per_second\x18\x06 \x01(\x01R\x11achievedPerSecond\x12\x1b\n" +
+	"\tin_flight\x18\a \x01(\x03R\binFlight\x12>\n" +
+	"\askipped\x18\b \x03(\v2$.director.v1.HealthLoad.SkippedEntryR\askipped\x12\x1c\n" +
+	"\tdiscarded\x18\t \x01(\x04R\tdiscarded\x1a:\n" +
+	"\fSkippedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x8d\x01\n" +
 	"\rConfigVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x16\n" +
@@ -3982,7 +4134,7 @@ func file_director_v1_director_proto_rawDescGZIP() []byte {
 }
 
 var file_director_v1_director_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_director_v1_director_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_director_v1_director_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_director_v1_director_proto_goTypes = []any{
 	(VIPState)(0),                   // 0: director.v1.VIPState
 	(Protocol)(0),                   // 1: director.v1.Protocol
@@ -3997,142 +4149,147 @@ var file_director_v1_director_proto_goTypes = []any{
 	(RouterFlavor)(0),               // 10: director.v1.RouterFlavor
 	(*GetStatusRequest)(nil),        // 11: director.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),       // 12: director.v1.GetStatusResponse
-	(*ConfigVersion)(nil),           // 13: director.v1.ConfigVersion
-	(*VIP)(nil),                     // 14: director.v1.VIP
-	(*IPVSCounters)(nil),            // 15: director.v1.IPVSCounters
-	(*Service)(nil),                 // 16: director.v1.Service
-	(*Health)(nil),                  // 17: director.v1.Health
-	(*Backend)(nil),                 // 18: director.v1.Backend
-	(*Peer)(nil),                    // 19: director.v1.Peer
-	(*Reconcile)(nil),               // 20: director.v1.Reconcile
-	(*Note)(nil),                    // 21: director.v1.Note
-	(*BackendRef)(nil),              // 22: director.v1.BackendRef
-	(*Override)(nil),                // 23: director.v1.Override
-	(*WatchRequest)(nil),            // 24: director.v1.WatchRequest
-	(*Event)(nil),                   // 25: director.v1.Event
-	(*EventsLost)(nil),              // 26: director.v1.EventsLost
-	(*WatchResponse)(nil),           // 27: director.v1.WatchResponse
-	(*DrainBackendRequest)(nil),     // 28: director.v1.DrainBackendRequest
-	(*DrainBackendResponse)(nil),    // 29: director.v1.DrainBackendResponse
-	(*EnableBackendRequest)(nil),    // 30: director.v1.EnableBackendRequest
-	(*EnableBackendResponse)(nil),   // 31: director.v1.EnableBackendResponse
-	(*SetWeightRequest)(nil),        // 32: director.v1.SetWeightRequest
-	(*SetWeightResponse)(nil),       // 33: director.v1.SetWeightResponse
-	(*DisableVIPRequest)(nil),       // 34: director.v1.DisableVIPRequest
-	(*DisableVIPResponse)(nil),      // 35: director.v1.DisableVIPResponse
-	(*EnableVIPRequest)(nil),        // 36: director.v1.EnableVIPRequest
-	(*EnableVIPResponse)(nil),       // 37: director.v1.EnableVIPResponse
-	(*DrainDirectorRequest)(nil),    // 38: director.v1.DrainDirectorRequest
-	(*DrainDirectorResponse)(nil),   // 39: director.v1.DrainDirectorResponse
-	(*UndrainDirectorRequest)(nil),  // 40: director.v1.UndrainDirectorRequest
-	(*UndrainDirectorResponse)(nil), // 41: director.v1.UndrainDirectorResponse
-	(*ReloadRequest)(nil),           // 42: director.v1.ReloadRequest
-	(*Change)(nil),                  // 43: director.v1.Change
-	(*ReloadResponse)(nil),          // 44: director.v1.ReloadResponse
-	(*RollbackRequest)(nil),         // 45: director.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 46: director.v1.RollbackResponse
-	(*ListConfigsRequest)(nil),      // 47: director.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),     // 48: director.v1.ListConfigsResponse
-	(*GetConfigRequest)(nil),        // 49: director.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),       // 50: director.v1.GetConfigResponse
-	(*RouterConfigRequest)(nil),     // 51: director.v1.RouterConfigRequest
-	(*RouterConfigResponse)(nil),    // 52: director.v1.RouterConfigResponse
-	nil,                             // 53: director.v1.GetStatusResponse.SysctlsEntry
-	(*timestamppb.Timestamp)(nil),   // 54: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 55: google.protobuf.Duration
+	(*HealthLoad)(nil),              // 13: director.v1.HealthLoad
+	(*ConfigVersion)(nil),           // 14: director.v1.ConfigVersion
+	(*VIP)(nil),                     // 15: director.v1.VIP
+	(*IPVSCounters)(nil),            // 16: director.v1.IPVSCounters
+	(*Service)(nil),                 // 17: director.v1.Service
+	(*Health)(nil),                  // 18: director.v1.Health
+	(*Backend)(nil),                 // 19: director.v1.Backend
+	(*Peer)(nil),                    // 20: director.v1.Peer
+	(*Reconcile)(nil),               // 21: director.v1.Reconcile
+	(*Note)(nil),                    // 22: director.v1.Note
+	(*BackendRef)(nil),              // 23: director.v1.BackendRef
+	(*Override)(nil),                // 24: director.v1.Override
+	(*WatchRequest)(nil),            // 25: director.v1.WatchRequest
+	(*Event)(nil),                   // 26: director.v1.Event
+	(*EventsLost)(nil),              // 27: director.v1.EventsLost
+	(*WatchResponse)(nil),           // 28: director.v1.WatchResponse
+	(*DrainBackendRequest)(nil),     // 29: director.v1.DrainBackendRequest
+	(*DrainBackendResponse)(nil),    // 30: director.v1.DrainBackendResponse
+	(*EnableBackendRequest)(nil),    // 31: director.v1.EnableBackendRequest
+	(*EnableBackendResponse)(nil),   // 32: director.v1.EnableBackendResponse
+	(*SetWeightRequest)(nil),        // 33: director.v1.SetWeightRequest
+	(*SetWeightResponse)(nil),       // 34: director.v1.SetWeightResponse
+	(*DisableVIPRequest)(nil),       // 35: director.v1.DisableVIPRequest
+	(*DisableVIPResponse)(nil),      // 36: director.v1.DisableVIPResponse
+	(*EnableVIPRequest)(nil),        // 37: director.v1.EnableVIPRequest
+	(*EnableVIPResponse)(nil),       // 38: director.v1.EnableVIPResponse
+	(*DrainDirectorRequest)(nil),    // 39: director.v1.DrainDirectorRequest
+	(*DrainDirectorResponse)(nil),   // 40: director.v1.DrainDirectorResponse
+	(*UndrainDirectorRequest)(nil),  // 41: director.v1.UndrainDirectorRequest
+	(*UndrainDirectorResponse)(nil), // 42: director.v1.UndrainDirectorResponse
+	(*ReloadRequest)(nil),           // 43: director.v1.ReloadRequest
+	(*Change)(nil),                  // 44: director.v1.Change
+	(*ReloadResponse)(nil),          // 45: director.v1.ReloadResponse
+	(*RollbackRequest)(nil),         // 46: director.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 47: director.v1.RollbackResponse
+	(*ListConfigsRequest)(nil),      // 48: director.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 49: director.v1.ListConfigsResponse
+	(*GetConfigRequest)(nil),        // 50: director.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),       // 51: director.v1.GetConfigResponse
+	(*RouterConfigRequest)(nil),     // 52: director.v1.RouterConfigRequest
+	(*RouterConfigResponse)(nil),    // 53: director.v1.RouterConfigResponse
+	nil,                             // 54: director.v1.GetStatusResponse.SysctlsEntry
+	nil,                             // 55: director.v1.HealthLoad.SkippedEntry
+	(*timestamppb.Timestamp)(nil),   // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 57: google.protobuf.Duration
 }
 var file_director_v1_director_proto_depIdxs = []int32{
-	13, // 0: director.v1.GetStatusResponse.config:type_name -> director.v1.ConfigVersion
-	21, // 1: director.v1.GetStatusResponse.drained:type_name -> director.v1.Note
-	14, // 2: director.v1.GetStatusResponse.vips:type_name -> director.v1.VIP
-	16, // 3: director.v1.GetStatusResponse.services:type_name -> director.v1.Service
-	19, // 4: director.v1.GetStatusResponse.peers:type_name -> director.v1.Peer
-	53, // 5: director.v1.GetStatusResponse.sysctls:type_name -> director.v1.GetStatusResponse.SysctlsEntry
-	23, // 6: director.v1.GetStatusResponse.overrides:type_name -> director.v1.Override
-	20, // 7: director.v1.GetStatusResponse.reconcile:type_name -> director.v1.Reconcile
-	54, // 8: director.v1.ConfigVersion.loaded:type_name -> google.protobuf.Timestamp
-	0,  // 9: director.v1.VIP.state:type_name -> director.v1.VIPState
-	54, // 10: director.v1.VIP.since:type_name -> google.protobuf.Timestamp
-	1,  // 11: director.v1.Service.protocol:type_name -> director.v1.Protocol
-	2,  // 12: director.v1.Service.forwarding:type_name -> director.v1.Forwarding
-	15, // 13: director.v1.Service.counters:type_name -> director.v1.IPVSCounters
-	18, // 14: director.v1.Service.backends:type_name -> director.v1.Backend
-	3,  // 15: director.v1.Health.state:type_name -> director.v1.HealthState
-	55, // 16: director.v1.Health.latency:type_name -> google.protobuf.Duration
-	54, // 17: director.v1.Health.since:type_name -> google.protobuf.Timestamp
-	54, // 18: director.v1.Health.last_probe:type_name -> google.protobuf.Timestamp
-	17, // 19: director.v1.Backend.health:type_name -> director.v1.Health
-	15, // 20: director.v1.Backend.counters:type_name -> director.v1.IPVSCounters
-	4,  // 21: director.v1.Peer.state:type_name -> director.v1.PeerState
-	54, // 22: director.v1.Peer.since:type_name -> google.protobuf.Timestamp
-	5,  // 23: director.v1.Peer.bfd_state:type_name -> director.v1.BFDState
-	54, // 24: director.v1.Reconcile.last_pass:type_name -> google.protobuf.Timestamp
-	55, // 25: director.v1.Reconcile.last_duration:type_name -> google.protobuf.Duration
-	54, // 26: director.v1.Note.created:type_name -> google.protobuf.Timestamp
-	54, // 27: director.v1.Note.expires:type_name -> google.protobuf.Timestamp
-	6,  // 28: director.v1.Override.kind:type_name -> director.v1.OverrideKind
-	22, // 29: director.v1.Override.backend:type_name -> director.v1.BackendRef
-	21, // 30: director.v1.Override.note:type_name -> director.v1.Note
-	54, // 31: director.v1.Event.time:type_name -> google.protobuf.Timestamp
-	7,  // 32: director.v1.Event.kind:type_name -> director.v1.EventKind
-	25, // 33: director.v1.WatchResponse.event:type_name -> director.v1.Event
-	26, // 34: director.v1.WatchResponse.lost:type_name -> director.v1.EventsLost
-	22, // 35: director.v1.DrainBackendRequest.backend:type_name -> director.v1.BackendRef
-	55, // 36: director.v1.DrainBackendRequest.expires_after:type_name -> google.protobuf.Duration
-	23, // 37: director.v1.DrainBackendResponse.override:type_name -> director.v1.Override
-	22, // 38: director.v1.EnableBackendRequest.backend:type_name -> director.v1.BackendRef
-	23, // 39: director.v1.EnableBackendResponse.lifted:type_name -> director.v1.Override
-	22, // 40: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
-	55, // 41: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
-	23, // 42: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
-	23, // 43: director.v1.SetWeightResponse.cleared:type_name -> director.v1.Override
-	55, // 44: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
-	23, // 45: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
-	55, // 46: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
-	23, // 47: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
-	8,  // 48: director.v1.Change.kind:type_name -> director.v1.ChangeKind
-	9,  // 49: director.v1.Change.action:type_name -> director.v1.ChangeAction
-	43, // 50: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
-	13, // 51: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
-	13, // 52: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
-	43, // 53: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
-	13, // 54: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
-	13, // 55: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
-	10, // 56: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
-	10, // 57: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
-	11, // 58: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
-	24, // 59: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
-	28, // 60: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
-	30, // 61: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
-	32, // 62: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
-	34, // 63: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
-	36, // 64: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
-	38, // 65: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
-	40, // 66: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
-	42, // 67: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
-	45, // 68: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
-	47, // 69: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
-	49, // 70: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
-	51, // 71: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
-	12, // 72: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
-	27, // 73: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
-	29, // 74: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
-	31, // 75: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
-	33, // 76: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
-	35, // 77: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
-	37, // 78: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
-	39, // 79: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
-	41, // 80: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
-	44, // 81: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
-	46, // 82: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
-	48, // 83: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
-	50, // 84: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
-	52, // 85: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
-	72, // [72:86] is the sub-list for method output_type
-	58, // [58:72] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	14, // 0: director.v1.GetStatusResponse.config:type_name -> director.v1.ConfigVersion
+	22, // 1: director.v1.GetStatusResponse.drained:type_name -> director.v1.Note
+	15, // 2: director.v1.GetStatusResponse.vips:type_name -> director.v1.VIP
+	17, // 3: director.v1.GetStatusResponse.services:type_name -> director.v1.Service
+	20, // 4: director.v1.GetStatusResponse.peers:type_name -> director.v1.Peer
+	54, // 5: director.v1.GetStatusResponse.sysctls:type_name -> director.v1.GetStatusResponse.SysctlsEntry
+	24, // 6: director.v1.GetStatusResponse.overrides:type_name -> director.v1.Override
+	21, // 7: director.v1.GetStatusResponse.reconcile:type_name -> director.v1.Reconcile
+	13, // 8: director.v1.GetStatusResponse.health_load:type_name -> director.v1.HealthLoad
+	56, // 9: director.v1.HealthLoad.since:type_name -> google.protobuf.Timestamp
+	55, // 10: director.v1.HealthLoad.skipped:type_name -> director.v1.HealthLoad.SkippedEntry
+	56, // 11: director.v1.ConfigVersion.loaded:type_name -> google.protobuf.Timestamp
+	0,  // 12: director.v1.VIP.state:type_name -> director.v1.VIPState
+	56, // 13: director.v1.VIP.since:type_name -> google.protobuf.Timestamp
+	1,  // 14: director.v1.Service.protocol:type_name -> director.v1.Protocol
+	2,  // 15: director.v1.Service.forwarding:type_name -> director.v1.Forwarding
+	16, // 16: director.v1.Service.counters:type_name -> director.v1.IPVSCounters
+	19, // 17: director.v1.Service.backends:type_name -> director.v1.Backend
+	3,  // 18: director.v1.Health.state:type_name -> director.v1.HealthState
+	57, // 19: director.v1.Health.latency:type_name -> google.protobuf.Duration
+	56, // 20: director.v1.Health.since:type_name -> google.protobuf.Timestamp
+	56, // 21: director.v1.Health.last_probe:type_name -> google.protobuf.Timestamp
+	18, // 22: director.v1.Backend.health:type_name -> director.v1.Health
+	16, // 23: director.v1.Backend.counters:type_name -> director.v1.IPVSCounters
+	4,  // 24: director.v1.Peer.state:type_name -> director.v1.PeerState
+	56, // 25: director.v1.Peer.since:type_name -> google.protobuf.Timestamp
+	5,  // 26: director.v1.Peer.bfd_state:type_name -> director.v1.BFDState
+	56, // 27: director.v1.Reconcile.last_pass:type_name -> google.protobuf.Timestamp
+	57, // 28: director.v1.Reconcile.last_duration:type_name -> google.protobuf.Duration
+	56, // 29: director.v1.Note.created:type_name -> google.protobuf.Timestamp
+	56, // 30: director.v1.Note.expires:type_name -> google.protobuf.Timestamp
+	6,  // 31: director.v1.Override.kind:type_name -> director.v1.OverrideKind
+	23, // 32: director.v1.Override.backend:type_name -> director.v1.BackendRef
+	22, // 33: director.v1.Override.note:type_name -> director.v1.Note
+	56, // 34: director.v1.Event.time:type_name -> google.protobuf.Timestamp
+	7,  // 35: director.v1.Event.kind:type_name -> director.v1.EventKind
+	26, // 36: director.v1.WatchResponse.event:type_name -> director.v1.Event
+	27, // 37: director.v1.WatchResponse.lost:type_name -> director.v1.EventsLost
+	23, // 38: director.v1.DrainBackendRequest.backend:type_name -> director.v1.BackendRef
+	57, // 39: director.v1.DrainBackendRequest.expires_after:type_name -> google.protobuf.Duration
+	24, // 40: director.v1.DrainBackendResponse.override:type_name -> director.v1.Override
+	23, // 41: director.v1.EnableBackendRequest.backend:type_name -> director.v1.BackendRef
+	24, // 42: director.v1.EnableBackendResponse.lifted:type_name -> director.v1.Override
+	23, // 43: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
+	57, // 44: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
+	24, // 45: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
+	24, // 46: director.v1.SetWeightResponse.cleared:type_name -> director.v1.Override
+	57, // 47: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
+	24, // 48: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
+	57, // 49: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
+	24, // 50: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
+	8,  // 51: director.v1.Change.kind:type_name -> director.v1.ChangeKind
+	9,  // 52: director.v1.Change.action:type_name -> director.v1.ChangeAction
+	44, // 53: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
+	14, // 54: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
+	14, // 55: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
+	44, // 56: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
+	14, // 57: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
+	14, // 58: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
+	10, // 59: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
+	10, // 60: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
+	11, // 61: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
+	25, // 62: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
+	29, // 63: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
+	31, // 64: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
+	33, // 65: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
+	35, // 66: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
+	37, // 67: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
+	39, // 68: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
+	41, // 69: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
+	43, // 70: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
+	46, // 71: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
+	48, // 72: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
+	50, // 73: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
+	52, // 74: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
+	12, // 75: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
+	28, // 76: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
+	30, // 77: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
+	32, // 78: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
+	34, // 79: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
+	36, // 80: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
+	38, // 81: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
+	40, // 82: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
+	42, // 83: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
+	45, // 84: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
+	47, // 85: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
+	49, // 86: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
+	51, // 87: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
+	53, // 88: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
+	75, // [75:89] is the sub-list for method output_type
+	61, // [61:75] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_director_v1_director_proto_init() }
@@ -4140,7 +4297,7 @@ func file_director_v1_director_proto_init() {
 	if File_director_v1_director_proto != nil {
 		return
 	}
-	file_director_v1_director_proto_msgTypes[16].OneofWrappers = []any{
+	file_director_v1_director_proto_msgTypes[17].OneofWrappers = []any{
 		(*WatchResponse_Event)(nil),
 		(*WatchResponse_Lost)(nil),
 	}
@@ -4150,7 +4307,7 @@ func file_director_v1_director_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_director_v1_director_proto_rawDesc), len(file_director_v1_director_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,240 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/anycast-director/director/health/check"
+)
+
+// Run probes the targets until ctx is done, then cancels probes in flight,
+// waits for them and returns nil. Only one Run may be active at a time.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("health scheduler is already running; call Run once")
+	}
+	s.running = true
+	s.rebaseLocked(s.now())
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	eng := s.startTCPEngine(ctx, &wg)
+	defer func() {
+		if eng != nil {
+			eng.wake()
+		}
+		wg.Wait()
+		if eng != nil {
+			eng.close()
+		}
+		s.closeCheckers()
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		due, wait := s.takeDue()
+		s.meter.judge(s.now())
+		if ctx.Err() != nil {
+			s.release(due)
+			return nil
+		}
+		var batch []*entry
+		for _, e := range due {
+			if eng != nil && e.target.Spec.Type == check.TCP {
+				batch = append(batch, e)
+				continue
+			}
+			s.launch(ctx, &wg, e)
+		}
+		if len(batch) > 0 {
+			eng.submit(batch)
+		}
+		if len(due) > 0 {
+			continue // time moved on while dispatching; look again
+		}
+		// Wake at least once per load window, to judge it.
+		if wait < 0 || wait > loadWindow {
+			wait = loadWindow
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// launch starts e's probe on a goroutine of its own, or skips the slot when
+// the probes in flight are at their limit. It never blocks: a slow probe
+// holds only its own goroutine, and nothing else waits for it.
+func (s *Scheduler) launch(ctx context.Context, wg *sync.WaitGroup, e *entry) {
+	held := []*budget{&s.goProbes}
+	if e.target.Spec.Type == check.Exec {
+		held = append(held, &s.execs)
+	} else {
+		held = append(held, &s.sockets)
+	}
+	for i, b := range held {
+		if !b.tryAcquire() {
+			for _, r := range held[:i] {
+				r.release()
+			}
+			s.skipLimit(e)
+			return
+		}
+	}
+	s.meter.started.Add(1)
+	wg.Go(func() {
+		defer func() {
+			for _, b := range held {
+				b.release()
+			}
+		}()
+		s.probe(ctx, e)
+	})
+}
+
+// skipLimit gives up e's slot because too many probes are in flight.
+func (s *Scheduler) skipLimit(e *entry) {
+	s.meter.skip(SkipLimit, 1)
+	s.log.Debug("health probe skipped: too many probes in flight",
+		"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "check", e.target.Spec.Type)
+	s.release([]*entry{e})
+}
+
+// closeCheckers releases what checkers hold once no probe runs: the exec
+// checker kills whatever a probe left and removes its cgroup.
+func (s *Scheduler) closeCheckers() {
+	for typ, c := range s.checkers {
+		if cl, ok := c.(io.Closer); ok {
+			if err := cl.Close(); err != nil {
+				s.log.Warn("health checker cleanup failed", "check", typ, "err", err)
+			}
+		}
+	}
+}
+
+// startTCPEngine starts the engine for tcp probes when the tcp checker is
+// the built-in one (tests inject fakes through Options.Checkers). Without an
+// engine, tcp probes run on goroutines like every other type.
+func (s *Scheduler) startTCPEngine(ctx context.Context, wg *sync.WaitGroup) *tcpEngine {
+	if _, ok := s.checkers[check.TCP].(tcpChecker); !ok {
+		return nil
+	}
+	eng, err := newTCPEngine(s)
+	if err != nil {
+		s.log.Warn("health tcp probes fall back to a goroutine each", "err", err)
+		return nil
+	}
+	wg.Go(func() { eng.run(ctx) })
+	return eng
+}
+
+// rebaseLocked re-anchors starts when Run begins. Targets never probed keep
+// their offsets but measured from now rather than from their Update, so a
+// batch added before Run is spread over the first interval of Run instead of
+// firing at once; targets probed before (Run restarted) move to their next
+// slot in cadence.
+func (s *Scheduler) rebaseLocked(now time.Time) {
+	s.queue.each(func(e *entry) {
+		switch {
+		case !e.dispatched:
+			e.next = e.next.Add(now.Sub(e.spreadAt))
+			e.spreadAt = now
+		case e.next.Before(now):
+			e.next = nextSlot(e.next, now, e.interval)
+		}
+	})
+}
+
+// takeDue pops up to maxBatch entries whose start has come, marks them running
+// and requeues them at their next slot (the interval stretched while the
+// scheduler is overloaded). Entries still running from their last slot are
+// skipped for this one: probes of a target never overlap. wait is the time
+// until the next start, or -1 when nothing is queued.
+//
+// With coalescing, time is cut into cells of Options.Coalesce aligned on the
+// clock, and a start is due from the beginning of its cell (but never more
+// than an eighth of its interval early). The dispatcher then wakes once per
+// cell and each batch holds exactly one cell's worth of slots, so batching
+// does not make some 100 ms windows busier than others.
+func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	horizon := now.Add(1) // starts before horizon are due
+	if s.coalesce > 0 {
+		horizon = now.Truncate(s.coalesce).Add(s.coalesce)
+	}
+	stretch := s.meter.stretch()
+	for s.queue.len() > 0 && len(due) < maxBatch {
+		e := s.queue.head()
+		if !e.next.Before(horizon) || e.next.Sub(now) > e.interval/8 {
+			return due, s.dueAt(e).Sub(now)
+		}
+		s.noteLateness(e, now)
+		e.next = nextSlot(e.next, now, time.Duration(float64(e.interval)*stretch))
+		s.queue.moved(e)
+		if e.running {
+			s.meter.skip(SkipBusy, 1)
+			s.log.Debug("health probe skipped: previous probe still running",
+				"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "check", e.target.Spec.Type)
+			continue
+		}
+		e.running, e.dispatched = true, true
+		due = append(due, e)
+	}
+	if len(due) > 0 || s.queue.len() > 0 {
+		return due, 0
+	}
+	return due, -1
+}
+
+// noteLateness counts a start taken late: more than a quarter of its
+// interval (at least 100 ms) after its slot is a sign of overload, and
+// whole intervals late are slots missed.
+func (s *Scheduler) noteLateness(e *entry, now time.Time) {
+	late := now.Sub(e.next)
+	if late <= max(e.interval/4, 100*time.Millisecond) {
+		return
+	}
+	s.meter.lateStarts.Add(1)
+	if missed := late / e.interval; missed > 0 {
+		s.meter.skip(SkipLate, uint64(missed))
+	}
+}
+
+// dueAt is when takeDue first takes e: the start of the coalescing cell of
+// its slot, or an eighth of its interval before the slot if that is later.
+func (s *Scheduler) dueAt(e *entry) time.Time {
+	if s.coalesce <= 0 {
+		return e.next
+	}
+	at := e.next.Truncate(s.coalesce)
+	if early := e.next.Add(-e.interval / 8); early.After(at) {
+		at = early
+	}
+	return at
+}
+
+// release clears the running mark of entries that were taken but never
+// probed (Run stopping, or no room in flight).
+func (s *Scheduler) release(es []*entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range es {
+		e.running = false
+	}
+}

@@ -1,0 +1,225 @@
+package health
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Why a probe's slot passed without a probe. Each is the director's own
+// doing, never the backend's: skipped slots are not results.
+const (
+	// SkipBusy: the target's previous probe was still running (it started
+	// or was harvested late: the timeout is shorter than the interval).
+	SkipBusy = "busy"
+	// SkipLimit: the probes in flight reached their limit (open files for
+	// sockets, DefaultExecConcurrency for exec checks).
+	SkipLimit = "limit"
+	// SkipLate: the dispatcher reached the slot more than an interval late.
+	SkipLate = "late"
+)
+
+const (
+	// loadWindow is how often the scheduler judges its own load.
+	loadWindow = time.Second
+	// maxStretch bounds how far an overloaded scheduler stretches intervals.
+	maxStretch = 8
+	// cleanWindowsToRelax is how many windows without a sign of overload
+	// halve the stretch again.
+	cleanWindowsToRelax = 5
+	// slowShare is the share of a window's probes that must start late or
+	// end discarded for the scheduler to stretch its intervals: a stray late
+	// wake-up (a busy host) is reported, but only a director that is late
+	// for many probes probes less often.
+	slowShare = 0.1
+)
+
+// Load says whether the scheduler keeps up with the probes the targets ask
+// for. A scheduler that does not (its CPU, its file descriptors or its
+// exec slots are short) probes less often instead of failing probes:
+// slots it cannot serve are skipped, intervals are stretched while
+// dispatching runs late, and a timeout it noticed late is discarded rather
+// than counted against the backend.
+type Load struct {
+	// Overloaded is true while the last window showed a sign of overload or
+	// intervals are stretched.
+	Overloaded bool
+	// Reason says what the last sign of overload was ("" when none).
+	Reason string
+	// Since is when the current overload began (zero when not overloaded).
+	Since time.Time
+	// Stretch multiplies every interval (1 when keeping up, up to 8).
+	Stretch float64
+	// Demanded is the probe rate the targets ask for, per second.
+	Demanded float64
+	// Achieved is the probe rate completed in the last window, per second.
+	Achieved float64
+	// InFlight is the number of probes running.
+	InFlight int
+	// Skipped counts skipped slots since start, by reason (SkipBusy, ...).
+	Skipped map[string]uint64
+	// Discarded counts probe results thrown away since start: timeouts the
+	// scheduler noticed too late to blame the backend.
+	Discarded uint64
+}
+
+// budget bounds probes in flight without blocking: tryAcquire fails when
+// the limit is reached.
+type budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// tryAcquire takes one slot, or returns false when none is free.
+func (b *budget) tryAcquire() bool {
+	if b.used.Add(1) > b.limit {
+		b.used.Add(-1)
+		return false
+	}
+	return true
+}
+
+// release returns a slot.
+func (b *budget) release() { b.used.Add(-1) }
+
+// loadMeter counts the signs of overload as they happen (from any
+// goroutine) and judges them once per window (on the dispatcher).
+type loadMeter struct {
+	log *slog.Logger
+
+	skipped               [3]atomic.Uint64 // SkipBusy, SkipLimit, SkipLate
+	discarded, lateStarts atomic.Uint64
+	completed, started    atomic.Uint64
+	inFlight              atomic.Int64
+	stretchBits           atomic.Uint64 // float64 bits of the stretch
+	demandedMilli         atomic.Int64  // demanded probes/s x 1000
+	mu                    sync.Mutex
+	windowStart           time.Time
+	prev                  [7]uint64 // counters at the window start
+	clean                 int
+	load                  Load
+}
+
+// skipIndex maps a skip reason to its counter.
+func skipIndex(reason string) int {
+	switch reason {
+	case SkipBusy:
+		return 0
+	case SkipLimit:
+		return 1
+	}
+	return 2
+}
+
+// skip counts n skipped slots.
+func (m *loadMeter) skip(reason string, n uint64) { m.skipped[skipIndex(reason)].Add(n) }
+
+// stretch is the factor every interval is multiplied by.
+func (m *loadMeter) stretch() float64 {
+	if b := m.stretchBits.Load(); b != 0 {
+		return math.Float64frombits(b)
+	}
+	return 1
+}
+
+// counters reads the cumulative counters: busy, limit, late skips, late
+// starts, discards, completions, starts.
+func (m *loadMeter) counters() [7]uint64 {
+	return [7]uint64{m.skipped[0].Load(), m.skipped[1].Load(), m.skipped[2].Load(),
+		m.lateStarts.Load(), m.discarded.Load(), m.completed.Load(), m.started.Load()}
+}
+
+// judge closes the window if it is over. Any skipped slot, late start or
+// discarded result is reported as overload; a window in which more than
+// slowShare of the probes started late, missed their slot or were
+// discarded (the director itself is slow, not one backend) doubles the
+// stretch, and cleanWindowsToRelax windows without any sign halve it again.
+// Transitions are logged.
+func (m *loadMeter) judge(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.windowStart.IsZero() {
+		m.windowStart, m.prev = now, m.counters()
+		return
+	}
+	span := now.Sub(m.windowStart)
+	if span < loadWindow {
+		return
+	}
+	cur := m.counters()
+	var d [7]uint64
+	for i := range d {
+		d[i] = cur[i] - m.prev[i]
+	}
+	m.windowStart, m.prev = now, cur
+	signs := d[0]+d[1]+d[2]+d[3]+d[4] > 0
+	slow := float64(d[2]+d[3]+d[4]) > slowShare*float64(max(d[6]+d[2], 1))
+	stretch := m.stretch()
+	switch {
+	case slow:
+		stretch, m.clean = min(stretch*2, maxStretch), 0
+	case signs:
+		m.clean = 0
+	case stretch > 1:
+		if m.clean++; m.clean >= cleanWindowsToRelax {
+			stretch, m.clean = stretch/2, 0
+		}
+	}
+	m.stretchBits.Store(math.Float64bits(stretch))
+	was := m.load.Overloaded
+	l := &m.load
+	l.Overloaded = signs || stretch > 1
+	l.Stretch, l.Achieved = stretch, float64(d[5])/span.Seconds()
+	if why := reasonOf(d, span); why != "" {
+		l.Reason = why
+	}
+	switch {
+	case l.Overloaded && !was:
+		l.Since = now
+		m.log.Warn("health checks overloaded: probing less often, skipped slots are not failures",
+			"reason", l.Reason, "stretch", stretch, "demanded_per_s", m.demanded(), "achieved_per_s", l.Achieved)
+	case !l.Overloaded && was:
+		m.log.Info("health checks keep up again", "overloaded_for", now.Sub(l.Since).Round(time.Second))
+		l.Since, l.Reason = time.Time{}, ""
+	}
+}
+
+// reasonOf phrases a window's signs of overload for status and logs.
+func reasonOf(d [7]uint64, span time.Duration) string {
+	var parts []string
+	add := func(n uint64, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(d[3], "probes started late")
+	add(d[0], "slots skipped (previous probe still running)")
+	add(d[1], "slots skipped (probes in flight at their limit)")
+	add(d[2], "slots missed (dispatcher late)")
+	add(d[4], "timeouts noticed late and discarded")
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, ", ") + fmt.Sprintf(" in %s", span.Round(time.Millisecond))
+}
+
+// demanded is the demanded probe rate per second.
+func (m *loadMeter) demanded() float64 { return float64(m.demandedMilli.Load()) / 1000 }
+
+// snapshot returns the current Load.
+func (m *loadMeter) snapshot() Load {
+	m.mu.Lock()
+	l := m.load
+	m.mu.Unlock()
+	c := m.counters()
+	l.Stretch = m.stretch()
+	l.Demanded = m.demanded()
+	l.InFlight = int(m.inFlight.Load())
+	l.Skipped = map[string]uint64{SkipBusy: c[0], SkipLimit: c[1], SkipLate: c[2]}
+	l.Discarded = c[4]
+	return l
+}

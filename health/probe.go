@@ -1,0 +1,128 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// probe runs one probe of e under its timeout, which starts now, when the
+// probe starts, and records the result. A timeout that the probe noticed
+// well after its deadline says more about the director (its goroutines did
+// not run in time: overload) than about the backend, whose answer may have
+// waited unread: that result is discarded, not counted.
+func (s *Scheduler) probe(runCtx context.Context, e *entry) {
+	start := s.now()
+	deadline := start.Add(e.timeout)
+	ctx, cancel := context.WithDeadline(runCtx, deadline)
+	defer cancel()
+	t, ok := s.begin(e, cancel)
+	if !ok {
+		return
+	}
+	s.meter.inFlight.Add(1)
+	err := s.check(ctx, t)
+	s.meter.inFlight.Add(-1)
+	end := s.now()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
+		// The checker returned late, or returned the bare context error.
+		err = fmt.Errorf("%w after %s", errTimeout, e.timeout)
+	}
+	if late := end.Sub(deadline); errors.Is(err, errTimeout) && late > discardAfter(e.timeout) {
+		s.discard(runCtx, e, t, err, late)
+		return
+	}
+	s.record(runCtx, e, t, err, start, end)
+}
+
+// discardAfter is how late a probe may notice its timeout and still blame
+// the backend: a quarter of the timeout, at least 100 ms.
+func discardAfter(timeout time.Duration) time.Duration { return max(timeout/4, 100*time.Millisecond) }
+
+// discard ends e's probe without a result: its timeout was noticed late
+// seconds after the deadline, so the director, not the backend, was slow.
+func (s *Scheduler) discard(runCtx context.Context, e *entry, t Target, err error, late time.Duration) {
+	s.mu.Lock()
+	e.running, e.cancel = false, nil
+	s.mu.Unlock()
+	if runCtx.Err() != nil {
+		return
+	}
+	s.meter.discarded.Add(1)
+	s.log.Debug("health probe result discarded: its timeout was noticed late (director overloaded)",
+		"backend", netip.AddrPortFrom(t.Addr, t.Port), "check", t.Spec.Type, "late", late, "err", err)
+}
+
+// begin claims a dispatched entry for its probe and returns the target to
+// probe; false means the target was removed meanwhile. cancel, when not nil,
+// lets a removal abort the probe.
+func (s *Scheduler) begin(e *entry, cancel context.CancelFunc) (Target, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.removed {
+		e.running = false
+		return Target{}, false
+	}
+	e.cancel = cancel
+	return e.target, true
+}
+
+// record ends e's probe that ran from start to end with outcome err: it
+// feeds the dampener, publishes the result and signals a state change. A
+// probe of a removed target, or one ending because Run stops, is dropped.
+func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error, start, end time.Time) {
+	latency := end.Sub(start)
+	s.mu.Lock()
+	e.running = false
+	e.cancel = nil
+	if e.removed || runCtx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.meter.completed.Add(1)
+	changed, reason := e.damp.Observe(err == nil)
+	r := &e.result
+	r.Probes++
+	r.Latency = latency
+	r.LastProbe = end
+	r.LastError, r.Reason = "", reason
+	if err != nil {
+		r.LastError = err.Error()
+		r.Reason = reason + ": " + r.LastError
+	}
+	if changed {
+		r.State = e.damp.State()
+		r.Since = end
+	}
+	s.version.Add(1)
+	res := *r
+	s.mu.Unlock()
+
+	if s.onProbe != nil {
+		s.onProbe(t, err == nil, latency, err)
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("health probe", "backend", netip.AddrPortFrom(t.Addr, t.Port), "check", t.Spec.Type,
+			"ok", err == nil, "latency", latency, "err", err)
+	}
+	if changed {
+		s.log.Info("health state changed", "backend", netip.AddrPortFrom(t.Addr, t.Port),
+			"check", t.Spec.Type, "state", res.State, "reason", res.Reason)
+		select {
+		case s.changes <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// check runs the checker for t's type.
+func (s *Scheduler) check(ctx context.Context, t Target) error {
+	c, ok := s.checkers[t.Spec.Type]
+	if !ok || c == nil {
+		return fmt.Errorf("no checker for health check type %q; use tcp, http, https, udp, dns or exec", t.Spec.Type)
+	}
+	return c.Check(ctx, t)
+}
