@@ -12,10 +12,11 @@ import (
 	"github.com/anycast-director/director/health/check"
 )
 
-// Checker runs one probe against a target. The Scheduler calls it from its worker
-// pool with a context whose deadline is the target's Spec.Timeout; a Checker must
-// return promptly once that context is done, or a stuck probe would hold a worker
-// and delay shutdown. A nil error means the target passed.
+// Checker runs one probe against a target. The Scheduler calls it on a
+// goroutine of the probe's own with a context whose deadline is the target's
+// Spec.Timeout, counted from the probe's start; a Checker must return
+// promptly once that context is done, or a stuck probe would hold its slot
+// in flight and delay shutdown. A nil error means the target passed.
 type Checker interface {
 	Check(ctx context.Context, t Target) error
 }

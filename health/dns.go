@@ -18,7 +18,7 @@ const (
 	dnsFlagRD    = 0x0100 // recursion desired
 	dnsClassIN   = 1
 	// maxIgnoredReplies bounds how many stray datagrams one probe reads before
-	// giving up, so a flood cannot spin a worker until the deadline.
+	// giving up, so a flood cannot keep a probe busy until the deadline.
 	maxIgnoredReplies = 64
 )
 
