@@ -72,7 +72,8 @@ func sampleStatus(conns uint64) *announcer.Status {
 		},
 		Peers: []routing.PeerStatus{{Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000, State: "established", BFDState: "up", Flaps: conns / 10, Advertised: 1}},
 		Overrides: announcer.Overrides{Drained: map[announcer.BackendRef]announcer.Note{
-			{Service: "web", Addr: netip.MustParseAddr("10.0.2.22")}: {Reason: "test"}}},
+			{Service: "web", Addr: netip.MustParseAddr("10.0.2.22")}: {Reason: "test"}},
+			DisabledVIPs: map[netip.Addr]announcer.Note{netip.MustParseAddr("127.0.0.10"): {Reason: "test"}}},
 		HealthLoad: &health.Load{Overloaded: true, Reason: "3 probes started late in 1s", Stretch: 2,
 			Demanded: 1000, Achieved: 480.5, InFlight: 12,
 			Skipped:   map[string]uint64{health.SkipBusy: 4, health.SkipLimit: 0, health.SkipLate: conns},
@@ -140,6 +141,8 @@ func TestScrapePassesPromtool(t *testing.T) {
 	want := map[string]string{
 		`directord_vip_advertised{vip="198.18.0.10"}`:                                                   "1",
 		`directord_vip_advertised{vip="127.0.0.10"}`:                                                    "0",
+		`directord_vip_disabled{vip="127.0.0.10"}`:                                                      "1",
+		`directord_vip_disabled{vip="198.18.0.10"}`:                                                     "0",
 		`directord_backend_health_state{backend="10.0.2.22:80",service="web",state="down"}`:             "1",
 		`directord_backend_health_state{backend="10.0.2.22:80",service="web",state="up"}`:               "0",
 		`directord_backend_effective_weight{backend="10.0.2.21:80",service="web"}`:                      "1",

@@ -19,7 +19,7 @@ import (
 type statusCollector struct {
 	status func() *announcer.Status
 
-	vipAdvertised, vipGraceful                             *prometheus.Desc
+	vipAdvertised, vipGraceful, vipDisabled                *prometheus.Desc
 	svcBackends, svcHealthy, svcMinHealthy, svcProgrammed  *prometheus.Desc
 	backendHealth, backendConfigured, backendEffective     *prometheus.Desc
 	backendDraining, backendLatency                        *prometheus.Desc
@@ -39,6 +39,7 @@ func newStatusCollector(status func() *announcer.Status) *statusCollector {
 		status:        status,
 		vipAdvertised: d("directord_vip_advertised", "1 while the VIP is announced to the routers (including a graceful withdraw), else 0.", "vip"),
 		vipGraceful:   d("directord_vip_graceful_shutdown", "1 while the VIP is announced with GRACEFUL_SHUTDOWN before a withdraw.", "vip"),
+		vipDisabled:   d("directord_vip_disabled", "1 while an operator has disabled the VIP (directorctl vip disable).", "vip"),
 
 		svcBackends:   d("directord_service_backends", "Configured backends of the service.", "service"),
 		svcHealthy:    d("directord_service_healthy_backends", "Backends of the service that are healthy and have a non-zero weight.", "service"),
@@ -83,7 +84,7 @@ func newStatusCollector(status func() *announcer.Status) *statusCollector {
 // Describe sends every descriptor.
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.vipAdvertised, c.vipGraceful, c.svcBackends, c.svcHealthy, c.svcMinHealthy, c.svcProgrammed,
+		c.vipAdvertised, c.vipGraceful, c.vipDisabled, c.svcBackends, c.svcHealthy, c.svcMinHealthy, c.svcProgrammed,
 		c.backendHealth, c.backendConfigured, c.backendEffective, c.backendDraining, c.backendLatency,
 		c.peerState, c.peerUp, c.peerFlaps, c.peerBFDUp, c.peerPrefixes,
 		c.svcConns, c.svcPackets, c.svcBytes, c.dstConns, c.dstPackets, c.dstBytes, c.dstActive, c.dstInactive,
@@ -151,6 +152,8 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		vip := v.VIP.String()
 		e.gauge(c.vipAdvertised, b2f(v.Advertised), vip)
 		e.gauge(c.vipGraceful, b2f(v.Advertised && v.Graceful), vip)
+		_, disabled := o.DisabledVIPs[v.VIP]
+		e.gauge(c.vipDisabled, b2f(disabled), vip)
 	}
 	for i := range st.Services {
 		c.collectService(e, &st.Services[i])
