@@ -7,12 +7,17 @@ BIN      := bin
 PKGS     := ./...
 LDFLAGS  := $(shell bash scripts/version.sh)
 
-.PHONY: all build lint test test-unit test-privileged test-vm e2e bench proto demo deps clean
+.PHONY: all build package lint test test-unit test-privileged test-vm e2e bench proto demo deps clean
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# Debian package with both binaries, units, man pages, completion, examples and
+# the monitoring kit (scripts/package.sh); tested by deploy's TestPackage.
+package:
+	bash scripts/package.sh $(BIN)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -93,7 +93,7 @@ reached, 2 usage error (including a request directord rejected as malformed).`,
 
 	root.AddCommand(a.statusCmd(), a.watchCmd(),
 		a.drainCmd(), a.enableCmd(), a.weightCmd(), a.vipCmd(), a.directorCmd(),
-		a.reloadCmd(), a.rollbackCmd(), a.configsCmd(), a.routerConfigCmd(), a.versionCmd(), a.consoleCmd())
+		a.reloadCmd(), a.rollbackCmd(), a.configsCmd(), a.routerConfigCmd(), a.versionCmd(), a.consoleCmd(), a.manualCmd())
 	return rootCmd{root, a}
 }
 

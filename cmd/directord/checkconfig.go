@@ -17,10 +17,8 @@ import (
 // cmdCheckConfig validates a configuration file and prints the desired state
 // it expands to, or every error and exit code 2.
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs, quiet, flagPath := checkConfigFlags()
 	fs.SetOutput(stderr)
-	quiet := fs.Bool("q", false, "print nothing on success")
-	flagPath := fs.String("config", "", "configuration `file` (as for run; or give FILE as the argument)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -41,6 +39,15 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		describe(stdout, cfg)
 	}
 	return exitOK
+}
+
+// checkConfigFlags defines check-config's flags (also read by the manual
+// page and the shell completion).
+func checkConfigFlags() (*flag.FlagSet, *bool, *string) {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	quiet := fs.Bool("q", false, "print nothing on success")
+	flagPath := fs.String("config", "", "configuration `file` (as for run; or give FILE as the argument)")
+	return fs, quiet, flagPath
 }
 
 // checkConfigPath picks the file from -config or the single argument; giving

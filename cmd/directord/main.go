@@ -43,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRouterConfig(args[1:], stdout, stderr)
 	case "realserver":
 		return cmdRealServer(args[1:], stdout, stderr)
+	case "completion":
+		return cmdCompletion(args[1:], stdout, stderr)
+	case "__man": // hidden: make package generates the manual pages with it
+		return cmdManual(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprint(stdout, "directord "+buildinfo.Get().String())
 		return exitOK
@@ -53,17 +57,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "directord: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return exitUsage
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: directord <command> [flags]
-
-commands:
-  run -config FILE                       run the daemon (SIGHUP reloads, SIGTERM drains and exits)
-  check-config [-config] FILE            validate FILE and print the expanded desired state (exit 2 on errors)
-  router-config -flavor frr|bird FILE... print the upstream routers' peering configuration
-  realserver add|remove VIP | list | apply
-                                         a DR real server's VIPs on lo and ARP sysctls, one VIP at a time
-  version                                print the version
-`)
 }

@@ -82,16 +82,14 @@ func (rs *realServerCmd) run(args []string) int {
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("realserver "+sub, flag.ContinueOnError)
+	fs, stateDir, iface, binding := realServerFlags()
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&rs.stateDir, "state-dir", config.DefaultStateDir, "")
-	iface := fs.String("interface", "", "")
-	binding := fs.String("binding", "auto", "")
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
 		fmt.Fprintf(rs.stderr, "directord realserver %s: %v\n\n%s", sub, err, realServerUsage)
 		return exitUsage
 	}
+	rs.stateDir = *stateDir
 	want := map[string]int{"add": 1, "remove": 1, "list": 0, "apply": 0}
 	n, known := want[sub]
 	if !known || len(pos) != n {
@@ -122,6 +120,16 @@ func (rs *realServerCmd) run(args []string) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// realServerFlags defines realserver's flags (also read by the manual page
+// and the shell completion).
+func realServerFlags() (fs *flag.FlagSet, stateDir, iface, binding *string) {
+	fs = flag.NewFlagSet("realserver", flag.ContinueOnError)
+	stateDir = fs.String("state-dir", config.DefaultStateDir, "where the record of the VIPs is kept")
+	iface = fs.String("interface", "", "where VIPs go (add; default lo, recorded with the first VIP)")
+	binding = fs.String("binding", "auto", "auto, address (Linux 6.1+) or local-route (add; recorded with the first VIP)")
+	return fs, stateDir, iface, binding
 }
 
 // badRealServerArgs explains a wrong command or argument count.

@@ -30,9 +30,8 @@ import (
 
 // cmdRun is `directord run -config FILE`.
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs, path := runFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/directord/directord.yaml", "configuration `file`")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -57,6 +56,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return d.run()
+}
+
+// runFlags defines run's flags (also read by the manual page and the shell
+// completion).
+func runFlags() (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	return fs, fs.String("config", "/etc/directord/directord.yaml", "configuration `file`")
 }
 
 // newLogger builds the slog logger the configuration asks for.
