@@ -3,6 +3,8 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -370,4 +372,37 @@ func findBackend(v View, key string) *BackendRow {
 		}
 	}
 	return nil
+}
+
+// TestTLS: beyond loopback the console serves HTTPS with the given
+// certificate, and plain HTTP gets nothing useful.
+func TestTLS(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{})
+	dir := t.TempDir()
+	ca := controltest.NewCA(t, "console test CA")
+	cert, key := controltest.WritePair(t, dir, "console", ca.Issue(t, "127.0.0.1", true))
+	s := startConsole(t, Options{UsersFile: usersFile(t), TLSCert: cert, TLSKey: key}, h)
+	if !strings.HasPrefix(s.URL(), "https://") {
+		t.Fatalf("URL %s", s.URL())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", s.URL()+"api/session", nil)
+	req.SetBasicAuth("bob", "bob-pw-123")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Errorf("https: %s, HSTS %q", resp.Status, resp.Header.Get("Strict-Transport-Security"))
+	}
+	plain := "http://" + strings.TrimPrefix(s.URL(), "https://") + "api/session"
+	if resp, err := http.Get(plain); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plain HTTP answered 200")
+		}
+	}
 }

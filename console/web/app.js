@@ -119,7 +119,7 @@ function renderPrints(v) {
   syncRows($("#prints tbody"), orEmpty(v.services.filter((s) => s.forwarding !== "local").map((s) => ({
     key: s.name, data: { service: s.name }, cls: s.mismatch ? "disagree" : "",
     cells: [`${esc(s.name)}${s.mismatch ? '<span class="badge">differs</span>' : ""}`, esc(`${s.scheduler} ${(s.flags || []).join(",")}`),
-      ...state.dirs.map((d) => ({ html: s.errors[d] ? `<span class="error">${esc(s.errors[d])}</span>` : `<code>${esc(s.fingerprints[d] || "-")}</code>`, dir: d, cls: s.mismatch ? "mismatch" : "" }))],
+      ...state.dirs.map((d) => ({ html: s.errors[d] ? `<span class="error">${esc(s.errors[d])}</span>` : `<code>${esc(s.fingerprints[d] || "-")}</code>`, dir: d, cls: s.mismatch ? "mismatch" : "", data: { fingerprint: s.fingerprints[d] || "" } }))],
   })), 2 + state.dirs.length, "no IPVS services: every service is forwarding: local"));
 }
 
@@ -169,7 +169,8 @@ function backendRow(s, b) {
     if (c.override) h += `<div class="reason">${esc(c.override)}</div>`;
     else if (c.health !== "up" && c.last_error) h += `<div class="reason">${esc(c.last_error)}</div>`;
     h += `<div class="numbers">${numbers(c)}</div>`;
-    return { html: h, dir: d, data: { health: c.health, weight: String(c.weight), draining: String(c.draining) } };
+    return { html: h, dir: d, data: { health: c.health, weight: String(c.weight), draining: String(c.draining),
+      active: String(c.active), cps: c.cps.toFixed(2) } };
   });
   const ref = { service: s.name, address: b.address, port: String(b.port) };
   const acts = btn("drain-backend", "Drain", ref) + btn("enable-backend", "Enable", ref) + btn("set-weight", "Weight", ref);
