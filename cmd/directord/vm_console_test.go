@@ -96,11 +96,15 @@ func TestVMConsole(t *testing.T) {
 	waitKernel(t, kern, "rs1 at weight 0 in web", time.Minute, weightIs(webKey, rsAddr[0], 0))
 	p.JS(`document.querySelector("#act-cancel").click()`)
 
-	// 4. A reload adds rs3 to tun; the rollback preview shows the diff and
-	// what would leave IPVS.
+	// 4. rs3 comes back and a reload adds it to tun; the rollback preview
+	// shows the diff and that rs3 would leave tun's IPVS service.
+	l.rs[2].start(t)
+	p.WaitJS("rs3 up again", all(cell(row("web", rsAddr[2]))+`[data-health="up"]`))
 	l.writeConfig(3)
 	signalDaemon(t, d, syscall.SIGHUP)
-	p.WaitJS("version 2", `/v2 /.test(document.querySelector('#directors tr[data-director="vm1"]').innerText)`)
+	p.WaitJS("version 2 with rs3 in tun", `/v2 /.test(document.querySelector('#directors tr[data-director="vm1"]').innerText) && `+
+		all(cell(row("tun", rsAddr[2]))+`[data-health="up"]`))
+	waitKernel(t, kern, "rs3 in tun", time.Minute, weightIs(tunKey, rsAddr[2], 1))
 	p.JS(`location.hash = "#history"`)
 	preview := `#hist-list tr[data-version="1"] button[data-hist="preview"]`
 	p.WaitJS("the history", all(preview))
