@@ -1,7 +1,6 @@
 package console
 
 import (
-	"context"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -167,18 +166,9 @@ func TestBrowserConsole(t *testing.T) {
 // startBrowserConsole serves a console for the daemons with alice (operate).
 func startBrowserConsole(t *testing.T, ds []*daemon) *Server {
 	t.Helper()
-	o := Options{UsersFile: usersFile(t), AllowActions: true, Listen: "127.0.0.1:0", Dial: dialUnix, Poll: 200 * time.Millisecond}
+	o := Options{UsersFile: usersFile(t), AllowActions: true, Poll: 200 * time.Millisecond}
 	for _, d := range ds {
 		o.Directors = append(o.Directors, Target{Name: d.name, Addr: d.sock})
 	}
-	s, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	<-s.Ready()
-	t.Cleanup(func() { cancel(); <-done })
-	return s
+	return startConsole(t, o)
 }

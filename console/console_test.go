@@ -51,7 +51,7 @@ func usersFile(t *testing.T) string {
 }
 
 // startConsole serves a console for the harnesses' directors (d1, d2, ...)
-// until the test ends.
+// after o.Directors until the test ends.
 func startConsole(t *testing.T, o Options, hs ...*controltest.Harness) *Server {
 	t.Helper()
 	for i, h := range hs {

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -100,6 +101,9 @@ func (s *Server) historyOf(w http.ResponseWriter, r *http.Request) (History, boo
 	return s.history(name), true
 }
 
+// badParam is a request parameter the page got wrong (400).
+type badParam struct{ error }
+
 // versionParam reads an integer query parameter (absent: 0).
 func versionParam(r *http.Request, key string) (int64, error) {
 	s := r.URL.Query().Get(key)
@@ -108,7 +112,7 @@ func versionParam(r *http.Request, key string) (int64, error) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%s=%q is not a version number", key, s)
+		return 0, badParam{fmt.Errorf("%s=%q is not a version number", key, s)}
 	}
 	return v, nil
 }
@@ -117,41 +121,46 @@ func callCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 10*time.Second)
 }
 
-// handleConfigs lists a director's kept configurations.
-func (s *Server) handleConfigs(w http.ResponseWriter, r *http.Request) {
+// historyRead answers one read of a director's history: it resolves
+// ?director=, runs f with a bounded context and answers its value as JSON,
+// a bad parameter with 400 and a director's error with 502.
+func (s *Server) historyRead(w http.ResponseWriter, r *http.Request, f func(ctx context.Context, h History) (any, error)) {
 	h, ok := s.historyOf(w, r)
 	if !ok {
 		return
 	}
 	ctx, cancel := callCtx(r)
 	defer cancel()
-	list, running, err := h.List(ctx)
-	if err != nil {
+	v, err := f(ctx, h)
+	var bad badParam
+	switch {
+	case errors.As(err, &bad):
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+	case err != nil:
 		writeJSON(w, http.StatusBadGateway, apiError{describeErr(err)})
-		return
+	default:
+		writeJSON(w, http.StatusOK, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"configs": list, "running": running})
+}
+
+// handleConfigs lists a director's kept configurations.
+func (s *Server) handleConfigs(w http.ResponseWriter, r *http.Request) {
+	s.historyRead(w, r, func(ctx context.Context, h History) (any, error) {
+		list, running, err := h.List(ctx)
+		return map[string]any{"configs": list, "running": running}, err
+	})
 }
 
 // handleConfig shows one kept configuration.
 func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
-	h, ok := s.historyOf(w, r)
-	if !ok {
-		return
-	}
-	v, err := versionParam(r, "version")
-	if err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
-		return
-	}
-	ctx, cancel := callCtx(r)
-	defer cancel()
-	ver, content, err := h.Show(ctx, v)
-	if err != nil {
-		writeJSON(w, http.StatusBadGateway, apiError{describeErr(err)})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"version": ver, "content": content})
+	s.historyRead(w, r, func(ctx context.Context, h History) (any, error) {
+		v, err := versionParam(r, "version")
+		if err != nil {
+			return nil, err
+		}
+		ver, content, err := h.Show(ctx, v)
+		return map[string]any{"version": ver, "content": content}, err
+	})
 }
 
 // diffView is a diff for the page: the two versions and the hunks.
@@ -176,51 +185,34 @@ func diff(ctx context.Context, h History, a, b int64) (diffView, error) {
 
 // handleDiff compares versions a and b (b defaults to the running one).
 func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
-	h, ok := s.historyOf(w, r)
-	if !ok {
-		return
-	}
-	a, err := versionParam(r, "a")
-	b, err2 := versionParam(r, "b")
-	if err != nil || err2 != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprint(err, err2)})
-		return
-	}
-	ctx, cancel := callCtx(r)
-	defer cancel()
-	d, err := diff(ctx, h, a, b)
-	if err != nil {
-		writeJSON(w, http.StatusBadGateway, apiError{describeErr(err)})
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	s.historyRead(w, r, func(ctx context.Context, h History) (any, error) {
+		a, err := versionParam(r, "a")
+		if err != nil {
+			return nil, err
+		}
+		b, err := versionParam(r, "b")
+		if err != nil {
+			return nil, err
+		}
+		return diff(ctx, h, a, b)
+	})
 }
 
 // handleRollbackPreview is the dry run: the diff from the running
 // configuration to the version, and the plan the director would apply.
 func (s *Server) handleRollbackPreview(w http.ResponseWriter, r *http.Request) {
-	h, ok := s.historyOf(w, r)
-	if !ok {
-		return
-	}
-	v, err := versionParam(r, "version")
-	if err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
-		return
-	}
-	ctx, cancel := callCtx(r)
-	defer cancel()
-	target, changes, err := h.Preview(ctx, v)
-	if err != nil {
-		writeJSON(w, http.StatusBadGateway, apiError{describeErr(err)})
-		return
-	}
-	d, err := diff(ctx, h, 0, target.Version)
-	if err != nil {
-		writeJSON(w, http.StatusBadGateway, apiError{describeErr(err)})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"diff": d, "changes": changes})
+	s.historyRead(w, r, func(ctx context.Context, h History) (any, error) {
+		v, err := versionParam(r, "version")
+		if err != nil {
+			return nil, err
+		}
+		target, changes, err := h.Preview(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		d, err := diff(ctx, h, 0, target.Version)
+		return map[string]any{"diff": d, "changes": changes}, err
+	})
 }
 
 // rollbackRequest is the page's rollback.

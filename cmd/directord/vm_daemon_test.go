@@ -3,6 +3,7 @@
 package main
 
 import (
+	stdcmp "cmp"
 	"fmt"
 	"net/netip"
 	"os"
@@ -43,6 +44,7 @@ var (
 // goes elsewhere instead of being dropped).
 func (l *vmLab) writeConfig(tunBackends int) {
 	l.t.Helper()
+	interval, timeout := stdcmp.Or(l.checkInterval, checkInterval), stdcmp.Or(l.checkTimeout, 300*time.Millisecond)
 	var tun strings.Builder
 	for i := range tunBackends {
 		fmt.Fprintf(&tun, "      - { address: %s.%d }\n", labNet, 11+i)
@@ -66,7 +68,7 @@ services:
     forwarding: dr
     scheduler: mh
     scheduler_flags: [mh-port, mh-fallback]
-    health: { type: http, path: /, interval: %s, timeout: 300ms, rise: 2, fall: %d }
+    health: { type: http, path: /, interval: %s, timeout: %s, rise: 2, fall: %d }
     backends:
       - { address: %s.11, weight: 1 }
       - { address: %s.12, weight: 2 }
@@ -75,10 +77,10 @@ services:
     vip: %s
     port: 80
     forwarding: tunnel
-    health: { type: tcp, interval: %s, timeout: 300ms, rise: 2, fall: %d }
+    health: { type: tcp, interval: %s, timeout: %s, rise: 2, fall: %d }
     backends:
-%s`, drainDelay, graceful, linger, l.sock, metricsAddr, webVIP, checkInterval, checkFall,
-		labNet, labNet, labNet, tunVIP, checkInterval, checkFall, tun.String())
+%s`, drainDelay, graceful, linger, l.sock, metricsAddr, webVIP, interval, timeout, checkFall,
+		labNet, labNet, labNet, tunVIP, interval, timeout, checkFall, tun.String())
 	if err := os.WriteFile(l.cfgPath, []byte(cfg), 0o644); err != nil {
 		l.t.Fatal(err)
 	}

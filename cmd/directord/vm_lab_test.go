@@ -141,6 +141,9 @@ type vmLab struct {
 	cfgPath  string
 	sock     string
 	http     *http.Client // from the client namespace, a new connection per request
+	// checkInterval and checkTimeout override the checks' timing in
+	// writeConfig (zero: checkInterval and 300 ms).
+	checkInterval, checkTimeout time.Duration
 }
 
 func newVMLab(t *testing.T) *vmLab {
