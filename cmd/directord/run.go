@@ -326,8 +326,9 @@ func addSaturating(a, b time.Duration) time.Duration {
 // with a Cease. A second SIGTERM or SIGINT cuts it short.
 func (d *daemon) shutdown(sigs <-chan os.Signal) int {
 	d.stopping.Store(true)
-	d.manager.stopping()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget(d.current().Director))
+	budget := shutdownBudget(d.current().Director)
+	d.manager.stopping(budget)
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	go func() {
 		for sig := range sigs {

@@ -69,9 +69,12 @@ func (m *manager) reloaded(status *announcer.Status, v announcer.ConfigVersion, 
 	m.notify(sdnotify.Ready, sdnotify.Status(text))
 }
 
-// stopping announces a graceful shutdown.
-func (m *manager) stopping() {
-	m.notify(sdnotify.Stopping, sdnotify.Status("withdrawing VIPs gracefully and stopping"))
+// stopping announces a graceful shutdown that may take up to budget, so
+// systemd's TimeoutStopSec does not cut a long graceful_shutdown + linger
+// short.
+func (m *manager) stopping(budget time.Duration) {
+	m.notify(sdnotify.Stopping, sdnotify.ExtendTimeout(budget),
+		sdnotify.Status(fmt.Sprintf("withdrawing VIPs gracefully and stopping (at most %s)", budget)))
 }
 
 // feedWatchdog feeds systemd's watchdog at half its interval while wedged

@@ -146,7 +146,10 @@ services:
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
-	expectMessage(t, msgs, "STOPPING=1")
+	// graceful_shutdown 0s + linger 0s + the 10 s slack for the Cease.
+	if s := expectMessage(t, msgs, "STOPPING=1"); !strings.Contains(s, "EXTEND_TIMEOUT_USEC=10000000") {
+		t.Errorf("STOPPING message %q does not extend the stop timeout to the shutdown budget", s)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit: %v", err)
 	}

@@ -89,6 +89,13 @@ func Reloading() string {
 	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", ts.Nano()/1000)
 }
 
+// ExtendTimeout asks the service manager to wait d longer for the current
+// start, reload or stop to finish (EXTEND_TIMEOUT_USEC, systemd 236 and
+// later): a graceful shutdown may legitimately outlast TimeoutStopSec.
+func ExtendTimeout(d time.Duration) string {
+	return fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", d.Microseconds())
+}
+
 // Status is a one-line status text for `systemctl status`.
 func Status(text string) string {
 	return "STATUS=" + strings.ReplaceAll(text, "\n", " ")
