@@ -22,11 +22,11 @@ import (
 	"github.com/anycast-director/director/lab/netlab"
 )
 
-// The lab of the daemon tests, on one bridge (in its own namespace "sw"):
+// The lab of the daemon tests, lab/topology/tests/directord-vm.clab.yml:
 //
-//	client 10.77.0.2 ──┐                       ┌── rs1 10.77.0.11  VIPs on lo, HTTP :80
-//	director 10.77.0.1 ┼── br0 (namespace sw) ─┼── rs2 10.77.0.12
-//	  VIPs on lo       │                       └── rs3 10.77.0.13
+//	client 10.77.0.2 ──┐                        ┌── rs1 10.77.0.11  VIPs on lo, HTTP :80
+//	director 10.77.0.1 ┼── lan (bridge) ────────┼── rs2 10.77.0.12
+//	  VIPs on lo       │                        └── rs3 10.77.0.13
 //
 // The client routes the VIPs via the director (static route, announce:
 // none). The director forwards with IPVS DR (webVIP) and IP-in-IP (tunVIP);
@@ -133,7 +133,7 @@ func (rs *realServer) stop() {
 // vmLab is the topology above plus the daemon's files.
 type vmLab struct {
 	t        *testing.T
-	lab      *netlab.Lab
+	topo     *netlab.Topo
 	client   *netlab.NS
 	director *netlab.NS
 	rs       []*realServer
@@ -148,28 +148,15 @@ type vmLab struct {
 
 func newVMLab(t *testing.T) *vmLab {
 	t.Helper()
-	lab := netlab.New(t)
-	l := &vmLab{t: t, lab: lab, dir: lab.Dir()}
+	topo := netlab.Deploy(t, "directord-vm")
+	l := &vmLab{t: t, topo: topo, dir: topo.Dir()}
 	l.cfgPath = filepath.Join(l.dir, "directord.yaml")
 	l.sock = filepath.Join(l.dir, "d.sock")
-	sw := lab.Namespace("sw")
-	sw.MustRun("ip", "link", "add", "br0", "type", "bridge")
-	sw.MustRun("ip", "link", "set", "br0", "up")
-	attach := func(ns *netlab.NS, ip string) {
-		swIf, _ := lab.Link(sw, nil, ns, []string{ip + "/24"})
-		sw.MustRun("ip", "link", "set", swIf, "master", "br0")
-	}
-	l.director = lab.Namespace("director")
-	attach(l.director, directorIP)
-	l.client = lab.Namespace("client")
-	attach(l.client, clientIP)
-	for _, vip := range []string{webVIP, tunVIP} {
-		l.client.MustRun("ip", "route", "add", vip+"/32", "via", directorIP)
-	}
+	l.director = topo.Node("director")
+	l.client = topo.Node("client")
 	for i := range 3 {
 		rs := &realServer{name: fmt.Sprintf("rs%d", i+1), ip: fmt.Sprintf("%s.%d", labNet, 11+i)}
-		rs.ns = lab.Namespace(rs.name)
-		attach(rs.ns, rs.ip)
+		rs.ns = topo.Node(rs.name)
 		l.prepareRealServer(rs)
 		rs.start(t)
 		t.Cleanup(rs.stop)
@@ -184,7 +171,7 @@ func newVMLab(t *testing.T) *vmLab {
 // prepareRealServer binds the VIPs with `directord realserver` (ARP
 // sysctls included) and opens the IP-in-IP tunnel for tunVIP: tunl0 up and
 // no reverse-path filter, since a decapsulated packet from the client
-// arrives on tunl0 while the route back to the client is on eth0.
+// arrives on tunl0 while the route back to the client is on eth1.
 func (l *vmLab) prepareRealServer(rs *realServer) {
 	l.t.Helper()
 	state := filepath.Join(l.dir, rs.name+"-state")

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/anycast-director/director/lab/observe"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -90,45 +90,19 @@ func (r *ipvsReader) read() (map[string]kernelService, error) {
 	if err != nil {
 		return nil, err
 	}
+	tbl, err := observe.ParseProcIPVS(string(data))
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]kernelService{}
-	cur := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 3 && (f[0] == "TCP" || f[0] == "UDP"):
-			if cur, err = procAddr(f[1]); err != nil {
-				return nil, err
-			}
-			out[cur] = kernelService{Scheduler: f[2]}
-		case len(f) == 6 && f[0] == "->" && cur != "":
-			addr, err := procAddr(f[1])
-			if err != nil {
-				return nil, err
-			}
-			d := kernelDest{Addr: addr, Fwd: f[2]}
-			for i, p := range []*int{&d.Weight, &d.Active, &d.Inactive} {
-				if *p, err = strconv.Atoi(f[3+i]); err != nil {
-					return nil, fmt.Errorf("/proc/net/ip_vs line %q: %w", line, err)
-				}
-			}
-			s := out[cur]
-			s.Dests = append(s.Dests, d)
-			out[cur] = s
+	for key, svc := range tbl {
+		ks := kernelService{Scheduler: svc.Scheduler}
+		for _, d := range svc.Dests {
+			ks.Dests = append(ks.Dests, kernelDest{Addr: d.Addr.String(), Fwd: d.Forward, Weight: d.Weight, Active: d.ActiveConn, Inactive: d.InActConn})
 		}
+		out[key] = ks
 	}
 	return out, nil
-}
-
-// procAddr converts an IPv4 "C6124D0A:0050" to "198.18.77.10:80".
-func procAddr(s string) (string, error) {
-	a, p, ok := strings.Cut(s, ":")
-	ip, err1 := strconv.ParseUint(a, 16, 32)
-	port, err2 := strconv.ParseUint(p, 16, 16)
-	if !ok || err1 != nil || err2 != nil {
-		return "", fmt.Errorf("bad /proc/net/ip_vs address %q", s)
-	}
-	addr := netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)})
-	return netip.AddrPortFrom(addr, uint16(port)).String(), nil
 }
 
 // ipvsadmEntry is one service as `ipvsadm -Ln` prints it.

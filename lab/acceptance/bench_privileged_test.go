@@ -64,7 +64,6 @@ func benchVerdictToFIB(b *testing.B, conf dirConf) {
 	d := l.dirs[0]
 	l.waitFIB(time.Now(), 30*time.Second, vip4, dirAddr4(1))
 	mon := l.rtr.MonitorRoutes()
-	time.Sleep(200 * time.Millisecond) // let ip monitor subscribe
 	verdicts := &verdictLog{proc: d.daemon, backend: vip4 + ":" + port4}
 	verdicts.skipPast(b)
 

@@ -42,7 +42,7 @@ func TestPrivilegedExportsOnlyVIPs(t *testing.T) {
 	l := newLab(t, c1, c2)
 	d1, d2 := l.dirs[0], l.dirs[1]
 	d1.ns.MustRun("ip", "addr", "add", operatorAddr+"/32", "dev", "lo")
-	d1.ns.MustRun("ip", "route", "add", operatorNet, "dev", "eth0", "proto", "static")
+	d1.ns.MustRun("ip", "route", "add", operatorNet, "dev", d1.ifName, "proto", "static")
 	l.startRouterBGP()
 	l.frr.Configure(fmt.Sprintf("router bgp %d\n address-family ipv4 unicast\n  neighbor %s soft-reconfiguration inbound\n  neighbor %s soft-reconfiguration inbound\n exit-address-family\nexit\n",
 		routerASN, dirAddr4(1), dirAddr4(2)))

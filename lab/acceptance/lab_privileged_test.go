@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/anycast-director/director/lab/netlab"
+	"github.com/anycast-director/director/lab/nslab"
 )
 
 // Every lab is one router namespace and up to three director namespaces, each
-// director on its own veth link:
+// director on its own veth link, as lab/topology/tests/router-directors.clab.yml
+// lays them out:
 //
-//	rtr eth<k-1> 10.0.k.1/24 fd00:k::1/64  <->  d<k> eth0 10.0.k.11/24 fd00:k::11/64
+//	rtr eth<k> 10.0.k.1/24 fd00:k::1/64  <->  d<k> eth1 10.0.k.11/24 fd00:k::11/64
 //
 // Director k runs the real directord with AS 6510k (so the router needs
 // multipath-relax, which router-config must notice) and `local` services on
@@ -143,7 +145,7 @@ func service(name, vip, port, target string) string {
 // aLab is a router and its directors.
 type aLab struct {
 	t    testing.TB
-	nl   *netlab.Lab
+	topo *netlab.Topo
 	rtr  *netlab.NS
 	frr  *netlab.FRR
 	dirs []*director // director k is dirs[k-1]
@@ -161,6 +163,7 @@ type director struct {
 	routerFile string // the file given to router-config
 	daemonFile string // the file directord runs
 	rtrIf      string // the router's interface toward it
+	ifName     string // its interface toward the router
 	listener   *netlab.Proc
 	lsnSkip    int // listener output lines already read
 	daemon     *netlab.Proc
@@ -170,15 +173,14 @@ type director struct {
 // start the router and the directors with startBGP (or the OSPF variant).
 func newLab(t testing.TB, confs ...dirConf) *aLab {
 	t.Helper()
-	l := &aLab{t: t, nl: netlab.New(t)}
-	l.rtr = l.nl.Namespace("rtr")
-	l.rtr.Router()
+	l := &aLab{t: t, topo: netlab.Deploy(t, "router-directors")}
+	l.rtr = l.topo.Node("rtr")
 	for i, c := range confs {
 		k := i + 1
 		d := &director{k: k, name: fmt.Sprintf("d%d", k), conf: c}
-		d.ns = l.nl.Namespace(d.name)
-		d.rtrIf, _ = l.nl.Link(l.rtr, []string{rtrAddr4(k) + "/24", rtrAddr6(k) + "/64"}, d.ns, []string{dirAddr4(k) + "/24", dirAddr6(k) + "/64"})
-		d.dir = filepath.Join(l.nl.Dir(), d.name)
+		d.ns = l.topo.Node(d.name)
+		d.rtrIf, d.ifName = l.topo.LinkIf("rtr", d.name), l.topo.LinkIf(d.name, "rtr")
+		d.dir = filepath.Join(l.topo.Dir(), d.name)
 		if err := os.MkdirAll(d.dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -395,15 +397,9 @@ func (l *aLab) dumpOnFailure() {
 	l.t.Logf("router configuration (router-config output):\n%s", l.routerConf)
 	for _, d := range l.dirs {
 		if d.daemon != nil {
-			l.t.Logf("%s directord output (last lines):\n%s", d.name, lastLines(d.daemon.Output(), 40))
+			l.t.Logf("%s directord output (last lines):\n%s", d.name, nslab.Tail(d.daemon.Output(), 40))
 		}
 	}
-}
-
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // ms rounds a duration for logs.

@@ -96,7 +96,11 @@ func (l *aLab) startOSPF() {
 	l.frr = l.rtr.StartFRR(l.routerConf, "ospfd")
 	block := docBlock(l.t, "ospf-director-frr-table")
 	for _, d := range l.dirs {
-		d.ns.StartFRR(strings.ReplaceAll(block, "10.0.1.11", dirAddr4(d.k)), "ospfd")
+		// The documented block names the director's own router id and its
+		// interface toward the router (eth0 there).
+		conf := strings.ReplaceAll(block, "10.0.1.11", dirAddr4(d.k))
+		conf = strings.ReplaceAll(conf, "interface eth0\n", "interface "+d.ifName+"\n")
+		d.ns.StartFRR(conf, "ospfd")
 	}
 	l.startDirectors()
 }

@@ -10,14 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/anycast-director/director/lab/e2e/labkit"
+	"github.com/anycast-director/director/lab/nslab"
+	"github.com/anycast-director/director/lab/observe"
 	"github.com/anycast-director/director/lab/runner"
+	"github.com/anycast-director/director/lab/topology"
 )
 
 // The lab as containerlab.yml defines it; the tests check these against
@@ -95,7 +96,7 @@ func labSetup(t *testing.T) (bin, dir string) {
 	if bin == "" {
 		t.Fatal("E2E_BIN is not set: run the lab through make e2e (go run ./lab/cmd/e2e), which builds the lab programs")
 	}
-	root, err := labkit.ModuleRoot()
+	root, err := topology.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func labSetup(t *testing.T) (bin, dir string) {
 // project's configuration.
 func TestLab(t *testing.T) {
 	bin, dir := labSetup(t)
-	e := deployLab(t, filepath.Join(dir, "containerlab.yml"), bin, true)
+	e := deployLab(t, dir, "containerlab.yml", bin, true)
 	quiet := routerDrops(t, e)
 	t.Run("Spread", func(t *testing.T) { e.spread(t) })
 	t.Run("RealServerFails", func(t *testing.T) { report.RealServer = e.realServerFails(t, "real server fails", "rs3", true) })
@@ -127,33 +128,23 @@ func TestLab(t *testing.T) {
 	t.Run("RouterRestart", func(t *testing.T) { e.routerRestart(t) })
 }
 
-// TestBaseline deploys the same topology with the baseline directors' files
-// (wlc, the kernel's IPVS sysctls) and runs the director-loss scenarios:
-// their numbers are reported next to ours, not asserted.
+// TestBaseline deploys lab/topology/baseline.clab.yml, the same topology with
+// the baseline directors' files (wlc, the kernel's IPVS sysctls), and runs
+// the director-loss scenarios: their numbers are reported next to ours, not
+// asserted.
 func TestBaseline(t *testing.T) {
 	bin, dir := labSetup(t)
-	yml, err := os.ReadFile(filepath.Join(dir, "containerlab.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bindRE := regexp.MustCompile(`lab/topology/directors/(d[0-9]+\.yaml:/etc/directord/)`)
-	if n := len(bindRE.FindAllString(string(yml), -1)); n != len(directors) {
-		t.Fatalf("containerlab.yml binds lab/topology/directors/ into /etc/directord %d times, want %d", n, len(directors))
-	}
-	baseline := bindRE.ReplaceAllString(string(yml), "lab/topology/baseline/$1")
-	path := filepath.Join(dir, "baseline.clab.yml")
-	if err := os.WriteFile(path, []byte(baseline), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e := deployLab(t, path, bin, false)
+	e := deployLab(t, dir, "lab/topology/baseline.clab.yml", bin, false)
 	t.Run("DirectorKilledAndAddedBack", func(t *testing.T) { e.killAndAddBack(t, "baseline") })
 	t.Run("DirectorFrozen", func(t *testing.T) { e.freeze(t, "baseline") })
 }
 
-// deployLab deploys a topology and waits until it serves: every director in
-// the router's route and every backend programmed on every director.
-func deployLab(t *testing.T, path, bin string, main bool) *env {
+// deployLab deploys a topology of the copy in dir and waits until it serves:
+// every director in the router's route and every backend programmed on
+// every director.
+func deployLab(t *testing.T, dir, file, bin string, main bool) *env {
 	t.Helper()
+	path := filepath.Join(dir, file)
 	topo, err := runner.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -161,18 +152,18 @@ func deployLab(t *testing.T, path, bin string, main bool) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	lab, err := runner.Deploy(ctx, topo, runner.Options{Images: labkit.Images(bin),
+	lab, err := runner.Deploy(ctx, topo, runner.Options{Images: topology.Images(bin),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatalf("deploy %s: %v", path, err)
 	}
-	e := &env{t: t, lab: lab, dir: filepath.Dir(path), report: report}
+	e := &env{t: t, lab: lab, dir: dir, report: report}
 	var once sync.Once
 	e.close = func() {
 		once.Do(func() {
 			if t.Failed() {
 				for _, n := range append(append([]string{router}, directors...), servers...) {
-					t.Logf("logs of %s:\n%s", n, tail(lab.Logs(n), 150))
+					t.Logf("logs of %s:\n%s", n, nslab.Tail(lab.Logs(n), 150))
 				}
 			}
 			if err := lab.Destroy(); err != nil {
@@ -202,7 +193,7 @@ func (e *env) steady(ctx context.Context, timeout time.Duration) error {
 		all = append(all, directorAddr[d])
 	}
 	deadline := time.Now().Add(timeout)
-	if _, err := labkit.WaitNextHops(ctx, e.lab, router, vip, all, timeout); err != nil {
+	if _, err := observe.WaitNextHops(ctx, e.lab, router, vip, all, timeout); err != nil {
 		return err
 	}
 	for {
@@ -220,7 +211,7 @@ func (e *env) steady(ctx context.Context, timeout time.Duration) error {
 // allProgrammed checks every director's IPVS for every backend at weight 1.
 func (e *env) allProgrammed() error {
 	for _, d := range directors {
-		tbl, err := labkit.ReadIPVS(e.lab, d)
+		tbl, err := observe.ReadIPVS(e.lab, d)
 		if err != nil {
 			return err
 		}
@@ -280,12 +271,4 @@ func writeReport(r *Report) {
 	if err := os.WriteFile(filepath.Join(out, "RESULTS.md"), b.Bytes(), 0o644); err != nil {
 		fmt.Fprintf(os.Stderr, "write RESULTS.md: %v\n", err)
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/anycast-director/director/config"
-	"github.com/anycast-director/director/lab/e2e/labkit"
-	"github.com/anycast-director/director/lab/e2e/traffic"
+	"github.com/anycast-director/director/lab/observe"
+	"github.com/anycast-director/director/lab/traffic"
 )
 
 const (
@@ -52,16 +52,16 @@ func except(all []string, victim string) []string {
 }
 
 // startLoad starts steady HTTP requests from the client.
-func (e *env) startLoad(t *testing.T, name, rate string) *labkit.Client {
+func (e *env) startLoad(t *testing.T, name, rate string) *observe.Client {
 	t.Helper()
-	c, err := labkit.StartClient(e.lab, client, name, "http", "-url", webURL, "-rate", rate, "-timeout", "3s")
+	c, err := observe.StartClient(e.lab, client, name, "http", "-url", webURL, "-rate", rate, "-timeout", "3s")
 	if err != nil {
 		e.fatal(t, name, err)
 	}
 	return c
 }
 
-func (e *env) stopLoad(t *testing.T, scenario string, c *labkit.Client) traffic.HTTPResult {
+func (e *env) stopLoad(t *testing.T, scenario string, c *observe.Client) traffic.HTTPResult {
 	t.Helper()
 	var res traffic.HTTPResult
 	if err := c.Stop(&res); err != nil {
@@ -102,7 +102,7 @@ func logFailures(t *testing.T, scenario string, fs []traffic.Event) {
 // sample sends n requests at 50/s and returns who answered.
 func (e *env) sample(t *testing.T, scenario string, n int) traffic.HTTPResult {
 	t.Helper()
-	c, err := labkit.StartClient(e.lab, client, scenario+"-sample", "http", "-url", webURL, "-n", fmt.Sprint(n), "-rate", "50", "-timeout", "3s")
+	c, err := observe.StartClient(e.lab, client, scenario+"-sample", "http", "-url", webURL, "-n", fmt.Sprint(n), "-rate", "50", "-timeout", "3s")
 	if err != nil {
 		e.fatal(t, scenario, err)
 	}
@@ -120,7 +120,7 @@ func (e *env) webConns(t *testing.T, scenario string) map[string]map[string]uint
 	t.Helper()
 	out := map[string]map[string]uint64{}
 	for _, d := range directors {
-		st, err := labkit.IPVSStats(context.Background(), e.lab, d)
+		st, err := observe.IPVSStats(context.Background(), e.lab, d)
 		if err != nil {
 			e.fatal(t, scenario, err)
 		}
@@ -146,7 +146,7 @@ func total(m map[string]uint64) uint64 {
 // forwards (closed ones of earlier runs linger as inactive and are not
 // counted).
 func (e *env) echoConns(node string) int {
-	tbl, err := labkit.ReadIPVS(e.lab, node)
+	tbl, err := observe.ReadIPVS(e.lab, node)
 	if err != nil {
 		return -1
 	}
@@ -224,7 +224,7 @@ func (e *env) realServerFails(t *testing.T, sc, victim string, assert bool) *Rea
 			if _, ok := quiesced[d]; ok {
 				continue
 			}
-			tbl, err := labkit.ReadIPVS(e.lab, d)
+			tbl, err := observe.ReadIPVS(e.lab, d)
 			if err != nil {
 				continue
 			}
@@ -321,7 +321,7 @@ func (e *env) weightsApplied(addr string, w int, timeout time.Duration) (time.Du
 	for {
 		ok := true
 		for _, d := range directors {
-			tbl, err := labkit.ReadIPVS(e.lab, d)
+			tbl, err := observe.ReadIPVS(e.lab, d)
 			if err != nil {
 				return 0, err
 			}
@@ -402,7 +402,7 @@ func (e *env) drain(t *testing.T) {
 		e.stopLoad(t, sc, load)
 		e.fatal(t, sc, fmt.Errorf("%v %s", err, out))
 	}
-	out, err := labkit.WaitNextHops(ctx, e.lab, router, vip, addrs(except(directors, victim)...), 30*time.Second)
+	out, err := observe.WaitNextHops(ctx, e.lab, router, vip, addrs(except(directors, victim)...), 30*time.Second)
 	if err != nil {
 		e.stopLoad(t, sc, load)
 		e.fatal(t, sc, err)
@@ -415,7 +415,7 @@ func (e *env) drain(t *testing.T) {
 		e.stopLoad(t, sc, load)
 		e.fatal(t, sc, fmt.Errorf("%v %s", err, out))
 	}
-	back, err := labkit.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), time.Minute)
+	back, err := observe.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), time.Minute)
 	if err != nil {
 		e.stopLoad(t, sc, load)
 		e.fatal(t, sc, err)
@@ -431,9 +431,9 @@ func (e *env) drain(t *testing.T) {
 }
 
 // startHold opens the long-lived connections and checks that all opened.
-func (e *env) startHold(t *testing.T, sc string) (*labkit.Client, int) {
+func (e *env) startHold(t *testing.T, sc string) (*observe.Client, int) {
 	t.Helper()
-	c, err := labkit.StartClient(e.lab, client, "hold", "hold", "-addr", echoVIP, "-conns", fmt.Sprint(holdConns),
+	c, err := observe.StartClient(e.lab, client, "hold", "hold", "-addr", echoVIP, "-conns", fmt.Sprint(holdConns),
 		"-interval", "1s", "-timeout", echoTimeout.String())
 	if err != nil {
 		e.fatal(t, sc, err)
@@ -462,7 +462,7 @@ func (e *env) killAndAddBack(t *testing.T, label string) {
 	if err := e.lab.StopNode(victim); err != nil {
 		e.fatal(t, sc, err)
 	}
-	conv0, err := labkit.WaitNextHops(ctx, e.lab, router, vip, addrs(except(directors, victim)...), 30*time.Second)
+	conv0, err := observe.WaitNextHops(ctx, e.lab, router, vip, addrs(except(directors, victim)...), 30*time.Second)
 	if err != nil {
 		e.fatal(t, sc, err)
 	}
@@ -471,7 +471,7 @@ func (e *env) killAndAddBack(t *testing.T, label string) {
 	if err := e.lab.StartNode(ctx, victim); err != nil {
 		e.fatal(t, sc, err)
 	}
-	conv1, err := labkit.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), 2*time.Minute)
+	conv1, err := observe.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), 2*time.Minute)
 	if err != nil {
 		e.fatal(t, sc, err)
 	}
@@ -510,7 +510,7 @@ func (e *env) freeze(t *testing.T, label string) {
 	if err := e.lab.Pause(victim); err != nil {
 		e.fatal(t, sc, err)
 	}
-	conv0, err := labkit.WaitNextHops(ctx, e.lab, router, vip, addrs(except(directors, victim)...), 30*time.Second)
+	conv0, err := observe.WaitNextHops(ctx, e.lab, router, vip, addrs(except(directors, victim)...), 30*time.Second)
 	if err != nil {
 		e.lab.Unpause(victim)
 		e.fatal(t, sc, err)
@@ -520,7 +520,7 @@ func (e *env) freeze(t *testing.T, label string) {
 	if err := e.lab.Unpause(victim); err != nil {
 		e.fatal(t, sc, err)
 	}
-	conv1, err := labkit.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), 2*time.Minute)
+	conv1, err := observe.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), 2*time.Minute)
 	if err != nil {
 		e.fatal(t, sc, err)
 	}
@@ -554,7 +554,7 @@ func (e *env) routerRestart(t *testing.T) {
 		e.stopLoad(t, sc, load)
 		e.fatal(t, sc, err)
 	}
-	_, err := labkit.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), 2*time.Minute)
+	_, err := observe.WaitNextHops(ctx, e.lab, router, vip, addrs(directors...), 2*time.Minute)
 	back := time.Since(t0)
 	time.Sleep(2 * time.Second)
 	res := e.stopLoad(t, sc, load)

@@ -5,13 +5,15 @@ package netlab
 import (
 	"errors"
 	"fmt"
-	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/lab/nslab"
 )
 
 // TestPrivilegedNetlab exercises every part of the harness once: namespaces,
@@ -40,7 +42,6 @@ func TestPrivilegedNetlab(t *testing.T) {
 
 		// FIB: an ECMP route, seen by the monitor and by the readers.
 		mon := a.MonitorRoutes()
-		time.Sleep(100 * time.Millisecond) // let ip monitor subscribe
 		a.MustRun("ip", "neigh", "add", "10.9.0.3", "lladdr", "02:00:00:00:00:03", "dev", "eth0")
 		a.MustRun("ip", "route", "add", "198.18.9.9/32", "nexthop", "via", "10.9.0.2", "nexthop", "via", "10.9.0.3")
 		if _, _, err := mon.Wait(2*time.Second, "198.18.9.9"); err != nil {
@@ -87,6 +88,12 @@ func TestPrivilegedNetlab(t *testing.T) {
 			t.Errorf("CPUTime(bgpd) = %v, %v", cpu, err)
 		}
 
+		// BIRD: checked, started, answering on its control socket.
+		bird := b.StartBIRD("router id 10.9.0.2;\nprotocol device {}\n")
+		if out, err := bird.Birdc("show", "status"); err != nil || !strings.Contains(out, "Router ID is 10.9.0.2") {
+			t.Errorf("birdc show status = %q, %v; want router id 10.9.0.2", out, err)
+		}
+
 		// Processes: stop, resume, kill by PID.
 		p := b.Start("sleeper", []string{"NETLAB_TEST=1"}, "sh", "-c", "echo ready $NETLAB_TEST; exec sleep 60")
 		if _, _, err := p.WaitOutput("ready 1", 0, 5*time.Second); err != nil {
@@ -104,34 +111,108 @@ func TestPrivilegedNetlab(t *testing.T) {
 		if !p.Exited() {
 			t.Errorf("sleeper still running after Kill")
 		}
-		pids = []int{frr.PID("zebra"), frr.PID("bgpd"), frr.PID("bfdd"), frr.PID("ospfd")}
+		pids = []int{frr.PID("zebra"), frr.PID("bgpd"), frr.PID("bfdd"), frr.PID("ospfd"), bird.Proc.PID}
 	})
 
 	// Cleanup removed the namespaces and killed the daemons.
-	out, err := runCmd("ip", "netns", "list")
+	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(out, prefix) {
+	if strings.Contains(string(out), prefix) {
 		t.Errorf("namespaces with prefix %s left after cleanup:\n%s", prefix, out)
 	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("FRR pid %d still exists after cleanup (kill 0: %v)", pid, err)
+			t.Errorf("daemon pid %d still exists after cleanup (kill 0: %v)", pid, err)
 		}
 	}
 }
 
 // procState checks the state letter of a process in /proc/PID/stat.
 func procState(pid int, want string) error {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	got, err := nslab.ProcState(pid)
 	if err != nil {
 		return err
 	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if fields[0] != want {
-		return fmt.Errorf("pid %d state %s, want %s", pid, fields[0], want)
+	if got != want {
+		return fmt.Errorf("pid %d state %s, want %s", pid, got, want)
 	}
 	return nil
+}
+
+// TestPrivilegedDeploy runs a test topology: nodes are namespaces of the
+// topology's names with their own hostname, addressed and linked as the
+// file says; cleanup removes them.
+func TestPrivilegedDeploy(t *testing.T) {
+	var prefix string
+	t.Run("lab", func(t *testing.T) {
+		topo := Deploy(t, "router-directors")
+		prefix = topo.Prefix()
+		rtr, d2 := topo.Node("rtr"), topo.Node("d2")
+		if d2.Name != prefix+"d2" || d2.Short != "d2" {
+			t.Errorf("node d2: namespace %q, short %q", d2.Name, d2.Short)
+		}
+		if got := strings.TrimSpace(d2.MustRun("hostname")); got != "d2" {
+			t.Errorf("hostname in d2 = %q", got)
+		}
+		if got := strings.TrimSpace(rtr.MustRun("sysctl", "-n", "net.ipv4.fib_multipath_hash_policy")); got != "1" {
+			t.Errorf("rtr fib_multipath_hash_policy = %q, want the topology's 1", got)
+		}
+		if ifs := [2]string{topo.LinkIf("rtr", "d2"), topo.LinkIf("d2", "rtr")}; ifs != [2]string{"eth2", "eth1"} {
+			t.Errorf("LinkIf rtr-d2 = %v, want [eth2 eth1]", ifs)
+		}
+		for _, dst := range []string{"10.0.2.1", "fd00:2::1"} {
+			if _, err := d2.Run("busybox", "ping", "-c1", "-W2", dst); err != nil {
+				t.Errorf("ping %s from d2: %v", dst, err)
+			}
+		}
+		if _, err := d2.Run("busybox", "ping", "-c1", "-W1", "10.0.1.1"); err == nil {
+			t.Errorf("d2 reached d1's link: the links are not separate")
+		}
+		if gws, err := rtr.Gateways("10.0.3.0/24"); err != nil || len(gws) != 0 {
+			t.Errorf("Gateways of a connected route = %v, %v; want none", gws, err)
+		}
+	})
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), prefix) {
+		t.Errorf("namespaces with prefix %s left after cleanup:\n%s", prefix, out)
+	}
+}
+
+// TestPrivilegedRouteChanges counts a prefix's route changes while an action
+// runs: every change the action makes is counted, up to its last one, and
+// nothing else: not a change made just before, not another prefix's.
+func TestPrivilegedRouteChanges(t *testing.T) {
+	lab := New(t)
+	a, b := lab.Namespace("a"), lab.Namespace("b")
+	lab.Link(a, []string{"10.9.0.1/24"}, b, []string{"10.9.0.2/24"})
+	a.MustRun("ip", "neigh", "add", "10.9.0.3", "lladdr", "02:00:00:00:00:03", "dev", "eth0")
+	a.MustRun("ip", "route", "add", "198.18.9.9/32", "via", "10.9.0.2") // before: not counted
+
+	evs := a.RouteChanges("198.18.9.9/32", func() error {
+		a.MustRun("ip", "route", "add", "198.18.9.10/32", "via", "10.9.0.2") // another prefix
+		a.MustRun("ip", "route", "replace", "198.18.9.9/32", "nexthop", "via", "10.9.0.2", "nexthop", "via", "10.9.0.3")
+		a.MustRun("ip", "route", "del", "198.18.9.9/32")
+		_, err := a.Run("ip", "route", "add", "198.18.9.9/32", "via", "10.9.0.3") // the last step
+		return err
+	})
+	var got []string
+	for _, e := range evs {
+		verb := "add"
+		if e.Deleted {
+			verb = "del"
+		}
+		got = append(got, fmt.Sprintf("%s %s %v", verb, e.Dst, e.Gateways()))
+	}
+	want := []string{"add 198.18.9.9 [10.9.0.2 10.9.0.3]", "del 198.18.9.9 [10.9.0.2 10.9.0.3]", "add 198.18.9.9 [10.9.0.3]"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("route changes of 198.18.9.9 (-want +got):\n%s", d)
+	}
+	if none := a.RouteChanges("198.18.9.9", func() error { return nil }); len(none) != 0 {
+		t.Errorf("route changes while nothing changed: %+v", none)
+	}
 }

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,15 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/anycast-director/director/lab/nslab"
 )
 
 // Role is how a node's image behaves when the node has no cmd.
@@ -32,6 +31,12 @@ const (
 	// then loads /etc/frr/frr.conf with vtysh -b, as the image's
 	// docker-start does through watchfrr.
 	RoleFRR
+	// RoleBIRD runs BIRD with the bound /etc/bird/bird.conf, its control
+	// socket at /run/bird/bird.ctl.
+	RoleBIRD
+	// RoleIdle runs nothing until someone starts a process in the node (a
+	// test, through Start or Exec).
+	RoleIdle
 )
 
 // Image tells the runner how to emulate one container image with the
@@ -48,6 +53,10 @@ type Image struct {
 	Files []Bind
 	// Env is the image's environment, below the node's env.
 	Env map[string]string
+	// HostFiles makes the image the machine itself, for test topologies:
+	// its nodes see the machine's files (no binds, no fresh /run and /tmp)
+	// and start from this process's environment.
+	HostFiles bool
 }
 
 // Options configure a lab run.
@@ -76,29 +85,26 @@ type Lab struct {
 	// Topo is the topology the lab runs.
 	Topo *Topology
 
-	opts   Options
-	log    *slog.Logger
-	prefix string
-	dir    string
-	hostNS string
+	opts Options
+	log  *slog.Logger
+	core *nslab.Lab
+	host *nslab.Node // the container host: bridges and their ports
 
 	mu        sync.Mutex
 	nodes     map[string]*nodeRT
-	procs     []*Proc // every process started, for Destroy
-	started   int     // processes started, for unique log names
-	hostUp    bool
 	destroyed bool
 }
 
 // nodeRT is the runtime state of one linux node.
 type nodeRT struct {
-	node   *Node
-	image  Image
-	ns     string
-	holder *Proc
-	role   []*Proc
-	up     bool
+	node  *Node
+	image Image
+	core  *nslab.Node // the running incarnation; nil while stopped
+	role  []*Proc
 }
+
+// Proc is a process the runner started inside a node.
+type Proc = nslab.Proc
 
 // Deploy runs the topology the way containerlab deploys it: every node is
 // created with its sysctls and binds and started (its cmd, or the image's
@@ -109,46 +115,20 @@ func Deploy(ctx context.Context, t *Topology, o Options) (_ *Lab, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Lab{Topo: t, opts: o, log: o.Logger, prefix: o.Prefix, nodes: map[string]*nodeRT{}}
-	if l.prefix == "" {
+	l := &Lab{Topo: t, opts: o, log: o.Logger, nodes: map[string]*nodeRT{}}
+	if err := l.resolveImages(); err != nil {
+		return nil, err
+	}
+	prefix := o.Prefix
+	if prefix == "" {
 		var b [3]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return nil, fmt.Errorf("random prefix: %w", err)
 		}
-		l.prefix = "cl" + hex.EncodeToString(b[:]) + "-"
+		prefix = "cl" + hex.EncodeToString(b[:]) + "-"
 	}
-	l.hostNS = l.prefix + "_host"
-	for _, n := range t.Nodes {
-		if n.Kind != KindLinux {
-			continue
-		}
-		img, err := o.image(n.Image)
-		if err != nil {
-			return nil, fmt.Errorf("node %s: %w", n.Name, err)
-		}
-		if img.Role == RoleCommand && len(n.Cmd) == 0 {
-			return nil, fmt.Errorf("node %s: the runner knows no default command for image %s: set cmd", n.Name, n.Image)
-		}
-		for _, b := range append(slices.Clone(img.Files), n.Binds...) {
-			if _, err := os.Stat(b.Source); err != nil {
-				return nil, fmt.Errorf("node %s: bind %s:%s: %w", n.Name, b.Source, b.Target, err)
-			}
-			if under(b.Target, "/run") || under(b.Target, "/tmp") {
-				return nil, fmt.Errorf("node %s: bind target %s: the runner gives each node fresh /run and /tmp and cannot bind below them", n.Name, b.Target)
-			}
-		}
-		l.nodes[n.Name] = &nodeRT{node: n, image: img, ns: l.prefix + n.Name}
-	}
-	l.dir = o.StateDir
-	if l.dir == "" {
-		if l.dir, err = os.MkdirTemp("", "clab-runner-"); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range []string{"logs", "scratch"} {
-		if err := os.MkdirAll(filepath.Join(l.dir, d), 0o755); err != nil {
-			return nil, err
-		}
+	if l.core, err = nslab.New(nslab.Options{Prefix: prefix, Dir: o.StateDir}); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -156,11 +136,7 @@ func Deploy(ctx context.Context, t *Topology, o Options) (_ *Lab, err error) {
 		}
 	}()
 	start := time.Now()
-	if err := l.run(ctx, "ip", "netns", "add", l.hostNS); err != nil {
-		return nil, err
-	}
-	l.hostUp = true
-	if _, err := l.run2(ctx, "ip", "-n", l.hostNS, "link", "set", "lo", "up"); err != nil {
+	if l.host, err = l.core.AddNode(ctx, "_host", nslab.NodeOptions{}); err != nil {
 		return nil, err
 	}
 	// Nodes start concurrently, as containerlab starts containers; links
@@ -170,10 +146,7 @@ func Deploy(ctx context.Context, t *Topology, o Options) (_ *Lab, err error) {
 	}
 	for _, n := range t.Nodes {
 		if n.Kind == KindBridge {
-			if err := l.run(ctx, "ip", "-n", l.hostNS, "link", "add", n.Name, "type", "bridge"); err != nil {
-				return nil, err
-			}
-			if err := l.run(ctx, "ip", "-n", l.hostNS, "link", "set", n.Name, "up"); err != nil {
+			if err := l.host.AddBridge(ctx, n.Name); err != nil {
 				return nil, err
 			}
 		}
@@ -188,6 +161,36 @@ func Deploy(ctx context.Context, t *Topology, o Options) (_ *Lab, err error) {
 	}
 	l.log.Info("lab deployed", "lab", t.Name, "nodes", len(t.Nodes), "links", len(t.Links), "took", time.Since(start).Round(time.Millisecond))
 	return l, nil
+}
+
+// resolveImages finds every linux node's image emulation and checks its
+// binds before anything is created.
+func (l *Lab) resolveImages() error {
+	for _, n := range l.Topo.Nodes {
+		if n.Kind != KindLinux {
+			continue
+		}
+		img, err := l.opts.image(n.Image)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		if img.Role == RoleCommand && len(n.Cmd) == 0 {
+			return fmt.Errorf("node %s: the runner knows no default command for image %s: set cmd", n.Name, n.Image)
+		}
+		if img.HostFiles && len(n.Binds) > 0 {
+			return fmt.Errorf("node %s: image %s is this machine's own filesystem, which takes no binds", n.Name, n.Image)
+		}
+		for _, b := range append(slices.Clone(img.Files), n.Binds...) {
+			if _, err := os.Stat(b.Source); err != nil {
+				return fmt.Errorf("node %s: bind %s:%s: %w", n.Name, b.Source, b.Target, err)
+			}
+			if under(b.Target, "/run") || under(b.Target, "/tmp") {
+				return fmt.Errorf("node %s: bind target %s: the runner gives each node fresh /run and /tmp and cannot bind below them", n.Name, b.Target)
+			}
+		}
+		l.nodes[n.Name] = &nodeRT{node: n, image: img}
+	}
+	return nil
 }
 
 // eachNode runs f for every linux node concurrently and joins the errors.
@@ -231,18 +234,18 @@ func (o Options) image(ref string) (Image, error) {
 }
 
 // Prefix is the prefix of every namespace name of this lab.
-func (l *Lab) Prefix() string { return l.prefix }
+func (l *Lab) Prefix() string { return l.core.Prefix() }
 
-// StateDir is where the lab keeps its logs.
-func (l *Lab) StateDir() string { return l.dir }
+// StateDir is where the lab keeps its logs (logs/, one file per process).
+func (l *Lab) StateDir() string { return l.core.Dir() }
 
 // NetNS returns the network namespace name of a linux node (for ip -n or
 // ip netns exec), or of the container host for a bridge node.
 func (l *Lab) NetNS(node string) string {
 	if n := l.Topo.Node(node); n != nil && n.Kind == KindBridge {
-		return l.hostNS
+		return l.host.NetNS
 	}
-	return l.prefix + node
+	return l.core.Prefix() + node
 }
 
 // node returns the runtime state of a running linux node.
@@ -253,16 +256,32 @@ func (l *Lab) node(name string) (*nodeRT, error) {
 	if n == nil {
 		return nil, fmt.Errorf("no linux node %q in lab %s", name, l.Topo.Name)
 	}
-	if !n.up {
+	if n.core == nil {
 		return nil, fmt.Errorf("node %s is stopped", name)
 	}
 	return n, nil
+}
+
+// Node returns the lab core's handle on a running linux node: run commands,
+// start processes, read its FIB, watch its route changes.
+func (l *Lab) Node(name string) (*nslab.Node, error) {
+	n, err := l.node(name)
+	if err != nil {
+		return nil, err
+	}
+	return n.core, nil
 }
 
 // env is the environment of processes in a node: the image's, then the
 // node's, plus what a container runtime and containerlab set.
 func (l *Lab) env(n *nodeRT) []string {
 	m := map[string]string{"PATH": defaultPath, "HOME": "/root", "TERM": "dumb"}
+	if n.image.HostFiles {
+		for _, kv := range os.Environ() {
+			k, v, _ := strings.Cut(kv, "=")
+			m[k] = v
+		}
+	}
 	for k, v := range n.image.Env {
 		m[k] = v
 	}
@@ -279,19 +298,6 @@ func (l *Lab) env(n *nodeRT) []string {
 	return out
 }
 
-// nodeCmd builds a command that runs argv inside the node's namespaces.
-func (l *Lab) nodeCmd(ctx context.Context, n *nodeRT, argv []string) *exec.Cmd {
-	args := append([]string{"-t", strconv.Itoa(n.holder.PID), "-n", "-m", "-u", "-r", "-w", "--"}, argv...)
-	var cmd *exec.Cmd
-	if ctx != nil {
-		cmd = exec.CommandContext(ctx, "nsenter", args...)
-	} else {
-		cmd = exec.Command("nsenter", args...)
-	}
-	cmd.Env = l.env(n)
-	return cmd
-}
-
 // Exec runs argv inside a node, as `docker exec` would, and returns its
 // standard output; the error carries the exit status and standard error.
 func (l *Lab) Exec(ctx context.Context, node string, argv ...string) (string, error) {
@@ -299,13 +305,7 @@ func (l *Lab) Exec(ctx context.Context, node string, argv ...string) (string, er
 	if err != nil {
 		return "", err
 	}
-	cmd := l.nodeCmd(ctx, n, argv)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s: %s: %w: %s", node, strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
+	return n.core.Exec(ctx, argv...)
 }
 
 // Start runs argv in the background inside a node; Destroy kills it.
@@ -314,27 +314,7 @@ func (l *Lab) Start(node, name string, argv ...string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.startIn(n, name, argv)
-}
-
-func (l *Lab) startIn(n *nodeRT, name string, argv []string) (*Proc, error) {
-	cmd := l.nodeCmd(nil, n, argv)
-	full := n.node.Name + "/" + name
-	l.mu.Lock()
-	l.started++
-	seq := l.started
-	l.mu.Unlock()
-	// One log file per process, never shared with an earlier process of
-	// the same name.
-	logPath := filepath.Join(l.dir, "logs", fmt.Sprintf("%03d-%s.log", seq, strings.ReplaceAll(full, "/", ".")))
-	p, err := startProc(full, n.node.Name, logPath, cmd)
-	if err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	l.procs = append(l.procs, p)
-	l.mu.Unlock()
-	return p, nil
+	return n.core.Start(name, nil, argv...)
 }
 
 // PID returns the PID of a process that holds the node's namespaces:
@@ -345,7 +325,7 @@ func (l *Lab) PID(node string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n.holder.PID, nil
+	return n.core.PID(), nil
 }
 
 // Path returns where a path inside a node can be read from outside it
@@ -355,21 +335,14 @@ func (l *Lab) Path(node, p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(fmt.Sprintf("/proc/%d/root", n.holder.PID), p), nil
+	return n.core.HostPath(p), nil
 }
 
 // Logs returns the output of a node's role processes (its cmd, or FRR's
 // daemons), each under a header.
 func (l *Lab) Logs(node string) string {
-	l.mu.Lock()
-	n := l.nodes[node]
-	var role []*Proc
-	if n != nil {
-		role = slices.Clone(n.role)
-	}
-	l.mu.Unlock()
 	var b strings.Builder
-	for _, p := range role {
+	for _, p := range l.Procs(node) {
 		fmt.Fprintf(&b, "==> %s (pid %d) <==\n%s\n", p.Name, p.PID, p.Output())
 	}
 	return b.String()
@@ -385,83 +358,24 @@ func (l *Lab) Procs(node string) []*Proc {
 	return nil
 }
 
-// run runs a command in the root namespace and returns an error with its output.
-func (l *Lab) run(ctx context.Context, argv ...string) error {
-	_, err := l.run2(ctx, argv...)
-	return err
-}
-
-func (l *Lab) run2(ctx context.Context, argv ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
-
 // Destroy removes everything the lab created: node processes (killed by
 // PID, including any other process left in a node's network namespace),
 // the namespaces (which takes the links and bridges with them) and the
 // state folder. It is safe to call more than once.
 func (l *Lab) Destroy() error {
 	l.mu.Lock()
-	if l.destroyed {
+	if l.destroyed || l.core == nil {
 		l.mu.Unlock()
 		return nil
 	}
 	l.destroyed = true
-	names := make([]string, 0, len(l.nodes))
-	for name := range l.nodes {
-		names = append(names, name)
-	}
 	l.mu.Unlock()
-	var errs []error
-	for _, name := range names {
-		if err := l.stopNode(l.nodes[name]); err != nil {
-			errs = append(errs, err)
-		}
+	err := l.core.Close()
+	if !l.opts.KeepState {
+		err = errors.Join(err, l.core.RemoveDir())
 	}
-	l.mu.Lock()
-	procs := slices.Clone(l.procs)
-	l.mu.Unlock()
-	for _, p := range procs {
-		p.Kill()
-	}
-	if l.hostUp {
-		if out, err := exec.Command("ip", "netns", "del", l.hostNS).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("delete namespace %s: %v: %s", l.hostNS, err, out))
-		}
-		l.hostUp = false
-	}
-	if l.dir != "" && !l.opts.KeepState && l.opts.StateDir == "" {
-		if err := os.RemoveAll(l.dir); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
-// killNamespacePids kills, by PID, every process still in a network
-// namespace (processes that exec commands left behind).
-func killNamespacePids(ns string, except int) error {
-	for range 5 {
-		out, err := exec.Command("ip", "netns", "pids", ns).Output()
-		if err != nil {
-			return nil // namespace gone
-		}
-		var pids []int
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid != except && pid != os.Getpid() {
-				pids = append(pids, pid)
-			}
-		}
-		if len(pids) == 0 {
-			return nil
-		}
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("processes keep appearing in namespace %s", ns)
-}
+// scratch is the folder for a node's private mounts.
+func (l *Lab) scratch(node string) string { return filepath.Join(l.core.Dir(), "scratch", node) }

@@ -1,140 +1,50 @@
 package runner
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
-)
 
-// holderReady is the line the holder prints once the node's mounts are in
-// place.
-const holderReady = "CLAB-RUNNER-READY"
+	"github.com/anycast-director/director/lab/nslab"
+)
 
 // createNode makes a linux node exist and start: its network namespace, a
 // holder process that owns its mount and UTS namespaces (hostname, binds,
 // fresh /run and /tmp), its sysctls, then its role.
 func (l *Lab) createNode(ctx context.Context, n *nodeRT) error {
 	start := time.Now()
-	if err := l.run(ctx, "ip", "netns", "add", n.ns); err != nil {
-		return err
+	setup := ""
+	if !n.image.HostFiles {
+		scratch := l.scratch(n.node.Name)
+		if err := os.MkdirAll(scratch, 0o755); err != nil {
+			return err
+		}
+		var err error
+		setup, err = holderSetup(scratch, append(slices.Clone(n.image.Files), n.node.Binds...), pathExists)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.node.Name, err)
+		}
 	}
-	l.mu.Lock()
-	n.up = true // from here on, stopNode must clean up
-	l.mu.Unlock()
-	if err := l.run(ctx, "ip", "-n", n.ns, "link", "set", "lo", "up"); err != nil {
-		return err
-	}
-	scratch := filepath.Join(l.dir, "scratch", n.node.Name)
-	if err := os.MkdirAll(scratch, 0o755); err != nil {
-		return err
-	}
-	script, err := holderScript(n.node.Name, scratch, append(slices.Clone(n.image.Files), n.node.Binds...), pathExists)
-	if err != nil {
-		return fmt.Errorf("node %s: %w", n.node.Name, err)
-	}
-	// ip netns exec enters the network namespace and remounts /sys for it;
-	// unshare then gives the node private mount and UTS namespaces, which
-	// every later nsenter joins.
-	cmd := exec.Command("ip", "netns", "exec", n.ns, "unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
-	cmd.Dir = "/"
-	holder, err := startHolder(n.node.Name, cmd)
+	c, err := l.core.AddNode(ctx, n.node.Name, nslab.NodeOptions{Isolated: true, Setup: setup, Env: l.env(n)})
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
-	n.holder = holder
-	l.procs = append(l.procs, holder)
+	n.core = c
 	l.mu.Unlock()
-	// For people poking at a running lab: nsenter -t $(cat FILE) -a.
-	if err := os.WriteFile(filepath.Join(l.dir, n.node.Name+".pid"), []byte(fmt.Sprintf("%d\n", holder.PID)), 0o644); err != nil {
-		return err
-	}
-	if len(n.node.Sysctls) > 0 {
-		keys := make([]string, 0, len(n.node.Sysctls))
-		for k := range n.node.Sysctls {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		argv := []string{"sysctl", "-q", "-w"}
-		for _, k := range keys {
-			argv = append(argv, k+"="+n.node.Sysctls[k])
-		}
-		if _, err := l.execIn(ctx, n, argv); err != nil {
-			return fmt.Errorf("sysctls: %w", err)
-		}
+	if err := c.Sysctls(ctx, n.node.Sysctls); err != nil {
+		return fmt.Errorf("node %s: sysctls: %w", n.node.Name, err)
 	}
 	if err := l.startRole(ctx, n); err != nil {
 		return fmt.Errorf("node %s: %w", n.node.Name, err)
 	}
 	l.log.Info("node started", "node", n.node.Name, "image", n.node.Image, "took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// execIn runs argv in a node whose state the caller already holds.
-func (l *Lab) execIn(ctx context.Context, n *nodeRT, argv []string) (string, error) {
-	cmd := l.nodeCmd(ctx, n, argv)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %s: %w: %s", n.node.Name, strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
-
-// startHolder starts the holder and waits for its ready line.
-func startHolder(node string, cmd *exec.Cmd) (*Proc, error) {
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("node %s: start holder: %w", node, err)
-	}
-	p := &Proc{Name: node + "/holder", Node: node, PID: cmd.Process.Pid, LogPath: os.DevNull, cmd: cmd, done: make(chan struct{})}
-	ready := make(chan error, 1)
-	var lines []string
-	go func() {
-		sc := bufio.NewScanner(pr)
-		ok := false
-		for sc.Scan() {
-			if !ok && sc.Text() == holderReady {
-				ok = true
-				ready <- nil
-				continue
-			}
-			if !ok {
-				lines = append(lines, sc.Text())
-			}
-		}
-		if !ok {
-			ready <- fmt.Errorf("node %s: the namespace holder failed: %s", node, strings.Join(lines, "; "))
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		p.err = cmd.Wait()
-		pw.Close()
-		close(p.done)
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			p.Kill()
-			return nil, err
-		}
-		return p, nil
-	case <-time.After(60 * time.Second):
-		p.Kill()
-		return nil, fmt.Errorf("node %s: the namespace holder did not get ready in 60 s", node)
-	}
 }
 
 func pathExists(p string) (exists, isDir bool) {
@@ -145,17 +55,14 @@ func pathExists(p string) (exists, isDir bool) {
 	return true, st.IsDir()
 }
 
-// holderScript is the shell script that prepares a node's mount namespace:
+// holderSetup is the shell script that prepares a node's mount namespace:
 // a private scratch tmpfs, a writable overlay over each existing folder in
 // which a bind target must be created (so nothing is written outside the
 // node), the binds (read-only where asked), then fresh /run and /tmp, like a
-// container's. It prints the ready line and then sleeps, holding the
-// namespaces.
-func holderScript(node, scratch string, binds []Bind, exists func(string) (bool, bool)) (string, error) {
-	q := shQuote
+// container's.
+func holderSetup(scratch string, binds []Bind, exists func(string) (bool, bool)) (string, error) {
+	q := nslab.ShellQuote
 	var b strings.Builder
-	b.WriteString("set -eu\n")
-	fmt.Fprintf(&b, "hostname %s\n", q(node))
 	fmt.Fprintf(&b, "mount -t tmpfs -o mode=0700 clab-scratch %s\n", q(scratch))
 	var overlays []string
 	for _, bd := range binds {
@@ -207,92 +114,50 @@ func holderScript(node, scratch string, binds []Bind, exists func(string) (bool,
 	}
 	b.WriteString("mount -t tmpfs -o mode=0755 clab-run /run\nmkdir -p /run/lock\n")
 	b.WriteString("mount -t tmpfs -o mode=1777 clab-tmp /tmp\n")
-	fmt.Fprintf(&b, "echo %s\nexec sleep infinity\n", holderReady)
 	return b.String(), nil
-}
-
-// shQuote quotes s for a POSIX shell.
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // startRole starts what the node runs: its cmd, or the image's role.
 func (l *Lab) startRole(ctx context.Context, n *nodeRT) error {
-	if len(n.node.Cmd) > 0 {
-		p, err := l.startIn(n, "cmd", n.node.Cmd)
+	var role []*Proc
+	switch {
+	case len(n.node.Cmd) > 0:
+		p, err := n.core.Start("cmd", nil, n.node.Cmd...)
 		if err != nil {
 			return err
 		}
-		l.mu.Lock()
-		n.role = []*Proc{p}
-		l.mu.Unlock()
-		return nil
+		role = []*Proc{p}
+	case n.image.Role == RoleFRR:
+		f, err := l.startFRR(ctx, n)
+		if err != nil {
+			return err
+		}
+		role = f.Procs()
+	case n.image.Role == RoleBIRD:
+		b, err := nslab.StartBIRD(ctx, n.core, nslab.BIRDSpec{Dir: "/run/bird", ConfigPath: "/etc/bird/bird.conf"})
+		if err != nil {
+			return fmt.Errorf("BIRD image: %w", err)
+		}
+		role = []*Proc{b.Proc}
+	case n.image.Role == RoleIdle:
+	default:
+		return fmt.Errorf("image %s has no default command known to the runner: set cmd", n.node.Image)
 	}
-	switch n.image.Role {
-	case RoleFRR:
-		return l.startFRR(ctx, n)
-	}
-	return fmt.Errorf("image %s has no default command known to the runner: set cmd", n.node.Image)
+	l.mu.Lock()
+	n.role = role
+	l.mu.Unlock()
+	return nil
 }
 
 // runExecs runs the node's exec commands in order; any failure is an error,
 // as in containerlab's deploy.
 func (l *Lab) runExecs(ctx context.Context, n *nodeRT) error {
 	for _, argv := range n.node.Exec {
-		if _, err := l.execIn(ctx, n, argv); err != nil {
+		if _, err := n.core.CombinedOutput(ctx, argv...); err != nil {
 			return fmt.Errorf("exec: %w", err)
 		}
 	}
 	return nil
-}
-
-// stopNode kills the node's processes by PID, then any other process left
-// in its network namespace, then deletes the namespace. The holder goes
-// last, taking the mount and UTS namespaces with it.
-func (l *Lab) stopNode(n *nodeRT) error {
-	l.mu.Lock()
-	if !n.up {
-		l.mu.Unlock()
-		return nil
-	}
-	n.up = false
-	var mine []*Proc
-	for _, p := range l.procs {
-		if p.Node == n.node.Name && p != n.holder {
-			mine = append(mine, p)
-		}
-	}
-	holder := n.holder
-	n.role = nil
-	l.mu.Unlock()
-	for _, p := range mine {
-		p.Kill()
-	}
-	var errs []error
-	holderPID := 0
-	if holder != nil {
-		holderPID = holder.PID
-	}
-	if err := killNamespacePids(n.ns, holderPID); err != nil {
-		errs = append(errs, err)
-	}
-	if holder != nil {
-		holder.Kill()
-	}
-	// The kernel tears a deleted namespace down asynchronously; deleting
-	// the node's link ends first makes their peers vanish before StopNode
-	// returns, as a dead container's do.
-	for _, lk := range l.Topo.LinksOf(n.node.Name) {
-		for _, e := range []Endpoint{lk.A, lk.B} {
-			if e.Node == n.node.Name {
-				exec.Command("ip", "-n", n.ns, "link", "del", e.Interface).Run()
-			}
-		}
-	}
-	if out, err := exec.Command("ip", "netns", "del", n.ns).CombinedOutput(); err != nil {
-		errs = append(errs, fmt.Errorf("delete namespace %s: %v: %s", n.ns, err, out))
-	}
-	return errors.Join(errs...)
 }
 
 // StopNode emulates a container that dies (docker kill): every process of
@@ -303,7 +168,11 @@ func (l *Lab) StopNode(name string) error {
 	if err != nil {
 		return err
 	}
-	return l.stopNode(n)
+	l.mu.Lock()
+	c := n.core
+	n.core, n.role = nil, nil
+	l.mu.Unlock()
+	return c.Remove()
 }
 
 // StartNode brings a stopped node back as a fresh container: new
@@ -317,7 +186,7 @@ func (l *Lab) StartNode(ctx context.Context, name string) error {
 	if n == nil {
 		return fmt.Errorf("no linux node %q", name)
 	}
-	if n.up {
+	if n.core != nil {
 		return fmt.Errorf("node %s is running", name)
 	}
 	if err := l.createNode(ctx, n); err != nil {
@@ -336,18 +205,7 @@ func (l *Lab) StartNode(ctx context.Context, name string) error {
 // like `frrinit.sh restart` inside the container. Processes get SIGTERM and
 // are killed after grace.
 func (l *Lab) RestartRole(ctx context.Context, name string, grace time.Duration) error {
-	n, err := l.node(name)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	role := slices.Clone(n.role)
-	n.role = nil
-	l.mu.Unlock()
-	for _, p := range slices.Backward(role) {
-		p.Stop(grace)
-	}
-	return l.startRole(ctx, n)
+	return l.Restart(ctx, name, Stop{Grace: grace})
 }
 
 // Pause freezes every process of the node (SIGSTOP), as `docker pause`
@@ -362,19 +220,9 @@ func (l *Lab) signalAll(name string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	out, err := exec.Command("ip", "netns", "pids", n.ns).Output()
+	count, err := n.core.SignalAll(sig)
 	if err != nil {
-		return fmt.Errorf("list processes of %s: %w", name, err)
-	}
-	count := 0
-	for _, f := range strings.Fields(string(out)) {
-		var pid int
-		if _, err := fmt.Sscan(f, &pid); err != nil || pid == n.holder.PID {
-			continue
-		}
-		if err := syscall.Kill(pid, sig); err == nil {
-			count++
-		}
+		return err
 	}
 	if count == 0 {
 		return fmt.Errorf("node %s has no process to signal", name)

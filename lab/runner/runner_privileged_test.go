@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anycast-director/director/lab/e2e/labkit"
 	"github.com/anycast-director/director/lab/runner"
+	"github.com/anycast-director/director/lab/topology"
 )
 
 // deploy loads and deploys a topology and registers its removal, checking
@@ -213,12 +213,12 @@ func TestPrivilegedRepositoryTopology(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("runner: deploying a lab needs root (network namespaces); run make test-privileged as root")
 	}
-	root, err := labkit.ModuleRoot()
+	root, err := topology.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	bin := t.TempDir()
-	if err := labkit.Build(context.Background(), root, bin); err != nil {
+	if err := topology.Build(context.Background(), root, bin); err != nil {
 		t.Fatal(err)
 	}
 	// A copy of the topology and its files, with the client moved.
@@ -238,7 +238,7 @@ func TestPrivilegedRepositoryTopology(t *testing.T) {
 	if err := os.WriteFile(path, []byte(moved), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lab := deploy(t, path, labkit.Images(bin))
+	lab := deploy(t, path, topology.Images(bin))
 
 	addr := mustExec(t, lab, "client", "ip", "-br", "addr", "show", "dev", "eth1")
 	if !strings.Contains(addr, "192.0.2.77/24") || strings.Contains(addr, "192.0.2.2/") {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/anycast-director/director/lab/nslab"
 )
 
 func TestSplitCommand(t *testing.T) {
@@ -189,7 +191,7 @@ func TestHolderScript(t *testing.T) {
 		{Source: "/src/bin", Target: "/usr/local/bin"},                       // folder over folder
 		{Source: "/src/dir", Target: "/usr/local/share/lab"},                 // creates below /usr/local
 	}
-	script, err := holderScript("n1", "/state/scratch/n1", binds, exists)
+	script, err := holderSetup("/state/scratch/n1", binds, exists)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +212,7 @@ func TestHolderScript(t *testing.T) {
 		"'/usr/local/bin'", "'/usr/local/share/lab'"}, mounts); diff != "" {
 		t.Errorf("bind mounts (-want +got):\n%s", diff)
 	}
-	for _, want := range []string{"hostname 'n1'", "mount -o remount,bind,ro '/etc/frr/frr.conf'", "clab-run /run", "clab-tmp /tmp", holderReady} {
+	for _, want := range []string{"mount -o remount,bind,ro '/etc/frr/frr.conf'", "clab-run /run", "clab-tmp /tmp"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)
 		}
@@ -227,8 +229,8 @@ func TestHolderScript(t *testing.T) {
 		{Bind{Source: "/missing", Target: "/etc/x"}, "does not exist"},
 		{Bind{Source: "/src/bin", Target: "/etc/frr/frr.conf"}, "one is a folder"},
 	} {
-		if _, err := holderScript("n1", "/s", []Bind{bad.b}, exists); err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("holderScript(%v) error = %v, want %q", bad.b, err, bad.want)
+		if _, err := holderSetup("/s", []Bind{bad.b}, exists); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("holderSetup(%v) error = %v, want %q", bad.b, err, bad.want)
 		}
 	}
 }
@@ -248,7 +250,7 @@ func TestParseFRRDaemons(t *testing.T) {
 		{Name: "staticd", Options: []string{"-A", "127.0.0.1"}},
 		{Name: "bfdd", Options: []string{"-A", "127.0.0.1"}},
 	}}
-	if _, err := os.Stat(filepath.Join(frrDir, "mgmtd")); err == nil {
+	if _, err := os.Stat(filepath.Join(nslab.FRRBin, "mgmtd")); err == nil {
 		want.Daemons = append([]FRRDaemon{want.Daemons[0], {Name: "mgmtd"}}, want.Daemons[1:]...)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -17,7 +17,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/anycast-director/director/config"
-	"github.com/anycast-director/director/lab/e2e/labkit"
 	"github.com/anycast-director/director/lab/runner"
 	"github.com/anycast-director/director/routing/routerconfig"
 )
@@ -65,6 +64,76 @@ func instance(t *testing.T, data []byte) any {
 		t.Fatal(err)
 	}
 	return inst
+}
+
+// TestTopologiesValidate: the baseline and the test topologies are
+// containerlab files too.
+func TestTopologiesValidate(t *testing.T) {
+	sch := compileSchema(t)
+	files := []string{"baseline.clab.yml"}
+	for _, name := range TestNames() {
+		files = append(files, "tests/"+name+".clab.yml")
+	}
+	if len(files) < 3 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sch.Validate(instance(t, data)); err != nil {
+			t.Errorf("%s does not validate against containerlab's schema:\n%v", f, err)
+		}
+	}
+}
+
+// TestTestTopologies: every test topology loads, and its nodes run the host
+// image, which takes no binds: the tests start what the nodes run.
+func TestTestTopologies(t *testing.T) {
+	for _, name := range TestNames() {
+		topo, err := Test(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range topo.Nodes {
+			if n.Kind == runner.KindLinux && (n.Image != HostImage || len(n.Binds) > 0 || len(n.Cmd) > 0) {
+				t.Errorf("%s: node %s runs %s (binds %v, cmd %v), want %s without binds or cmd", name, n.Name, n.Image, n.Binds, n.Cmd, HostImage)
+			}
+		}
+	}
+	if _, err := Test("no-such-topology"); err == nil || !strings.Contains(err.Error(), "router-directors") {
+		t.Errorf("Test of an unknown name: %v, want an error listing the known ones", err)
+	}
+}
+
+// TestBaselineIsTheLab: baseline.clab.yml is containerlab.yml with each
+// director bound to its baseline/ file instead of directors/, nothing else.
+func TestBaselineIsTheLab(t *testing.T) {
+	lab, err := runner.Load(topologyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := runner.Load("baseline.clab.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := 0
+	for _, n := range base.Nodes {
+		for i, b := range n.Binds {
+			if rel, ok := strings.CutPrefix(b.Source, filepath.Join(base.Dir, "baseline")+"/"); ok {
+				n.Binds[i].Source = filepath.Join(lab.Dir, "lab/topology/directors", rel)
+				swapped++
+			}
+		}
+	}
+	if swapped != 3 {
+		t.Errorf("baseline.clab.yml binds %d baseline/ files, want one per director (3)", swapped)
+	}
+	base.Name, base.Path, base.Dir = lab.Name, lab.Path, lab.Dir
+	if diff := cmp.Diff(lab, base); diff != "" {
+		t.Errorf("baseline.clab.yml differs from containerlab.yml beyond the directors' files (-lab +baseline):\n%s", diff)
+	}
 }
 
 func TestContainerlabSchema(t *testing.T) {
@@ -228,7 +297,7 @@ func TestImageHasTheCommands(t *testing.T) {
 	}
 	dockerfile := string(data)
 	// The runner emulates the image with labkit's build: the same programs.
-	for _, pkg := range labkit.Programs() {
+	for _, pkg := range Programs() {
 		if !regexp.MustCompile(regexp.QuoteMeta(pkg) + `\b`).MatchString(dockerfile) {
 			t.Errorf("labkit builds %s for the runner, but lab/images/Dockerfile does not", pkg)
 		}

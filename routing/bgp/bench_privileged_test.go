@@ -27,7 +27,6 @@ func BenchmarkPrivilegedSetToFIB(b *testing.B) {
 	sp := l.startSpeaker(1, nil)
 	netlab.MustWait(b, 15*time.Second, "session established", func() error { return l.established(dirAddr4(1)) })
 	mon := l.rtr.MonitorRoutes()
-	time.Sleep(200 * time.Millisecond) // let ip monitor subscribe
 
 	var announce, withdraw []time.Duration
 	b.ResetTimer()

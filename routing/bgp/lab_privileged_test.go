@@ -16,9 +16,10 @@ import (
 
 // The privileged tests run real FRR 8.4 (zebra, bgpd, bfdd) in a router
 // namespace and one speaker per director namespace, each director on its own
-// veth link to the router:
+// veth link to the router, as lab/topology/tests/router-directors.clab.yml
+// lays them out:
 //
-//	rtr eth<k-1> 10.0.k.1/24 fd00:k::1/64  <->  d<k> eth0 10.0.k.11/24 fd00:k::11/64
+//	rtr eth<k> 10.0.k.1/24 fd00:k::1/64  <->  d<k> eth1 10.0.k.11/24 fd00:k::11/64
 //
 // FRR's configuration is written by hand here (static neighbors with
 // update-source, as NOTES.md found stable with GoBGP's BFD); the daemon-level
@@ -48,7 +49,6 @@ type labOptions struct {
 // bgpLab is a router and its directors.
 type bgpLab struct {
 	t    testing.TB
-	lab  *netlab.Lab
 	rtr  *netlab.NS
 	frr  *netlab.FRR
 	dirs []*netlab.NS
@@ -61,16 +61,13 @@ func dirAddr6(k int) string { return fmt.Sprintf("fd00:%d::11", k) }
 func rtrAddr4(k int) string { return fmt.Sprintf("10.0.%d.1", k) }
 func rtrAddr6(k int) string { return fmt.Sprintf("fd00:%d::1", k) }
 
-// newBGPLab builds the namespaces and links and starts FRR.
+// newBGPLab deploys the router and its directors and starts FRR.
 func newBGPLab(t testing.TB, o labOptions) *bgpLab {
 	t.Helper()
-	l := &bgpLab{t: t, lab: netlab.New(t), opts: o}
-	l.rtr = l.lab.Namespace("rtr")
-	l.rtr.Router()
+	topo := netlab.Deploy(t, "router-directors")
+	l := &bgpLab{t: t, opts: o, rtr: topo.Node("rtr")}
 	for k := 1; k <= o.directors; k++ {
-		d := l.lab.Namespace(fmt.Sprintf("d%d", k))
-		l.lab.Link(l.rtr, []string{rtrAddr4(k) + "/24", rtrAddr6(k) + "/64"}, d, []string{dirAddr4(k) + "/24", dirAddr6(k) + "/64"})
-		l.dirs = append(l.dirs, d)
+		l.dirs = append(l.dirs, topo.Node(fmt.Sprintf("d%d", k)))
 	}
 	l.frr = l.rtr.StartFRR(l.frrConfig(), "bgpd", "bfdd")
 	return l

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -91,7 +90,7 @@ func TestPrivilegedOSPFAdvertiser(t *testing.T) {
 	docs := docBlocks(t)
 	dirs[0].ns.StartFRR(forDirector(docs["ospf-director-frr-table"], dirs[0]), "ospfd")
 	dirs[1].ns.StartFRR(forDirector(docs["ospf-director-frr-main"], dirs[1]), "ospfd", "ospf6d")
-	startBIRD(t, lab, dirs[2].ns, forDirector(docs["ospf-director-bird"], dirs[2]))
+	dirs[2].ns.StartBIRD(forDirector(docs["ospf-director-bird"], dirs[2]))
 
 	// A route of the operator's in d2's main table: never touched by the
 	// Advertiser, never redistributed thanks to the documented route-map.
@@ -334,30 +333,4 @@ func linkLocal(t *testing.T, ns *netlab.NS, dev string) string {
 		return fmt.Errorf("none yet: %q", out)
 	})
 	return ll
-}
-
-// startBIRD runs BIRD in the namespace with the given configuration, checked
-// with `bird -p` first; it is killed at cleanup.
-func startBIRD(t *testing.T, lab *netlab.Lab, ns *netlab.NS, conf string) {
-	t.Helper()
-	dir := filepath.Join(lab.Dir(), "bird-"+ns.Short)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("bird", "-p", "-c", path).CombinedOutput(); err != nil {
-		t.Fatalf("bird -p rejected the documented configuration: %v\n%s\n%s", err, out, conf)
-	}
-	sock := filepath.Join(dir, "bird.ctl")
-	ns.Start(ns.Short+"/bird", nil, "bird", "-f", "-c", path, "-s", sock)
-	netlab.MustWait(t, 10*time.Second, "BIRD in "+ns.Short+" answering", func() error {
-		out, err := exec.Command("birdc", "-s", sock, "show", "status").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "Daemon is up") {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
-	})
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/anycast-director/director/lab/netlab"
 )
@@ -81,7 +80,7 @@ func TestPrivilegedFRRAcceptsGenerated(t *testing.T) {
 				}
 			}
 			for _, d := range daemons {
-				if errs := logErrors(t, filepath.Join(dir, d+".log")); len(errs) > 0 {
+				if errs := logErrors(t, frr.Daemons[d].LogPath); len(errs) > 0 {
 					t.Errorf("%s logged errors:\n%s", d, strings.Join(errs, "\n"))
 				}
 			}
@@ -115,20 +114,9 @@ func TestPrivilegedBIRDAcceptsGenerated(t *testing.T) {
 			for range 3 {
 				lab.Link(rtr, nil, peer, nil)
 			}
-			sock := filepath.Join(dir, "bird.ctl")
-			rtr.Start("rtr/bird", nil, "bird", "-f", "-c", conf, "-s", sock)
-			var protos string
-			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) {
-				res, err := exec.Command("birdc", "-s", sock, "show", "protocols").CombinedOutput()
-				if err == nil {
-					protos = string(res)
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if protos == "" {
-				t.Fatal("birdc could not reach BIRD within 10 s")
+			protos, err := rtr.StartBIRD(string(out)).Birdc("show", "protocols")
+			if err != nil {
+				t.Fatal(err)
 			}
 			for _, l := range strings.Split(string(out), "\n") {
 				f := strings.Fields(l)

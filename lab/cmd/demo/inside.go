@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/anycast-director/director/config"
-	"github.com/anycast-director/director/lab/e2e/labkit"
-	"github.com/anycast-director/director/lab/e2e/traffic"
+	"github.com/anycast-director/director/lab/observe"
 	"github.com/anycast-director/director/lab/runner"
+	"github.com/anycast-director/director/lab/topology"
+	"github.com/anycast-director/director/lab/traffic"
 )
 
 // roles are the lab's nodes by what they run, read from the topology: the
@@ -35,7 +36,7 @@ func findRoles(t *runner.Topology) (roles, error) {
 	for _, n := range t.Nodes {
 		switch {
 		case n.Kind != runner.KindLinux:
-		case strings.HasPrefix(n.Image, labkit.FRRImage+":"):
+		case strings.HasPrefix(n.Image, topology.FRRImage+":"):
 			r.router = n.Name
 		case len(n.Cmd) > 0 && n.Cmd[0] == "directord":
 			r.directors = append(r.directors, n.Name)
@@ -107,7 +108,7 @@ func demo(ctx context.Context, topoPath, bin string, w io.Writer) error {
 	}
 	header("Deploying " + filepath.Base(topoPath) + " in network namespaces")
 	start := time.Now()
-	lab, err := runner.Deploy(ctx, t, runner.Options{Images: labkit.Images(bin)})
+	lab, err := runner.Deploy(ctx, t, runner.Options{Images: topology.Images(bin)})
 	if err != nil {
 		return err
 	}
@@ -117,7 +118,7 @@ func demo(ctx context.Context, topoPath, bin string, w io.Writer) error {
 	}()
 	deployed := time.Since(start)
 	say("nodes: router %s, client %s, directors %s, real servers %s", r.router, r.client, strings.Join(r.directors, " "), strings.Join(r.servers, " "))
-	took, err := labkit.WaitNextHops(ctx, lab, r.router, r.vip, r.directorAddrs(""), 3*time.Minute)
+	took, err := observe.WaitNextHops(ctx, lab, r.router, r.vip, r.directorAddrs(""), 3*time.Minute)
 	if err != nil {
 		return err
 	}
@@ -139,7 +140,7 @@ func demo(ctx context.Context, topoPath, bin string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := labkit.StartClient(lab, r.client, "spread", "http", "-url", fmt.Sprintf("http://%s:%d/", r.vip, r.webPort), "-n", "300", "-rate", "50")
+	c, err := observe.StartClient(lab, r.client, "spread", "http", "-url", fmt.Sprintf("http://%s:%d/", r.vip, r.webPort), "-n", "300", "-rate", "50")
 	if err != nil {
 		return err
 	}
@@ -178,11 +179,11 @@ func demo(ctx context.Context, topoPath, bin string, w io.Writer) error {
 
 	header("Failures while traffic flows")
 	say("steady HTTP requests (20/s; per-second counts below) and 100 long-lived echo connections")
-	load, err := labkit.StartClient(lab, r.client, "load", "http", "-url", fmt.Sprintf("http://%s:%d/", r.vip, r.webPort), "-rate", "20", "-progress", "1s")
+	load, err := observe.StartClient(lab, r.client, "load", "http", "-url", fmt.Sprintf("http://%s:%d/", r.vip, r.webPort), "-rate", "20", "-progress", "1s")
 	if err != nil {
 		return err
 	}
-	hold, err := labkit.StartClient(lab, r.client, "hold", "hold", "-addr", fmt.Sprintf("%s:%d", r.vip, r.echoPt), "-conns", "100")
+	hold, err := observe.StartClient(lab, r.client, "hold", "hold", "-addr", fmt.Sprintf("%s:%d", r.vip, r.echoPt), "-conns", "100")
 	if err != nil {
 		return err
 	}
@@ -209,7 +210,7 @@ func demo(ctx context.Context, topoPath, bin string, w io.Writer) error {
 	if err := lab.StopNode(victimD); err != nil {
 		return err
 	}
-	if d, err := labkit.WaitNextHops(ctx, lab, r.router, r.vip, r.directorAddrs(victimD), 30*time.Second); err != nil {
+	if d, err := observe.WaitNextHops(ctx, lab, r.router, r.vip, r.directorAddrs(victimD), 30*time.Second); err != nil {
 		return err
 	} else {
 		say(">>> the router dropped %s from its route in %s", victimD, d.Round(10*time.Millisecond))
@@ -256,7 +257,7 @@ func demo(ctx context.Context, topoPath, bin string, w io.Writer) error {
 func webConns(ctx context.Context, lab *runner.Lab, r roles) (map[string]map[string]uint64, error) {
 	out := map[string]map[string]uint64{}
 	for _, d := range r.directors {
-		st, err := labkit.IPVSStats(ctx, lab, d)
+		st, err := observe.IPVSStats(ctx, lab, d)
 		if err != nil {
 			return nil, err
 		}

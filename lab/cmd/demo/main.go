@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/anycast-director/director/lab/e2e/labkit"
+	"github.com/anycast-director/director/lab/topology"
 	"github.com/anycast-director/director/lab/vm"
 )
 
@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // host builds the programs and runs this command with -inside in the VM.
 func host(ctx context.Context, topo string, timeout time.Duration, stdout, stderr io.Writer) int {
 	start := time.Now()
-	root, err := labkit.ModuleRoot()
+	root, err := topology.ModuleRoot()
 	if err != nil {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
@@ -80,7 +80,7 @@ func host(ctx context.Context, topo string, timeout time.Duration, stdout, stder
 	defer os.RemoveAll(work)
 	fmt.Fprintf(stdout, "demo: building directord, directorctl, labserver and labclient\n")
 	bin := filepath.Join(work, "bin")
-	if err := labkit.Build(ctx, root, bin); err != nil {
+	if err := topology.Build(ctx, root, bin); err != nil {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}

@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/anycast-director/director/lab/e2e/labkit"
+	"github.com/anycast-director/director/lab/topology"
 	"github.com/anycast-director/director/lab/vm"
 )
 
@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	root, err := labkit.ModuleRoot()
+	root, err := topology.ModuleRoot()
 	if err != nil {
 		fmt.Fprintf(stderr, "e2e: %v\n", err)
 		return exitFail
@@ -65,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(work)
 	bin := filepath.Join(work, "bin")
-	if err := labkit.Build(ctx, root, bin); err != nil {
+	if err := topology.Build(ctx, root, bin); err != nil {
 		fmt.Fprintf(stderr, "e2e: build the lab programs: %v\n", err)
 		return exitFail
 	}

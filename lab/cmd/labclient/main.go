@@ -1,4 +1,4 @@
-// Command labclient is the lab's traffic client (package lab/e2e/traffic):
+// Command labclient is the lab's traffic client (package lab/traffic):
 //
 //	labclient http -url http://198.18.0.10/ [-n N] [-rate R] [-duration D] [-timeout T] [-progress 1s]
 //	labclient hold -addr 198.18.0.10:7000 [-conns 200] [-interval 1s] [-timeout 5s]
@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/anycast-director/director/lab/e2e/traffic"
+	"github.com/anycast-director/director/lab/traffic"
 )
 
 func main() {

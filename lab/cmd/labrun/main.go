@@ -26,8 +26,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/anycast-director/director/lab/e2e/labkit"
 	"github.com/anycast-director/director/lab/runner"
+	"github.com/anycast-director/director/lab/topology"
 )
 
 func main() {
@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	lab, err := runner.Deploy(ctx, t, runner.Options{Images: labkit.Images(*bin), Logger: log})
+	lab, err := runner.Deploy(ctx, t, runner.Options{Images: topology.Images(*bin), Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "labrun: %v\n", err)
 		return 1

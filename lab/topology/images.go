@@ -1,8 +1,4 @@
-// Package labkit holds what the end-to-end tests, the demo and labrun share
-// about the lab: building the lab image's programs, how the runner emulates
-// the topology's images, and readers for what the lab's nodes show (the
-// router's FIB, IPVS tables, directorctl status).
-package labkit
+package topology
 
 import (
 	"context"
@@ -16,13 +12,17 @@ import (
 	"github.com/anycast-director/director/lab/runner"
 )
 
-// Image repositories of containerlab.yml.
+// Image repositories of the topology files.
 const (
 	// LabImage is built by lab/images/Dockerfile: Debian with iproute2,
 	// ipvsadm and the programs of Programs in /usr/local/bin.
 	LabImage = "anycast-director/lab"
 	// FRRImage is FRR's own image.
 	FRRImage = "quay.io/frrouting/frr"
+	// HostImage is what the test topologies (tests/) run: the machine
+	// itself, its files and programs, with nothing started until the test
+	// starts it. It exists only for the lab runner.
+	HostImage = "anycast-director/host"
 )
 
 // Programs returns the Go programs the lab image contains, by package path.
@@ -58,13 +58,14 @@ func Build(ctx context.Context, root, dir string) error {
 	return nil
 }
 
-// Images tells the runner how to emulate the topology's images with this
+// Images tells the runner how to emulate the topologies' images with this
 // machine's userspace: the lab image is the machine plus the programs in
 // binDir at /usr/local/bin; FRR's image is the machine's FRR started from
-// the bound daemons file.
+// the bound daemons file; the host image is the machine itself.
 func Images(binDir string) []runner.Image {
 	return []runner.Image{
 		{Repository: LabImage, Role: runner.RoleCommand, Files: []runner.Bind{{Source: binDir, Target: "/usr/local/bin", ReadOnly: true}}},
 		{Repository: FRRImage, Role: runner.RoleFRR},
+		{Repository: HostImage, Role: runner.RoleIdle, HostFiles: true},
 	}
 }

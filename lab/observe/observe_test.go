@@ -1,4 +1,4 @@
-package labkit
+package observe
 
 import (
 	"net/netip"
@@ -73,15 +73,5 @@ TCP  198.18.0.10:7000                    0        0        0        0        0
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
 		t.Errorf("ParseIPVSStats (-want +got):\n%s", diff)
-	}
-}
-
-func TestImagesMatchProgramsFolder(t *testing.T) {
-	imgs := Images("/tmp/bin")
-	if len(imgs) != 2 || imgs[0].Repository != LabImage || imgs[0].Files[0].Source != "/tmp/bin" || imgs[0].Files[0].Target != "/usr/local/bin" {
-		t.Errorf("Images = %+v", imgs)
-	}
-	if len(Programs()) != 4 {
-		t.Errorf("Programs = %v", Programs())
 	}
 }
