@@ -30,7 +30,7 @@ const (
 	// nowhere, to time out.
 	settle = echoTimeout + 2*time.Second
 	// loadRate is the steady request rate of the request scenarios.
-	loadRate = "20"
+	loadRate = 20
 )
 
 func addrs(nodes ...string) []string {
@@ -52,9 +52,9 @@ func except(all []string, victim string) []string {
 }
 
 // startLoad starts steady HTTP requests from the client.
-func (e *env) startLoad(t *testing.T, name, rate string) *observe.Client {
+func (e *env) startLoad(t *testing.T, name string, rate float64) *observe.Client {
 	t.Helper()
-	c, err := observe.StartClient(e.lab, client, name, "http", "-url", webURL, "-rate", rate, "-timeout", "3s")
+	c, err := observe.StartLoad(e.lab, client, "labclient", webURL, rate)
 	if err != nil {
 		e.fatal(t, name, err)
 	}
@@ -433,8 +433,7 @@ func (e *env) drain(t *testing.T) {
 // startHold opens the long-lived connections and checks that all opened.
 func (e *env) startHold(t *testing.T, sc string) (*observe.Client, int) {
 	t.Helper()
-	c, err := observe.StartClient(e.lab, client, "hold", "hold", "-addr", echoVIP, "-conns", fmt.Sprint(holdConns),
-		"-interval", "1s", "-timeout", echoTimeout.String())
+	c, err := observe.StartHold(e.lab, client, "labclient", echoVIP, holdConns, echoTimeout)
 	if err != nil {
 		e.fatal(t, sc, err)
 	}
@@ -547,7 +546,7 @@ func (e *env) freeze(t *testing.T, label string) {
 func (e *env) routerRestart(t *testing.T) {
 	const sc = "router restart"
 	ctx := context.Background()
-	load := e.startLoad(t, "router", "10")
+	load := e.startLoad(t, "router", 10)
 	time.Sleep(time.Second)
 	t0 := time.Now()
 	if err := e.lab.RestartRole(ctx, router, 5*time.Second); err != nil {

@@ -17,7 +17,12 @@ type Client struct {
 
 // StartClient starts labclient (mode http or hold, with its flags) in node.
 func StartClient(lab *runner.Lab, node, name string, args ...string) (*Client, error) {
-	p, err := lab.Start(node, name, append([]string{"labclient"}, args...)...)
+	return startClient(lab, node, name, "labclient", args...)
+}
+
+// startClient starts program (a labclient) with args in node.
+func startClient(lab *runner.Lab, node, name, program string, args ...string) (*Client, error) {
+	p, err := lab.Start(node, name, append([]string{program}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -30,24 +35,15 @@ func (c *Client) Proc() *runner.Proc { return c.p }
 // WaitReady waits for a hold run's READY line and returns how many
 // connections opened and failed.
 func (c *Client) WaitReady(timeout time.Duration) (opened, failed int, err error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, line := range strings.Split(c.p.Output(), "\n") {
-			if rest, ok := strings.CutPrefix(line, traffic.ReadyPrefix); ok {
-				if _, err := fmt.Sscanf(rest, "opened=%d failed=%d", &opened, &failed); err != nil {
-					return 0, 0, fmt.Errorf("READY line %q: %w", line, err)
-				}
-				return opened, failed, nil
-			}
-		}
-		if c.p.Exited() {
-			return 0, 0, fmt.Errorf("labclient exited before it was ready: %s", c.p.Output())
-		}
-		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("labclient not ready after %s: %s", timeout, c.p.Output())
-		}
-		time.Sleep(100 * time.Millisecond)
+	line, _, err := c.p.WaitOutput(traffic.ReadyPrefix, 0, timeout)
+	if err != nil {
+		return 0, 0, fmt.Errorf("labclient not ready: %w", err)
 	}
+	_, rest, _ := strings.Cut(line, traffic.ReadyPrefix)
+	if _, err := fmt.Sscanf(rest, "opened=%d failed=%d", &opened, &failed); err != nil {
+		return 0, 0, fmt.Errorf("READY line %q: %w", line, err)
+	}
+	return opened, failed, nil
 }
 
 // Stop ends the run with SIGTERM and decodes its result into v.

@@ -92,6 +92,7 @@ type Lab struct {
 
 	mu        sync.Mutex
 	nodes     map[string]*nodeRT
+	replaced  int // files replaced so far, for unique names
 	destroyed bool
 }
 
