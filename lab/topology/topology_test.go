@@ -228,7 +228,7 @@ func TestBaselineDiffersOnlyInScheduling(t *testing.T) {
 			sb.Scheduler, sb.SchedulerFlags = so.Scheduler, so.SchedulerFlags
 		}
 		b.IPVS = o.IPVS
-		b.Source, b.Digest, b.Warnings = o.Source, o.Digest, o.Warnings
+		b.Source, b.Digest, b.Content, b.Warnings = o.Source, o.Digest, o.Content, o.Warnings
 		if diff := cmp.Diff(o, b, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{})); diff != "" {
 			t.Errorf("%s: the baseline differs beyond scheduler and sysctls (-ours +baseline):\n%s", o.Director.Name, diff)
 		}
