@@ -5,7 +5,9 @@ package netlab
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -193,15 +195,29 @@ func TestPrivilegedRouteChanges(t *testing.T) {
 	a.MustRun("ip", "neigh", "add", "10.9.0.3", "lladdr", "02:00:00:00:00:03", "dev", "eth0")
 	a.MustRun("ip", "route", "add", "198.18.9.9/32", "via", "10.9.0.2") // before: not counted
 
+	// The last step is a burst of 100 changes, made as fast as the kernel
+	// takes them: all must be counted, up to the very last one.
+	var burst strings.Builder
+	for range 50 {
+		burst.WriteString("route del 198.18.9.9/32\nroute add 198.18.9.9/32 via 10.9.0.3\n")
+	}
+	batch := filepath.Join(lab.Dir(), "burst")
+	if err := os.WriteFile(batch, []byte(burst.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	evs := a.RouteChanges("198.18.9.9/32", func() error {
 		a.MustRun("ip", "route", "add", "198.18.9.10/32", "via", "10.9.0.2") // another prefix
 		a.MustRun("ip", "route", "replace", "198.18.9.9/32", "nexthop", "via", "10.9.0.2", "nexthop", "via", "10.9.0.3")
 		a.MustRun("ip", "route", "del", "198.18.9.9/32")
-		_, err := a.Run("ip", "route", "add", "198.18.9.9/32", "via", "10.9.0.3") // the last step
+		a.MustRun("ip", "route", "add", "198.18.9.9/32", "via", "10.9.0.3")
+		_, err := a.Run("ip", "-batch", batch)
 		return err
 	})
+	if len(evs) != 103 {
+		t.Errorf("%d route changes of 198.18.9.9 counted, want 3 + 100", len(evs))
+	}
 	var got []string
-	for _, e := range evs {
+	for _, e := range evs[:min(3, len(evs))] {
 		verb := "add"
 		if e.Deleted {
 			verb = "del"
