@@ -158,7 +158,7 @@ func (f *FRR) daemonArgv(d FRRDaemon, profile string, private bool, uid, gid int
 		if err := os.Chown(conf, uid, gid); err != nil {
 			return nil, err
 		}
-		argv = append(argv, "-f", conf)
+		argv = append(argv, "-f", filepath.Join(f.Dir, d.Name+".conf"))
 	}
 	return argv, nil
 }
