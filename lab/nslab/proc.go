@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proc is a process started inside a node. Its standard output and error go,
@@ -52,6 +54,9 @@ func startProc(name string, node *Node, logPath string, cmd *exec.Cmd) (*Proc, e
 		log.Close()
 		return nil, fmt.Errorf("output pipe of %s: %w", name, err)
 	}
+	// A large pipe: a daemon must never wait on its log output because
+	// this process reads it late (a slow VM); 1 MiB is the default limit.
+	unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: both streams, in order
 	p := &Proc{Name: name, node: node, LogPath: logPath, done: make(chan struct{}), newLine: make(chan struct{})}
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
