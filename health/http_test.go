@@ -140,7 +140,7 @@ func TestCheckHTTPNewConnectionPerProbe(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	tg := Target{Addr: loopback, Port: addrPort(t, srv.Listener.Addr()),
-		Spec: check.Spec{Type: check.HTTP, Path: "/healthz", Timeout: time.Second}}
+		Spec: check.Spec{Type: check.HTTP, Path: "/healthz", Timeout: 5 * time.Second}}
 	c := DefaultCheckers()[check.HTTP]
 	for range 3 {
 		if got, _ := runCheck(t, c, tg); got != "" {
@@ -262,7 +262,7 @@ func TestCheckIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, typ := range []check.Type{check.TCP, check.HTTP} {
-		tg := Target{Addr: ap.Addr(), Port: ap.Port(), Spec: check.Spec{Type: typ, Path: "/healthz", Timeout: time.Second}}
+		tg := Target{Addr: ap.Addr(), Port: ap.Port(), Spec: check.Spec{Type: typ, Path: "/healthz", Timeout: 5 * time.Second}}
 		if got, _ := runCheck(t, DefaultCheckers()[typ], tg); got != "" {
 			t.Errorf("%s probe of %s: %s", typ, ap, got)
 		}
