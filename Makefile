@@ -7,7 +7,7 @@ BIN      := bin
 PKGS     := ./...
 LDFLAGS  := $(shell bash scripts/version.sh)
 
-.PHONY: all build package lint test test-unit test-privileged test-vm e2e bench proto demo deps clean
+.PHONY: all build package lint test test-unit test-privileged test-vm e2e bench bench-compare proto demo deps clean
 
 all: build
 
@@ -49,7 +49,7 @@ test-privileged: build
 
 # IPVS tests: compiled here, run as root inside a throwaway VM with Debian's kernel.
 test-vm: build
-	DIRECTORCTL_BIN=$(CURDIR)/$(BIN)/directorctl $(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m -skip '^TestVMConsole$$' ./ipvs/... ./lab/vm/internal/selftest ./cmd/directord
+	DIRECTORCTL_BIN=$(CURDIR)/$(BIN)/directorctl DIRECTORD_BIN=$(CURDIR)/$(BIN)/directord $(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m -skip '^TestVMConsole$$' ./ipvs/... ./lab/vm/internal/selftest ./lab/compare ./cmd/directord
 	# The console in Chromium: its own VM, as Chromium takes minutes to start under emulation.
 	$(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m -run '^TestVMConsole$$' ./cmd/directord
 
@@ -57,9 +57,16 @@ test-vm: build
 e2e:
 	$(GO) run ./lab/cmd/e2e
 
-# Benchmarks print their figures; targets are in the issue text and in README.md.
+# Benchmarks: every figure with its target and verdict, written to BENCH.md
+# with the commit, date, CPU and kernel of the machine that ran them.
 bench: build
 	bash scripts/bench.sh
+
+# directord against keepalived in one VM boot, N = 100 and 1,000 services,
+# distinct and shared check targets, 3 repetitions: BENCH-compare.md (about
+# an hour under emulation). TestVMCompareSmoke in make test-vm runs it at N=10.
+bench-compare: build
+	$(GO) run ./lab/cmd/benchcompare -directord $(CURDIR)/$(BIN)/directord -out BENCH-compare.md
 
 proto:
 	bash scripts/proto.sh

@@ -3,6 +3,7 @@ package announcer
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/anycast-director/director/config"
@@ -34,6 +35,10 @@ type Input struct {
 	// them once per configuration: formatting 50,000 keys on every pass would
 	// dominate the pass.
 	Keys [][]string
+	// Eventual lists new services before their backends' first verdicts,
+	// as they will be programmed, for a preview; the loop leaves it false
+	// and adds a new service once it has them.
+	Eventual bool
 }
 
 // TargetKeys returns the health target key of every backend of every service
@@ -242,7 +247,11 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 		sp.Backends = append(sp.Backends, bp)
 	}
 	sp.OK = sp.Healthy >= sp.MinHealthy
-	if local {
+	if local || (sp.Unknown > 0 && !in.Eventual && d.isNew(key, dests)) {
+		// A new service enters IPVS once every backend has its first
+		// verdict, each destination added once at its weight and in the
+		// canonical order. Adding them at weight 0 while learning wrote
+		// every destination twice at start-up.
 		return sp, nil
 	}
 	dests = append(dests, d.removedDests(key, dests)...)
@@ -287,6 +296,14 @@ func planBackend(svc *config.Service, b config.Backend, key string, in Input, ou
 	case adopted:
 		bp.Effective = adoptedWeight
 		bp.Reason = fmt.Sprintf("adopted from the kernel at weight %d until the first verdict", adoptedWeight)
+	case bp.Health.State == health.Down && quiesces(svc):
+		// Quiesced, not drained: a configured backend stays in IPVS at
+		// weight 0 while it fails. Deleting it and adding it back when it
+		// recovers would put it at the head of the kernel's list, and
+		// restoring the canonical order (which mh's table depends on)
+		// rewrites every destination after it: a flap of one real server
+		// would churn every service it is in.
+		bp.Reason = "unhealthy: " + bp.Health.Reason
 	case bp.Health.State == health.Down:
 		bp.Draining, bp.Reason = true, "unhealthy: "+bp.Health.Reason
 	case bp.Health.State == health.Unknown:
@@ -297,6 +314,19 @@ func planBackend(svc *config.Service, b config.Backend, key string, in Input, ou
 		bp.Effective, bp.Reason = weight, "healthy"
 	}
 	return bp
+}
+
+// quiesces reports whether weight 0 stops new connections to a failing
+// backend of svc, so it can stay in IPVS. A hashing scheduler without its
+// fallback flag (mh without mh-fallback, sh without sh-fallback) keeps
+// sending the flows that hash to a weight-0 destination there, where they
+// get a reset: there the failing destination is drained and deleted.
+func quiesces(svc *config.Service) bool {
+	switch svc.Scheduler {
+	case "mh", "sh":
+		return slices.Contains(svc.SchedulerFlags, svc.Scheduler+"-fallback")
+	}
+	return true
 }
 
 // noteSuffix renders an override note's reason and expiry for status.

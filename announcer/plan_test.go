@@ -105,19 +105,46 @@ func runScenario(t *testing.T, steps []step) {
 	}
 }
 
+// TestPlanQuiescesFailingBackends: with mh-fallback (and any scheduler
+// that skips a weight-0 destination), a failing backend stays in IPVS at
+// weight 0 for as long as it fails, and recovering is one weight change:
+// deleting and re-adding it would rewrite the order of every destination
+// after it. Without the fallback flag (TestPlanLearnHoldDownWithdraw) it
+// drains and is deleted, as flows hashing to it would get resets.
+func TestPlanQuiescesFailingBackends(t *testing.T) {
+	svc := webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.22")
+	svc.SchedulerFlags = []string{"mh-port", "mh-fallback"}
+	cfg := testConfig(svc)
+	key := "tcp/198.18.0.10:80"
+	both := map[string]health.State{"10.0.2.21": up, "10.0.2.22": up}
+	oneDown := map[string]health.State{"10.0.2.21": up, "10.0.2.22": down}
+	runScenario(t, []step{
+		{name: "learned", cfg: cfg, health: both, wantDests: map[string][]string{key: {"10.0.2.21:80 w1", "10.0.2.22:80 w1"}}},
+		{name: "one down: weight 0, not draining", at: time.Second, health: oneDown,
+			wantDests: map[string][]string{key: {"10.0.2.21:80 w1", "10.0.2.22:80 w0"}}},
+		{name: "far past the drain delay: still there", at: time.Hour, health: oneDown, wantAds: []string{"198.18.0.10"},
+			wantDests: map[string][]string{key: {"10.0.2.21:80 w1", "10.0.2.22:80 w0"}}},
+		{name: "recovered: its weight back", at: time.Hour + time.Second, health: both, wantAds: []string{"198.18.0.10"},
+			wantDests: map[string][]string{key: {"10.0.2.21:80 w1", "10.0.2.22:80 w1"}}},
+	})
+}
+
 func TestPlanLearnHoldDownWithdraw(t *testing.T) {
 	cfg := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.22"))
 	key := "tcp/198.18.0.10:80"
 	runScenario(t, []step{
-		{name: "nothing checked yet", cfg: cfg,
+		// A new service is programmed once every backend has a verdict,
+		// each destination once, at its weight.
+		{name: "nothing checked yet: not in IPVS", cfg: cfg,
 			wantReasons: map[string]string{"198.18.0.10": "learning"},
-			wantDests:   map[string][]string{key: {"10.0.2.21:80 w0", "10.0.2.22:80 w0"}}},
-		{name: "one verdict, still learning", at: time.Second, health: map[string]health.State{"10.0.2.21": up},
+			wantDests:   map[string][]string{}},
+		{name: "one verdict, still learning: not in IPVS", at: time.Second, health: map[string]health.State{"10.0.2.21": up},
 			wantReasons: map[string]string{"198.18.0.10": "learning"},
-			wantDests:   map[string][]string{key: {"10.0.2.21:80 w1", "10.0.2.22:80 w0"}}},
+			wantDests:   map[string][]string{}},
 		{name: "learned, hold-down starts", at: 2 * time.Second,
 			health:      map[string]health.State{"10.0.2.21": up, "10.0.2.22": up},
-			wantReasons: map[string]string{"198.18.0.10": "hold-down 2/2"}},
+			wantReasons: map[string]string{"198.18.0.10": "hold-down 2/2"},
+			wantDests:   map[string][]string{key: {"10.0.2.21:80 w1", "10.0.2.22:80 w1"}}},
 		{name: "hold-down not over", at: 3900 * time.Millisecond,
 			health:      map[string]health.State{"10.0.2.21": up, "10.0.2.22": up},
 			wantReasons: map[string]string{"198.18.0.10": "hold-down"}},

@@ -16,6 +16,7 @@ import (
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/control"
 	"github.com/anycast-director/director/control/controltest"
+	"github.com/anycast-director/director/health"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -196,7 +197,7 @@ func TestWatchFollowsAndResumesFromASequence(t *testing.T) {
 	h.World.SetDown(ap("10.0.2.31:443"), true)
 	h.WaitFor("health event", func(s *announcer.Status) bool {
 		b, _ := controltest.Backend(s, "api", "10.0.2.31")
-		return b.Draining
+		return b.Health.State == health.Down && b.Effective == 0
 	})
 
 	stream, err = h.Client.Watch(ctxT(t), &directorv1.WatchRequest{AfterSeq: first.GetSeq()})

@@ -17,6 +17,7 @@ import (
 	"github.com/anycast-director/director/announcer"
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/control/controltest"
+	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/ipvs"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
@@ -52,7 +53,7 @@ func TestGetStatusMatchesTheLoopAndTheKernel(t *testing.T) {
 	h.World.SetDown(ap("10.0.2.31:443"), true)
 	h.WaitFor("10.0.2.31 down", func(s *announcer.Status) bool {
 		b, _ := controltest.Backend(s, "api", "10.0.2.31")
-		return b.Draining
+		return b.Health.State == health.Down && b.Effective == 0
 	})
 	resp, err := h.Client.GetStatus(ctxT(t), &directorv1.GetStatusRequest{})
 	if err != nil {
@@ -62,7 +63,7 @@ func TestGetStatusMatchesTheLoopAndTheKernel(t *testing.T) {
 		"web 10.0.2.21:80 HEALTH_STATE_UP configured=1 effective=1 draining=false",
 		"web 10.0.2.22:80 HEALTH_STATE_UP configured=1 effective=1 draining=false",
 		"api 10.0.2.21:443 HEALTH_STATE_UP configured=2 effective=2 draining=false",
-		"api 10.0.2.31:443 HEALTH_STATE_DOWN configured=1 effective=0 draining=true",
+		"api 10.0.2.31:443 HEALTH_STATE_DOWN configured=1 effective=0 draining=false",
 	}
 	if diff := cmp.Diff(want, backendLines(resp)); diff != "" {
 		t.Errorf("backends (-want +got):\n%s", diff)

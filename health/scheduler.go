@@ -17,7 +17,7 @@ const (
 	// DefaultInterval applies to a Spec without an Interval.
 	DefaultInterval = time.Second
 	// DefaultCoalesce is Options.Coalesce when it is 0.
-	DefaultCoalesce = 20 * time.Millisecond
+	DefaultCoalesce = 50 * time.Millisecond
 	// maxBatch bounds how many due probes the dispatcher takes per lock hold,
 	// so Update and Snapshot never wait long behind it.
 	maxBatch = 256

@@ -40,28 +40,29 @@ func connectTCP(ctx context.Context, t Target) error {
 func openTCP(t Target) (fd int, sa syscall.Sockaddr, done bool, err error) {
 	ap := netip.AddrPortFrom(t.Addr, t.Port)
 	family, sa := sockaddr(ap)
-	fd, err = syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	fd, err = rawSocket(family)
 	if err != nil {
 		return -1, sa, true, fmt.Errorf("connect %s: socket: %w", ap, err)
 	}
-	_ = syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+	rawLingerZero(fd)
 	if t.Spec.Source.IsValid() {
 		_, src := sockaddr(netip.AddrPortFrom(t.Spec.Source, 0))
 		if err := syscall.Bind(fd, src); err != nil {
-			syscall.Close(fd)
+			rawClose(fd)
 			return -1, sa, true, fmt.Errorf("bind source address %s for %s: %w; is it configured on this host?", t.Spec.Source, ap, err)
 		}
 	}
-	err = syscall.Connect(fd, sa)
+	raw := newRawSockaddr(ap, zoneOf(sa))
+	err = rawConnect(fd, raw)
 	if err == syscall.EINPROGRESS {
 		// A second connect reports the outcome without waiting: EISCONN when
 		// the handshake is already done, EALREADY while it is not.
-		err = syscall.Connect(fd, sa)
+		err = rawConnect(fd, raw)
 	}
 	if err == syscall.EALREADY || err == syscall.EINPROGRESS {
 		return fd, sa, false, nil
 	}
-	syscall.Close(fd)
+	rawClose(fd)
 	if err == nil || err == syscall.EISCONN {
 		return -1, sa, true, nil
 	}
@@ -99,6 +100,14 @@ func waitConnect(ctx context.Context, f *os.File, sa syscall.Sockaddr, ap netip.
 		return probeError(ctx, "connect", ap, t, result)
 	}
 	return nil
+}
+
+// zoneOf is the IPv6 scope id of sa (0 for IPv4).
+func zoneOf(sa syscall.Sockaddr) uint32 {
+	if s6, ok := sa.(*syscall.SockaddrInet6); ok {
+		return s6.ZoneId
+	}
+	return 0
 }
 
 // sockaddr converts ap for the syscall package.

@@ -113,7 +113,7 @@ func (g *tcpEngine) submit(batch []*entry) {
 
 // wake interrupts the engine's epoll_wait. A full pipe already guarantees a
 // wake-up, so a failed write is fine.
-func (g *tcpEngine) wake() { _, _ = syscall.Write(g.wakeW, []byte{0}) }
+func (g *tcpEngine) wake() { rawWrite(g.wakeW, []byte{0}) }
 
 // run probes until ctx ends, then closes every socket in flight and
 // releases their entries; results of probes cut short by the stop are not
@@ -141,7 +141,7 @@ func (g *tcpEngine) run(ctx context.Context) {
 		_ = g.file.SetReadDeadline(deadline)
 		n := 0
 		werr := rc.Read(func(fd uintptr) bool {
-			n, _ = syscall.EpollWait(int(fd), g.events, 0)
+			n, _ = rawEpollPoll(int(fd), g.events)
 			return n > 0
 		})
 		if werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded) {
@@ -185,7 +185,7 @@ func (g *tcpEngine) harvest(ctx context.Context, n int) {
 			return
 		}
 		var err error
-		if n, err = syscall.EpollWait(g.epfd, g.events, 0); err != nil {
+		if n, err = rawEpollPoll(g.epfd, g.events); err != nil {
 			return
 		}
 	}
@@ -213,14 +213,14 @@ func (g *tcpEngine) start(ctx context.Context, e *entry) {
 	if !done {
 		g.seq++
 		ev := syscall.EpollEvent{Events: syscall.EPOLLOUT, Fd: int32(fd), Pad: int32(g.seq)}
-		if err = syscall.EpollCtl(g.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err == nil {
+		if err = rawEpollAdd(g.epfd, fd, &ev); err == nil {
 			p := &tcpProbe{e: e, t: t, fd: fd, sa: sa, seq: g.seq, idx: len(g.list), start: start, deadline: start.Add(e.timeout)}
 			g.probes[int32(fd)] = p
 			g.list = append(g.list, p)
 			g.s.meter.inFlight.Add(1)
 			return
 		}
-		syscall.Close(fd)
+		rawClose(fd)
 		err = fmt.Errorf("connect %s: epoll_ctl: %w", netip.AddrPortFrom(t.Addr, t.Port), err)
 	}
 	g.s.sockets.release()
@@ -234,7 +234,7 @@ func (g *tcpEngine) complete(ctx context.Context, ev syscall.EpollEvent, now tim
 		return
 	}
 	var err error
-	soerr, gerr := syscall.GetsockoptInt(p.fd, syscall.SOL_SOCKET, syscall.SO_ERROR)
+	soerr, gerr := rawSocketError(p.fd)
 	switch {
 	case gerr != nil:
 		err = connectError(p.t, gerr)
@@ -277,7 +277,7 @@ func (g *tcpEngine) stateAtExpiry(p *tcpProbe) error {
 // finish closes p's socket (a reset once connected), forgets it and records
 // its result.
 func (g *tcpEngine) finish(ctx context.Context, p *tcpProbe, err error, now time.Time) {
-	syscall.Close(p.fd) // also leaves the epoll set
+	rawClose(p.fd) // also leaves the epoll set
 	g.forget(p)
 	g.s.record(ctx, p.e, p.t, err, p.start, now)
 }
@@ -309,7 +309,7 @@ func (g *tcpEngine) nextDeadline() time.Time {
 func (g *tcpEngine) drainWake() {
 	var buf [64]byte
 	for {
-		if n, err := syscall.Read(g.wakeR, buf[:]); n <= 0 || err != nil {
+		if n, err := rawRead(g.wakeR, buf[:]); n <= 0 || err != nil {
 			return
 		}
 	}

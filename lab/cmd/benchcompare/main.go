@@ -1,0 +1,213 @@
+// Command benchcompare runs keepalived and directord side by side in one VM
+// boot (lab/compare) and writes BENCH-compare.md (`make bench-compare`).
+//
+//	go run ./lab/cmd/benchcompare [-n 100,1000] [-reps 3] [-out BENCH-compare.md]
+//	go run ./lab/cmd/benchcompare -smoke      # N=10, one repetition: checks the harness
+//
+// On the host it builds directord, boots the VM and runs itself inside it
+// (VM_GUEST=1), then renders the results. Exit status 1: a run failed or the
+// VM did; the report is still written when there are results.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/anycast-director/director/lab/compare"
+	"github.com/anycast-director/director/lab/vm"
+)
+
+// flags are the command's settings; the host passes them on to the guest.
+type flags struct {
+	ns        string
+	reps      int
+	steady    time.Duration
+	smoke     bool
+	out, json string
+	directord string
+	guestOut  string
+	only      string
+	logs      string
+	profile   bool
+}
+
+func main() {
+	var f flags
+	flag.StringVar(&f.ns, "n", "100,1000", "numbers of services to compare, comma-separated")
+	flag.IntVar(&f.reps, "reps", 3, "repetitions of each scenario")
+	flag.DurationVar(&f.steady, "steady", 20*time.Second, "steady-state window for CPU and probes")
+	flag.BoolVar(&f.smoke, "smoke", false, "N=10, one repetition, short windows: checks the harness")
+	flag.StringVar(&f.out, "out", "BENCH-compare.md", "report to write (empty: none)")
+	flag.StringVar(&f.json, "json", "", "also write the raw results as JSON here")
+	flag.StringVar(&f.directord, "directord", "", "directord binary (default: build ./cmd/directord)")
+	flag.StringVar(&f.guestOut, "guest-out", "", "internal: where the guest writes its results")
+	flag.StringVar(&f.only, "only", "", "run only the distinct or only the shared scenarios")
+	flag.StringVar(&f.logs, "logs", "", "keep every daemon's log (and perf profiles) in this folder")
+	flag.BoolVar(&f.profile, "profile", false, "record each daemon's steady window with perf (into -logs)")
+	flag.Parse()
+	if f.smoke {
+		f.ns, f.reps, f.steady = "10", 1, 6*time.Second
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if os.Getenv("VM_GUEST") == "1" {
+		err = guest(ctx, f)
+	} else {
+		err = host(ctx, f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchcompare:", err)
+		os.Exit(1)
+	}
+}
+
+// scenarios are the configurations for the -n list: distinct then shared
+// targets for each N, 10 real servers, TCP checks every 2 s with a 1 s
+// timeout and fall 3.
+func scenarios(ns, only string) ([]compare.Scenario, error) {
+	if only != "" && only != "distinct" && only != "shared" {
+		return nil, fmt.Errorf("-only: %q is neither distinct nor shared", only)
+	}
+	var out []compare.Scenario
+	for _, field := range strings.Split(ns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 1 || n > 20000 {
+			return nil, fmt.Errorf("-n: %q is not a number of services from 1 to 20000", field)
+		}
+		for _, shared := range []bool{false, true} {
+			if only != "" && shared != (only == "shared") {
+				continue
+			}
+			out = append(out, compare.Scenario{Services: n, RealServers: 10, Shared: shared,
+				Interval: 2 * time.Second, Timeout: time.Second, Fall: 3})
+		}
+	}
+	return out, nil
+}
+
+// guest runs the comparison inside the VM and writes the results as JSON.
+func guest(ctx context.Context, f flags) error {
+	ss, err := scenarios(f.ns, f.only)
+	if err != nil {
+		return err
+	}
+	bins := compare.Binaries{Directord: f.directord, Keepalived: "/usr/sbin/keepalived"}
+	if err := compare.Check(bins); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "benchcompare")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	res, err := compare.Measure(ctx, compare.Options{Scenarios: ss, Reps: f.reps, Binaries: bins, Dir: dir,
+		Prefix: fmt.Sprintf("bc%d", os.Getpid()), Log: os.Stdout, OutDir: filepath.Join(filepath.Dir(f.guestOut), "logs"),
+		Profile: f.profile,
+		Timing:  compare.Timing{Steady: f.steady, Settle: 3 * time.Second, Limit: 3 * time.Minute}})
+	b, jerr := json.MarshalIndent(res, "", "  ")
+	if jerr != nil {
+		return jerr
+	}
+	if werr := os.WriteFile(f.guestOut, b, 0o644); werr != nil {
+		return werr
+	}
+	return err
+}
+
+// host builds directord, runs the guest in a VM and writes the report.
+func host(ctx context.Context, f flags) error {
+	ss, err := scenarios(f.ns, f.only)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "benchcompare")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if f.directord == "" {
+		f.directord = filepath.Join(tmp, "directord")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", f.directord, "./cmd/directord").CombinedOutput(); err != nil {
+			return fmt.Errorf("build directord: %w: %s", err, out)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	hostInfo := compare.HostInfo()
+	outDir := filepath.Join(tmp, "out")
+	if f.logs != "" {
+		if outDir, err = filepath.Abs(f.logs); err != nil {
+			return err
+		}
+	}
+	args := []string{self, "-n", f.ns, "-reps", strconv.Itoa(f.reps), "-steady", f.steady.String(), "-only", f.only,
+		"-directord", f.directord, "-guest-out", filepath.Join(outDir, "results.json"), "-profile=" + strconv.FormatBool(f.profile)}
+	vres, verr := vm.Run(ctx, vm.Options{Memory: 3072, CPUs: 2, Timeout: vmTimeout(ss, f), OutDir: outDir,
+		Stdout: os.Stderr}, args)
+	b, rerr := os.ReadFile(filepath.Join(outDir, "results.json"))
+	if rerr != nil {
+		return fmt.Errorf("no results from the VM (VM: %v, exit status %d): %w", verr, vres.ExitCode, rerr)
+	}
+	var res compare.Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("results from the VM: %w", err)
+	}
+	hostInfo.LoadAfter = compare.LoadAverage()
+	res.Host, res.Commit = hostInfo, compare.Commit(".")
+	if err := writeOutputs(f, res); err != nil {
+		return err
+	}
+	if verr != nil {
+		return verr
+	}
+	if vres.ExitCode != 0 {
+		return fmt.Errorf("the comparison in the VM exited %d", vres.ExitCode)
+	}
+	return compare.Failed(res)
+}
+
+// vmTimeout bounds the VM: about 3 minutes per daemon run at N=1,000, less
+// for smaller N, plus boot.
+func vmTimeout(ss []compare.Scenario, f flags) time.Duration {
+	total := 2 * time.Minute
+	for _, s := range ss {
+		per := time.Minute + f.steady + time.Duration(s.Services)*150*time.Millisecond
+		total += 2 * time.Duration(f.reps) * per
+	}
+	return total
+}
+
+// writeOutputs writes the report and the JSON.
+func writeOutputs(f flags, res compare.Results) error {
+	if f.json != "" {
+		raw, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(f.json, raw, 0o644); err != nil {
+			return err
+		}
+	}
+	if f.out == "" {
+		return nil
+	}
+	file, err := os.Create(f.out)
+	if err != nil {
+		return err
+	}
+	compare.WriteReport(file, res, "make bench-compare")
+	return file.Close()
+}

@@ -1,0 +1,204 @@
+package compare
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Binaries locates the two programs.
+type Binaries struct {
+	// Directord is the directord binary.
+	Directord string
+	// Keepalived is the keepalived binary (Debian's /usr/sbin/keepalived).
+	Keepalived string
+}
+
+// daemon is one running program in the director's namespace.
+type daemon struct {
+	kind    Daemon
+	cmd     *exec.Cmd
+	started time.Time
+	exited  chan struct{}
+	mu      sync.Mutex
+	log     bytes.Buffer
+}
+
+// startDaemon starts kind with configuration cfg in namespace ns; dir holds its
+// files. Its log goes to a buffer (and to logw when set).
+func startDaemon(kind Daemon, bins Binaries, ns, cfg, dir string, logw io.Writer) (*daemon, error) {
+	var argv []string
+	switch kind {
+	case Keepalived:
+		argv = []string{bins.Keepalived, "--dont-fork", "--check", "--log-console", "--no-syslog",
+			"--dont-release-ipvs", "--use-file", cfg,
+			"--pid", filepath.Join(dir, "keepalived.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")}
+	case Directord:
+		argv = []string{bins.Directord, "run", "-config", cfg}
+	default:
+		return nil, fmt.Errorf("unknown daemon %q", kind)
+	}
+	d := &daemon{kind: kind, exited: make(chan struct{})}
+	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	w := io.Writer(&lockedWriter{mu: &d.mu, w: &d.log})
+	if logw != nil {
+		w = io.MultiWriter(w, logw)
+	}
+	d.cmd.Stdout, d.cmd.Stderr = w, w
+	d.started = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", kind, err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.exited) }()
+	return d, nil
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// output returns what the daemon logged so far.
+func (d *daemon) output() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+// pids returns the daemon's process and its descendants (keepalived's checker).
+func (d *daemon) pids() []int {
+	root := d.cmd.Process.Pid
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := procStat(pid); err == nil {
+			children[f.ppid] = append(children[f.ppid], pid)
+		}
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// stat holds the fields of /proc/PID/stat used here.
+type stat struct {
+	ppid int
+	cpu  time.Duration // utime + stime + cutime + cstime
+}
+
+// procStat reads /proc/PID/stat. CPU times are in USER_HZ (100 per second).
+func procStat(pid int) (stat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, err
+	}
+	s := string(b)
+	// The command (field 2) may hold spaces; after its ")" fields are fixed:
+	// state is 3, ppid 4, utime 14 ... cstime 17.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 15 {
+		return stat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	var st stat
+	st.ppid, _ = strconv.Atoi(f[1])
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += v
+	}
+	st.cpu = time.Duration(ticks) * 10 * time.Millisecond
+	return st, nil
+}
+
+// cpu is the CPU time the daemon's processes used so far.
+func (d *daemon) cpu() time.Duration {
+	var sum time.Duration
+	for _, pid := range d.pids() {
+		if st, err := procStat(pid); err == nil {
+			sum += st.cpu
+		}
+	}
+	return sum
+}
+
+// rss is the resident memory of the daemon's processes, summed (keepalived's
+// parent and checker are counted both), and the largest single process's.
+func (d *daemon) rss() (sum, largest int64) {
+	for _, pid := range d.pids() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				sum += kb * 1024
+				largest = max(largest, kb*1024)
+			}
+		}
+	}
+	return sum, largest
+}
+
+// signal sends sig to the daemon's main process (keepalived's parent relays
+// reloads and stops to its checker).
+func (d *daemon) signal(sig syscall.Signal) error {
+	return d.cmd.Process.Signal(sig)
+}
+
+// stop sends SIGTERM and returns how long the daemon took to exit, killing
+// it after timeout.
+func (d *daemon) stop(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if err := d.signal(syscall.SIGTERM); err != nil {
+		return 0, fmt.Errorf("SIGTERM %s: %w", d.kind, err)
+	}
+	select {
+	case <-d.exited:
+		return time.Since(start), nil
+	case <-time.After(timeout):
+	case <-ctx.Done():
+	}
+	d.kill()
+	return time.Since(start), fmt.Errorf("%s did not exit within %s of SIGTERM; killed", d.kind, timeout)
+}
+
+// kill ends the daemon and its children at once.
+func (d *daemon) kill() {
+	for _, pid := range d.pids() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	<-d.exited
+}
+
+// alive reports whether the daemon's main process still runs.
+func (d *daemon) alive() bool {
+	select {
+	case <-d.exited:
+		return false
+	default:
+		return true
+	}
+}

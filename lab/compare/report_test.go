@@ -1,0 +1,57 @@
+package compare
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSummarizeSkipsUnmeasured(t *testing.T) {
+	got := Summarize([]float64{3, -1, 1, 2, 10})
+	if got != (Summary{Min: 1, Median: 2.5, Max: 10, N: 4}) {
+		t.Errorf("Summarize = %+v", got)
+	}
+	if got := Summarize([]float64{-1}); got.N != 0 || got.Median != -1 {
+		t.Errorf("nothing measured: %+v", got)
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	cpu := Figures[2]
+	if cpu.Goal != 0.5 {
+		t.Fatalf("figure 2 is %q with goal %v, want CPU per probe at 0.5", cpu.Name, cpu.Goal)
+	}
+	for _, c := range []struct {
+		k, d float64
+		want string
+	}{{4, 2, "met"}, {4, 2.1, "MISSED"}, {0, 0, "met (both 0)"}, {0, 1, "MISSED"}, {-1, 1, "-"}} {
+		cmp := Compared{Figure: cpu, Keepalived: Summary{Median: c.k, N: 1}, Directord: Summary{Median: c.d, N: 1}}
+		if got := cmp.Verdict(); got != c.want {
+			t.Errorf("keepalived %v, directord %v: %q, want %q (ratio %v)", c.k, c.d, got, c.want, cmp.Ratio())
+		}
+	}
+	if r := (Compared{Keepalived: Summary{Median: 0}, Directord: Summary{Median: 2}}).Ratio(); !math.IsInf(r, 1) {
+		t.Errorf("ratio over 0 = %v", r)
+	}
+}
+
+func TestReportHasEveryFigure(t *testing.T) {
+	s := Scenario{Services: 10, RealServers: 10, Interval: 2 * time.Second, Timeout: time.Second, Fall: 3}
+	run := func(d Daemon, cpu float64) Run {
+		return Run{Daemon: d, Scenario: s.Name(), SteadySeconds: 10, Probes: 500, ProbeRate: 50, Demanded: 50,
+			CPUSeconds: cpu, RSS: 10 << 20, StartInIPVS: 1, StartSettled: 1, Detect: 7, Recover: 2, Reload: 1, Stop: 0.1}
+	}
+	res := Results{Scenarios: []Scenario{s}, Reps: 1, Runs: []Run{run(Keepalived, 2), run(Directord, 0.5)}}
+	var b strings.Builder
+	WriteReport(&b, res, "test")
+	md := b.String()
+	for _, f := range Figures {
+		if !strings.Contains(md, "| "+f.Name+" |") {
+			t.Errorf("report lacks %q", f.Name)
+		}
+	}
+	if !strings.Contains(md, "| daemon CPU per completed probe | 4.000 ms | 1.000 ms | 0.25x | <= 0.5x | met |") {
+		t.Errorf("CPU row wrong:\n%s", md)
+	}
+}
