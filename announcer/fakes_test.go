@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/ipvs"
@@ -33,6 +34,11 @@ type world struct {
 	applyErr  error
 	block     chan struct{} // when set, Apply waits on it
 	applyRuns int
+	// writes counts the writes a real kernel would get: ipvs.Diff's
+	// operations against kernel, which models it (no connections, so a
+	// draining destination is deleted at once).
+	writes int
+	kernel []ipvs.Service
 
 	// local VIPs
 	bound   map[netip.Addr]bool
@@ -181,9 +187,22 @@ func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, 
 			w.t.Errorf("unsafe: IPVS programmed without a usable destination for %s while it is advertised", p.Addr())
 		}
 	}
+	w.countWrites(want)
 	w.services = next
 	w.log = append(w.log, fmt.Sprintf("ipvs.Apply %d", len(want)))
 	return res, nil
+}
+
+// countWrites adds the writes that programming want into the modelled
+// kernel takes, and updates the model: what Diff keeps, in canonical order.
+func (w *world) countWrites(want []ipvs.Service) {
+	w.writes += len(ipvs.Diff(want, w.kernel, time.Now()))
+	next := make([]ipvs.Service, 0, len(want))
+	for _, s := range want {
+		s.Destinations = slices.DeleteFunc(slices.Clone(s.Destinations), func(d ipvs.Destination) bool { return d.Draining })
+		next = append(next, s)
+	}
+	w.kernel = next
 }
 
 func (f fakeIPVS) Stats(context.Context) (map[ipvs.Key]Counters, error) {
