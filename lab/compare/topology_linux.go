@@ -2,9 +2,7 @@ package compare
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,8 +23,9 @@ type topology struct {
 	director string   // namespace name
 	real     []string // namespace names, index j
 	accepted []atomic.Uint64
-	mu       sync.Mutex
-	lns      []net.Listener
+	epfd     int
+	fds      []int // listening sockets
+	stopping atomic.Bool
 	wg       sync.WaitGroup
 }
 
@@ -70,41 +69,59 @@ func newTopology(ctx context.Context, prefix string, realServers int) (t *topolo
 func nsPath(name string) string { return "/run/netns/" + name }
 
 // listen opens a listener on each of ports on every real server and counts
-// what they accept.
+// what they accept. All listeners share one epoll loop on a thread of its
+// own that accepts and closes with raw system calls: at 5,000 probes per
+// second under emulation, a goroutine per listener cost the real servers
+// as much CPU as the daemon being measured.
 func (t *topology) listen(ports []uint16) error {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	t.epfd = ep
 	for j, ns := range t.real {
 		addrs := make([]netip.AddrPort, len(ports))
 		for i, p := range ports {
 			addrs[i] = netip.AddrPortFrom(RealServerAddr(j), p)
 		}
-		lns, err := listenIn(nsPath(ns), addrs)
-		t.mu.Lock()
-		t.lns = append(t.lns, lns...)
-		t.mu.Unlock()
+		fds, err := listenIn(nsPath(ns), addrs)
+		t.fds = append(t.fds, fds...)
 		if err != nil {
 			return err
 		}
-		for _, ln := range lns {
-			t.wg.Add(1)
-			go t.accept(ln, &t.accepted[j])
+		for _, fd := range fds {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(j)}
+			if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+				return fmt.Errorf("epoll_ctl: %w", err)
+			}
 		}
 	}
+	t.wg.Add(1)
+	go t.acceptLoop()
 	return nil
 }
 
-// accept counts and closes every connection ln accepts until ln is closed.
-func (t *topology) accept(ln net.Listener, n *atomic.Uint64) {
+// acceptLoop accepts and closes every connection the listeners receive, and
+// counts them per real server, until close.
+func (t *topology) acceptLoop() {
 	defer t.wg.Done()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // EMFILE and the like: try again
+	runtime.LockOSThread()
+	events := make([]unix.EpollEvent, 256)
+	for !t.stopping.Load() {
+		n, err := unix.EpollWait(t.epfd, events, 100)
+		if err != nil && err != unix.EINTR {
+			return
 		}
-		n.Add(1)
-		c.Close()
+		for _, ev := range events[:max(n, 0)] {
+			for {
+				c, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(ev.Fd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
+				if errno != 0 {
+					break
+				}
+				t.accepted[ev.Pad].Add(1)
+				unix.RawSyscall(unix.SYS_CLOSE, c, 0, 0)
+			}
+		}
 	}
 }
 
@@ -129,13 +146,15 @@ func (t *topology) setUp(ctx context.Context, j int, up bool) error {
 
 // close closes the listeners and deletes the namespaces.
 func (t *topology) close() {
-	t.mu.Lock()
-	for _, ln := range t.lns {
-		ln.Close()
-	}
-	t.lns = nil
-	t.mu.Unlock()
+	t.stopping.Store(true)
 	t.wg.Wait()
+	for _, fd := range t.fds {
+		unix.Close(fd)
+	}
+	t.fds = nil
+	if t.epfd > 0 {
+		unix.Close(t.epfd)
+	}
 	for _, ns := range append([]string{t.director}, t.real...) {
 		if _, err := os.Stat(nsPath(ns)); err == nil {
 			_ = ipCmd(context.Background(), "netns", "del", ns)
@@ -143,12 +162,12 @@ func (t *topology) close() {
 	}
 }
 
-// listenIn opens TCP listeners on addrs inside the network namespace at path.
-// The thread that entered the namespace is never reused: its goroutine ends
-// still locked, so the runtime discards it.
-func listenIn(path string, addrs []netip.AddrPort) ([]net.Listener, error) {
+// listenIn opens non-blocking TCP listeners on addrs inside the network
+// namespace at path. The thread that entered the namespace is never reused:
+// its goroutine ends still locked, so the runtime discards it.
+func listenIn(path string, addrs []netip.AddrPort) ([]int, error) {
 	type result struct {
-		lns []net.Listener
+		fds []int
 		err error
 	}
 	done := make(chan result, 1)
@@ -167,16 +186,34 @@ func listenIn(path string, addrs []netip.AddrPort) ([]net.Listener, error) {
 			return
 		}
 		for _, a := range addrs {
-			ln, err := net.Listen("tcp4", a.String())
+			fd, err := listenTCP4(a)
 			if err != nil {
 				r.err = fmt.Errorf("listen on %s in %s: %w", a, path, err)
 				return
 			}
-			r.lns = append(r.lns, ln)
+			r.fds = append(r.fds, fd)
 		}
 	}()
 	r := <-done
-	return r.lns, r.err
+	return r.fds, r.err
+}
+
+// listenTCP4 opens a non-blocking listening socket on a.
+func listenTCP4(a netip.AddrPort) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: a.Addr().As4(), Port: int(a.Port())}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Listen(fd, 4096); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // ipCmd runs iproute2's ip with args.
