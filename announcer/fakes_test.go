@@ -39,6 +39,8 @@ type world struct {
 	// draining destination is deleted at once).
 	writes int
 	kernel []ipvs.Service
+	// applyDelay makes every Apply take this long (a slow pass).
+	applyDelay time.Duration
 
 	// local VIPs
 	bound   map[netip.Addr]bool
@@ -133,8 +135,9 @@ type fakeIPVS struct{ w *world }
 func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, error) {
 	w := f.w
 	w.mu.Lock()
-	block := w.block
+	block, delay := w.block, w.applyDelay
 	w.mu.Unlock()
+	time.Sleep(delay)
 	if block != nil {
 		select {
 		case <-block:

@@ -262,9 +262,13 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 	}()
 
+	pace := newPacer(l.now)
+	defer pace.stop()
 	for needPass := true; ; needPass = true {
 		if needPass {
+			start := l.now()
 			l.pass(ctx, st)
+			pace.passed(start, l.now())
 			l.rearm(st, resync, wake)
 			for _, r := range pending {
 				r.res <- r.err
@@ -283,8 +287,16 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 			pending = append(pending, reply{res: c.res, err: err})
 		case <-l.deps.Health.Changes():
+			if pace.hold() {
+				goto wait
+			}
+		case <-pace.C():
+			pace.fired()
 		case <-resync.C:
 			st.refreshStats = true
+			if pace.hold() {
+				goto wait
+			}
 		case <-wake.C:
 		case <-l.poke:
 		}

@@ -1,6 +1,7 @@
 package announcer
 
 import (
+	"context"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -97,6 +98,45 @@ func TestLoopStartUpWritesEachDestinationOnce(t *testing.T) {
 		}
 		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=1 10.0.2.22:80=1" {
 			t.Errorf("web after learning: %s", got)
+		}
+	})
+}
+
+// TestLoopPacesPassesUnderAVerdictStorm: passes take a second each and a
+// verdict changes every 10 ms for 20 s (an overloaded director at scale).
+// Back to back, the loop would run a pass per second and leave nothing for
+// the probes; paced, it runs at most one per two seconds, the last verdict
+// still reaches IPVS, and a shutdown finishes within its budget.
+func TestLoopPacesPassesUnderAVerdictStorm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, w, l := upLoop(t)
+		w.mu.Lock()
+		w.applyDelay = time.Second
+		w.mu.Unlock()
+		_, passes0 := w.counts()
+		for i := range 2000 {
+			st := up
+			if i%2 == 1 {
+				st = down
+			}
+			w.setHealth(healthOf(cfg, map[string]health.State{"10.0.2.21": up, "10.0.2.22": st, "10.0.2.31": up}))
+			time.Sleep(10 * time.Millisecond)
+		}
+		_, passes := w.counts()
+		if n := passes - passes0; n < 5 || n > 13 {
+			t.Errorf("%d passes of 1 s in 20 s of verdict changes, want about 10 (paced to half the time)", n)
+		}
+		synctest.Wait()
+		time.Sleep(3 * time.Second) // the paced pass that takes the last verdict
+		synctest.Wait()
+		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=1 10.0.2.22:80=0" {
+			t.Errorf("after the storm: %s, want the last verdict (10.0.2.22 down)", got)
+		}
+		w.setHealth(healthOf(cfg, allUp))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := l.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown during the storm: %v", err)
 		}
 	})
 }
