@@ -147,8 +147,14 @@ func Compare(res Results, name string) []Compared {
 func WriteMarkdown(w io.Writer, res Results) {
 	for _, s := range res.Scenarios {
 		fmt.Fprintf(w, "### %s: %d services x %d real servers, %d distinct targets\n\n", s.Name(), s.Services, s.RealServers, s.Targets())
-		fmt.Fprintf(w, "Demanded probe rate: keepalived %.0f/s, directord %.0f/s. Median (min-max) over %d repetitions.\n\n",
-			s.Demanded(Keepalived), s.Demanded(Directord), res.Reps)
+		reps := 0
+		for _, r := range res.Runs {
+			if r.Scenario == s.Name() && r.Daemon == Directord {
+				reps++
+			}
+		}
+		fmt.Fprintf(w, "Demanded probe rate: keepalived %.0f/s, directord %.0f/s. Median (min-max) over %d of %d repetitions.\n\n",
+			s.Demanded(Keepalived), s.Demanded(Directord), reps, res.Reps)
 		fmt.Fprintln(w, "| figure | keepalived | directord | directord / keepalived | goal | verdict |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|")
 		for _, c := range Compare(res, s.Name()) {

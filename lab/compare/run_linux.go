@@ -30,6 +30,9 @@ type Options struct {
 	// a perf profile of each daemon's steady window.
 	OutDir  string
 	Profile bool
+	// Progress, when set, gets the results so far after every run, so a
+	// comparison cut short still reports what it measured.
+	Progress func(Results)
 }
 
 // Measure measures both daemons in every scenario. Repetitions alternate which
@@ -54,10 +57,15 @@ func Measure(ctx context.Context, o Options) (Results, error) {
 		return res, err
 	}
 	defer writes.close()
+	progress := func(r Run) {
+		res.Runs = append(res.Runs, r)
+		res.Finished = time.Now()
+		if o.Progress != nil {
+			o.Progress(res)
+		}
+	}
 	for _, s := range o.Scenarios {
-		runs, err := runScenario(ctx, o, s, writes, logw)
-		res.Runs = append(res.Runs, runs...)
-		if err != nil {
+		if err := runScenario(ctx, o, s, writes, logw, progress); err != nil {
 			return res, fmt.Errorf("%s: %w", s.Name(), err)
 		}
 	}
@@ -66,23 +74,22 @@ func Measure(ctx context.Context, o Options) (Results, error) {
 }
 
 // runScenario builds the topology for s and runs every repetition.
-func runScenario(ctx context.Context, o Options, s Scenario, writes *writeCounter, logw io.Writer) ([]Run, error) {
+func runScenario(ctx context.Context, o Options, s Scenario, writes *writeCounter, logw io.Writer, done func(Run)) error {
 	topo, err := newTopology(ctx, o.Prefix, s.RealServers)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer topo.close()
 	if err := topo.listen(s.Ports()); err != nil {
-		return nil, err
+		return err
 	}
 	v, err := newView(s, topo.director)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer v.close()
 	r := &runner{s: s, t: o.Timing, bins: o.Binaries, topo: topo, view: v, writes: writes, dir: o.Dir,
 		outDir: o.OutDir, profile: o.Profile}
-	var runs []Run
 	for rep := range o.Reps {
 		order := []Daemon{Keepalived, Directord}
 		if rep%2 == 1 {
@@ -92,17 +99,17 @@ func runScenario(ctx context.Context, o Options, s Scenario, writes *writeCounte
 			fmt.Fprintf(logw, "compare: %s rep %d: %s\n", s.Name(), rep+1, d)
 			run := r.measure(ctx, d, rep)
 			fmt.Fprintf(logw, "compare: %s rep %d: %s: %s\n", s.Name(), rep+1, d, summary(run))
-			runs = append(runs, run)
+			done(run)
 			if err := ctx.Err(); err != nil {
-				return runs, err
+				return err
 			}
 			// A failed run may leave real server 0 down.
 			if err := topo.setUp(ctx, 0, true); err != nil {
-				return runs, err
+				return err
 			}
 		}
 	}
-	return runs, flushIPVS(ctx, topo.director)
+	return flushIPVS(ctx, topo.director)
 }
 
 // summary is a one-line account of a run for the progress log.

@@ -39,6 +39,7 @@ type flags struct {
 	only      string
 	logs      string
 	profile   bool
+	timeout   time.Duration
 }
 
 func main() {
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&f.only, "only", "", "run only the distinct or only the shared scenarios")
 	flag.StringVar(&f.logs, "logs", "", "keep every daemon's log (and perf profiles) in this folder")
 	flag.BoolVar(&f.profile, "profile", false, "record each daemon's steady window with perf (into -logs)")
+	flag.DurationVar(&f.timeout, "timeout", 0, "stop the VM after this long and report what was measured (default: generous for the scenarios)")
 	flag.Parse()
 	if f.smoke {
 		f.ns, f.reps, f.steady = "10", 1, 6*time.Second
@@ -111,16 +113,23 @@ func guest(ctx context.Context, f flags) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	save := func(res compare.Results) error {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		tmp := f.guestOut + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, f.guestOut)
+	}
 	res, err := compare.Measure(ctx, compare.Options{Scenarios: ss, Reps: f.reps, Binaries: bins, Dir: dir,
 		Prefix: fmt.Sprintf("bc%d", os.Getpid()), Log: os.Stdout, OutDir: filepath.Join(filepath.Dir(f.guestOut), "logs"),
-		Profile: f.profile,
-		Timing:  compare.Timing{Steady: f.steady, Settle: 3 * time.Second, Limit: 3 * time.Minute}})
-	b, jerr := json.MarshalIndent(res, "", "  ")
-	if jerr != nil {
-		return jerr
-	}
-	if werr := os.WriteFile(f.guestOut, b, 0o644); werr != nil {
-		return werr
+		Profile: f.profile, Progress: func(r compare.Results) { _ = save(r) },
+		Timing: compare.Timing{Steady: f.steady, Settle: 3 * time.Second, Limit: 5 * time.Minute}})
+	if serr := save(res); serr != nil {
+		return serr
 	}
 	return err
 }
@@ -155,7 +164,11 @@ func host(ctx context.Context, f flags) error {
 	}
 	args := []string{self, "-n", f.ns, "-reps", strconv.Itoa(f.reps), "-steady", f.steady.String(), "-only", f.only,
 		"-directord", f.directord, "-guest-out", filepath.Join(outDir, "results.json"), "-profile=" + strconv.FormatBool(f.profile)}
-	vres, verr := vm.Run(ctx, vm.Options{Memory: 3072, CPUs: 2, Timeout: vmTimeout(ss, f), OutDir: outDir,
+	limit := f.timeout
+	if limit == 0 {
+		limit = vmTimeout(ss, f)
+	}
+	vres, verr := vm.Run(ctx, vm.Options{Memory: 3072, CPUs: 2, Timeout: limit, OutDir: outDir,
 		Stdout: os.Stderr}, args)
 	b, rerr := os.ReadFile(filepath.Join(outDir, "results.json"))
 	if rerr != nil {
@@ -165,6 +178,7 @@ func host(ctx context.Context, f flags) error {
 	if err := json.Unmarshal(b, &res); err != nil {
 		return fmt.Errorf("results from the VM: %w", err)
 	}
+	res.Scenarios = ss // a run cut short reports the scenarios it did not reach as not measured
 	hostInfo.LoadAfter = compare.LoadAverage()
 	res.Host, res.Commit = hostInfo, compare.Commit(".")
 	if err := writeOutputs(f, res); err != nil {
