@@ -192,7 +192,7 @@ func TestCheckHTTPS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, before := rec.snapshot()
 			tg := Target{Addr: loopback, Port: port, Spec: tc.spec}
-			tg.Spec.Type, tg.Spec.Timeout = check.HTTPS, 5 * time.Second // generous: the failure cases end at once, and a busy -race run needs the time
+			tg.Spec.Type, tg.Spec.Timeout = check.HTTPS, 5*time.Second // generous: the failure cases end at once, and a busy -race run needs the time
 			got, _ := runCheck(t, DefaultCheckers()[check.HTTPS], tg)
 			if diff := cmp.Diff(tc.wantErr, got); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
