@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,7 @@ var report = &Report{Loss: map[string][]LossPhase{}}
 func TestMain(m *testing.M) {
 	report.Date = time.Now()
 	report.Kernel = kernelRelease()
+	report.Commit = cmp.Or(os.Getenv("E2E_COMMIT"), "unknown")
 	report.Machine = os.Getenv("E2E_MACHINE")
 	if report.Machine == "" {
 		report.Machine = "a VM"

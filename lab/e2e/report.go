@@ -16,7 +16,9 @@ import (
 
 // Report is everything one e2e run measured.
 type Report struct {
-	Date    time.Time
+	Date time.Time
+	// Commit is the git commit the lab's programs were built from.
+	Commit  string
 	Kernel  string
 	Machine string
 	// Deploy is the time to deploy the lab; Converged the time from then
@@ -128,7 +130,8 @@ func (r *Report) Markdown(w io.Writer) {
 	}
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("# End-to-end results\n\n")
-	p("Rewritten by `make e2e` (lab/e2e) on %s: **%s**, %d checks.\n\n", r.Date.UTC().Format("2006-01-02 15:04 MST"), status, len(r.Checks))
+	p("Rewritten by `make e2e` (lab/e2e) on %s from commit `%s`: **%s**, %d checks. Do not edit: regenerate it.\n\n",
+		r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Commit, status, len(r.Checks))
 	p("The lab is `containerlab.yml` run by `lab/runner` in network namespaces inside a VM with kernel %s (%s). ", r.Kernel, r.Machine)
 	p("Software emulation makes every process 10 to 30 times slower than on hardware, so times here are upper bounds. ")
 	p("Lab deployed in %s; every director in the router's ECMP route and every backend programmed %s later.\n\n", secs(r.Deploy), secs(r.Converged))

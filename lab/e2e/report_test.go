@@ -10,7 +10,7 @@ import (
 func TestReportMarkdown(t *testing.T) {
 	flaps := 0
 	r := &Report{
-		Date: time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC), Kernel: "6.1.0-56-amd64", Machine: "a test",
+		Date: time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC), Commit: "abc123def456", Kernel: "6.1.0-56-amd64", Machine: "a test",
 		Deploy: 30 * time.Second, Converged: 2 * time.Second,
 		Spread: &Spread{Requests: 300, ByServer: map[string]int{"rs1": 100, "rs2": 200},
 			Conns: map[string]map[string]uint64{"d1": {"rs1": 40, "rs2": 60}, "d2": {"rs1": 60, "rs2": 140}}},
@@ -27,7 +27,7 @@ func TestReportMarkdown(t *testing.T) {
 	r.Markdown(&b)
 	md := b.String()
 	for _, want := range []string{
-		"on 2026-11-25 14:00 UTC: **PASS**, 1 checks",
+		"on 2026-11-25 14:00 UTC from commit `abc123def456`: **PASS**, 1 checks",
 		"kernel 6.1.0-56-amd64 (a test)",
 		"| director killed | **0** / 200 (60) | **83** / 200 (55) | 0.10 s / 0.15 s |",
 		"| real server rs3 killed (scheduler flags [mh-port, mh-fallback], the lab's) | 200 | 12 before every director quiesced it, **0** after | weight 0 on d1 2.00 s",

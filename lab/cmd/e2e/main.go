@@ -19,10 +19,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
 
+	"github.com/anycast-director/director/lab/compare"
 	"github.com/anycast-director/director/lab/topology"
 	"github.com/anycast-director/director/lab/vm"
 )
@@ -83,13 +83,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *runRE != "" {
 		argv = append(argv, "-test.run="+*runRE)
 	}
-	machine := fmt.Sprintf("qemu with software emulation (TCG), %d vCPUs, %d MiB, on a host with %d cores", vmCPUs, vmMemory, runtime.NumCPU())
+	host := compare.HostInfo()
+	machine := fmt.Sprintf("qemu with software emulation (TCG), %d vCPUs, %d MiB, on a host with %d cores of %s, load average %.1f at the start",
+		vmCPUs, vmMemory, host.Cores, host.CPU, host.LoadBefore)
 	res, err := vm.Run(ctx, vm.Options{
 		Memory:  vmMemory,
 		CPUs:    vmCPUs,
 		Timeout: *timeout,
 		Dir:     filepath.Join(root, "lab", "e2e"),
-		Env:     append(os.Environ(), "E2E_BIN="+bin, "E2E_MACHINE="+machine),
+		Env:     append(os.Environ(), "E2E_BIN="+bin, "E2E_MACHINE="+machine, "E2E_COMMIT="+compare.Commit(root)),
 		OutDir:  out,
 		Stdout:  stdout,
 		Logger:  slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
