@@ -246,6 +246,7 @@ func (st *state) versions() []ConfigVersion {
 func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why string) ConfigVersion {
 	now := l.now()
 	v := st.load(cfg, now)
+	st.verify = true
 	l.running.Store(cfg)
 	st.mem.LastHealth = st.last.Verdicts()
 	l.deps.Health.Update(Targets(cfg))

@@ -19,6 +19,7 @@ const (
 	EventReload   EventKind = "reload"   // a configuration was loaded, rejected or rolled back
 	EventOverride EventKind = "override" // an operator override was set or cleared
 	EventDirector EventKind = "director" // director-wide changes (drain, shutdown, failures)
+	EventRepair   EventKind = "repair"   // kernel state changed behind the daemon's back was restored
 )
 
 // Event is one change, numbered so a watcher can resume after a disconnect.

@@ -41,6 +41,10 @@ type world struct {
 	kernel []ipvs.Service
 	// applyDelay makes every Apply take this long (a slow pass).
 	applyDelay time.Duration
+	// settings are the Settings calls; settingsErr is what they return.
+	settings    []ipvs.Settings
+	settingsErr error
+	resyncs     int
 
 	// local VIPs
 	bound   map[netip.Addr]bool
@@ -218,7 +222,18 @@ func (f fakeIPVS) Stats(context.Context) (map[ipvs.Key]Counters, error) {
 	return out, nil
 }
 
-func (f fakeIPVS) Sysctls() map[string]int { return map[string]int{"sloppy_tcp": 1} }
+func (f fakeIPVS) Settings(_ context.Context, want ipvs.Settings) (ipvs.SettingsReport, error) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.w.settings = append(f.w.settings, want)
+	return ipvs.SettingsReport{Sysctls: map[string]int{"sloppy_tcp": 1}, Sync: ipvs.SyncStatus{Configured: want.Sync != nil}}, f.w.settingsErr
+}
+
+func (f fakeIPVS) Resync() {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.w.resyncs++
+}
 
 func (f fakeIPVS) Current(_ context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {
 	f.w.mu.Lock()

@@ -36,8 +36,13 @@ type DataPlane interface {
 	Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, error)
 	// Stats reads the kernel counters of the owned services.
 	Stats(ctx context.Context) (map[ipvs.Key]Counters, error)
-	// Sysctls reads back the IPVS sysctls for status.
-	Sysctls() map[string]int
+	// Settings keeps the namespace-wide IPVS settings (sysctls, sync
+	// daemons) as want says, repairing what changed, and reports what the
+	// kernel holds. The error lists sysctls that could not be set.
+	Settings(ctx context.Context, want ipvs.Settings) (ipvs.SettingsReport, error)
+	// Resync makes the next Apply read the owned services from the kernel
+	// instead of trusting its record of earlier writes, so drift is found.
+	Resync()
 	// Current reads what the kernel already has for keys (adoption at start),
 	// without writing.
 	Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service, error)
@@ -293,7 +298,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-pace.C():
 			pace.fired()
 		case <-resync.C:
-			st.refreshStats = true
+			st.refreshStats, st.verify = true, true
 			if pace.hold() {
 				goto wait
 			}

@@ -35,6 +35,12 @@ type state struct {
 	wakeAt       time.Time
 	resyncEvery  time.Duration
 	refreshStats bool
+	// verify makes the next pass read back what the kernel holds (settings
+	// and services) instead of trusting the data plane's record: set at
+	// start, on reload and on every resync tick (settings.go).
+	verify      bool
+	settings    ipvs.SettingsReport
+	settingsErr error
 	// routesTouched is set once the advertiser was first given a set.
 	routesTouched bool
 	counters      map[ipvs.Key]Counters
@@ -61,7 +67,7 @@ type shutdown struct {
 
 func newState(cfg *config.Config, now time.Time, keep int) *state {
 	st := &state{keep: max(keep, 1), adSince: map[string]time.Time{}, prevVIPs: map[string]bool{},
-		refreshStats: true}
+		refreshStats: true, verify: true}
 	st.load(cfg, now)
 	return st
 }
@@ -111,6 +117,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	if !leave {
 		errs = append(errs, l.withdrawFirst(ctx, st, p, inPlace))
 	}
+	l.verify(ctx, st)
 	var final []routing.Advertisement
 	r.apply, final, errs = l.program(ctx, &p, errs)
 	if st.withdrawn {
@@ -247,7 +254,9 @@ func (l *Loop) apply(ctx context.Context, want []ipvs.Service) (ApplyResult, err
 		}
 		return res, nil
 	}
-	return l.deps.IPVS.Apply(ctx, want)
+	res, err := l.deps.IPVS.Apply(ctx, want)
+	l.st.settingsFailed(want, &res)
+	return res, err
 }
 
 // failures withdraws everything when passes keep failing for longer than

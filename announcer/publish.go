@@ -33,9 +33,7 @@ func (l *Loop) publish(ctx context.Context, st *state, p Plan, r passResult) {
 	if n, ok := st.overrides.directorDrained(r.start); ok {
 		s.Drained = &n
 	}
-	if l.deps.IPVS != nil {
-		s.Sysctls = l.deps.IPVS.Sysctls()
-	}
+	s.Sysctls, s.Sync = st.settings.Sysctls, st.settings.Sync
 	if h, ok := l.deps.Health.(interface{ Load() health.Load }); ok {
 		load := h.Load()
 		s.HealthLoad = &load

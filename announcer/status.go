@@ -28,8 +28,12 @@ type Status struct {
 	Services []ServiceStatus
 	// Peers are the routing sessions.
 	Peers []routing.PeerStatus
-	// Sysctls are the IPVS sysctls as read back from the kernel.
+	// Sysctls are the IPVS sysctls as read back from the kernel at the last
+	// resync tick (vectors one name per value: sync_threshold, sync_period).
 	Sysctls map[string]int
+	// Sync is the IPVS connection synchronization: configured or not, the
+	// daemons the kernel runs, and why they do not run as configured.
+	Sync ipvs.SyncStatus
 	// Overrides are the active operator overrides.
 	Overrides Overrides
 	// LastPass is when the last reconcile pass ended; PassDuration how long it took.

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Every default of the configuration lives in this file, each with the reason
 // for its value. docs/configuration.md documents the same values; the tests in
@@ -111,7 +114,19 @@ const (
 	// friends set (see package ipvs); a director that forgets them resets
 	// flows whenever the routers re-hash.
 	DefaultManageSysctls = true
+	// DefaultSyncPort: the kernel's own sync port (IP_VS_SYNC_PORT), which
+	// ipvsadm and keepalived use too, so captures and firewall rules that
+	// know LVS recognise the traffic.
+	DefaultSyncPort = 8848
+	// DefaultSyncTTL: sync messages stay on the directors' own segment; a
+	// larger TTL is for directors that reach each other through multicast
+	// routing only.
+	DefaultSyncTTL = 1
 )
+
+// DefaultSyncGroup: the kernel's own group (IP_VS_SYNC_GROUP, 224.0.0.81),
+// in the link-local block that switches flood without IGMP snooping state.
+var DefaultSyncGroup = netip.AddrFrom4([4]byte{224, 0, 0, 81})
 
 // Service defaults.
 const (

@@ -220,7 +220,7 @@ func TestFullFile(t *testing.T) {
 		Kernel: Kernel{Table: DefaultKernelTable, Protocol: DefaultKernelProtocol},
 		IPVS: IPVS{ManageSysctls: false, Sysctls: map[string]int{
 			"sloppy_tcp": 1, "expire_nodest_conn": 1, "conn_reuse_mode": 0,
-		}},
+		}, Sync: &Sync{Interface: "eth1", SyncID: 42, Group: ip("ff02::81"), Port: 9000, TTL: 2, MaxMessage: 8000}},
 		Services: []Service{
 			{
 				Name: "web", VIP: ip("198.18.0.10"), Port: 80, Protocol: TCP, Scheduler: "sh",

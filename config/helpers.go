@@ -122,6 +122,10 @@ func (c *Config) Clone() *Config {
 		out.BGP = &b
 	}
 	out.IPVS.Sysctls = maps.Clone(c.IPVS.Sysctls)
+	if c.IPVS.Sync != nil {
+		s := *c.IPVS.Sync
+		out.IPVS.Sync = &s
+	}
 	if c.Services != nil {
 		out.Services = make([]Service, len(c.Services))
 		for i, s := range c.Services {

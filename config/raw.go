@@ -98,6 +98,16 @@ type rawKernel struct {
 type rawIPVS struct {
 	ManageSysctls *bool            `yaml:"manage_sysctls"`
 	Sysctls       map[string]int64 `yaml:"sysctls"`
+	Sync          *rawSync         `yaml:"sync"`
+}
+
+type rawSync struct {
+	Interface  *string `yaml:"interface"`
+	SyncID     *int64  `yaml:"sync_id"`
+	Group      *string `yaml:"group"`
+	Port       *int64  `yaml:"port"`
+	TTL        *int64  `yaml:"ttl"`
+	MaxMessage *int64  `yaml:"max_message"`
 }
 
 type rawService struct {

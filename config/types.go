@@ -249,6 +249,29 @@ type IPVS struct {
 	// Sysctls override single values under net.ipv4.vs (for example
 	// "sloppy_tcp": 0) on top of the daemon's choices.
 	Sysctls map[string]int
+	// Sync runs the kernel's connection synchronization between directors
+	// (a master and a backup sync daemon on every director); nil runs none.
+	Sync *Sync
+}
+
+// Sync configures the IPVS sync daemons: every director multicasts the
+// connections it schedules and holds the others', so a flow that ECMP moves
+// to another director keeps its real server even after real servers
+// changed (docs/flow-sync.md).
+type Sync struct {
+	// Interface carries the sync traffic: the segment the directors share.
+	Interface string
+	// SyncID tags this cluster's messages; directors accept only their own.
+	SyncID uint8
+	// Group is the multicast group the daemons send to and join.
+	Group netip.Addr
+	// Port is the first UDP port (one more per sync_ports thread).
+	Port uint16
+	// TTL is the multicast TTL (1: the directors' own segment).
+	TTL uint8
+	// MaxMessage is the largest UDP payload of a sync message; 0 lets the
+	// kernel derive it from the interface MTU.
+	MaxMessage uint16
 }
 
 // Protocol is a service's transport protocol.

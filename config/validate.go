@@ -268,11 +268,7 @@ func (v *validator) director(d *rawDirector, hasBGP bool) Director {
 		out.Name = *d.Name
 	}
 	out.VIPInterface = v.str(d.VIPInterface, DefaultVIPInterface)
-	if s := out.VIPInterface; len(s) == 0 || len(s) > 15 || s == "." || s == ".." ||
-		strings.ContainsAny(s, "/: \t\n\x00") {
-		v.errf("director.vip_interface", "%q is not a network interface name", s).
-			hintf("1 to 15 characters without '/', ':' or spaces, e.g. lo")
-	}
+	v.ifname(out.VIPInterface, "director.vip_interface", "lo")
 	out.Announce = defaultAnnounce(hasBGP)
 	if a, ok := v.enum(d.Announce, "director.announce", "announce mode", "", []string{"bgp", "kernel", "none"}); ok && a != "" {
 		out.Announce = map[string]Announce{"bgp": AnnounceBGP, "kernel": AnnounceKernel, "none": AnnounceNone}[a]
@@ -400,6 +396,9 @@ func (v *validator) ipvs(x *rawIPVS) IPVS {
 	if x.ManageSysctls != nil {
 		out.ManageSysctls = *x.ManageSysctls
 	}
+	if x.Sync != nil {
+		out.Sync = v.sync(x.Sync)
+	}
 	if x.Sysctls == nil {
 		return out
 	}
@@ -441,4 +440,14 @@ func isSysctlName(s string) bool {
 // lineRef formats "services[0], line 12" for messages that point elsewhere.
 func (v *validator) lineRef(path string) string {
 	return fmt.Sprintf("%s, line %d", path, v.lineOf(path))
+}
+
+// ifname checks a network interface name (example is one for the hint).
+func (v *validator) ifname(s, path, example string) bool {
+	if len(s) == 0 || len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\x00") {
+		v.errf(path, "%q is not a network interface name", s).
+			hintf("1 to 15 characters without '/', ':' or spaces, e.g. %s", example)
+		return false
+	}
+	return true
 }

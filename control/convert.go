@@ -63,6 +63,23 @@ func statusToProto(st *announcer.Status) *directorv1.GetStatusResponse {
 			out.Sysctls[k] = int64(v)
 		}
 	}
+	if y := st.Sync; y.Configured || len(y.Daemons) > 0 {
+		out.Sync = syncToProto(y)
+	}
+	return out
+}
+
+// syncToProto converts the connection synchronization's status.
+func syncToProto(y ipvs.SyncStatus) *directorv1.SyncStatus {
+	out := &directorv1.SyncStatus{Configured: y.Configured, Error: y.Error}
+	for _, d := range y.Daemons {
+		g := ""
+		if d.Group.IsValid() {
+			g = d.Group.String()
+		}
+		out.Daemons = append(out.Daemons, &directorv1.SyncDaemon{State: d.State.String(), Interface: d.Interface,
+			SyncId: uint32(d.SyncID), Group: g, Port: uint32(d.Port), Ttl: uint32(d.TTL), MaxLen: uint32(d.MaxLen)})
+	}
 	return out
 }
 
@@ -280,6 +297,8 @@ func eventToProto(e announcer.Event) *directorv1.Event {
 		kind = directorv1.EventKind_EVENT_KIND_OVERRIDE
 	case announcer.EventDirector:
 		kind = directorv1.EventKind_EVENT_KIND_DIRECTOR
+	case announcer.EventRepair:
+		kind = directorv1.EventKind_EVENT_KIND_REPAIR
 	}
 	return &directorv1.Event{Seq: e.Seq, Time: ts(e.Time), Kind: kind, Subject: e.Subject,
 		From: e.From, To: e.To, Reason: e.Reason, Who: e.Who}

@@ -385,3 +385,32 @@ func TestDryRunShowsLocalService(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusShowsSync(t *testing.T) {
+	h := controltest.Start(t, controltest.Options{Config: controltest.BaseConfig + "ipvs:\n  sync: { interface: eth1, sync_id: 7 }\n"})
+	table, _, code := ctl(t, h, "status")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	want := "IPVS sync: master eth1 id 7 224.0.0.81:8848 ttl 1 maxlen 1472; backup eth1 id 7 224.0.0.81:8848 ttl 1 maxlen 1472"
+	if !strings.Contains(table, want) {
+		t.Errorf("status table lacks %q:\n%s", want, table)
+	}
+	out, _, _ := ctl(t, h, "status", "-o", "json")
+	var resp struct {
+		Sync struct {
+			Configured bool
+			Daemons    []struct{ State, Interface string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Sync.Configured || len(resp.Sync.Daemons) != 2 || resp.Sync.Daemons[1].State != "backup" {
+		t.Errorf("json sync = %+v", resp.Sync)
+	}
+	plain := controltest.Start(t, controltest.Options{})
+	if table, _, _ := ctl(t, plain, "status"); strings.Contains(table, "IPVS sync") {
+		t.Errorf("status without sync configured or running shows a sync line:\n%s", table)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -110,6 +111,30 @@ func printStatus(w io.Writer, s *directorv1.GetStatusResponse, now time.Time) {
 		}
 		fmt.Fprintf(w, "\nIPVS sysctls: %s\n", strings.Join(parts, " "))
 	}
+	if y := s.GetSync(); y != nil {
+		fmt.Fprintln(w, syncLine(y))
+	}
+}
+
+// syncLine says how connection synchronization runs: "IPVS sync: master
+// eth1 id 7 224.0.0.81:8848 ttl 1 maxlen 1472, backup ... " or why not.
+func syncLine(y *directorv1.SyncStatus) string {
+	var ds []string
+	for _, d := range y.GetDaemons() {
+		ds = append(ds, fmt.Sprintf("%s %s id %d %s ttl %d maxlen %d", d.GetState(), d.GetInterface(), d.GetSyncId(),
+			net.JoinHostPort(d.GetGroup(), fmt.Sprint(d.GetPort())), d.GetTtl(), d.GetMaxLen()))
+	}
+	running := "none running"
+	if len(ds) > 0 {
+		running = strings.Join(ds, "; ")
+	}
+	switch {
+	case !y.GetConfigured():
+		return "IPVS sync: not configured here; running: " + running
+	case y.GetError() != "":
+		return "IPVS sync: NOT AS CONFIGURED: " + y.GetError() + "; running: " + running
+	}
+	return "IPVS sync: " + running
 }
 
 // printService renders one service and its backends.

@@ -39,7 +39,11 @@ func (p ipvsPlane) Stats(ctx context.Context) (map[ipvs.Key]announcer.Counters, 
 	return out, nil
 }
 
-func (p ipvsPlane) Sysctls() map[string]int { return p.h.Sysctls() }
+func (p ipvsPlane) Settings(ctx context.Context, want ipvs.Settings) (ipvs.SettingsReport, error) {
+	return p.h.Settings(ctx, want)
+}
+
+func (p ipvsPlane) Resync() { p.h.Resync() }
 
 func (p ipvsPlane) Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {
 	return p.h.Current(ctx, keys)
@@ -59,8 +63,18 @@ func (m missingPlane) Apply(_ context.Context, want []ipvs.Service) (announcer.A
 }
 
 func (missingPlane) Stats(context.Context) (map[ipvs.Key]announcer.Counters, error) { return nil, nil }
-func (missingPlane) Sysctls() map[string]int                                        { return nil }
 func (missingPlane) Current(context.Context, []ipvs.Key) ([]ipvs.Service, error)    { return nil, nil }
+func (missingPlane) Resync()                                                        {}
+
+// Settings reports configured synchronization as not running, for the
+// same reason as the services.
+func (m missingPlane) Settings(_ context.Context, want ipvs.Settings) (ipvs.SettingsReport, error) {
+	rep := ipvs.SettingsReport{Sync: ipvs.SyncStatus{Configured: want.Sync != nil}}
+	if want.Sync != nil {
+		rep.Sync.Error = m.err.Error()
+	}
+	return rep, nil
+}
 
 // hasIPVSServices reports whether cfg needs IPVS at all.
 func hasIPVSServices(cfg *config.Config) bool {
@@ -72,10 +86,12 @@ func hasIPVSServices(cfg *config.Config) bool {
 	return false
 }
 
-// openIPVS opens IPVS in the daemon's namespace and sets its sysctls, or
-// returns the stand-in that reports why IPVS cannot be used.
-func openIPVS(cfg *config.Config, log *slog.Logger) (announcer.DataPlane, func()) {
-	h, err := dataplane.Open("", log)
+// openIPVS opens IPVS in the daemon's namespace, or returns the stand-in
+// that reports why IPVS cannot be used. The announcer loop keeps its
+// sysctls and sync daemons (DataPlane.Settings); onRepair hears of every
+// drift the handle repairs.
+func openIPVS(cfg *config.Config, log *slog.Logger, onRepair func(dataplane.Repair)) (announcer.DataPlane, func()) {
+	h, err := dataplane.Open("", log, dataplane.WithRepairHook(onRepair))
 	if err != nil {
 		if hasIPVSServices(cfg) {
 			log.Error("IPVS services will not be served", "err", err)
@@ -84,20 +100,7 @@ func openIPVS(cfg *config.Config, log *slog.Logger) (announcer.DataPlane, func()
 		}
 		return missingPlane{err: err}, func() {}
 	}
-	setSysctls(h, cfg, log)
 	return ipvsPlane{h: h}, func() { h.Close() }
-}
-
-// setSysctls writes the IPVS sysctls unless the configuration leaves them alone.
-func setSysctls(h *dataplane.Handle, cfg *config.Config, log *slog.Logger) {
-	if !cfg.IPVS.ManageSysctls {
-		return
-	}
-	set, err := h.SetSysctls(cfg.IPVS.Sysctls)
-	if err != nil {
-		log.Error("IPVS sysctls", "err", err)
-	}
-	log.Info("IPVS sysctls set", "reason", fmt.Sprint(set))
 }
 
 // bgpRoutes adds reload support to the BGP speaker: new peers and timers, and

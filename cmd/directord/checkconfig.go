@@ -105,6 +105,14 @@ func describe(w io.Writer, cfg *config.Config) {
 			fmt.Fprintln(w)
 		}
 	}
+	if y := cfg.IPVS.Sync; y != nil {
+		size := "from the MTU"
+		if y.MaxMessage != 0 {
+			size = fmt.Sprint(y.MaxMessage)
+		}
+		fmt.Fprintf(w, "ipvs sync: master and backup on %s, sync id %d, group %s port %d ttl %d, max message %s\n",
+			y.Interface, y.SyncID, y.Group, y.Port, y.TTL, size)
+	}
 	fmt.Fprintln(w, "services:")
 	for i := range cfg.Services {
 		s := &cfg.Services[i]

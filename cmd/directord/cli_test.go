@@ -46,3 +46,14 @@ func TestVersionForms(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckConfigShowsSync(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"check-config", "../../config/testdata/valid/full.yaml"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := "ipvs sync: master and backup on eth1, sync id 42, group ff02::81 port 9000 ttl 2, max message 8000"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("check-config output lacks %q:\n%s", want, out.String())
+	}
+}

@@ -65,7 +65,6 @@ func (d *daemon) warnRestartOnly(old, cfg *config.Config) {
 	check("kernel", old.Kernel != cfg.Kernel)
 	check("director.state_dir", old.Director.StateDir != cfg.Director.StateDir)
 	check("director.vip_binding", old.Director.VIPBinding != cfg.Director.VIPBinding)
-	check("ipvs", fmt.Sprint(old.IPVS) != fmt.Sprint(cfg.IPVS))
 }
 
 // redactedPassword stands in for MD5 keys in what the API returns: the key

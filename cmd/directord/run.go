@@ -22,6 +22,7 @@ import (
 	"github.com/anycast-director/director/control/metrics"
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/internal/buildinfo"
+	"github.com/anycast-director/director/ipvs/dataplane"
 	"github.com/anycast-director/director/notify"
 	"github.com/anycast-director/director/routing"
 	"github.com/anycast-director/director/routing/bgp"
@@ -123,7 +124,7 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 		return nil, fmt.Errorf("VIP interface %q: %w", cfg.Director.VIPInterface, err)
 	}
 	d.closers = append(d.closers, func() { vips.Close() })
-	plane, closePlane := openIPVS(cfg, d.log)
+	plane, closePlane := openIPVS(cfg, d.log, func(r dataplane.Repair) { d.repaired(r.Kind, r.Subject, r.Detail) })
 	d.closers = append(d.closers, closePlane)
 	if err := d.newRoutes(cfg); err != nil {
 		d.close()
@@ -137,6 +138,7 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 		d.close()
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	d.metrics.DeclareRepairKinds(repairKinds()...)
 	d.health = health.NewScheduler(d.log, health.Options{OnProbe: d.metrics.OnProbe})
 	loop = announcer.New(cfg, announcer.Deps{Health: d.health, IPVS: plane, VIPs: vips, Routes: d.routes},
 		d.log, announcer.Options{OnPass: d.onPass})

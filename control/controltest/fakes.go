@@ -175,9 +175,21 @@ func (f fakeIPVS) Stats(context.Context) (map[ipvs.Key]announcer.Counters, error
 	return out, nil
 }
 
-func (f fakeIPVS) Sysctls() map[string]int {
-	return map[string]int{"sloppy_tcp": 1, "expire_nodest_conn": 1}
+// Settings reports the sysctls as set and, with sync configured, both
+// daemons running as configured.
+func (f fakeIPVS) Settings(_ context.Context, want ipvs.Settings) (ipvs.SettingsReport, error) {
+	rep := ipvs.SettingsReport{Sysctls: map[string]int{"sloppy_tcp": 1, "expire_nodest_conn": 1}}
+	if want.Sync != nil {
+		rep.Sync.Configured = true
+		for _, d := range want.Sync.Daemons() {
+			rep.Sync.Daemons = append(rep.Sync.Daemons, d.Normalized(1500))
+		}
+	}
+	return rep, nil
 }
+
+// Resync does nothing: the fake kernel changes only through Apply.
+func (fakeIPVS) Resync() {}
 
 // Current returns what the fake kernel holds for keys.
 func (f fakeIPVS) Current(_ context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {

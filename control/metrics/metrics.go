@@ -52,6 +52,7 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
+	repairs       *prometheus.CounterVec
 }
 
 // New builds the registry with every collector registered.
@@ -97,6 +98,10 @@ func New(opts Options) (*Metrics, error) {
 			Name: "directord_config_last_reload_attempt_timestamp_seconds",
 			Help: "Unix time of the last configuration reload attempt, successful or not.",
 		}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "directord_drift_repairs_total",
+			Help: "Kernel state that was changed behind directord's back and restored, by kind (ipvs_service, ipvs_sysctl, ipvs_sync_daemon, vip_address, vip_route).",
+		}, []string{"kind"}),
 	}
 	m.reloadOK.Set(1) // the daemon runs, so its first load succeeded
 	for _, r := range []string{"success", "failure"} {
@@ -110,7 +115,7 @@ func New(opts Options) (*Metrics, error) {
 	})
 	build.Set(1)
 	cs := []prometheus.Collector{m.checkDuration, m.checks, m.passDuration, m.passErrors,
-		m.reloads, m.reloadOK, m.reloadTime, build, newStatusCollector(opts.Status),
+		m.reloads, m.reloadOK, m.reloadTime, m.repairs, build, newStatusCollector(opts.Status),
 		newHealthLoadCollector(opts.Status)}
 	if !opts.NoProcessMetrics {
 		cs = append(cs, collectors.NewGoCollector(),
@@ -170,6 +175,18 @@ func (m *Metrics) ObserveReload(now time.Time, err error) {
 	m.reloads.WithLabelValues("success").Inc()
 	m.reloadOK.Set(1)
 }
+
+// DeclareRepairKinds makes directord_drift_repairs_total show 0 for each
+// kind before its first repair, so rate() and increase() see the first one.
+func (m *Metrics) DeclareRepairKinds(kinds ...string) {
+	for _, k := range kinds {
+		m.repairs.WithLabelValues(k)
+	}
+}
+
+// ObserveRepair counts one repair of kernel state changed behind the
+// daemon's back; safe for concurrent use.
+func (m *Metrics) ObserveRepair(kind string) { m.repairs.WithLabelValues(kind).Inc() }
 
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {

@@ -78,6 +78,8 @@ func sampleStatus(conns uint64) *announcer.Status {
 			Demanded: 1000, Achieved: 480.5, InFlight: 12,
 			Skipped:   map[string]uint64{health.SkipBusy: 4, health.SkipLimit: 0, health.SkipLate: conns},
 			Discarded: 7},
+		Sync: ipvs.SyncStatus{Configured: true, Error: "start IPVS sync daemon backup: no such device",
+			Daemons: []ipvs.SyncDaemon{{State: ipvs.SyncMaster, Interface: "eth1", SyncID: 7}}},
 	}
 }
 
@@ -125,6 +127,8 @@ func TestScrapePassesPromtool(t *testing.T) {
 	m.OnPass(3*time.Millisecond, nil)
 	m.OnPass(time.Millisecond, errors.New("program IPVS: boom"))
 	m.ObserveReload(time.Unix(1_700_000_200, 0), errors.New("bad file"))
+	m.DeclareRepairKinds("ipvs_service", "vip_address")
+	m.ObserveRepair("ipvs_service")
 	text := scrape(t, m)
 
 	cmd := exec.Command(promtool, "check", "metrics")
@@ -168,6 +172,11 @@ func TestScrapePassesPromtool(t *testing.T) {
 		`directord_config_info{digest="abcdef012345",version="2"}`:                                      "1",
 		`directord_overrides{kind="drain_backend"}`:                                                     "1",
 		`directord_service_healthy_backends{service="web"}`:                                             "1",
+		`directord_ipvs_sync_ok`:                                                                        "0",
+		`directord_ipvs_sync_daemon_running{state="master"}`:                                            "1",
+		`directord_ipvs_sync_daemon_running{state="backup"}`:                                            "0",
+		`directord_drift_repairs_total{kind="ipvs_service"}`:                                            "1",
+		`directord_drift_repairs_total{kind="vip_address"}`:                                             "0",
 	}
 	got := map[string]string{}
 	for series := range want {

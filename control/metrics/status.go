@@ -29,6 +29,7 @@ type statusCollector struct {
 	learning, drained, shuttingDown, withdrawn             *prometheus.Desc
 	overrides, configInfo, configVersion, configLoaded     *prometheus.Desc
 	lastPass, fingerprint                                  *prometheus.Desc
+	syncOK, syncRunning                                    *prometheus.Desc
 }
 
 func newStatusCollector(status func() *announcer.Status) *statusCollector {
@@ -76,6 +77,8 @@ func newStatusCollector(status func() *announcer.Status) *statusCollector {
 		configVersion: d("directord_config_version", "Version number of the running configuration (counts loads since start)."),
 		configLoaded:  d("directord_config_last_reload_success_timestamp_seconds", "Unix time the running configuration was loaded."),
 		lastPass:      d("directord_reconcile_last_pass_timestamp_seconds", "Unix time the last reconcile pass ended."),
+		syncOK:        d("directord_ipvs_sync_ok", "With ipvs.sync configured: 1 while the master and backup sync daemons run as configured, 0 when they do not (see directorctl status)."),
+		syncRunning:   d("directord_ipvs_sync_daemon_running", "1 while the kernel runs the IPVS sync daemon of this state (master, backup), configured here or not.", "state"),
 		fingerprint: d("directord_service_fingerprint_info", "The IPVS service's fingerprint (scheduler, flags, destination order and weights); directors whose fingerprints differ pick different real servers for a flow. The value is always 1.",
 			"service", "fingerprint"),
 	}
@@ -89,7 +92,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.peerState, c.peerUp, c.peerFlaps, c.peerBFDUp, c.peerPrefixes,
 		c.svcConns, c.svcPackets, c.svcBytes, c.dstConns, c.dstPackets, c.dstBytes, c.dstActive, c.dstInactive,
 		c.learning, c.drained, c.shuttingDown, c.withdrawn, c.overrides, c.configInfo, c.configVersion,
-		c.configLoaded, c.lastPass, c.fingerprint,
+		c.configLoaded, c.lastPass, c.fingerprint, c.syncOK, c.syncRunning,
 	} {
 		ch <- d
 	}
@@ -158,6 +161,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for i := range st.Services {
 		c.collectService(e, &st.Services[i])
 	}
+	c.collectSync(e, st.Sync)
 	for _, p := range st.Peers {
 		peer := p.Address.String()
 		for _, s := range []string{"idle", "connect", "active", "opensent", "openconfirm", "established"} {
@@ -201,6 +205,20 @@ func (c *statusCollector) collectService(e emitter, s *announcer.ServiceStatus) 
 			e.gauge(c.dstActive, float64(b.Counters.ActiveConns), s.Name, be)
 			e.gauge(c.dstInactive, float64(b.Counters.InactiveConns), s.Name, be)
 		}
+	}
+}
+
+// collectSync reports the connection synchronization.
+func (c *statusCollector) collectSync(e emitter, y ipvs.SyncStatus) {
+	if y.Configured {
+		e.gauge(c.syncOK, b2f(y.Error == "" && len(y.Daemons) == 2))
+	}
+	if !y.Configured && len(y.Daemons) == 0 {
+		return
+	}
+	for _, s := range []ipvs.SyncState{ipvs.SyncMaster, ipvs.SyncBackup} {
+		_, on := y.Running(s)
+		e.gauge(c.syncRunning, b2f(on), s.String())
 	}
 }
 

@@ -44,6 +44,10 @@ type entry struct {
 	seen    uint64       // the last Apply (epoch) whose desired state listed the key
 	wantIdx int          // its index in that desired state
 	dup     bool         // that desired state listed the key twice
+	// trusted says have is what the kernel held after this handle's last
+	// read or writes: a full read that finds something else found drift.
+	// A failed write or read clears it until the next full read.
+	trusted bool
 }
 
 // Apply makes the kernel's IPVS services match want and returns what it did.
@@ -86,11 +90,12 @@ func (h *Handle) Apply(ctx context.Context, want []ipvs.Service) (Report, error)
 	}
 	work, seen, newKey := h.markWanted(want, &rep)
 	var skip map[ipvs.Key]bool // unreadable this round
+	var drift map[ipvs.Key]string
 	if full || newKey {
 		// A new key: adopt or create, the kernel may have it already.
 		full = true
 		var err error
-		if skip, err = h.fullRead(&rep); err != nil {
+		if skip, drift, err = h.fullRead(&rep); err != nil {
 			h.needFull = true
 			return h.finish(rep), err
 		}
@@ -99,6 +104,7 @@ func (h *Handle) Apply(ctx context.Context, want []ipvs.Service) (Report, error)
 	h.needFull = false
 	work = h.addDropped(work, seen, skip)
 	err := h.applyWork(ctx, want, work, full, now, &rep)
+	h.reportDrift(drift, &rep)
 	return h.finish(rep), err
 }
 
@@ -242,13 +248,15 @@ func (h *Handle) finish(rep Report) Report {
 func (h *Handle) setFingerprint(k ipvs.Key, fp string) { h.fps.set(k, fp) }
 
 // fullRead refreshes every entry from the kernel. Services whose
-// destinations cannot be read are reported failed and returned in skip.
-func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, err error) {
+// destinations cannot be read are reported failed and returned in skip;
+// trusted entries the kernel no longer holds as recorded are returned in
+// drift, with what changed.
+func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, drift map[ipvs.Key]string, err error) {
 	rep.FullRead = true
 	have, reads, failed, err := h.read(func(k ipvs.Key) bool { return h.entries[k] != nil })
 	rep.Reads += reads
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	haveBy := make(map[ipvs.Key]*ipvs.Service, len(have))
 	for i := range have {
@@ -261,10 +269,17 @@ func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, err error) {
 				skip = make(map[ipvs.Key]bool)
 			}
 			skip[k] = true
+			e.trusted = false
 			continue
 		}
 		fresh := haveBy[k]
 		if e.exists != (fresh != nil) || (fresh != nil && !sameKernelView(&e.have, fresh)) {
+			if e.trusted {
+				if drift == nil {
+					drift = make(map[ipvs.Key]string)
+				}
+				drift[k] = ipvs.DescribeDrift(e.view(), fresh)
+			}
 			e.exists = fresh != nil // not what Apply left
 			e.have = ipvs.Service{}
 			if fresh != nil {
@@ -274,9 +289,10 @@ func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, err error) {
 		} else if fresh != nil {
 			e.have.Destinations = fresh.Destinations // current connection counts
 		}
+		e.trusted = true
 	}
 	h.lastFull = h.cfg.now()
-	return skip, nil
+	return skip, drift, nil
 }
 
 // applyService diffs and writes one owned service at now.
@@ -286,6 +302,7 @@ func (h *Handle) applyService(k ipvs.Key, e *entry, want *ipvs.Service, fresh bo
 		rep.Reads++
 		if err != nil {
 			rep.Failed[k] = err
+			e.trusted = false
 			return
 		}
 		e.have.Destinations = ds
@@ -299,6 +316,7 @@ func (h *Handle) applyService(k ipvs.Key, e *entry, want *ipvs.Service, fresh bo
 		rep.Ops++
 		if err := h.exec(op); err != nil {
 			rep.Failed[k] = err
+			e.trusted = false
 			h.log.Warn("IPVS write failed", "vip", k.String(), "reason", op.String(), "err", err)
 			h.refreshFingerprint(k, e)
 			return

@@ -377,49 +377,6 @@ func TestOpenWithFakeKernel(t *testing.T) {
 	}
 }
 
-func TestSysctls(t *testing.T) {
-	dir := t.TempDir()
-	var names []string
-	for _, s := range flowSysctls() {
-		names = append(names, s.name)
-	}
-	names = append(names, "sync_threshold")
-	for _, n := range names {
-		if n == "run_estimation" {
-			continue // optional: older kernels lack it, which is no error
-		}
-		if err := os.WriteFile(filepath.Join(dir, n), []byte("7\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, _, _ := newTestHandle(t)
-	h.cfg.sysctlDir = dir
-	got, err := h.SetSysctls(map[string]int{"expire_nodest_conn": 1, "sync_threshold": 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]int{}
-	for _, s := range flowSysctls() {
-		want[s.name] = s.value
-	}
-	delete(want, "run_estimation")
-	want["expire_nodest_conn"] = 1
-	want["sync_threshold"] = 3
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("SetSysctls (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff(want, h.Sysctls()); diff != "" {
-		t.Errorf("Sysctls read back (-want +got):\n%s", diff)
-	}
-	if want["sloppy_tcp"] != 1 || want["conntrack"] != 0 {
-		t.Errorf("table must enable sloppy_tcp and disable conntrack: %v", want)
-	}
-	if _, err := h.SetSysctls(map[string]int{"../../ip_forward": 1, "no_such_sysctl": 1}); err == nil ||
-		!strings.Contains(err.Error(), "../../ip_forward") || !strings.Contains(err.Error(), "no_such_sysctl") {
-		t.Errorf("bad overrides: %v", err)
-	}
-}
-
 // BenchmarkApplyFake measures Apply's own work (diffing, bookkeeping) at
 // 10,000 services x 5 destinations against the fake kernel, without netlink.
 func BenchmarkApplyFake(b *testing.B) {

@@ -49,8 +49,17 @@ type Handle struct {
 	fps      fpTable  // fingerprints, copied shard by shard once published
 	needFull bool
 	lastFull time.Time
-	extra    map[string]bool // sysctl names set through overrides
-	proc     *os.File        // /proc/net/ip_vs of the namespace, or nil
+	proc     *os.File // /proc/net/ip_vs of the namespace, or nil
+
+	// kept are the sysctls Settings set or found as wanted, by name: a later
+	// difference is drift.
+	kept map[string]string
+	// sync is the sync daemons' netlink socket (opened on first use).
+	sync syncKernel
+	// syncOwned says Settings started or adopted the sync daemons; syncKept
+	// are their settings as the kernel reports them.
+	syncOwned bool
+	syncKept  map[ipvs.SyncState]ipvs.SyncDaemon
 }
 
 // config holds what Options change.
@@ -61,6 +70,8 @@ type config struct {
 	sysctlDir string
 	newKernel func(nsPath string) (kernel, error)
 	procDests bool // full reads take destinations from /proc/net/ip_vs
+	newSync   func(nsPath string) (syncKernel, error)
+	onRepair  func(Repair)
 }
 
 // Option changes how Open builds a Handle.
@@ -81,6 +92,7 @@ func defaultConfig() config {
 		sysctlDir: "/proc/sys/net/ipv4/vs",
 		newKernel: func(nsPath string) (kernel, error) { return moby.New(nsPath) },
 		procDests: true,
+		newSync:   openSync,
 	}
 }
 
@@ -136,7 +148,8 @@ func newHandle(k kernel, nsPath string, logger *slog.Logger, cfg config) *Handle
 		cfg:      cfg,
 		entries:  make(map[ipvs.Key]*entry),
 		needFull: true,
-		extra:    make(map[string]bool),
+		kept:     make(map[string]string),
+		syncKept: make(map[ipvs.SyncState]ipvs.SyncDaemon),
 	}
 }
 
@@ -149,6 +162,7 @@ func (h *Handle) Close() error {
 		h.k.Close()
 		h.k = nil
 	}
+	h.closeSync()
 	if h.proc != nil {
 		err := h.proc.Close()
 		h.proc = nil

@@ -10,13 +10,25 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/anycast-director/director/ipvs"
 )
 
 // sysctlSetting is one IPVS sysctl and why it has its value.
 type sysctlSetting struct {
 	name     string
 	value    int
+	period   int  // second value of a vector (sync_threshold's sync_period)
+	vector   bool // the sysctl holds two values: value and period
 	optional bool // absent in older kernels: skipped there
+}
+
+// text is how the setting is written and read back.
+func (s sysctlSetting) text() string {
+	if s.vector {
+		return fmt.Sprintf("%d %d", s.value, s.period)
+	}
+	return strconv.Itoa(s.value)
 }
 
 // flowSysctls is THE table of IPVS sysctls (/proc/sys/net/ipv4/vs/*) that
@@ -75,7 +87,8 @@ func flowSysctls() []sysctlSetting {
 		{name: "drop_entry", value: 0},
 		{name: "drop_packet", value: 0},
 		{name: "secure_tcp", value: 0},
-		// Stay a director even if a sync daemon runs in backup mode.
+		// Stay a director even while the sync daemon runs in backup mode: every
+		// director forwards and receives the others' connections at once.
 		{name: "backup_only", value: 0},
 		// Never route packets without a real server around IPVS to the local
 		// stack: they would be answered with resets.
@@ -87,41 +100,102 @@ func flowSysctls() []sysctlSetting {
 	}
 }
 
-// SetSysctls writes the flow-continuity sysctls of the handle's network
-// namespace, with overrides (name -> value) applied on top; an override may
-// also name another sysctl under /proc/sys/net/ipv4/vs. It returns the values
-// written and an error listing what could not be written.
-func (h *Handle) SetSysctls(overrides map[string]int) (map[string]int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	want := make(map[string]int)
-	optional := make(map[string]bool)
-	for _, s := range flowSysctls() {
-		want[s.name] = s.value
-		optional[s.name] = s.optional
+// syncSysctls are set on top of flowSysctls while connection synchronization
+// is configured. They decide when a master sends a connection (see
+// ip_vs_sync_conn_needed in the kernel and docs/flow-sync.md): at once when
+// it becomes established and at every later state change, then again at
+// most once per refresh period while it carries packets, so a backup's entry
+// (which expires with the master's timeout, 15 minutes when established)
+// never runs out while the flow lives. Sync traffic then grows with new
+// connections per second and active connections over the refresh period,
+// not with packets.
+func syncSysctls() []sysctlSetting {
+	return []sysctlSetting{
+		// Version 1 messages carry the connection's timeout, IPv6 and
+		// persistence data; version 0 ones carry none of them.
+		{name: "sync_version", value: 1},
+		// sync_period 0: no syncs every N packets (the kernel's default of
+		// 50 makes a busy flow send many); the threshold only seeds a
+		// received entry's packet count.
+		{name: "sync_threshold", value: 3, period: 0, vector: true},
+		// Send an active connection again after 60 s at the earliest.
+		{name: "sync_refresh_period", value: 60},
+		// And once more 7.5 s (refresh/8) after its first sync, in case the
+		// multicast datagram was lost.
+		{name: "sync_retries", value: 1},
+	}
+}
+
+// vectorNames names the values of the vector sysctls in status.
+var vectorNames = map[string][2]string{"sync_threshold": {"sync_threshold", "sync_period"}}
+
+// desiredSysctls is every sysctl Settings keeps for s, by name: the flow
+// table, the sync table while s.Sync is set, and s.Sysctls on top (an
+// override may name any sysctl under net.ipv4.vs).
+func desiredSysctls(s ipvs.Settings) (map[string]sysctlSetting, []error) {
+	want := make(map[string]sysctlSetting)
+	table := flowSysctls()
+	if s.Sync != nil {
+		table = append(table, syncSysctls()...)
+	}
+	for _, st := range table {
+		want[st.name] = st
 	}
 	var errs []error
-	for name, v := range overrides {
+	for name, v := range s.Sysctls {
 		if !validSysctlName(name) {
-			errs = append(errs, fmt.Errorf("sysctl override %q: not a name under %s", name, h.cfg.sysctlDir))
+			errs = append(errs, fmt.Errorf("sysctl override %q: not a name under net.ipv4.vs", name))
 			continue
 		}
-		want[name] = v
-		h.extra[name] = true
+		st := want[name]
+		st.name, st.value, st.optional = name, v, false
+		want[name] = st // a vector keeps its other value
 	}
-	written := make(map[string]int, len(want))
+	return want, errs
+}
+
+// keepSysctls makes the namespace's sysctls what s asks for. It reads each
+// one first and writes only those that differ; a value that differs from
+// what this handle set before was changed behind its back, and restoring it
+// is logged and reported as a repair. With s.ManageSysctls false nothing is
+// written (and those it kept are only read). It returns the sysctls as read
+// back, for status.
+func (h *Handle) keepSysctls(s ipvs.Settings) (map[string]int, error) {
+	want, errs := desiredSysctls(s)
+	if !s.ManageSysctls {
+		// Read only: the flow table and whatever this handle keeps.
+		want, errs = make(map[string]sysctlSetting), nil
+		for _, st := range flowSysctls() {
+			want[st.name] = st
+		}
+		for name := range h.kept {
+			if _, ok := want[name]; !ok {
+				want[name] = sysctlSetting{name: name}
+			}
+		}
+	}
+	read := make(map[string]int, len(want))
 	err := inNetns(h.nsPath, func() error {
 		for _, name := range slices.Sorted(maps.Keys(want)) {
-			p := filepath.Join(h.cfg.sysctlDir, name)
-			if err := writeExisting(p, strconv.Itoa(want[name])+"\n"); err != nil {
-				if optional[name] && errors.Is(err, fs.ErrNotExist) && !h.extra[name] {
-					h.log.Info("IPVS sysctl not in this kernel, skipped", "reason", name)
+			st := want[name]
+			cur, err := h.readSysctl(name)
+			switch {
+			case err != nil && st.optional && errors.Is(err, fs.ErrNotExist):
+				continue
+			case err != nil:
+				errs = append(errs, fmt.Errorf("read IPVS sysctl %s: %w", name, err))
+				continue
+			case s.ManageSysctls && !sameSysctl(cur, st.text()):
+				if err := h.writeSysctl(st, cur); err != nil {
+					errs = append(errs, err)
 					continue
 				}
-				errs = append(errs, fmt.Errorf("set IPVS sysctl %s=%d: %w", name, want[name], err))
-				continue
+				cur = st.text()
 			}
-			written[name] = want[name]
+			if s.ManageSysctls {
+				h.kept[name] = st.text()
+			}
+			addSysctlValues(read, name, cur)
 		}
 		return nil
 	})
@@ -129,45 +203,59 @@ func (h *Handle) SetSysctls(overrides map[string]int) (map[string]int, error) {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return written, fmt.Errorf("IPVS sysctls: %w", err)
+		return read, fmt.Errorf("IPVS sysctls: %w", err)
 	}
-	h.log.Info("IPVS sysctls set", "reason", "flow continuity behind ECMP", "count", len(written))
-	return written, nil
+	return read, nil
 }
 
-// Sysctls reads back the sysctls SetSysctls manages (table and overrides)
-// for status. Unreadable ones are left out and logged.
-func (h *Handle) Sysctls() map[string]int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	names := make(map[string]bool)
-	for _, s := range flowSysctls() {
-		names[s.name] = true
-	}
-	for n := range h.extra {
-		names[n] = true
-	}
-	out := make(map[string]int, len(names))
-	err := inNetns(h.nsPath, func() error {
-		for _, name := range slices.Sorted(maps.Keys(names)) {
-			b, err := os.ReadFile(filepath.Join(h.cfg.sysctlDir, name))
-			if err != nil {
-				h.log.Warn("read IPVS sysctl", "reason", name, "err", err)
-				continue
-			}
-			v, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
-				h.log.Warn("parse IPVS sysctl", "reason", name, "err", err)
-				continue
-			}
-			out[name] = v
-		}
-		return nil
-	})
+// readSysctl reads one sysctl's text, trimmed.
+func (h *Handle) readSysctl(name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(h.cfg.sysctlDir, name))
 	if err != nil {
-		h.log.Warn("read IPVS sysctls", "err", err)
+		return "", err
 	}
-	return out
+	return strings.TrimSpace(string(b)), nil
+}
+
+// writeSysctl sets st (cur is its value before) and says so: as a repair
+// when this handle had set it to the same value before.
+func (h *Handle) writeSysctl(st sysctlSetting, cur string) error {
+	p := filepath.Join(h.cfg.sysctlDir, st.name)
+	if err := writeExisting(p, st.text()+"\n"); err != nil {
+		return fmt.Errorf("set IPVS sysctl %s=%s: %w", st.name, st.text(), err)
+	}
+	detail := fmt.Sprintf("%s was %s, set to %s", st.name, cur, st.text())
+	if prev, ok := h.kept[st.name]; ok && prev == st.text() {
+		h.repaired(Repair{Kind: RepairSysctl, Subject: st.name, Detail: detail})
+		return nil
+	}
+	h.log.Info("IPVS sysctl set", "reason", detail)
+	return nil
+}
+
+// sameSysctl compares a sysctl's text with a wanted value field by field
+// (the kernel separates a vector's values with a tab).
+func sameSysctl(have, want string) bool {
+	return slices.Equal(strings.Fields(have), strings.Fields(want))
+}
+
+// addSysctlValues records a sysctl read back for status; a vector gives one
+// entry per value.
+func addSysctlValues(out map[string]int, name, text string) {
+	f := strings.Fields(text)
+	names, vector := vectorNames[name]
+	for i, v := range f {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return
+		}
+		switch {
+		case !vector && i == 0:
+			out[name] = n
+		case vector && i < len(names):
+			out[names[i]] = n
+		}
+	}
 }
 
 func validSysctlName(n string) bool {

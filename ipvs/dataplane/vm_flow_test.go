@@ -166,8 +166,8 @@ func TestVMConnectionSurvives(t *testing.T) {
 		return ipvs.Destination{Address: netip.MustParseAddr(a), Port: labPort, Weight: w, Forwarding: ipvs.Masquerade}
 	}
 	h1, _ := openCounted(t, l.director)
-	if _, err := h1.SetSysctls(nil); err != nil {
-		t.Fatalf("SetSysctls: %v", err)
+	if _, err := h1.Settings(context.Background(), ipvs.Settings{ManageSysctls: true}); err != nil {
+		t.Fatalf("Settings: %v", err)
 	}
 	only := []ipvs.Service{mhService(key, []string{"mh-port", "mh-fallback"}, be(labBackendB, 1))}
 	applyOK(t, h1, only)

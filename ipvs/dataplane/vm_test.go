@@ -229,11 +229,14 @@ func TestVMSysctls(t *testing.T) {
 	ns := newNetns(t)
 	h, _ := openCounted(t, ns)
 	root := readRootSysctl(t, "sloppy_tcp")
-	got, err := h.SetSysctls(map[string]int{"nat_icmp_send": 1})
+	rep, err := h.Settings(context.Background(), ipvs.Settings{ManageSysctls: true, Sysctls: map[string]int{"nat_icmp_send": 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(got, h.Sysctls()); diff != "" {
+	if rep.Sysctls["nat_icmp_send"] != 1 {
+		t.Errorf("read back %v, want the override nat_icmp_send=1", rep.Sysctls)
+	}
+	if diff := cmp.Diff(rep.Sysctls, h.Sysctls()); diff != "" {
 		t.Errorf("read back (-set +read):\n%s", diff)
 	}
 	for name, v := range map[string]string{"sloppy_tcp": "1", "expire_nodest_conn": "0", "conn_reuse_mode": "3", "schedule_icmp": "1"} {

@@ -271,14 +271,23 @@ func newTrafficLab(tb testing.TB) *trafficLab {
 // the local address that accepted the connection.
 func (l *trafficLab) serveEcho(tb testing.TB) {
 	tb.Helper()
+	serveLines(tb, l.backend, fmt.Sprintf("0.0.0.0:%d", labPort), func(c net.Conn, line string) string {
+		return c.LocalAddr().(*net.TCPAddr).IP.String() + " " + line
+	})
+}
+
+// serveLines answers every line received on addr in ns with answer's line,
+// until the test ends.
+func serveLines(tb testing.TB, ns netns, addr string, answer func(c net.Conn, line string) string) {
+	tb.Helper()
 	var ln net.Listener
-	err := inNetns(l.backend.path, func() error {
+	err := inNetns(ns.path, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", labPort))
+		ln, err = net.Listen("tcp4", addr)
 		return err
 	})
 	if err != nil {
-		tb.Fatalf("listen in backend namespace: %v", err)
+		tb.Fatalf("listen on %s in %s: %v", addr, ns.name, err)
 	}
 	tb.Cleanup(func() { ln.Close() })
 	go func() {
@@ -289,10 +298,9 @@ func (l *trafficLab) serveEcho(tb testing.TB) {
 			}
 			go func() {
 				defer c.Close()
-				local := c.LocalAddr().(*net.TCPAddr).IP.String()
 				sc := bufio.NewScanner(c)
 				for sc.Scan() {
-					if _, err := fmt.Fprintf(c, "%s %s\n", local, sc.Text()); err != nil {
+					if _, err := fmt.Fprintf(c, "%s\n", answer(c, sc.Text())); err != nil {
 						return
 					}
 				}

@@ -152,7 +152,11 @@ func (p *blockingPlane) Stats(context.Context) (map[ipvs.Key]announcer.Counters,
 	return nil, nil
 }
 
-func (p *blockingPlane) Sysctls() map[string]int { return nil }
+func (p *blockingPlane) Settings(context.Context, ipvs.Settings) (ipvs.SettingsReport, error) {
+	return ipvs.SettingsReport{}, nil
+}
+
+func (p *blockingPlane) Resync() {}
 
 func (p *blockingPlane) Current(context.Context, []ipvs.Key) ([]ipvs.Service, error) {
 	return nil, nil

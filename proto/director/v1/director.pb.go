@@ -452,6 +452,9 @@ const (
 	EventKind_EVENT_KIND_OVERRIDE EventKind = 5
 	// A director-wide change (drain, shutdown, reconcile failures).
 	EventKind_EVENT_KIND_DIRECTOR EventKind = 6
+	// Kernel state changed behind the daemon's back was restored (an IPVS
+	// service, a sysctl, a sync daemon, a VIP address or route).
+	EventKind_EVENT_KIND_REPAIR EventKind = 7
 )
 
 // Enum value maps for EventKind.
@@ -464,6 +467,7 @@ var (
 		4: "EVENT_KIND_RELOAD",
 		5: "EVENT_KIND_OVERRIDE",
 		6: "EVENT_KIND_DIRECTOR",
+		7: "EVENT_KIND_REPAIR",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED": 0,
@@ -473,6 +477,7 @@ var (
 		"EVENT_KIND_RELOAD":      4,
 		"EVENT_KIND_OVERRIDE":    5,
 		"EVENT_KIND_DIRECTOR":    6,
+		"EVENT_KIND_REPAIR":      7,
 	}
 )
 
@@ -743,7 +748,9 @@ type GetStatusResponse struct {
 	// with equal fingerprints pick the same real server for a flow.
 	IpvsFingerprint string `protobuf:"bytes,12,opt,name=ipvs_fingerprint,json=ipvsFingerprint,proto3" json:"ipvs_fingerprint,omitempty"`
 	// health_load says whether the health checker keeps up with its targets.
-	HealthLoad    *HealthLoad `protobuf:"bytes,13,opt,name=health_load,json=healthLoad,proto3" json:"health_load,omitempty"`
+	HealthLoad *HealthLoad `protobuf:"bytes,13,opt,name=health_load,json=healthLoad,proto3" json:"health_load,omitempty"`
+	// sync is the IPVS connection synchronization between directors.
+	Sync          *SyncStatus `protobuf:"bytes,15,opt,name=sync,proto3" json:"sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +876,180 @@ func (x *GetStatusResponse) GetHealthLoad() *HealthLoad {
 	return nil
 }
 
+func (x *GetStatusResponse) GetSync() *SyncStatus {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
+// SyncStatus is the IPVS connection synchronization: whether the
+// configuration asks for it, the sync daemons the kernel runs, and why they
+// do not run as configured.
+type SyncStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// configured is true when the configuration has an ipvs.sync section.
+	Configured bool `protobuf:"varint,1,opt,name=configured,proto3" json:"configured,omitempty"`
+	// daemons are the daemons the kernel runs, master first.
+	Daemons []*SyncDaemon `protobuf:"bytes,2,rep,name=daemons,proto3" json:"daemons,omitempty"`
+	// error says why the configured daemons do not run as configured.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncStatus) Reset() {
+	*x = SyncStatus{}
+	mi := &file_director_v1_director_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncStatus) ProtoMessage() {}
+
+func (x *SyncStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_director_v1_director_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
+func (*SyncStatus) Descriptor() ([]byte, []int) {
+	return file_director_v1_director_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SyncStatus) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
+func (x *SyncStatus) GetDaemons() []*SyncDaemon {
+	if x != nil {
+		return x.Daemons
+	}
+	return nil
+}
+
+func (x *SyncStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// SyncDaemon is one IPVS sync daemon as the kernel reports it.
+type SyncDaemon struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state is "master" (sends this director's connections) or "backup"
+	// (receives the other directors').
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// interface carries the multicast.
+	Interface string `protobuf:"bytes,2,opt,name=interface,proto3" json:"interface,omitempty"`
+	// sync_id tags the messages.
+	SyncId uint32 `protobuf:"varint,3,opt,name=sync_id,json=syncId,proto3" json:"sync_id,omitempty"`
+	// group is the multicast group.
+	Group string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	// port is the first UDP port.
+	Port uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	// ttl is the multicast TTL.
+	Ttl uint32 `protobuf:"varint,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// max_len is the largest message payload in bytes.
+	MaxLen        uint32 `protobuf:"varint,7,opt,name=max_len,json=maxLen,proto3" json:"max_len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncDaemon) Reset() {
+	*x = SyncDaemon{}
+	mi := &file_director_v1_director_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncDaemon) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncDaemon) ProtoMessage() {}
+
+func (x *SyncDaemon) ProtoReflect() protoreflect.Message {
+	mi := &file_director_v1_director_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncDaemon.ProtoReflect.Descriptor instead.
+func (*SyncDaemon) Descriptor() ([]byte, []int) {
+	return file_director_v1_director_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SyncDaemon) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SyncDaemon) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *SyncDaemon) GetSyncId() uint32 {
+	if x != nil {
+		return x.SyncId
+	}
+	return 0
+}
+
+func (x *SyncDaemon) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SyncDaemon) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *SyncDaemon) GetTtl() uint32 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *SyncDaemon) GetMaxLen() uint32 {
+	if x != nil {
+		return x.MaxLen
+	}
+	return 0
+}
+
 // HealthLoad is the health checker's own load. A director that cannot keep
 // up probes less often and says so here; it never counts its own lateness
 // against a backend.
@@ -903,7 +1084,7 @@ type HealthLoad struct {
 
 func (x *HealthLoad) Reset() {
 	*x = HealthLoad{}
-	mi := &file_director_v1_director_proto_msgTypes[2]
+	mi := &file_director_v1_director_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1096,7 @@ func (x *HealthLoad) String() string {
 func (*HealthLoad) ProtoMessage() {}
 
 func (x *HealthLoad) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[2]
+	mi := &file_director_v1_director_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1109,7 @@ func (x *HealthLoad) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthLoad.ProtoReflect.Descriptor instead.
 func (*HealthLoad) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{2}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HealthLoad) GetOverloaded() bool {
@@ -1011,7 +1192,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_director_v1_director_proto_msgTypes[3]
+	mi := &file_director_v1_director_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1204,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[3]
+	mi := &file_director_v1_director_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1217,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{3}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConfigVersion) GetVersion() int64 {
@@ -1086,7 +1267,7 @@ type VIP struct {
 
 func (x *VIP) Reset() {
 	*x = VIP{}
-	mi := &file_director_v1_director_proto_msgTypes[4]
+	mi := &file_director_v1_director_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1279,7 @@ func (x *VIP) String() string {
 func (*VIP) ProtoMessage() {}
 
 func (x *VIP) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[4]
+	mi := &file_director_v1_director_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1292,7 @@ func (x *VIP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VIP.ProtoReflect.Descriptor instead.
 func (*VIP) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{4}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VIP) GetAddress() string {
@@ -1167,7 +1348,7 @@ type IPVSCounters struct {
 
 func (x *IPVSCounters) Reset() {
 	*x = IPVSCounters{}
-	mi := &file_director_v1_director_proto_msgTypes[5]
+	mi := &file_director_v1_director_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1360,7 @@ func (x *IPVSCounters) String() string {
 func (*IPVSCounters) ProtoMessage() {}
 
 func (x *IPVSCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[5]
+	mi := &file_director_v1_director_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1373,7 @@ func (x *IPVSCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPVSCounters.ProtoReflect.Descriptor instead.
 func (*IPVSCounters) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{5}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IPVSCounters) GetActiveConns() int64 {
@@ -1273,7 +1454,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_director_v1_director_proto_msgTypes[6]
+	mi := &file_director_v1_director_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1466,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[6]
+	mi := &file_director_v1_director_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1479,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{6}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Service) GetName() string {
@@ -1427,7 +1608,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_director_v1_director_proto_msgTypes[7]
+	mi := &file_director_v1_director_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1620,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[7]
+	mi := &file_director_v1_director_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1633,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{7}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Health) GetState() HealthState {
@@ -1528,7 +1709,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_director_v1_director_proto_msgTypes[8]
+	mi := &file_director_v1_director_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1721,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[8]
+	mi := &file_director_v1_director_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1734,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{8}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Backend) GetAddress() string {
@@ -1646,7 +1827,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_director_v1_director_proto_msgTypes[9]
+	mi := &file_director_v1_director_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1839,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[9]
+	mi := &file_director_v1_director_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1852,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{9}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Peer) GetAddress() string {
@@ -1747,7 +1928,7 @@ type Reconcile struct {
 
 func (x *Reconcile) Reset() {
 	*x = Reconcile{}
-	mi := &file_director_v1_director_proto_msgTypes[10]
+	mi := &file_director_v1_director_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1940,7 @@ func (x *Reconcile) String() string {
 func (*Reconcile) ProtoMessage() {}
 
 func (x *Reconcile) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[10]
+	mi := &file_director_v1_director_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1953,7 @@ func (x *Reconcile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconcile.ProtoReflect.Descriptor instead.
 func (*Reconcile) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{10}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Reconcile) GetLastPass() *timestamppb.Timestamp {
@@ -1833,7 +2014,7 @@ type Note struct {
 
 func (x *Note) Reset() {
 	*x = Note{}
-	mi := &file_director_v1_director_proto_msgTypes[11]
+	mi := &file_director_v1_director_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +2026,7 @@ func (x *Note) String() string {
 func (*Note) ProtoMessage() {}
 
 func (x *Note) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[11]
+	mi := &file_director_v1_director_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +2039,7 @@ func (x *Note) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Note.ProtoReflect.Descriptor instead.
 func (*Note) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{11}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Note) GetReason() string {
@@ -1903,7 +2084,7 @@ type BackendRef struct {
 
 func (x *BackendRef) Reset() {
 	*x = BackendRef{}
-	mi := &file_director_v1_director_proto_msgTypes[12]
+	mi := &file_director_v1_director_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2096,7 @@ func (x *BackendRef) String() string {
 func (*BackendRef) ProtoMessage() {}
 
 func (x *BackendRef) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[12]
+	mi := &file_director_v1_director_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2109,7 @@ func (x *BackendRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRef.ProtoReflect.Descriptor instead.
 func (*BackendRef) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{12}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BackendRef) GetService() string {
@@ -1969,7 +2150,7 @@ type Override struct {
 
 func (x *Override) Reset() {
 	*x = Override{}
-	mi := &file_director_v1_director_proto_msgTypes[13]
+	mi := &file_director_v1_director_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2162,7 @@ func (x *Override) String() string {
 func (*Override) ProtoMessage() {}
 
 func (x *Override) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[13]
+	mi := &file_director_v1_director_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2175,7 @@ func (x *Override) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Override.ProtoReflect.Descriptor instead.
 func (*Override) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{13}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Override) GetKind() OverrideKind {
@@ -2051,7 +2232,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[14]
+	mi := &file_director_v1_director_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2244,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[14]
+	mi := &file_director_v1_director_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2257,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{14}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchRequest) GetAfterSeq() uint64 {
@@ -2122,7 +2303,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_director_v1_director_proto_msgTypes[15]
+	mi := &file_director_v1_director_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2315,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[15]
+	mi := &file_director_v1_director_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2328,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{15}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2220,7 +2401,7 @@ type EventsLost struct {
 
 func (x *EventsLost) Reset() {
 	*x = EventsLost{}
-	mi := &file_director_v1_director_proto_msgTypes[16]
+	mi := &file_director_v1_director_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2413,7 @@ func (x *EventsLost) String() string {
 func (*EventsLost) ProtoMessage() {}
 
 func (x *EventsLost) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[16]
+	mi := &file_director_v1_director_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2426,7 @@ func (x *EventsLost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsLost.ProtoReflect.Descriptor instead.
 func (*EventsLost) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{16}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EventsLost) GetRequestedAfter() uint64 {
@@ -2276,7 +2457,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[17]
+	mi := &file_director_v1_director_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2469,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[17]
+	mi := &file_director_v1_director_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2482,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{17}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchResponse) GetKind() isWatchResponse_Kind {
@@ -2359,7 +2540,7 @@ type DrainBackendRequest struct {
 
 func (x *DrainBackendRequest) Reset() {
 	*x = DrainBackendRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[18]
+	mi := &file_director_v1_director_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2552,7 @@ func (x *DrainBackendRequest) String() string {
 func (*DrainBackendRequest) ProtoMessage() {}
 
 func (x *DrainBackendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[18]
+	mi := &file_director_v1_director_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2565,7 @@ func (x *DrainBackendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainBackendRequest.ProtoReflect.Descriptor instead.
 func (*DrainBackendRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{18}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DrainBackendRequest) GetBackend() *BackendRef {
@@ -2420,7 +2601,7 @@ type DrainBackendResponse struct {
 
 func (x *DrainBackendResponse) Reset() {
 	*x = DrainBackendResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[19]
+	mi := &file_director_v1_director_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2613,7 @@ func (x *DrainBackendResponse) String() string {
 func (*DrainBackendResponse) ProtoMessage() {}
 
 func (x *DrainBackendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[19]
+	mi := &file_director_v1_director_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2626,7 @@ func (x *DrainBackendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainBackendResponse.ProtoReflect.Descriptor instead.
 func (*DrainBackendResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{19}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DrainBackendResponse) GetMatched() []string {
@@ -2475,7 +2656,7 @@ type EnableBackendRequest struct {
 
 func (x *EnableBackendRequest) Reset() {
 	*x = EnableBackendRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[20]
+	mi := &file_director_v1_director_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2668,7 @@ func (x *EnableBackendRequest) String() string {
 func (*EnableBackendRequest) ProtoMessage() {}
 
 func (x *EnableBackendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[20]
+	mi := &file_director_v1_director_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2681,7 @@ func (x *EnableBackendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableBackendRequest.ProtoReflect.Descriptor instead.
 func (*EnableBackendRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{20}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EnableBackendRequest) GetBackend() *BackendRef {
@@ -2531,7 +2712,7 @@ type EnableBackendResponse struct {
 
 func (x *EnableBackendResponse) Reset() {
 	*x = EnableBackendResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[21]
+	mi := &file_director_v1_director_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2724,7 @@ func (x *EnableBackendResponse) String() string {
 func (*EnableBackendResponse) ProtoMessage() {}
 
 func (x *EnableBackendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[21]
+	mi := &file_director_v1_director_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2737,7 @@ func (x *EnableBackendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableBackendResponse.ProtoReflect.Descriptor instead.
 func (*EnableBackendResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{21}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EnableBackendResponse) GetMatched() []string {
@@ -2598,7 +2779,7 @@ type SetWeightRequest struct {
 
 func (x *SetWeightRequest) Reset() {
 	*x = SetWeightRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[22]
+	mi := &file_director_v1_director_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2791,7 @@ func (x *SetWeightRequest) String() string {
 func (*SetWeightRequest) ProtoMessage() {}
 
 func (x *SetWeightRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[22]
+	mi := &file_director_v1_director_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2804,7 @@ func (x *SetWeightRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWeightRequest.ProtoReflect.Descriptor instead.
 func (*SetWeightRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{22}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetWeightRequest) GetBackend() *BackendRef {
@@ -2675,7 +2856,7 @@ type SetWeightResponse struct {
 
 func (x *SetWeightResponse) Reset() {
 	*x = SetWeightResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[23]
+	mi := &file_director_v1_director_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2868,7 @@ func (x *SetWeightResponse) String() string {
 func (*SetWeightResponse) ProtoMessage() {}
 
 func (x *SetWeightResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[23]
+	mi := &file_director_v1_director_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2881,7 @@ func (x *SetWeightResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWeightResponse.ProtoReflect.Descriptor instead.
 func (*SetWeightResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{23}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetWeightResponse) GetMatched() []string {
@@ -2736,7 +2917,7 @@ type DisableVIPRequest struct {
 
 func (x *DisableVIPRequest) Reset() {
 	*x = DisableVIPRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[24]
+	mi := &file_director_v1_director_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +2929,7 @@ func (x *DisableVIPRequest) String() string {
 func (*DisableVIPRequest) ProtoMessage() {}
 
 func (x *DisableVIPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[24]
+	mi := &file_director_v1_director_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +2942,7 @@ func (x *DisableVIPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableVIPRequest.ProtoReflect.Descriptor instead.
 func (*DisableVIPRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{24}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DisableVIPRequest) GetVip() string {
@@ -2795,7 +2976,7 @@ type DisableVIPResponse struct {
 
 func (x *DisableVIPResponse) Reset() {
 	*x = DisableVIPResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[25]
+	mi := &file_director_v1_director_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2988,7 @@ func (x *DisableVIPResponse) String() string {
 func (*DisableVIPResponse) ProtoMessage() {}
 
 func (x *DisableVIPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[25]
+	mi := &file_director_v1_director_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +3001,7 @@ func (x *DisableVIPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableVIPResponse.ProtoReflect.Descriptor instead.
 func (*DisableVIPResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{25}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DisableVIPResponse) GetOverride() *Override {
@@ -2841,7 +3022,7 @@ type EnableVIPRequest struct {
 
 func (x *EnableVIPRequest) Reset() {
 	*x = EnableVIPRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[26]
+	mi := &file_director_v1_director_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +3034,7 @@ func (x *EnableVIPRequest) String() string {
 func (*EnableVIPRequest) ProtoMessage() {}
 
 func (x *EnableVIPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[26]
+	mi := &file_director_v1_director_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3047,7 @@ func (x *EnableVIPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableVIPRequest.ProtoReflect.Descriptor instead.
 func (*EnableVIPRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{26}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EnableVIPRequest) GetVip() string {
@@ -2893,7 +3074,7 @@ type EnableVIPResponse struct {
 
 func (x *EnableVIPResponse) Reset() {
 	*x = EnableVIPResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[27]
+	mi := &file_director_v1_director_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +3086,7 @@ func (x *EnableVIPResponse) String() string {
 func (*EnableVIPResponse) ProtoMessage() {}
 
 func (x *EnableVIPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[27]
+	mi := &file_director_v1_director_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3099,7 @@ func (x *EnableVIPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableVIPResponse.ProtoReflect.Descriptor instead.
 func (*EnableVIPResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{27}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EnableVIPResponse) GetWasDisabled() bool {
@@ -2939,7 +3120,7 @@ type DrainDirectorRequest struct {
 
 func (x *DrainDirectorRequest) Reset() {
 	*x = DrainDirectorRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[28]
+	mi := &file_director_v1_director_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3132,7 @@ func (x *DrainDirectorRequest) String() string {
 func (*DrainDirectorRequest) ProtoMessage() {}
 
 func (x *DrainDirectorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[28]
+	mi := &file_director_v1_director_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3145,7 @@ func (x *DrainDirectorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDirectorRequest.ProtoReflect.Descriptor instead.
 func (*DrainDirectorRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{28}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DrainDirectorRequest) GetReason() string {
@@ -2991,7 +3172,7 @@ type DrainDirectorResponse struct {
 
 func (x *DrainDirectorResponse) Reset() {
 	*x = DrainDirectorResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[29]
+	mi := &file_director_v1_director_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3003,7 +3184,7 @@ func (x *DrainDirectorResponse) String() string {
 func (*DrainDirectorResponse) ProtoMessage() {}
 
 func (x *DrainDirectorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[29]
+	mi := &file_director_v1_director_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3016,7 +3197,7 @@ func (x *DrainDirectorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDirectorResponse.ProtoReflect.Descriptor instead.
 func (*DrainDirectorResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{29}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DrainDirectorResponse) GetOverride() *Override {
@@ -3036,7 +3217,7 @@ type UndrainDirectorRequest struct {
 
 func (x *UndrainDirectorRequest) Reset() {
 	*x = UndrainDirectorRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[30]
+	mi := &file_director_v1_director_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3229,7 @@ func (x *UndrainDirectorRequest) String() string {
 func (*UndrainDirectorRequest) ProtoMessage() {}
 
 func (x *UndrainDirectorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[30]
+	mi := &file_director_v1_director_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3242,7 @@ func (x *UndrainDirectorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainDirectorRequest.ProtoReflect.Descriptor instead.
 func (*UndrainDirectorRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{30}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UndrainDirectorRequest) GetReason() string {
@@ -3081,7 +3262,7 @@ type UndrainDirectorResponse struct {
 
 func (x *UndrainDirectorResponse) Reset() {
 	*x = UndrainDirectorResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[31]
+	mi := &file_director_v1_director_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3274,7 @@ func (x *UndrainDirectorResponse) String() string {
 func (*UndrainDirectorResponse) ProtoMessage() {}
 
 func (x *UndrainDirectorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[31]
+	mi := &file_director_v1_director_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3287,7 @@ func (x *UndrainDirectorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainDirectorResponse.ProtoReflect.Descriptor instead.
 func (*UndrainDirectorResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{31}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UndrainDirectorResponse) GetWasDrained() bool {
@@ -3127,7 +3308,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[32]
+	mi := &file_director_v1_director_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3320,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[32]
+	mi := &file_director_v1_director_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3333,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{32}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReloadRequest) GetDryRun() bool {
@@ -3177,7 +3358,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_director_v1_director_proto_msgTypes[33]
+	mi := &file_director_v1_director_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3370,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[33]
+	mi := &file_director_v1_director_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3383,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{33}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Change) GetKind() ChangeKind {
@@ -3247,7 +3428,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[34]
+	mi := &file_director_v1_director_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3440,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[34]
+	mi := &file_director_v1_director_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3453,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{34}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReloadResponse) GetChanges() []*Change {
@@ -3311,7 +3492,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[35]
+	mi := &file_director_v1_director_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3323,7 +3504,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[35]
+	mi := &file_director_v1_director_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3336,7 +3517,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{35}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RollbackRequest) GetVersion() int64 {
@@ -3378,7 +3559,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[36]
+	mi := &file_director_v1_director_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3390,7 +3571,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[36]
+	mi := &file_director_v1_director_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3403,7 +3584,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{36}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RollbackResponse) GetVersion() *ConfigVersion {
@@ -3436,7 +3617,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[37]
+	mi := &file_director_v1_director_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3629,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[37]
+	mi := &file_director_v1_director_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3642,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{37}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{39}
 }
 
 // ListConfigsResponse lists the kept configurations, oldest first.
@@ -3476,7 +3657,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[38]
+	mi := &file_director_v1_director_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3669,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[38]
+	mi := &file_director_v1_director_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3682,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{38}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -3529,7 +3710,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[39]
+	mi := &file_director_v1_director_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3541,7 +3722,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[39]
+	mi := &file_director_v1_director_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3554,7 +3735,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{39}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetConfigRequest) GetVersion() int64 {
@@ -3578,7 +3759,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[40]
+	mi := &file_director_v1_director_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3771,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[40]
+	mi := &file_director_v1_director_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +3784,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{40}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetConfigResponse) GetVersion() *ConfigVersion {
@@ -3649,7 +3830,7 @@ type RouterConfigRequest struct {
 
 func (x *RouterConfigRequest) Reset() {
 	*x = RouterConfigRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[41]
+	mi := &file_director_v1_director_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3842,7 @@ func (x *RouterConfigRequest) String() string {
 func (*RouterConfigRequest) ProtoMessage() {}
 
 func (x *RouterConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[41]
+	mi := &file_director_v1_director_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3855,7 @@ func (x *RouterConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterConfigRequest.ProtoReflect.Descriptor instead.
 func (*RouterConfigRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{41}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RouterConfigRequest) GetFlavor() RouterFlavor {
@@ -3744,7 +3925,7 @@ type RouterConfigResponse struct {
 
 func (x *RouterConfigResponse) Reset() {
 	*x = RouterConfigResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[42]
+	mi := &file_director_v1_director_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +3937,7 @@ func (x *RouterConfigResponse) String() string {
 func (*RouterConfigResponse) ProtoMessage() {}
 
 func (x *RouterConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[42]
+	mi := &file_director_v1_director_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +3950,7 @@ func (x *RouterConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterConfigResponse.ProtoReflect.Descriptor instead.
 func (*RouterConfigResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{42}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RouterConfigResponse) GetFlavor() RouterFlavor {
@@ -3791,7 +3972,7 @@ var File_director_v1_director_proto protoreflect.FileDescriptor
 const file_director_v1_director_proto_rawDesc = "" +
 	"\n" +
 	"\x1adirector/v1/director.proto\x12\vdirector.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\xa5\x05\n" +
+	"\x10GetStatusRequest\"\xd2\x05\n" +
 	"\x11GetStatusResponse\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.director.v1.ConfigVersionR\x06config\x12\x1a\n" +
@@ -3807,10 +3988,27 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\treconcile\x18\v \x01(\v2\x16.director.v1.ReconcileR\treconcile\x12)\n" +
 	"\x10ipvs_fingerprint\x18\f \x01(\tR\x0fipvsFingerprint\x128\n" +
 	"\vhealth_load\x18\r \x01(\v2\x17.director.v1.HealthLoadR\n" +
-	"healthLoad\x1a:\n" +
+	"healthLoad\x12+\n" +
+	"\x04sync\x18\x0f \x01(\v2\x17.director.v1.SyncStatusR\x04sync\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb8\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"u\n" +
+	"\n" +
+	"SyncStatus\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x01 \x01(\bR\n" +
+	"configured\x121\n" +
+	"\adaemons\x18\x02 \x03(\v2\x17.director.v1.SyncDaemonR\adaemons\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xae\x01\n" +
+	"\n" +
+	"SyncDaemon\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x1c\n" +
+	"\tinterface\x18\x02 \x01(\tR\tinterface\x12\x17\n" +
+	"\async_id\x18\x03 \x01(\rR\x06syncId\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\x12\x10\n" +
+	"\x03ttl\x18\x06 \x01(\rR\x03ttl\x12\x17\n" +
+	"\amax_len\x18\a \x01(\rR\x06maxLen\"\xb8\x03\n" +
 	"\n" +
 	"HealthLoad\x12\x1e\n" +
 	"\n" +
@@ -4077,7 +4275,7 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\x1bOVERRIDE_KIND_DRAIN_BACKEND\x10\x01\x12\x18\n" +
 	"\x14OVERRIDE_KIND_WEIGHT\x10\x02\x12\x1d\n" +
 	"\x19OVERRIDE_KIND_DISABLE_VIP\x10\x03\x12 \n" +
-	"\x1cOVERRIDE_KIND_DRAIN_DIRECTOR\x10\x04*\xb0\x01\n" +
+	"\x1cOVERRIDE_KIND_DRAIN_DIRECTOR\x10\x04*\xc7\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_KIND_HEALTH\x10\x01\x12\x12\n" +
@@ -4085,7 +4283,8 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\x0fEVENT_KIND_PEER\x10\x03\x12\x15\n" +
 	"\x11EVENT_KIND_RELOAD\x10\x04\x12\x17\n" +
 	"\x13EVENT_KIND_OVERRIDE\x10\x05\x12\x17\n" +
-	"\x13EVENT_KIND_DIRECTOR\x10\x06*\x8e\x01\n" +
+	"\x13EVENT_KIND_DIRECTOR\x10\x06\x12\x15\n" +
+	"\x11EVENT_KIND_REPAIR\x10\a*\x8e\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -4134,7 +4333,7 @@ func file_director_v1_director_proto_rawDescGZIP() []byte {
 }
 
 var file_director_v1_director_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_director_v1_director_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_director_v1_director_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_director_v1_director_proto_goTypes = []any{
 	(VIPState)(0),                   // 0: director.v1.VIPState
 	(Protocol)(0),                   // 1: director.v1.Protocol
@@ -4149,147 +4348,151 @@ var file_director_v1_director_proto_goTypes = []any{
 	(RouterFlavor)(0),               // 10: director.v1.RouterFlavor
 	(*GetStatusRequest)(nil),        // 11: director.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),       // 12: director.v1.GetStatusResponse
-	(*HealthLoad)(nil),              // 13: director.v1.HealthLoad
-	(*ConfigVersion)(nil),           // 14: director.v1.ConfigVersion
-	(*VIP)(nil),                     // 15: director.v1.VIP
-	(*IPVSCounters)(nil),            // 16: director.v1.IPVSCounters
-	(*Service)(nil),                 // 17: director.v1.Service
-	(*Health)(nil),                  // 18: director.v1.Health
-	(*Backend)(nil),                 // 19: director.v1.Backend
-	(*Peer)(nil),                    // 20: director.v1.Peer
-	(*Reconcile)(nil),               // 21: director.v1.Reconcile
-	(*Note)(nil),                    // 22: director.v1.Note
-	(*BackendRef)(nil),              // 23: director.v1.BackendRef
-	(*Override)(nil),                // 24: director.v1.Override
-	(*WatchRequest)(nil),            // 25: director.v1.WatchRequest
-	(*Event)(nil),                   // 26: director.v1.Event
-	(*EventsLost)(nil),              // 27: director.v1.EventsLost
-	(*WatchResponse)(nil),           // 28: director.v1.WatchResponse
-	(*DrainBackendRequest)(nil),     // 29: director.v1.DrainBackendRequest
-	(*DrainBackendResponse)(nil),    // 30: director.v1.DrainBackendResponse
-	(*EnableBackendRequest)(nil),    // 31: director.v1.EnableBackendRequest
-	(*EnableBackendResponse)(nil),   // 32: director.v1.EnableBackendResponse
-	(*SetWeightRequest)(nil),        // 33: director.v1.SetWeightRequest
-	(*SetWeightResponse)(nil),       // 34: director.v1.SetWeightResponse
-	(*DisableVIPRequest)(nil),       // 35: director.v1.DisableVIPRequest
-	(*DisableVIPResponse)(nil),      // 36: director.v1.DisableVIPResponse
-	(*EnableVIPRequest)(nil),        // 37: director.v1.EnableVIPRequest
-	(*EnableVIPResponse)(nil),       // 38: director.v1.EnableVIPResponse
-	(*DrainDirectorRequest)(nil),    // 39: director.v1.DrainDirectorRequest
-	(*DrainDirectorResponse)(nil),   // 40: director.v1.DrainDirectorResponse
-	(*UndrainDirectorRequest)(nil),  // 41: director.v1.UndrainDirectorRequest
-	(*UndrainDirectorResponse)(nil), // 42: director.v1.UndrainDirectorResponse
-	(*ReloadRequest)(nil),           // 43: director.v1.ReloadRequest
-	(*Change)(nil),                  // 44: director.v1.Change
-	(*ReloadResponse)(nil),          // 45: director.v1.ReloadResponse
-	(*RollbackRequest)(nil),         // 46: director.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 47: director.v1.RollbackResponse
-	(*ListConfigsRequest)(nil),      // 48: director.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),     // 49: director.v1.ListConfigsResponse
-	(*GetConfigRequest)(nil),        // 50: director.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),       // 51: director.v1.GetConfigResponse
-	(*RouterConfigRequest)(nil),     // 52: director.v1.RouterConfigRequest
-	(*RouterConfigResponse)(nil),    // 53: director.v1.RouterConfigResponse
-	nil,                             // 54: director.v1.GetStatusResponse.SysctlsEntry
-	nil,                             // 55: director.v1.HealthLoad.SkippedEntry
-	(*timestamppb.Timestamp)(nil),   // 56: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 57: google.protobuf.Duration
+	(*SyncStatus)(nil),              // 13: director.v1.SyncStatus
+	(*SyncDaemon)(nil),              // 14: director.v1.SyncDaemon
+	(*HealthLoad)(nil),              // 15: director.v1.HealthLoad
+	(*ConfigVersion)(nil),           // 16: director.v1.ConfigVersion
+	(*VIP)(nil),                     // 17: director.v1.VIP
+	(*IPVSCounters)(nil),            // 18: director.v1.IPVSCounters
+	(*Service)(nil),                 // 19: director.v1.Service
+	(*Health)(nil),                  // 20: director.v1.Health
+	(*Backend)(nil),                 // 21: director.v1.Backend
+	(*Peer)(nil),                    // 22: director.v1.Peer
+	(*Reconcile)(nil),               // 23: director.v1.Reconcile
+	(*Note)(nil),                    // 24: director.v1.Note
+	(*BackendRef)(nil),              // 25: director.v1.BackendRef
+	(*Override)(nil),                // 26: director.v1.Override
+	(*WatchRequest)(nil),            // 27: director.v1.WatchRequest
+	(*Event)(nil),                   // 28: director.v1.Event
+	(*EventsLost)(nil),              // 29: director.v1.EventsLost
+	(*WatchResponse)(nil),           // 30: director.v1.WatchResponse
+	(*DrainBackendRequest)(nil),     // 31: director.v1.DrainBackendRequest
+	(*DrainBackendResponse)(nil),    // 32: director.v1.DrainBackendResponse
+	(*EnableBackendRequest)(nil),    // 33: director.v1.EnableBackendRequest
+	(*EnableBackendResponse)(nil),   // 34: director.v1.EnableBackendResponse
+	(*SetWeightRequest)(nil),        // 35: director.v1.SetWeightRequest
+	(*SetWeightResponse)(nil),       // 36: director.v1.SetWeightResponse
+	(*DisableVIPRequest)(nil),       // 37: director.v1.DisableVIPRequest
+	(*DisableVIPResponse)(nil),      // 38: director.v1.DisableVIPResponse
+	(*EnableVIPRequest)(nil),        // 39: director.v1.EnableVIPRequest
+	(*EnableVIPResponse)(nil),       // 40: director.v1.EnableVIPResponse
+	(*DrainDirectorRequest)(nil),    // 41: director.v1.DrainDirectorRequest
+	(*DrainDirectorResponse)(nil),   // 42: director.v1.DrainDirectorResponse
+	(*UndrainDirectorRequest)(nil),  // 43: director.v1.UndrainDirectorRequest
+	(*UndrainDirectorResponse)(nil), // 44: director.v1.UndrainDirectorResponse
+	(*ReloadRequest)(nil),           // 45: director.v1.ReloadRequest
+	(*Change)(nil),                  // 46: director.v1.Change
+	(*ReloadResponse)(nil),          // 47: director.v1.ReloadResponse
+	(*RollbackRequest)(nil),         // 48: director.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 49: director.v1.RollbackResponse
+	(*ListConfigsRequest)(nil),      // 50: director.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 51: director.v1.ListConfigsResponse
+	(*GetConfigRequest)(nil),        // 52: director.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),       // 53: director.v1.GetConfigResponse
+	(*RouterConfigRequest)(nil),     // 54: director.v1.RouterConfigRequest
+	(*RouterConfigResponse)(nil),    // 55: director.v1.RouterConfigResponse
+	nil,                             // 56: director.v1.GetStatusResponse.SysctlsEntry
+	nil,                             // 57: director.v1.HealthLoad.SkippedEntry
+	(*timestamppb.Timestamp)(nil),   // 58: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 59: google.protobuf.Duration
 }
 var file_director_v1_director_proto_depIdxs = []int32{
-	14, // 0: director.v1.GetStatusResponse.config:type_name -> director.v1.ConfigVersion
-	22, // 1: director.v1.GetStatusResponse.drained:type_name -> director.v1.Note
-	15, // 2: director.v1.GetStatusResponse.vips:type_name -> director.v1.VIP
-	17, // 3: director.v1.GetStatusResponse.services:type_name -> director.v1.Service
-	20, // 4: director.v1.GetStatusResponse.peers:type_name -> director.v1.Peer
-	54, // 5: director.v1.GetStatusResponse.sysctls:type_name -> director.v1.GetStatusResponse.SysctlsEntry
-	24, // 6: director.v1.GetStatusResponse.overrides:type_name -> director.v1.Override
-	21, // 7: director.v1.GetStatusResponse.reconcile:type_name -> director.v1.Reconcile
-	13, // 8: director.v1.GetStatusResponse.health_load:type_name -> director.v1.HealthLoad
-	56, // 9: director.v1.HealthLoad.since:type_name -> google.protobuf.Timestamp
-	55, // 10: director.v1.HealthLoad.skipped:type_name -> director.v1.HealthLoad.SkippedEntry
-	56, // 11: director.v1.ConfigVersion.loaded:type_name -> google.protobuf.Timestamp
-	0,  // 12: director.v1.VIP.state:type_name -> director.v1.VIPState
-	56, // 13: director.v1.VIP.since:type_name -> google.protobuf.Timestamp
-	1,  // 14: director.v1.Service.protocol:type_name -> director.v1.Protocol
-	2,  // 15: director.v1.Service.forwarding:type_name -> director.v1.Forwarding
-	16, // 16: director.v1.Service.counters:type_name -> director.v1.IPVSCounters
-	19, // 17: director.v1.Service.backends:type_name -> director.v1.Backend
-	3,  // 18: director.v1.Health.state:type_name -> director.v1.HealthState
-	57, // 19: director.v1.Health.latency:type_name -> google.protobuf.Duration
-	56, // 20: director.v1.Health.since:type_name -> google.protobuf.Timestamp
-	56, // 21: director.v1.Health.last_probe:type_name -> google.protobuf.Timestamp
-	18, // 22: director.v1.Backend.health:type_name -> director.v1.Health
-	16, // 23: director.v1.Backend.counters:type_name -> director.v1.IPVSCounters
-	4,  // 24: director.v1.Peer.state:type_name -> director.v1.PeerState
-	56, // 25: director.v1.Peer.since:type_name -> google.protobuf.Timestamp
-	5,  // 26: director.v1.Peer.bfd_state:type_name -> director.v1.BFDState
-	56, // 27: director.v1.Reconcile.last_pass:type_name -> google.protobuf.Timestamp
-	57, // 28: director.v1.Reconcile.last_duration:type_name -> google.protobuf.Duration
-	56, // 29: director.v1.Note.created:type_name -> google.protobuf.Timestamp
-	56, // 30: director.v1.Note.expires:type_name -> google.protobuf.Timestamp
-	6,  // 31: director.v1.Override.kind:type_name -> director.v1.OverrideKind
-	23, // 32: director.v1.Override.backend:type_name -> director.v1.BackendRef
-	22, // 33: director.v1.Override.note:type_name -> director.v1.Note
-	56, // 34: director.v1.Event.time:type_name -> google.protobuf.Timestamp
-	7,  // 35: director.v1.Event.kind:type_name -> director.v1.EventKind
-	26, // 36: director.v1.WatchResponse.event:type_name -> director.v1.Event
-	27, // 37: director.v1.WatchResponse.lost:type_name -> director.v1.EventsLost
-	23, // 38: director.v1.DrainBackendRequest.backend:type_name -> director.v1.BackendRef
-	57, // 39: director.v1.DrainBackendRequest.expires_after:type_name -> google.protobuf.Duration
-	24, // 40: director.v1.DrainBackendResponse.override:type_name -> director.v1.Override
-	23, // 41: director.v1.EnableBackendRequest.backend:type_name -> director.v1.BackendRef
-	24, // 42: director.v1.EnableBackendResponse.lifted:type_name -> director.v1.Override
-	23, // 43: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
-	57, // 44: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
-	24, // 45: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
-	24, // 46: director.v1.SetWeightResponse.cleared:type_name -> director.v1.Override
-	57, // 47: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
-	24, // 48: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
-	57, // 49: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
-	24, // 50: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
-	8,  // 51: director.v1.Change.kind:type_name -> director.v1.ChangeKind
-	9,  // 52: director.v1.Change.action:type_name -> director.v1.ChangeAction
-	44, // 53: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
-	14, // 54: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
-	14, // 55: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
-	44, // 56: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
-	14, // 57: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
-	14, // 58: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
-	10, // 59: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
-	10, // 60: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
-	11, // 61: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
-	25, // 62: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
-	29, // 63: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
-	31, // 64: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
-	33, // 65: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
-	35, // 66: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
-	37, // 67: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
-	39, // 68: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
-	41, // 69: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
-	43, // 70: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
-	46, // 71: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
-	48, // 72: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
-	50, // 73: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
-	52, // 74: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
-	12, // 75: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
-	28, // 76: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
-	30, // 77: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
-	32, // 78: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
-	34, // 79: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
-	36, // 80: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
-	38, // 81: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
-	40, // 82: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
-	42, // 83: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
-	45, // 84: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
-	47, // 85: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
-	49, // 86: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
-	51, // 87: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
-	53, // 88: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
-	75, // [75:89] is the sub-list for method output_type
-	61, // [61:75] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	16, // 0: director.v1.GetStatusResponse.config:type_name -> director.v1.ConfigVersion
+	24, // 1: director.v1.GetStatusResponse.drained:type_name -> director.v1.Note
+	17, // 2: director.v1.GetStatusResponse.vips:type_name -> director.v1.VIP
+	19, // 3: director.v1.GetStatusResponse.services:type_name -> director.v1.Service
+	22, // 4: director.v1.GetStatusResponse.peers:type_name -> director.v1.Peer
+	56, // 5: director.v1.GetStatusResponse.sysctls:type_name -> director.v1.GetStatusResponse.SysctlsEntry
+	26, // 6: director.v1.GetStatusResponse.overrides:type_name -> director.v1.Override
+	23, // 7: director.v1.GetStatusResponse.reconcile:type_name -> director.v1.Reconcile
+	15, // 8: director.v1.GetStatusResponse.health_load:type_name -> director.v1.HealthLoad
+	13, // 9: director.v1.GetStatusResponse.sync:type_name -> director.v1.SyncStatus
+	14, // 10: director.v1.SyncStatus.daemons:type_name -> director.v1.SyncDaemon
+	58, // 11: director.v1.HealthLoad.since:type_name -> google.protobuf.Timestamp
+	57, // 12: director.v1.HealthLoad.skipped:type_name -> director.v1.HealthLoad.SkippedEntry
+	58, // 13: director.v1.ConfigVersion.loaded:type_name -> google.protobuf.Timestamp
+	0,  // 14: director.v1.VIP.state:type_name -> director.v1.VIPState
+	58, // 15: director.v1.VIP.since:type_name -> google.protobuf.Timestamp
+	1,  // 16: director.v1.Service.protocol:type_name -> director.v1.Protocol
+	2,  // 17: director.v1.Service.forwarding:type_name -> director.v1.Forwarding
+	18, // 18: director.v1.Service.counters:type_name -> director.v1.IPVSCounters
+	21, // 19: director.v1.Service.backends:type_name -> director.v1.Backend
+	3,  // 20: director.v1.Health.state:type_name -> director.v1.HealthState
+	59, // 21: director.v1.Health.latency:type_name -> google.protobuf.Duration
+	58, // 22: director.v1.Health.since:type_name -> google.protobuf.Timestamp
+	58, // 23: director.v1.Health.last_probe:type_name -> google.protobuf.Timestamp
+	20, // 24: director.v1.Backend.health:type_name -> director.v1.Health
+	18, // 25: director.v1.Backend.counters:type_name -> director.v1.IPVSCounters
+	4,  // 26: director.v1.Peer.state:type_name -> director.v1.PeerState
+	58, // 27: director.v1.Peer.since:type_name -> google.protobuf.Timestamp
+	5,  // 28: director.v1.Peer.bfd_state:type_name -> director.v1.BFDState
+	58, // 29: director.v1.Reconcile.last_pass:type_name -> google.protobuf.Timestamp
+	59, // 30: director.v1.Reconcile.last_duration:type_name -> google.protobuf.Duration
+	58, // 31: director.v1.Note.created:type_name -> google.protobuf.Timestamp
+	58, // 32: director.v1.Note.expires:type_name -> google.protobuf.Timestamp
+	6,  // 33: director.v1.Override.kind:type_name -> director.v1.OverrideKind
+	25, // 34: director.v1.Override.backend:type_name -> director.v1.BackendRef
+	24, // 35: director.v1.Override.note:type_name -> director.v1.Note
+	58, // 36: director.v1.Event.time:type_name -> google.protobuf.Timestamp
+	7,  // 37: director.v1.Event.kind:type_name -> director.v1.EventKind
+	28, // 38: director.v1.WatchResponse.event:type_name -> director.v1.Event
+	29, // 39: director.v1.WatchResponse.lost:type_name -> director.v1.EventsLost
+	25, // 40: director.v1.DrainBackendRequest.backend:type_name -> director.v1.BackendRef
+	59, // 41: director.v1.DrainBackendRequest.expires_after:type_name -> google.protobuf.Duration
+	26, // 42: director.v1.DrainBackendResponse.override:type_name -> director.v1.Override
+	25, // 43: director.v1.EnableBackendRequest.backend:type_name -> director.v1.BackendRef
+	26, // 44: director.v1.EnableBackendResponse.lifted:type_name -> director.v1.Override
+	25, // 45: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
+	59, // 46: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
+	26, // 47: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
+	26, // 48: director.v1.SetWeightResponse.cleared:type_name -> director.v1.Override
+	59, // 49: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
+	26, // 50: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
+	59, // 51: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
+	26, // 52: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
+	8,  // 53: director.v1.Change.kind:type_name -> director.v1.ChangeKind
+	9,  // 54: director.v1.Change.action:type_name -> director.v1.ChangeAction
+	46, // 55: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
+	16, // 56: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
+	16, // 57: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
+	46, // 58: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
+	16, // 59: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
+	16, // 60: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
+	10, // 61: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
+	10, // 62: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
+	11, // 63: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
+	27, // 64: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
+	31, // 65: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
+	33, // 66: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
+	35, // 67: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
+	37, // 68: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
+	39, // 69: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
+	41, // 70: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
+	43, // 71: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
+	45, // 72: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
+	48, // 73: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
+	50, // 74: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
+	52, // 75: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
+	54, // 76: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
+	12, // 77: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
+	30, // 78: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
+	32, // 79: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
+	34, // 80: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
+	36, // 81: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
+	38, // 82: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
+	40, // 83: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
+	42, // 84: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
+	44, // 85: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
+	47, // 86: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
+	49, // 87: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
+	51, // 88: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
+	53, // 89: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
+	55, // 90: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
+	77, // [77:91] is the sub-list for method output_type
+	63, // [63:77] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_director_v1_director_proto_init() }
@@ -4297,7 +4500,7 @@ func file_director_v1_director_proto_init() {
 	if File_director_v1_director_proto != nil {
 		return
 	}
-	file_director_v1_director_proto_msgTypes[17].OneofWrappers = []any{
+	file_director_v1_director_proto_msgTypes[19].OneofWrappers = []any{
 		(*WatchResponse_Event)(nil),
 		(*WatchResponse_Lost)(nil),
 	}
@@ -4307,7 +4510,7 @@ func file_director_v1_director_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_director_v1_director_proto_rawDesc), len(file_director_v1_director_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,67 @@
+package announcer
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/ipvs"
+)
+
+// Drift repair, the loop's side. The kernel can be changed behind the
+// daemon's back: IPVS services flushed or weights set by hand, sysctls
+// reset, sync daemons stopped, VIPs unbound. Bindings and routes are read
+// back on every pass (and the adapters wake the loop on address and route
+// events); IPVS has no events, so on every resync tick, at start and after a
+// reload the pass reads back the namespace-wide settings and makes the next
+// Apply read the owned services from the kernel. Whatever differs is
+// restored in that same pass; the adapters log and count each repair. What
+// cannot be restored keeps the VIPs it concerns withdrawn.
+
+// settingsFor is the data plane's namespace-wide settings cfg asks for.
+func settingsFor(cfg *config.Config) ipvs.Settings {
+	s := ipvs.Settings{ManageSysctls: cfg.IPVS.ManageSysctls, Sysctls: cfg.IPVS.Sysctls}
+	if y := cfg.IPVS.Sync; y != nil {
+		s.Sync = &ipvs.SyncConfig{Interface: y.Interface, SyncID: y.SyncID, MaxLen: y.MaxMessage,
+			Group: y.Group, Port: y.Port, TTL: y.TTL}
+	}
+	return s
+}
+
+// verify, when the pass must read the kernel back (st.verify), keeps the
+// settings and makes the coming Apply a full read.
+func (l *Loop) verify(ctx context.Context, st *state) {
+	if !st.verify || l.deps.IPVS == nil {
+		return
+	}
+	st.verify = false
+	l.deps.IPVS.Resync()
+	rep, err := l.deps.IPVS.Settings(ctx, settingsFor(st.cfg))
+	if err != nil && (st.settingsErr == nil || st.settingsErr.Error() != err.Error()) {
+		l.log.Error("IPVS sysctls could not be set; IPVS VIPs stay withdrawn until they are", "err", err)
+	}
+	if err == nil && st.settingsErr != nil {
+		l.log.Info("IPVS sysctls set again; IPVS VIPs may be advertised")
+	}
+	if e := rep.Sync.Error; e != "" && e != st.settings.Sync.Error {
+		l.log.Warn("IPVS connection synchronization does not run as configured", "err", e)
+	}
+	st.settings, st.settingsErr = rep, err
+}
+
+// settingsFailed marks every IPVS service failed while the sysctls they
+// depend on could not be set: flows would break when ECMP moves them, so
+// their VIPs are not advertised. The services stay programmed.
+func (st *state) settingsFailed(want []ipvs.Service, res *ApplyResult) {
+	if st.settingsErr == nil {
+		return
+	}
+	if res.Failed == nil {
+		res.Failed = make(map[ipvs.Key]error, len(want))
+	}
+	for _, s := range want {
+		if res.Failed[s.Key] == nil {
+			res.Failed[s.Key] = fmt.Errorf("flow-continuity sysctls not in place: %w", st.settingsErr)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package announcer
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/ipvs"
+)
+
+// settingsCalls returns how many times the loop kept the settings and made
+// the data plane read the kernel back, and the last settings it asked for.
+func (w *world) settingsCalls() (n, resyncs int, last ipvs.Settings) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.settings) > 0 {
+		last = w.settings[len(w.settings)-1]
+	}
+	return len(w.settings), w.resyncs, last
+}
+
+// TestLoopVerifiesKernelOnTicksAndReloads: the settings are kept and the
+// services read back at start, on every resync tick and after a reload;
+// health changes alone read nothing back.
+func TestLoopVerifiesKernelOnTicksAndReloads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, w, l := upLoop(t)
+		n, resyncs, last := w.settingsCalls()
+		if n != 1 || resyncs != 1 || last.Sync != nil || last.ManageSysctls != cfg.IPVS.ManageSysctls {
+			t.Fatalf("at start: %d settings calls, %d resyncs, last %+v; want one each", n, resyncs, last)
+		}
+		w.setHealth(healthOf(cfg, map[string]health.State{"10.0.2.21": down, "10.0.2.22": up, "10.0.2.31": up}))
+		synctest.Wait()
+		if n, resyncs, _ := w.settingsCalls(); n != 1 || resyncs != 1 {
+			t.Errorf("a health change read the kernel back: %d settings calls, %d resyncs", n, resyncs)
+		}
+		time.Sleep(cfg.Director.ResyncInterval)
+		synctest.Wait()
+		if n, resyncs, _ := w.settingsCalls(); n != 2 || resyncs != 2 {
+			t.Errorf("after a resync tick: %d settings calls, %d resyncs; want 2 and 2", n, resyncs)
+		}
+		next := cfg.Clone()
+		next.Digest = "v2"
+		next.IPVS.Sync = &config.Sync{Interface: "eth1", SyncID: 7, Group: config.DefaultSyncGroup, Port: 8848, TTL: 1}
+		if _, err := l.Reload(t.Context(), next); err != nil {
+			t.Fatal(err)
+		}
+		n, _, last = w.settingsCalls()
+		want := ipvs.SyncConfig{Interface: "eth1", SyncID: 7, Group: config.DefaultSyncGroup, Port: 8848, TTL: 1}
+		if n != 3 || last.Sync == nil || *last.Sync != want {
+			t.Errorf("after the reload: %d settings calls, sync %+v; want 3 and %+v", n, last.Sync, want)
+		}
+		if !l.Status().Sync.Configured {
+			t.Errorf("status does not show sync configured: %+v", l.Status().Sync)
+		}
+	})
+}
+
+// TestLoopWithdrawsWhileSysctlsCannotBeSet: without sloppy_tcp and friends
+// flows break when ECMP moves them, so the IPVS VIPs are not advertised
+// until the sysctls are in place again.
+func TestLoopWithdrawsWhileSysctlsCannotBeSet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := twoServiceConfig()
+		cfg.Director.HoldDown = 0
+		w := newWorld(t, "198.18.0.10", "198.18.0.11")
+		w.settingsErr = errors.New("IPVS sysctls: set IPVS sysctl sloppy_tcp=1: permission denied")
+		w.setHealth(healthOf(cfg, allUp))
+		l, stop := startLoop(t, cfg, w)
+		defer stop()
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 0 {
+			t.Errorf("advertised without the sysctls: %v", got)
+		}
+		v, _ := l.Status().VIP(netip.MustParseAddr("198.18.0.10"))
+		if !strings.Contains(v.Reason, "flow-continuity sysctls not in place") || !strings.Contains(v.Reason, "sloppy_tcp") {
+			t.Errorf("reason = %q", v.Reason)
+		}
+		w.mu.Lock()
+		w.settingsErr = nil
+		w.mu.Unlock()
+		time.Sleep(cfg.Director.ResyncInterval)
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 2 {
+			t.Errorf("advertised once the sysctls are set: %v", got)
+		}
+	})
+}
