@@ -288,6 +288,9 @@ func TestVMSyncKeepsMovedFlows(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// A synchronized entry needs no sloppy_tcp on the receiver: the moved
+	// flows' mid-stream packets find their entry (docs/flow-sync.md, 5).
+	l.b.sysctl(t, "net.ipv4.vs.sloppy_tcp", "0")
 	l.client.ip(t, "route", "replace", syncVIP+"/32", "via", "10.88.0.12")
 	kept, broken, on := moved(synced)
 	t.Logf("with sync: %d flows on %v moved to B: %d kept their real server, %d broke", len(synced), on, kept, broken)
@@ -298,7 +301,9 @@ func TestVMSyncKeepsMovedFlows(t *testing.T) {
 		t.Errorf("no flow reached rs2 or rs3 (%v): the test no longer shows draining and missing destinations", on)
 	}
 
-	// Control: the same without synchronization.
+	// Control: the same without synchronization (and sloppy_tcp back, so
+	// B schedules the moved flows rather than dropping them all).
+	l.b.sysctl(t, "net.ipv4.vs.sloppy_tcp", "1")
 	l.client.ip(t, "route", "replace", syncVIP+"/32", "via", "10.88.0.11")
 	if _, err := ha.Settings(context.Background(), ipvs.Settings{ManageSysctls: true}); err != nil {
 		t.Fatal(err)
