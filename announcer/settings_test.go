@@ -91,3 +91,30 @@ func TestLoopWithdrawsWhileSysctlsCannotBeSet(t *testing.T) {
 		}
 	})
 }
+
+// TestTargetsCarryTheForwardingPath: a forwarding check probes the VIP and
+// service port of its own service, so two services checking the same real
+// server with it are two probes; without it they share one.
+func TestTargetsCarryTheForwardingPath(t *testing.T) {
+	web := webService("web", "198.18.0.10", 1, "10.0.2.21")
+	api := webService("api", "198.18.0.11", 1, "10.0.2.21")
+	cfg := testConfig(web, api)
+	if n := len(Targets(cfg)); n != 1 {
+		t.Fatalf("without forwarding checks: %d targets, want 1 (shared)", n)
+	}
+	for i := range cfg.Services {
+		cfg.Services[i].Health.ForwardingCheck = true
+	}
+	cfg.Services[1].Forwarding = config.ForwardTunnel
+	ts := Targets(cfg)
+	if len(ts) != 2 {
+		t.Fatalf("with forwarding checks: %d targets, want 2", len(ts))
+	}
+	want := []health.Path{{VIP: netip.MustParseAddr("198.18.0.10"), Port: 80},
+		{VIP: netip.MustParseAddr("198.18.0.11"), Port: 80, Tunnel: true}}
+	for i, tg := range ts {
+		if tg.Path != want[i] {
+			t.Errorf("target %d path %+v, want %+v", i, tg.Path, want[i])
+		}
+	}
+}

@@ -30,7 +30,11 @@ func targetFor(svc *config.Service, b config.Backend) health.Target {
 	// Applied: a check naming the backend's own port is the same probe as
 	// one naming none.
 	spec.Port = 0
-	return health.Target{Addr: b.Address, Port: port, Spec: spec}
+	t := health.Target{Addr: b.Address, Port: port, Spec: spec}
+	if spec.ForwardingCheck {
+		t.Path = health.Path{VIP: svc.VIP, Port: svc.Port, Tunnel: svc.Forwarding == config.ForwardTunnel}
+	}
+	return t
 }
 
 // Targets returns every health target the configuration needs, deduplicated

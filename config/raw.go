@@ -146,6 +146,9 @@ type rawCheck struct {
 	QueryType     *string   `yaml:"query_type"`
 	RCode         *string   `yaml:"rcode"`
 	Command       []*string `yaml:"command"`
+	// ForwardingCheck is validated with the service (validate_service.go):
+	// it depends on the forwarding method, protocol and VIP.
+	ForwardingCheck *bool `yaml:"forwarding_check"`
 }
 
 type rawAdvertise struct {

@@ -74,6 +74,9 @@ func (v *validator) check(r *rawCheck, path string) Check {
 		c.Source, _ = v.addr(r.Source, path+".source")
 	}
 	c.TLSVerify = DefaultTLSVerify
+	if r.ForwardingCheck != nil {
+		c.ForwardingCheck = *r.ForwardingCheck
+	}
 	if !typeOK {
 		// The type-specific rules below would only add noise.
 		return c

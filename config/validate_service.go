@@ -181,6 +181,9 @@ func (v *validator) service(r *rawService, path string, announce Announce, bgp *
 	fwd, _ := v.enum(r.Forwarding, path+".forwarding", "forwarding method", DefaultForwarding.String(), []string{"dr", "nat", "tunnel", "local"})
 	s.Forwarding = map[string]Forwarding{"dr": ForwardDR, "nat": ForwardNAT, "tunnel": ForwardTunnel, "local": ForwardLocal}[fwd]
 	s.Health = v.check(r.Health, path+".health")
+	if s.Health.ForwardingCheck {
+		v.forwardingCheck(s, vok && ok.proto, path+".health.forwarding_check")
+	}
 	s.Advertise = v.advertise(r.Advertise, path+".advertise", announce)
 	if vok && announce == AnnounceBGP && bgp != nil && len(bgp.Peers) > 0 {
 		carried := false
@@ -411,4 +414,22 @@ func (v *validator) community(c *string, path string, n int, form string, limit 
 		out[i] = uint32(x)
 	}
 	return out, true
+}
+
+// forwardingCheck rejects a forwarding check the service cannot have: it
+// sends a TCP handshake to an IPv4 VIP the way direct routing or IP-in-IP
+// deliver it. known says the VIP and protocol parsed.
+func (v *validator) forwardingCheck(s Service, known bool, path string) {
+	switch {
+	case s.Forwarding != ForwardDR && s.Forwarding != ForwardTunnel:
+		v.errf(path, "a forwarding check needs forwarding dr or tunnel, not %s", s.Forwarding).
+			hintf("with nat and local the ordinary check already takes the path traffic takes; remove forwarding_check")
+	case !known:
+	case s.Protocol != TCP:
+		v.errf(path, "a forwarding check sends a TCP handshake; service %s is %s", s.Name, s.Protocol).
+			hintf("remove forwarding_check from UDP services")
+	case !s.VIP.Is4():
+		v.errf(path, "a forwarding check supports IPv4 VIPs only, not %s", s.VIP).
+			hintf("remove forwarding_check; IPv6 is not supported yet")
+	}
 }

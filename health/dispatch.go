@@ -50,7 +50,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		var batch []*entry
 		for _, e := range due {
-			if eng != nil && e.target.Spec.Type == check.TCP {
+			if eng != nil && e.target.Spec.Type == check.TCP && !e.target.Path.VIP.IsValid() {
 				batch = append(batch, e)
 				continue
 			}

@@ -118,11 +118,16 @@ func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error
 	}
 }
 
-// check runs the checker for t's type.
+// check runs the checker for t's type, then, when it passes and t has a
+// forwarding Path, the forwarding check.
 func (s *Scheduler) check(ctx context.Context, t Target) error {
 	c, ok := s.checkers[t.Spec.Type]
 	if !ok || c == nil {
 		return fmt.Errorf("no checker for health check type %q; use tcp, http, https, udp, dns or exec", t.Spec.Type)
 	}
-	return c.Check(ctx, t)
+	if err := c.Check(ctx, t); err != nil || !t.Path.VIP.IsValid() {
+		return err
+	}
+	// The real server answers; now through the forwarding path.
+	return s.forward.Check(ctx, t)
 }

@@ -56,6 +56,10 @@ type Options struct {
 	// Checkers overrides the checker per Type; types it does not name use
 	// DefaultCheckers. Tests inject fakes here.
 	Checkers map[check.Type]Checker
+	// Forwarding overrides the forwarding check that runs after a passing
+	// probe of a target with a Path (the built-in one sends raw packets and
+	// needs CAP_NET_RAW). Tests inject fakes here.
+	Forwarding Checker
 }
 
 // Scheduler probes every target on its own cadence from one timer heap, so
@@ -82,6 +86,7 @@ type Scheduler struct {
 	now      func() time.Time
 	onProbe  func(Target, bool, time.Duration, error)
 	checkers map[check.Type]Checker
+	forward  Checker // the forwarding check (forward.go)
 	coalesce time.Duration
 
 	// sockets bounds the sockets of probes in flight (the tcp engine's and
@@ -121,6 +126,7 @@ func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
 		now:      opts.Now,
 		onProbe:  opts.OnProbe,
 		checkers: DefaultCheckers(),
+		forward:  opts.Forwarding,
 		coalesce: opts.Coalesce,
 		rand:     opts.Rand,
 		entries:  make(map[string]*entry),
@@ -129,6 +135,9 @@ func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.forward == nil {
+		s.forward = CheckerFunc(forwardingProbe)
 	}
 	s.queue.base = s.now()
 	s.sockets.limit = int64(inFlightLimit())

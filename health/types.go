@@ -22,13 +22,42 @@ type Target struct {
 	Port uint16
 	// Spec is how it is probed; the configuration's check, shared type.
 	Spec check.Spec
+	// Path is where the forwarding check (Spec.ForwardingCheck) sends its
+	// handshake; zero without one.
+	Path Path
+}
+
+// Path is the forwarded traffic a forwarding check imitates: addressed to
+// the VIP and service port, delivered to the target's address the way the
+// service forwards.
+type Path struct {
+	// VIP and Port are what forwarded traffic is addressed to.
+	VIP netip.Addr
+	// Port is the service port.
+	Port uint16
+	// Tunnel is IP-in-IP (forwarding: tunnel); false is direct routing.
+	Tunnel bool
+}
+
+// appendTo appends an encoding of p for the probe key ("" for none).
+func (p Path) appendTo(b []byte) []byte {
+	if !p.VIP.IsValid() {
+		return b
+	}
+	b = append(b, "|via "...)
+	b = netip.AddrPortFrom(p.VIP, p.Port).AppendTo(b)
+	if p.Tunnel {
+		b = append(b, " tunnel"...)
+	}
+	return b
 }
 
 // Key identifies t: "type|addr:port|probe-hash|interval/timeout/rise/fall".
 // Equal keys are deduplicated into one probe with one verdict. The first
 // three parts are ProbeKey, what is probed (the hash covers every field of
-// check.Spec.AppendProbe, 64 bits of SHA-256, so distinct checks collide with
-// negligible probability); the last part is the timing. Keys stay short
+// check.Spec.AppendProbe and the forwarding Path, 64 bits of SHA-256, so
+// distinct checks collide with negligible probability); the last part is
+// the timing. Keys stay short
 // because the announcer looks every backend up by key on every pass.
 func (t Target) Key() string {
 	b := make([]byte, 0, 96)
@@ -46,7 +75,7 @@ func (t Target) ProbeKey() string { return string(t.appendProbeKey(make([]byte, 
 // appendProbeKey appends "type|addr:port|probe-hash".
 func (t Target) appendProbeKey(b []byte) []byte {
 	var buf [256]byte
-	sum := sha256.Sum256(t.Spec.AppendProbe(buf[:0]))
+	sum := sha256.Sum256(t.Path.appendTo(t.Spec.AppendProbe(buf[:0])))
 	b = append(b, t.Spec.Type...)
 	b = append(b, '|')
 	b = netip.AddrPortFrom(t.Addr, t.Port).AppendTo(b)

@@ -12,7 +12,8 @@ import (
 // encoding field by field), timing changes only Key.
 func TestKeyParts(t *testing.T) {
 	base := Target{Addr: mustAddr("10.0.2.21"), Port: 80, Spec: check.Spec{Type: check.HTTP,
-		Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3, Path: "/healthz"}}
+		Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3, Path: "/healthz", ForwardingCheck: true},
+		Path: Path{VIP: mustAddr("198.18.0.10"), Port: 80}}
 	if got, want := base.Key(), base.ProbeKey()+"|1s/500ms/2/3"; got != want {
 		t.Fatalf("Key = %q, want %q", got, want)
 	}
@@ -26,6 +27,11 @@ func TestKeyParts(t *testing.T) {
 		"expect_body": func(t *Target) { t.Spec.ExpectBody = "ok" },
 		"path":        func(t *Target) { t.Spec.Path = "/" },
 		"command":     func(t *Target) { t.Spec.Command = []string{"x"} },
+		"forwarding":  func(t *Target) { t.Spec.ForwardingCheck = false },
+		"via vip":     func(t *Target) { t.Path.VIP = mustAddr("198.18.0.11") },
+		"via port":    func(t *Target) { t.Path.Port = 443 },
+		"via tunnel":  func(t *Target) { t.Path.Tunnel = true },
+		"no via":      func(t *Target) { t.Path = Path{} },
 	}
 	for name, change := range probe {
 		c := base

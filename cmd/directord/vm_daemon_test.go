@@ -49,6 +49,10 @@ func (l *vmLab) writeConfig(tunBackends int) {
 	for i := range tunBackends {
 		fmt.Fprintf(&tun, "      - { address: %s.%d }\n", labNet, 11+i)
 	}
+	fwd := ""
+	if l.forwardingCheck {
+		fwd = ", forwarding_check: true"
+	}
 	cfg := fmt.Sprintf(`director:
   name: vm1
   announce: none
@@ -68,7 +72,7 @@ services:
     forwarding: dr
     scheduler: mh
     scheduler_flags: [mh-port, mh-fallback]
-    health: { type: http, path: /, interval: %s, timeout: %s, rise: 2, fall: %d }
+    health: { type: http, path: /, interval: %s, timeout: %s, rise: 2, fall: %d%s }
     backends:
       - { address: %s.11, weight: 1 }
       - { address: %s.12, weight: 2 }
@@ -77,10 +81,10 @@ services:
     vip: %s
     port: 80
     forwarding: tunnel
-    health: { type: tcp, interval: %s, timeout: %s, rise: 2, fall: %d }
+    health: { type: tcp, interval: %s, timeout: %s, rise: 2, fall: %d%s }
     backends:
-%s`, drainDelay, graceful, linger, l.sock, metricsAddr, webVIP, interval, timeout, checkFall,
-		labNet, labNet, labNet, tunVIP, interval, timeout, checkFall, tun.String())
+%s`, drainDelay, graceful, linger, l.sock, metricsAddr, webVIP, interval, timeout, checkFall, fwd,
+		labNet, labNet, labNet, tunVIP, interval, timeout, checkFall, fwd, tun.String())
 	if err := os.WriteFile(l.cfgPath, []byte(cfg), 0o644); err != nil {
 		l.t.Fatal(err)
 	}

@@ -144,6 +144,8 @@ type vmLab struct {
 	// checkInterval and checkTimeout override the checks' timing in
 	// writeConfig (zero: checkInterval and 300 ms).
 	checkInterval, checkTimeout time.Duration
+	// forwardingCheck adds forwarding_check to both services' checks.
+	forwardingCheck bool
 }
 
 func newVMLab(t *testing.T) *vmLab {

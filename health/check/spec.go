@@ -77,6 +77,11 @@ type Spec struct {
 	// Command is an exec check's argv. The target is passed in the
 	// environment as DIRECTOR_TARGET_ADDR and DIRECTOR_TARGET_PORT.
 	Command []string `config:"command"`
+	// ForwardingCheck adds, after every probe that passes, a TCP handshake
+	// with the VIP and service port sent the way forwarded traffic goes: to
+	// the real server's MAC address (dr) or inside IP-in-IP (tunnel). A real
+	// server that would drop forwarded traffic (no VIP on lo) fails it.
+	ForwardingCheck bool `config:"forwarding_check"`
 }
 
 // AppendProbe appends an unambiguous encoding of every field that says what
@@ -106,6 +111,11 @@ func (s *Spec) AppendProbe(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s.Command)))
 	for _, a := range s.Command {
 		b = appendString(b, a)
+	}
+	if s.ForwardingCheck {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
 	}
 	return b
 }
