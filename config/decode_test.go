@@ -206,6 +206,44 @@ services:
 	}
 }
 
+// TestBFDOnMultihopSessions: BFD asked for on a multihop session (multihop_ttl
+// or ttl_security above 1) loads without it, with a warning at the bfd line,
+// because the speaker runs single-hop BFD only; on a one-hop session it stays,
+// with a warning for GTSM, where FRR runs multihop BFD.
+func TestBFDOnMultihopSessions(t *testing.T) {
+	c := mustParse(t, `director: { name: d1 }
+bgp:
+  asn: 65100
+  router_id: 10.0.1.11
+  peers:
+    - { address: 10.0.1.1, asn: 65000, bfd: {} }
+    - { address: 10.0.2.1, asn: 65000, multihop_ttl: 2, bfd: {} }
+    - { address: 10.0.3.1, asn: 65000, ttl_security: 2, bfd: {} }
+    - { address: 10.0.4.1, asn: 65000, ttl_security: 1, bfd: {} }
+services:
+  - { name: web, vip: 198.18.0.10, port: 80, backends: [ { address: 10.0.2.21 } ] }
+`)
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, w.Error())
+	}
+	hint := " (hint: remove bfd; failures of this session are detected by hold_time, and router-config leaves BFD out for it)"
+	want := []string{
+		"test.yaml:7: bgp.peers[1].bfd: bfd is not used on this session: it is multihop (2 hops) and the speaker runs single-hop BFD only" + hint,
+		"test.yaml:8: bgp.peers[2].bfd: bfd is not used on this session: it is multihop (2 hops) and the speaker runs single-hop BFD only" + hint,
+		"test.yaml:9: bgp.peers[3].bfd: with an FRR router, bfd stays down on this ttl_security session: FRR 8.4 runs multihop BFD with GTSM neighbors, and the speaker answers single-hop BFD only" +
+			" (hint: BIRD runs single-hop BFD here; with FRR, router-config leaves BFD out for this session and failures are detected by hold_time)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	for i, on := range []bool{true, false, false, true} {
+		if (c.BGP.Peers[i].BFD != nil) != on {
+			t.Errorf("peers[%d].BFD = %+v, want BFD on: %v", i, c.BGP.Peers[i].BFD, on)
+		}
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"))
 	if !errors.Is(err, fs.ErrNotExist) {

@@ -208,12 +208,16 @@ func TestFullFile(t *testing.T) {
 				{
 					Address: ip("10.0.1.1"), ASN: 65000, Port: 179, LocalAddress: ip("10.0.1.11"),
 					HoldTime: 6 * time.Second, Keepalive: 2 * time.Second, ConnectRetry: 2 * time.Second,
-					IdleHoldAfterReset: 3 * time.Second, Passive: true, Password: "s3cret", PasswordFrom: "inline", TTLSecurity: 1,
+					IdleHoldAfterReset: 3 * time.Second, Passive: true, Password: "s3cret", PasswordFrom: "inline",
 					BFD: &BFD{MinInterval: 100 * time.Millisecond, Multiplier: 5}, IPv4: true,
 				},
 				{
 					Address: ip("2001:db8:1::1"), ASN: 65000, Port: 179, HoldTime: 0, Keepalive: 0,
 					ConnectRetry: time.Second, IdleHoldAfterReset: time.Second, MultihopTTL: 2, IPv6: true,
+				},
+				{
+					Address: ip("10.0.3.1"), ASN: 65000, Port: 179, HoldTime: DefaultHoldTime, Keepalive: DefaultHoldTime / 3,
+					ConnectRetry: time.Second, IdleHoldAfterReset: time.Second, TTLSecurity: 1, IPv4: true,
 				},
 			},
 		},

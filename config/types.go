@@ -225,6 +225,12 @@ type Peer struct {
 	IPv4, IPv6 bool
 }
 
+// Hops is how many hops away the session allows the peer to be: 1 for a
+// directly connected peer, multihop_ttl or ttl_security when set.
+func (p Peer) Hops() int {
+	return max(1, int(p.MultihopTTL), int(p.TTLSecurity))
+}
+
 // BFD holds a session's BFD timers.
 type BFD struct {
 	// MinInterval is the desired transmit and required receive interval.

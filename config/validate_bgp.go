@@ -174,6 +174,17 @@ func (v *validator) peer(rp *rawPeer, path string, listenPort uint16) (Peer, boo
 	p.Password, p.PasswordFrom = v.password(rp, path)
 	if rp.BFD != nil {
 		p.BFD = v.bfd(rp.BFD, path+".bfd")
+		if hops := p.Hops(); hops > 1 {
+			// The embedded speaker runs single-hop BFD (RFC 5881: TTL 255,
+			// port 3784); a router expects multihop BFD (RFC 5883, port
+			// 4784) on such a session, and the two never meet.
+			v.warnf(path+".bfd", "bfd is not used on this session: it is multihop (%d hops) and the speaker runs single-hop BFD only", hops).
+				hintf("remove bfd; failures of this session are detected by hold_time, and router-config leaves BFD out for it")
+			p.BFD = nil
+		} else if p.TTLSecurity > 0 {
+			v.warnf(path+".bfd", "with an FRR router, bfd stays down on this ttl_security session: FRR 8.4 runs multihop BFD with GTSM neighbors, and the speaker answers single-hop BFD only").
+				hintf("BIRD runs single-hop BFD here; with FRR, router-config leaves BFD out for this session and failures are detected by hold_time")
+		}
 	}
 	p.IPv4, p.IPv6 = v.families(rp.Families, path+".families", addr.Is4() || !ok)
 	return p, ok

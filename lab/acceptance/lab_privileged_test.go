@@ -6,7 +6,6 @@ import (
 	"cmp"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -220,18 +219,11 @@ func (l *aLab) startDirectors() {
 // it needed hand edits to work, that would be a bug of router-config.
 func (l *aLab) startRouterBGP() {
 	l.t.Helper()
-	args := []string{"router-config", "-flavor", "frr"}
+	var files []string
 	for _, d := range l.dirs {
-		args = append(args, d.routerFile)
+		files = append(files, d.routerFile)
 	}
-	cmd := exec.Command(directordBin, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		l.t.Fatalf("directord %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	l.routerConf = string(out)
+	l.routerConf = routerConfig(l.t, "frr", files)
 	l.frr = l.rtr.StartFRR(l.routerConf, "bgpd", "bfdd")
 }
 
@@ -239,20 +231,11 @@ func (l *aLab) startRouterBGP() {
 // the ports of the director's services.
 func (l *aLab) startListener(d *director) {
 	l.t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		l.t.Fatal(err)
-	}
 	ports := port4
 	if d.conf.ipv6 {
 		ports += "," + port6
 	}
-	d.listener = d.ns.Start(d.name+"/listener", []string{listenerEnv + "=" + ports}, self)
-	_, i, err := d.listener.WaitOutput("ready", 0, 10*time.Second)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	d.lsnSkip = i + 1
+	d.listener, d.lsnSkip = startListenerProc(l.t, d.ns, d.name, ports, "")
 }
 
 // startDaemon runs directord in the director's namespace and waits until it
@@ -269,18 +252,7 @@ func (l *aLab) startDaemon(d *director) {
 // returns once the helper confirmed it (the socket is closed or listening).
 func (l *aLab) setListener(d *director, port string, open bool) {
 	l.t.Helper()
-	verb, done := "close", "closed"
-	if open {
-		verb, done = "open", "opened"
-	}
-	if err := d.listener.Send(verb + " " + port); err != nil {
-		l.t.Fatal(err)
-	}
-	_, i, err := d.listener.WaitOutput(done+" "+port, d.lsnSkip, 5*time.Second)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	d.lsnSkip = i + 1
+	setListenerPort(l.t, d.listener, &d.lsnSkip, port, open)
 }
 
 // gateways returns the router's FIB next hops for prefix, sorted.

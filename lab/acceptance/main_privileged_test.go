@@ -4,15 +4,20 @@ package acceptance
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/anycast-director/director/lab/netlab"
 )
 
 // The tests run two kinds of processes inside the director namespaces, both
@@ -29,6 +34,16 @@ import (
 // every address of its namespace (one dual-stack socket per port).
 const listenerEnv = "DIRECTOR_ACCEPTANCE_LISTENER"
 
+// listenerNameEnv, when set, makes the listener write this name and a newline
+// to every connection before closing it, so a client can tell who answered.
+const listenerNameEnv = "DIRECTOR_ACCEPTANCE_LISTENER_NAME"
+
+// clientEnv makes TestMain run the client helper instead of the tests:
+// "HOST:PORT,N" (HOST in brackets for IPv6) opens N connections one after
+// the other, reads each answer's first line and prints a JSON object of
+// answers by name, with failures counted under "error".
+const clientEnv = "DIRECTOR_ACCEPTANCE_CLIENT"
+
 // directordBin is the directord binary built by TestMain; set once before
 // the tests run and only read afterwards.
 var directordBin string
@@ -36,6 +51,9 @@ var directordBin string
 func TestMain(m *testing.M) {
 	if ports := os.Getenv(listenerEnv); ports != "" {
 		os.Exit(runListener(ports))
+	}
+	if spec := os.Getenv(clientEnv); spec != "" {
+		os.Exit(runClient(spec))
 	}
 	os.Exit(runTests(m))
 }
@@ -84,6 +102,7 @@ func runListener(spec string) int {
 		fmt.Printf(format+"\n", args...)
 	}
 	open := map[string]net.Listener{}
+	name := os.Getenv(listenerNameEnv)
 	listen := func(port string) error {
 		l, err := net.Listen("tcp", ":"+port)
 		if err != nil {
@@ -95,6 +114,10 @@ func runListener(spec string) int {
 				c, err := l.Accept()
 				if err != nil {
 					return // closed
+				}
+				if name != "" {
+					c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+					c.Write([]byte(name + "\n"))
 				}
 				c.Close()
 			}
@@ -141,4 +164,93 @@ func runListener(spec string) int {
 		}
 	}
 	return 0
+}
+
+// runClient is the client helper's main (clientEnv).
+func runClient(spec string) int {
+	addr, count, ok := strings.Cut(spec, ",")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil || n < 1 || n > 1000 {
+		fmt.Printf("error bad client spec %q: want HOST:PORT,N with N in 1..1000\n", spec)
+		return 1
+	}
+	got := map[string]int{}
+	for range n {
+		got[answer(addr)]++
+	}
+	b, _ := json.Marshal(got)
+	fmt.Println(string(b))
+	return 0
+}
+
+// answer connects to addr and returns the first line it sends, or "error".
+func answer(addr string) string {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "error"
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "error"
+	}
+	return strings.TrimSpace(line)
+}
+
+// startListenerProc runs the listener helper in ns on ports (comma-separated),
+// answering with name when it is not empty, and returns it with the number
+// of output lines read up to its "ready".
+func startListenerProc(t testing.TB, ns *netlab.NS, dirName, ports, name string) (*netlab.Proc, int) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{listenerEnv + "=" + ports}
+	if name != "" {
+		env = append(env, listenerNameEnv+"="+name)
+	}
+	p := ns.Start(dirName+"/listener", env, self)
+	_, i, err := p.WaitOutput("ready", 0, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, i + 1
+}
+
+// setListenerPort opens or closes one port of a listener helper and returns
+// once the helper confirmed it (the socket is closed or listening); skip
+// counts the helper's output lines read so far.
+func setListenerPort(t testing.TB, p *netlab.Proc, skip *int, port string, open bool) {
+	t.Helper()
+	verb, done := "close", "closed"
+	if open {
+		verb, done = "open", "opened"
+	}
+	if err := p.Send(verb + " " + port); err != nil {
+		t.Fatal(err)
+	}
+	_, i, err := p.WaitOutput(done+" "+port, *skip, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*skip = i + 1
+}
+
+// routerConfig runs the real `directord router-config -flavor FLAVOR` on
+// director files (options before them) and returns what it printed. The
+// tests use it as printed: a router configuration that needed hand edits to
+// work would be a bug of router-config.
+func routerConfig(t testing.TB, flavor string, files []string, opts ...string) string {
+	t.Helper()
+	args := append(append([]string{"router-config", "-flavor", flavor}, opts...), files...)
+	cmd := exec.Command(directordBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("directord %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
 }

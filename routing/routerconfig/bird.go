@@ -41,21 +41,10 @@ func renderBIRD(m *model) []byte {
 	w.line("protocol device {")
 	w.line("}")
 	w.line("")
-	w.comment("", "Install the routes, with one next hop per director (ECMP).")
-	fams := []struct {
-		v6   bool
-		name string
-	}{{false, "ipv4"}, {true, "ipv6"}}
-	for _, f := range fams {
-		if !m.hasFamily(f.v6) && (m.ospf == nil || (f.v6 && !m.ospf.ipv6)) {
-			continue
-		}
-		w.line("protocol kernel directord_kernel_%s {", f.name)
-		w.line("  %s { import none; export all; };", f.name)
-		w.line("  merge paths on limit %d;", m.maxPaths)
-		w.line("}")
+	birdKernel(w, m)
+	if m.multihop {
+		birdDirect(w, m)
 	}
-	w.line("")
 	if len(m.sessions) > 0 {
 		birdBGP(w, m)
 	}
@@ -63,6 +52,76 @@ func renderBIRD(m *model) []byte {
 		birdOSPF(w, m)
 	}
 	return w.Bytes()
+}
+
+// birdFamilies are the address families of BIRD's channels.
+var birdFamilies = []struct {
+	v6   bool
+	name string
+}{{false, "ipv4"}, {true, "ipv6"}}
+
+// birdKernel writes the kernel protocols that install the directors' routes
+// with one next hop per director. Routes of the direct protocol (connected
+// networks, there for next-hop resolution) are not exported: the kernel has
+// them already. With multihop directors the kernel protocol also learns the
+// routes toward them that the router's kernel holds (static routes, another
+// daemon's), and nothing else, so BIRD can resolve their next hops.
+func birdKernel(w *birdWriter, m *model) {
+	w.comment("", "Install the routes, with one next hop per director (ECMP).")
+	for _, f := range birdFamilies {
+		if !m.hasFamily(f.v6) && (m.ospf == nil || (f.v6 && !m.ospf.ipv6)) {
+			continue
+		}
+		learn := multihopAddrs(m, f.v6)
+		w.line("protocol kernel directord_kernel_%s {", f.name)
+		if len(learn) == 0 {
+			w.line("  %s { import none; export where source != RTS_DEVICE; };", f.name)
+		} else {
+			w.comment("  ", "learn the kernel's routes toward the multihop directors, for their next hops")
+			w.line("  %s { import where %s; export where source != RTS_DEVICE; };", f.name, birdContainsAny(learn))
+			w.line("  learn;")
+		}
+		w.line("  merge paths on limit %d;", m.maxPaths)
+		w.line("}")
+	}
+	w.line("")
+}
+
+// birdDirect writes the direct protocol: BIRD resolves the next hop of a
+// multihop session recursively through its own table, which without it holds
+// no route to a director on a connected network, and the VIP would be
+// installed as unreachable.
+func birdDirect(w *birdWriter, m *model) {
+	w.comment("", "Connected networks, so BIRD can resolve the next hops of multihop directors\n(it looks them up in its own table; without a route there the VIP becomes\nunreachable). Not exported to the kernel, which has them already.")
+	w.line("protocol direct directord_direct {")
+	for _, f := range birdFamilies {
+		if m.hasFamily(f.v6) {
+			w.line("  %s;", f.name)
+		}
+	}
+	w.line("}")
+	w.line("")
+}
+
+// multihopAddrs returns the addresses of the multihop directors of a family.
+func multihopAddrs(m *model, v6 bool) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range m.sessions {
+		if s.hops() > 1 && s.addr.Is6() == v6 {
+			out = append(out, s.addr)
+		}
+	}
+	return out
+}
+
+// birdContainsAny is a filter condition true for a route whose prefix
+// contains any of the addresses.
+func birdContainsAny(addrs []netip.Addr) string {
+	parts := make([]string, len(addrs))
+	for i, a := range addrs {
+		parts[i] = a.String() + " ~ net"
+	}
+	return strings.Join(parts, " || ")
 }
 
 // birdVIPSet renders a prefix set; an empty family gets a set that matches
@@ -139,6 +198,20 @@ func birdSession(w *birdWriter, m *model, s session, name string) {
 	if s.password != "" {
 		w.line("  password \"%s\";", s.password)
 	}
+	birdHops(w, m, s)
+	if s.bfd != nil {
+		w.line("  bfd { min rx interval %d ms; min tx interval %d ms; multiplier %d; };", s.bfd.intervalMS, s.bfd.intervalMS, s.bfd.multiplier)
+	}
+	birdChannels(w, m, s)
+	w.line("}")
+	w.line("")
+}
+
+// birdHops writes how far the director is: GTSM, multihop, or (for a
+// director in the router's own AS, which BIRD treats as multihop by default)
+// directly connected, so its next hop needs no recursive lookup and BFD is
+// single-hop, as the director's.
+func birdHops(w *birdWriter, m *model, s session) {
 	switch {
 	case s.ttlSecurity != 0:
 		w.line("  ttl security on;")
@@ -147,13 +220,10 @@ func birdSession(w *birdWriter, m *model, s session, name string) {
 		}
 	case s.multihop != 0:
 		w.line("  multihop %d;", s.multihop)
+	case s.asn == m.routerASN:
+		w.comment("  ", "iBGP, directly connected (give the director's peer entry multihop_ttl if it is not)")
+		w.line("  direct;")
 	}
-	if s.bfd != nil {
-		w.line("  bfd { min rx interval %d ms; min tx interval %d ms; multiplier %d; };", s.bfd.intervalMS, s.bfd.intervalMS, s.bfd.multiplier)
-	}
-	birdChannels(w, m, s)
-	w.line("}")
-	w.line("")
 }
 
 // birdNeighbor writes the director's address and port, and who connects.
@@ -226,6 +296,8 @@ func birdOSPF(w *birdWriter, m *model) {
 			continue
 		}
 		w.line("protocol ospf %s directord_ospf_%s {", v.version, v.version)
+		w.comment("  ", "SPF runs on this tick: a withdraw reaches the FIB up to 1 s after its LSA\n(1 s is BIRD's shortest; see docs/ospf.md)")
+		w.line("  tick 1;")
 		w.line("  ecmp yes limit %d;", m.maxPaths)
 		w.line("  %s { import all; export none; };", v.channel)
 		w.line("  area %s {", o.area)

@@ -170,7 +170,10 @@ func frrNeighbor(w *frrWriter, m *model, s session) {
 	if s.ttlSecurity != 0 {
 		w.line(" neighbor %s ttl-security hops %d", n, s.ttlSecurity)
 	}
-	if s.bfd != nil {
+	switch {
+	case s.bfd != nil && s.ttlSecurity != 0:
+		w.comment("no BFD: FRR 8.4 runs multihop BFD with a ttl-security neighbor, and the\ndirector answers single-hop BFD only; the hold time detects failures")
+	case s.bfd != nil:
 		w.line(" neighbor %s bfd profile %s", n, s.bfd.name)
 	}
 }

@@ -69,13 +69,16 @@ func TestPrivilegedFRRAcceptsGenerated(t *testing.T) {
 			}
 			if gc.name == "md5-bfd" {
 				// bgpd hands a session to bfdd only once it has a peer, so
-				// check bgpd's view: BFD and MD5 are on for both neighbors.
-				for _, n := range []string{"10.0.1.11", "10.255.0.12"} {
+				// check bgpd's view: MD5 on both MD5 neighbors, BFD only on
+				// the one-hop session without GTSM (the multihop one and
+				// the GTSM one cannot run the director's single-hop BFD).
+				for n, bfd := range map[string]bool{"10.0.1.11": true, "10.255.0.12": false, "10.0.1.13": false} {
 					nb := vtysh(t, dir, "show bgp neighbor "+n)
-					for _, want := range []string{"BFD: Type:", "Peer Authentication Enabled"} {
-						if !strings.Contains(nb, want) {
-							t.Errorf("show bgp neighbor %s lacks %q:\n%s", n, want, nb)
-						}
+					if strings.Contains(nb, "BFD: Type:") != bfd {
+						t.Errorf("show bgp neighbor %s: BFD on is %v, want %v:\n%s", n, !bfd, bfd, nb)
+					}
+					if n != "10.0.1.13" && !strings.Contains(nb, "Peer Authentication Enabled") {
+						t.Errorf("show bgp neighbor %s lacks MD5:\n%s", n, nb)
 					}
 				}
 			}

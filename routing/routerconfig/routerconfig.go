@@ -96,6 +96,7 @@ type model struct {
 	profiles  []bfdProfile
 	relax     bool
 	ibgp      bool
+	multihop  bool // a session is multihop: next hops resolve recursively
 	maxPaths  int
 	maxPrefix int
 	ospf      *ospfModel
@@ -123,6 +124,9 @@ type session struct {
 	bfd         *bfdProfile
 	ipv4, ipv6  bool
 }
+
+// hops is how far the director may be: 1 for a directly connected one.
+func (s session) hops() int { return max(1, int(s.multihop), int(s.ttlSecurity)) }
 
 // bfdProfile is one set of BFD timers shared by sessions.
 type bfdProfile struct {
@@ -278,6 +282,7 @@ func (m *model) finishBGP() {
 		if s.bfd != nil {
 			profiles[s.bfd.name] = *s.bfd
 		}
+		m.multihop = m.multihop || s.hops() > 1
 	}
 	m.relax = len(asns) > 1
 	for _, p := range profiles {

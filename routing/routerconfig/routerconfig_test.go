@@ -31,6 +31,7 @@ func goldenCases() []goldenCase {
 		{name: "three-asn"},
 		{name: "md5-bfd"},
 		{name: "ipv6"},
+		{name: "ibgp"},
 		{name: "ospf", opts: Options{
 			RouterID: netip.MustParseAddr("10.0.0.1"),
 			OSPF:     OSPFOptions{Interfaces: []string{"eth1", "eth2"}, PointToPoint: true},
@@ -122,9 +123,9 @@ func TestGenerateContent(t *testing.T) {
 			" neighbor 10.0.1.11 password s3cret-d1",
 			" neighbor 10.255.0.12 password s3cret-d2",
 			" profile directord-100ms-x3\n  transmit-interval 100\n  receive-interval 100\n  detect-multiplier 3",
-			" profile directord-300ms-x3",
 			" neighbor 10.0.1.11 bfd profile directord-100ms-x3",
-			" neighbor 10.0.1.11 ttl-security hops 1",
+			" neighbor 10.0.1.13 ttl-security hops 1",
+			"! no BFD: FRR 8.4 runs multihop BFD with a ttl-security neighbor",
 			" neighbor 10.255.0.12 ebgp-multihop 2",
 			" neighbor 10.255.0.12 passive",
 			" neighbor 10.0.1.11 timers 3 9",
@@ -156,7 +157,15 @@ func TestGenerateContent(t *testing.T) {
 			`  password "s3cret-d1";`,
 			"  bfd { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };",
 			"protocol bfd directord_bfd {", "  ttl security on;", "  multihop 2;", "  passive on;",
+			"protocol direct directord_direct {", "import where 10.255.0.12 ~ net;", "  learn;",
+		}, notWant: []string{"300 ms"}},
+		{dir: "ibgp", flavor: "bird", want: []string{
+			"  neighbor 10.0.1.11 as 65000;\n", "  direct;\n  bfd {",
+			"  neighbor 10.0.9.12 as 65000;", "  multihop 2;", "protocol direct directord_direct {",
 		}},
+		{dir: "ibgp", flavor: "frr", want: []string{
+			" maximum-paths ibgp 8", " neighbor 10.0.1.11 bfd profile directord-100ms-x3",
+		}, notWant: []string{"ebgp-multihop"}},
 		{dir: "ospf", flavor: "bird", opts: Options{RouterID: netip.MustParseAddr("10.0.0.1"), OSPF: OSPFOptions{Interfaces: []string{"eth1", "eth2"}, PointToPoint: true}}, want: []string{
 			"protocol ospf v2 directord_ospf_v2 {", "protocol ospf v3 directord_ospf_v3 {",
 			`    interface "eth1", "eth2" { type ptp; hello 1; dead 3; };`, "  ecmp yes limit 8;",
