@@ -18,17 +18,18 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/anycast-director/director/lab/netlab"
+	"github.com/anycast-director/director/lab/nslab"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
-// The matrix lab: one router namespace with a bridge (the directors' LAN,
-// 10.0.1.0/24 and fd00:1::/64, router .1) and a link to a client namespace
-// (192.0.2.0/24 and 2001:db8:c::/64); director k at 10.0.1.(10+k) and
-// fd00:1::(10+k) on the LAN, running the real directord with one `local`
-// service on its shape's VIP, port matrixPort, whose health target is the
-// listener helper in the same namespace. The listener answers every
-// connection with its director's name, so the client helper can tell who
-// served a request.
+// The matrix lab is lab/topology/tests/peering-matrix.clab.yml: a router
+// with the directors' LAN (10.0.1.0/24 and fd00:1::/64, router .1) and a
+// client behind it (192.0.2.0/24 and 2001:db8:c::/64); director k at
+// 10.0.1.(10+k) and fd00:1::(10+k) on the LAN runs the real directord with
+// one `local` service on its shape's VIP, port matrixPort, whose health
+// target is the listener helper in the same namespace. The listener answers
+// every connection with its director's name, so the client helper can tell
+// who served a request.
 
 // matrixPort is the port of every director's service.
 const matrixPort = "8080"
@@ -37,14 +38,14 @@ const matrixPort = "8080"
 type matrixLab struct {
 	t          testing.TB
 	flavor     string
-	nl         *netlab.Lab
+	topo       *netlab.Topo
 	rtr        *netlab.NS
 	client     *netlab.NS
 	shapes     []shape
 	dirs       []*mDirector
 	routerConf string
 	frr        *netlab.FRR
-	birdSock   string
+	bird       *netlab.BIRD
 }
 
 // mDirector is one director of the matrix.
@@ -62,20 +63,11 @@ type mDirector struct {
 	daemon   *netlab.Proc
 }
 
-// newMatrixLab builds the namespaces, the LAN and the directors' files.
+// newMatrixLab deploys the topology and writes the directors' files.
 func newMatrixLab(t testing.TB, flavor string, shapes []shape) *matrixLab {
 	t.Helper()
-	m := &matrixLab{t: t, flavor: flavor, nl: netlab.New(t), shapes: shapes}
-	m.rtr = m.nl.Namespace("rtr")
-	m.rtr.Router()
-	m.rtr.MustRun("ip", "link", "add", "br0", "type", "bridge")
-	m.rtr.MustRun("ip", "link", "set", "br0", "up")
-	m.rtr.AddAddr("br0", "10.0.1.1/24")
-	m.rtr.MustRun("ip", "addr", "add", "fd00:1::1/64", "dev", "br0", "nodad")
-	m.client = m.nl.Namespace("client")
-	m.nl.Link(m.rtr, []string{"192.0.2.1/24", "2001:db8:c::1/64"}, m.client, []string{"192.0.2.2/24", "2001:db8:c::2/64"})
-	m.client.MustRun("ip", "route", "add", "default", "via", "192.0.2.1")
-	m.client.MustRun("ip", "-6", "route", "add", "default", "via", "2001:db8:c::1")
+	m := &matrixLab{t: t, flavor: flavor, topo: netlab.Deploy(t, "peering-matrix"), shapes: shapes}
+	m.rtr, m.client = m.topo.Node("rtr"), m.topo.Node("client")
 	for _, s := range shapes {
 		for _, withBFD := range []bool{true, false} {
 			m.addDirector(s, withBFD)
@@ -85,22 +77,18 @@ func newMatrixLab(t testing.TB, flavor string, shapes []shape) *matrixLab {
 	return m
 }
 
-// addDirector creates director k's namespace on the LAN and writes its file.
+// addDirector takes the next director node of the topology for a shape and
+// writes its file.
 func (m *matrixLab) addDirector(s shape, withBFD bool) {
 	m.t.Helper()
 	k := len(m.dirs) + 1
 	d := &mDirector{k: k, name: fmt.Sprintf("d%d", k), shape: s, bfd: withBFD}
-	d.ns = m.nl.Namespace(d.name)
-	rif, _ := m.nl.Link(m.rtr, nil, d.ns, []string{fmt.Sprintf("10.0.1.%d/24", 10+k)})
-	d.ns.MustRun("ip", "addr", "add", fmt.Sprintf("fd00:1::%d/64", 10+k), "dev", "eth0", "nodad")
-	m.rtr.MustRun("ip", "link", "set", rif, "master", "br0")
-	d.ns.MustRun("ip", "route", "add", "default", "via", "10.0.1.1")
-	d.ns.MustRun("ip", "-6", "route", "add", "default", "via", "fd00:1::1")
+	d.ns = m.topo.Node(d.name)
 	d.addr = fmt.Sprintf("10.0.1.%d", 10+k)
 	if s.v6 {
 		d.addr = fmt.Sprintf("fd00:1::%d", 10+k)
 	}
-	d.dir = filepath.Join(m.nl.Dir(), d.name)
+	d.dir = filepath.Join(m.topo.Dir(), d.name)
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		m.t.Fatal(err)
 	}
@@ -171,7 +159,7 @@ func (m *matrixLab) start() {
 	case "frr":
 		m.frr = m.rtr.StartFRR(m.routerConf, "bgpd", "bfdd")
 	default:
-		m.birdSock = startBIRD(m.t, m.nl, m.rtr, m.routerConf)
+		m.bird = m.rtr.StartBIRD(m.routerConf)
 	}
 	for _, d := range m.dirs {
 		m.startListener(d)
@@ -301,8 +289,9 @@ func (m *matrixLab) requests(s shape, n int) map[string]int {
 	if err != nil {
 		m.t.Fatalf("client to %s: %v\n%s", host, err, out)
 	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	got := map[string]int{}
-	if err := json.Unmarshal([]byte(lastLines(out, 1)), &got); err != nil {
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
 		m.t.Fatalf("client to %s printed %q: %v", host, out, err)
 	}
 	return got
@@ -338,8 +327,8 @@ func (m *matrixLab) dumpOnFailure() {
 		out, _ := m.frr.Vtysh("show bgp summary", "show bfd peers brief")
 		m.t.Logf("%s router view:\n%s", m.flavor, out)
 	}
-	if m.birdSock != "" {
-		out, _ := exec.Command("birdc", "-s", m.birdSock, "show", "protocols").CombinedOutput()
+	if m.bird != nil {
+		out, _ := m.bird.Birdc("show", "protocols")
 		m.t.Logf("%s router view:\n%s", m.flavor, out)
 	}
 	out, _ := m.rtr.Run("ip", "route", "show", "table", "all")
@@ -347,34 +336,7 @@ func (m *matrixLab) dumpOnFailure() {
 	m.t.Logf("%s router configuration (router-config output):\n%s", m.flavor, m.routerConf)
 	for _, d := range m.dirs {
 		if d.daemon != nil {
-			m.t.Logf("%s (%s) directord output (last lines):\n%s", d.name, d.shape.name, lastLines(d.daemon.Output(), 20))
+			m.t.Logf("%s (%s) directord output (last lines):\n%s", d.name, d.shape.name, nslab.Tail(d.daemon.Output(), 20))
 		}
 	}
-}
-
-// startBIRD runs BIRD in ns with conf (checked with `bird -p` first) and
-// waits until it answers; it returns the control socket.
-func startBIRD(t testing.TB, nl *netlab.Lab, ns *netlab.NS, conf string) string {
-	t.Helper()
-	dir := filepath.Join(nl.Dir(), "bird-"+ns.Short)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("bird", "-p", "-c", path).CombinedOutput(); err != nil {
-		t.Fatalf("bird -p rejected the configuration: %v\n%s\n%s", err, out, conf)
-	}
-	sock := filepath.Join(dir, "bird.ctl")
-	ns.Start(ns.Short+"/bird", nil, "bird", "-f", "-c", path, "-s", sock)
-	netlab.MustWait(t, 10*time.Second, "BIRD in "+ns.Short+" answering", func() error {
-		out, err := exec.Command("birdc", "-s", sock, "show", "status").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "Daemon is up") {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
-	})
-	return sock
 }

@@ -4,9 +4,6 @@ package routerconfig
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,39 +56,15 @@ bgp:
  exit-address-family
 exit
 `, "198.18.0.10"), "bgpd")
-	sock := runBIRD(t, lab, rtr, string(out))
+	bird := rtr.StartBIRD(string(out))
 	netlab.MustWait(t, 20*time.Second, "the VIP in the router's FIB via mid", func() error {
 		return gatewaysAre(rtr, "198.18.0.10", "10.0.8.2")
 	})
-	learned, err := exec.Command("birdc", "-s", sock, "show", "route", "protocol", "directord_kernel_ipv4").CombinedOutput()
+	learned, err := bird.Birdc("show", "route", "protocol", "directord_kernel_ipv4")
 	if err != nil {
 		t.Fatalf("birdc: %v\n%s", err, learned)
 	}
 	if !strings.Contains(string(learned), "10.0.9.0/24") || strings.Contains(string(learned), "203.0.113.0/24") {
 		t.Errorf("BIRD learned from the kernel:\n%s\nwant the route toward the director (10.0.9.0/24) and not the operator's 203.0.113.0/24", learned)
 	}
-}
-
-// runBIRD starts BIRD in ns with conf and returns its control socket once it
-// answers.
-func runBIRD(t *testing.T, lab *netlab.Lab, ns *netlab.NS, conf string) string {
-	t.Helper()
-	dir := filepath.Join(lab.Dir(), "bird-"+ns.Short)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "bird.ctl")
-	ns.Start(ns.Short+"/bird", nil, "bird", "-f", "-c", path, "-s", sock)
-	netlab.MustWait(t, 10*time.Second, "BIRD answering", func() error {
-		out, err := exec.Command("birdc", "-s", sock, "show", "status").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "Daemon is up") {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
-	})
-	return sock
 }
