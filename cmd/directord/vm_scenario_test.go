@@ -482,8 +482,12 @@ func (s *scenario) sigterm() {
 	if err != nil {
 		t.Errorf("directord after SIGTERM: %v", err)
 	}
-	if bound := graceful + linger + time.Second; took > bound {
-		t.Errorf("SIGTERM to exit took %s, want at most graceful_shutdown + linger + 1s = %s", took, bound)
+	// The slack covers passes under emulation on a busy host (2.4 s seen at
+	// load 25 for a 1 s graceful + linger); it stays well below the daemon's
+	// own deadline (announcer.ShutdownBudget adds 10 s), so a shutdown that
+	// waits for that deadline instead of finishing still fails here.
+	if bound := graceful + linger + 5*time.Second; took > bound {
+		t.Errorf("SIGTERM to exit took %s, want at most graceful_shutdown + linger + 5s = %s", took, bound)
 	}
 	t.Logf("SIGTERM to exit: %s", took.Round(time.Millisecond))
 	if diff := cmp.Diff(before, l.ipvsadm()); diff != "" {
