@@ -115,6 +115,7 @@ type Loop struct {
 	status   atomic.Pointer[Status]
 	running  atomic.Pointer[config.Config]
 	lastPass atomic.Int64 // unix nanoseconds of the last finished pass
+	slowest  atomic.Int64 // nanoseconds of the slowest of the recent passes (slowPasses)
 	started  atomic.Int64 // unix nanoseconds of Run's start
 	st       *state       // only touched by the Run goroutine
 }
@@ -156,6 +157,10 @@ func (l *Loop) LastPass() time.Time {
 	}
 	return time.Unix(0, n)
 }
+
+// SlowestPass is the longest of the last passes: a shutdown, which needs a
+// few passes, budgets for it.
+func (l *Loop) SlowestPass() time.Duration { return time.Duration(l.slowest.Load()) }
 
 // Wedged reports whether the loop has stopped finishing passes: none for
 // longer than max_failed_resyncs x resync_interval, counted from Run's start

@@ -46,6 +46,7 @@ type state struct {
 	counters      map[ipvs.Key]Counters
 	passes        uint64
 	failed        uint64
+	recent        [slowPasses]time.Duration // durations of the recent passes
 
 	// read by the route writer's watchdog (Loop.wedgedAt)
 	maxFailed   atomic.Int64

@@ -3,6 +3,7 @@ package announcer
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,7 @@ func (l *Loop) publish(ctx context.Context, st *state, p Plan, r passResult) {
 	s.Services = l.serviceStatuses(st, p, r.apply)
 	l.status.Store(s)
 	l.lastPass.Store(end.UnixNano())
+	l.slowest.Store(int64(st.recordPass(end.Sub(r.start))))
 	l.onPass(end.Sub(r.start), r.err)
 }
 
@@ -163,4 +165,14 @@ func targetName(key string) string {
 		return key
 	}
 	return parts[0] + " " + parts[1]
+}
+
+// slowPasses is how many recent passes SlowestPass looks at.
+const slowPasses = 16
+
+// recordPass remembers a pass's duration and returns the longest of the
+// recent ones.
+func (st *state) recordPass(d time.Duration) time.Duration {
+	st.recent[st.passes%slowPasses] = d
+	return slices.Max(st.recent[:])
 }

@@ -132,6 +132,9 @@ func TestLoopPacesPassesUnderAVerdictStorm(t *testing.T) {
 		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=1 10.0.2.22:80=0" {
 			t.Errorf("after the storm: %s, want the last verdict (10.0.2.22 down)", got)
 		}
+		if got := l.SlowestPass(); got < time.Second {
+			t.Errorf("SlowestPass = %s after 1 s passes; the shutdown budget relies on it", got)
+		}
 		w.setHealth(healthOf(cfg, allUp))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -307,12 +307,17 @@ func (d *daemon) reloadOnSignal(ctx context.Context, reloads <-chan struct{}) {
 // and linger: the passes that withdraw and the BGP Cease.
 const shutdownSlack = 10 * time.Second
 
-// shutdownBudget is how long a graceful shutdown may take. The sum
-// saturates: graceful_shutdown: 2000000h with linger: 2000000h used to
-// overflow to a negative budget, and SIGTERM exited 1 at once without the
-// graceful withdraw (the configuration now bounds both to 10m as well).
-func shutdownBudget(d config.Director) time.Duration {
-	return addSaturating(addSaturating(d.GracefulShutdown, d.Linger), shutdownSlack)
+// shutdownBudget is how long a graceful shutdown may take: graceful_shutdown
+// and linger, plus the passes that withdraw: shutdownSlack, or three times
+// the slowest recent pass if that is longer (at 1,000 services under
+// emulation a pass took seconds, and a SIGTERM queued behind long passes once
+// missed a fixed deadline). The sum saturates: graceful_shutdown: 2000000h
+// with linger: 2000000h used to overflow to a negative budget, and SIGTERM
+// exited 1 at once without the graceful withdraw (the configuration now
+// bounds both to 10m as well).
+func shutdownBudget(d config.Director, slowestPass time.Duration) time.Duration {
+	slack := max(shutdownSlack, 3*min(slowestPass, time.Hour))
+	return addSaturating(addSaturating(d.GracefulShutdown, d.Linger), slack)
 }
 
 // addSaturating adds two non-negative durations, stopping at the largest
@@ -328,7 +333,7 @@ func addSaturating(a, b time.Duration) time.Duration {
 // with a Cease. A second SIGTERM or SIGINT cuts it short.
 func (d *daemon) shutdown(sigs <-chan os.Signal) int {
 	d.stopping.Store(true)
-	budget := shutdownBudget(d.current().Director)
+	budget := shutdownBudget(d.current().Director, d.loop.SlowestPass())
 	d.manager.stopping(budget)
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
