@@ -39,8 +39,9 @@ type world struct {
 	// draining destination is deleted at once).
 	writes int
 	kernel []ipvs.Service
-	// applyDelay makes every Apply take this long (a slow pass).
-	applyDelay time.Duration
+	// applyDelay makes every Apply take this long (a slow pass), statsDelay
+	// every counter read.
+	applyDelay, statsDelay time.Duration
 	// settings are the Settings calls; settingsErr is what they return.
 	settings    []ipvs.Settings
 	settingsErr error
@@ -213,6 +214,10 @@ func (w *world) countWrites(want []ipvs.Service) {
 }
 
 func (f fakeIPVS) Stats(context.Context) (map[ipvs.Key]Counters, error) {
+	f.w.mu.Lock()
+	delay := f.w.statsDelay
+	f.w.mu.Unlock()
+	time.Sleep(delay)
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
 	out := map[ipvs.Key]Counters{}

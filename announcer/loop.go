@@ -114,10 +114,11 @@ type Loop struct {
 	poke     chan struct{}
 	status   atomic.Pointer[Status]
 	running  atomic.Pointer[config.Config]
-	lastPass atomic.Int64 // unix nanoseconds of the last finished pass
-	slowest  atomic.Int64 // nanoseconds of the slowest of the recent passes (slowPasses)
-	started  atomic.Int64 // unix nanoseconds of Run's start
-	st       *state       // only touched by the Run goroutine
+	lastPass atomic.Int64                          // unix nanoseconds of the last finished pass
+	slowest  atomic.Int64                          // nanoseconds of the slowest of the recent passes (slowPasses)
+	counters atomic.Pointer[map[ipvs.Key]Counters] // the stats reader's latest reading
+	started  atomic.Int64                          // unix nanoseconds of Run's start
+	st       *state                                // only touched by the Run goroutine
 }
 
 // New builds a loop for cfg. Nothing runs until Run.
@@ -255,7 +256,9 @@ func (l *Loop) Run(ctx context.Context) error {
 	l.started.Store(l.now().UnixNano())
 	wctx, stopRoutes := context.WithCancel(ctx)
 	go l.routes.run(wctx, func() string { return l.Status().Director })
-	defer func() { stopRoutes(); <-l.routes.done }()
+	statsDone := make(chan struct{})
+	go l.readStats(wctx, statsDone)
+	defer func() { stopRoutes(); <-l.routes.done; <-statsDone }()
 	l.adopt(ctx, st)
 	l.deps.Health.Update(Targets(st.cfg))
 	if err := l.routes.reconfigure(ctx, st.cfg); err != nil {
@@ -303,7 +306,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-pace.C():
 			pace.fired()
 		case <-resync.C:
-			st.refreshStats, st.verify = true, true
+			st.verify = true
 			if pace.hold() {
 				goto wait
 			}

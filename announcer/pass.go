@@ -34,7 +34,6 @@ type state struct {
 	withdrawn    bool // every VIP withdrawn because passes kept failing
 	wakeAt       time.Time
 	resyncEvery  time.Duration
-	refreshStats bool
 	// verify makes the next pass read back what the kernel holds (settings
 	// and services) instead of trusting the data plane's record: set at
 	// start, on reload and on every resync tick (settings.go).
@@ -43,7 +42,6 @@ type state struct {
 	settingsErr error
 	// routesTouched is set once the advertiser was first given a set.
 	routesTouched bool
-	counters      map[ipvs.Key]Counters
 	passes        uint64
 	failed        uint64
 	recent        [slowPasses]time.Duration // durations of the recent passes
@@ -68,7 +66,7 @@ type shutdown struct {
 
 func newState(cfg *config.Config, now time.Time, keep int) *state {
 	st := &state{keep: max(keep, 1), adSince: map[string]time.Time{}, prevVIPs: map[string]bool{},
-		refreshStats: true, verify: true}
+		verify: true}
 	st.load(cfg, now)
 	return st
 }
@@ -133,7 +131,6 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	st.last, st.mem = p, p.Memory
 	r.err = errors.Join(errs...)
 	l.failures(ctx, st, r.err, r.start)
-	l.stats(ctx, st)
 	st.wakeAt = earliest(p.Wake, next)
 	l.finish(ctx, st, p, r)
 }
@@ -292,21 +289,6 @@ func (l *Loop) failures(ctx context.Context, st *state, err error, now time.Time
 		l.events.Append(Event{Time: now, Kind: EventDirector, Subject: st.cfg.Director.Name,
 			From: "normal", To: "withdrawn", Reason: err.Error()})
 	}
-}
-
-// stats refreshes IPVS counters on resync ticks (dumping every destination on
-// every health change would cost more than it tells).
-func (l *Loop) stats(ctx context.Context, st *state) {
-	if !st.refreshStats || l.deps.IPVS == nil {
-		return
-	}
-	st.refreshStats = false
-	c, err := l.deps.IPVS.Stats(ctx)
-	if err != nil {
-		l.log.Warn("read IPVS counters", "err", err)
-		return
-	}
-	st.counters = c
 }
 
 // shutdownStep advances the graceful shutdown: once nothing is advertised any

@@ -85,6 +85,7 @@ func (l *Loop) vipStatuses(st *state, p Plan, r passResult, end time.Time) []VIP
 // fingerprint, counters and backends.
 func (l *Loop) serviceStatuses(st *state, p Plan, res ApplyResult) []ServiceStatus {
 	out := make([]ServiceStatus, 0, len(p.Services))
+	counters := l.latestCounters()
 	for i, sp := range p.Services {
 		svc := &st.cfg.Services[i]
 		ss := ServiceStatus{Name: sp.Name, Key: sp.Key, Forwarding: svc.Forwarding.String(),
@@ -98,7 +99,7 @@ func (l *Loop) serviceStatuses(st *state, p Plan, res ApplyResult) []ServiceStat
 				ss.Fingerprint = res.Fingerprint(sp.Key)
 			}
 		}
-		c := st.counters[sp.Key]
+		c := counters[sp.Key]
 		ss.Counters = c.Service
 		ss.Backends = make([]BackendStatus, 0, len(sp.Backends))
 		for _, bp := range sp.Backends {

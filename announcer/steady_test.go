@@ -2,6 +2,7 @@ package announcer
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -140,6 +141,31 @@ func TestLoopPacesPassesUnderAVerdictStorm(t *testing.T) {
 		defer cancel()
 		if err := l.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown during the storm: %v", err)
+		}
+	})
+}
+
+// TestLoopCountersDoNotHoldUpPasses: reading the IPVS counters takes a
+// minute (thousands of services, one dump each, on a slow machine); a
+// command still returns at once, because no pass waits for the read.
+func TestLoopCountersDoNotHoldUpPasses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, w, l := upLoop(t)
+		w.mu.Lock()
+		w.statsDelay = time.Minute
+		w.mu.Unlock()
+		time.Sleep(2 * cfg.Director.ResyncInterval) // a read is under way
+		start := time.Now()
+		if err := l.DrainBackend(t.Context(), BackendRef{Addr: netip.MustParseAddr("10.0.2.21")}, Note{}); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("drain took %s while the counters were being read, want at once", took)
+		}
+		time.Sleep(2 * time.Minute) // the slow read ends; a later pass publishes it
+		synctest.Wait()
+		if sv, _ := l.Status().Service("web"); sv.Counters.Connections != 7 {
+			t.Errorf("status counters %+v, want the reader's (7 connections)", sv.Counters)
 		}
 	})
 }

@@ -207,25 +207,41 @@ func (h *Handle) Plan(ctx context.Context, want []ipvs.Service) ([]ipvs.Op, erro
 // from the kernel, one netlink request per service. Connection counts are
 // current; the packet, byte and connection totals are folded in by the
 // kernel's estimator every 2 s, and moby/ipvs decodes the 32-bit totals, so
-// connection and packet totals wrap at 2^32.
+// connection and packet totals wrap at 2^32. The handle is locked for one
+// request at a time, not for the whole read: at thousands of services the
+// read is long, and an Apply waiting behind it would delay the programming
+// that health changes ask for.
 func (h *Handle) Stats(ctx context.Context) (map[ipvs.Key]ipvs.ServiceStats, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if err := h.usable(ctx); err != nil {
+		h.mu.Unlock()
 		return nil, err
 	}
 	ks, err := h.k.GetServices()
+	owned := make([]*moby.Service, 0, len(h.entries))
+	for _, s := range ks {
+		if svc, ok := serviceFromKernel(s); ok && h.entries[svc.Key] != nil {
+			owned = append(owned, s)
+		}
+	}
+	h.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("read IPVS services for stats: %w", err)
 	}
-	out := make(map[ipvs.Key]ipvs.ServiceStats, len(h.entries))
+	out := make(map[ipvs.Key]ipvs.ServiceStats, len(owned))
 	var errs []error
-	for _, s := range ks {
-		svc, ok := serviceFromKernel(s)
-		if !ok || h.entries[svc.Key] == nil {
-			continue
+	for _, s := range owned {
+		svc, _ := serviceFromKernel(s)
+		h.mu.Lock()
+		uerr := h.usable(ctx) // closed meanwhile, or cancelled
+		var kds []*moby.Destination
+		if uerr == nil {
+			kds, err = h.k.GetDestinations(s)
 		}
-		kds, err := h.k.GetDestinations(s)
+		h.mu.Unlock()
+		if uerr != nil {
+			return out, uerr
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("read destinations of %s for stats: %w", svc.Key, err))
 			continue
