@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"os/signal"
 	"sync"
@@ -303,37 +302,11 @@ func (d *daemon) reloadOnSignal(ctx context.Context, reloads <-chan struct{}) {
 	}
 }
 
-// shutdownSlack is what a graceful shutdown may take beyond graceful_shutdown
-// and linger: the passes that withdraw and the BGP Cease.
-const shutdownSlack = 10 * time.Second
-
-// shutdownBudget is how long a graceful shutdown may take: graceful_shutdown
-// and linger, plus the passes that withdraw: shutdownSlack, or three times
-// the slowest recent pass if that is longer (at 1,000 services under
-// emulation a pass took seconds, and a SIGTERM queued behind long passes once
-// missed a fixed deadline). The sum saturates: graceful_shutdown: 2000000h
-// with linger: 2000000h used to overflow to a negative budget, and SIGTERM
-// exited 1 at once without the graceful withdraw (the configuration now
-// bounds both to 10m as well).
-func shutdownBudget(d config.Director, slowestPass time.Duration) time.Duration {
-	slack := max(shutdownSlack, 3*min(slowestPass, time.Hour))
-	return addSaturating(addSaturating(d.GracefulShutdown, d.Linger), slack)
-}
-
-// addSaturating adds two non-negative durations, stopping at the largest
-// Duration instead of overflowing.
-func addSaturating(a, b time.Duration) time.Duration {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
-}
-
 // shutdown withdraws every VIP gracefully, lingers, then ends the BGP sessions
 // with a Cease. A second SIGTERM or SIGINT cuts it short.
 func (d *daemon) shutdown(sigs <-chan os.Signal) int {
 	d.stopping.Store(true)
-	budget := shutdownBudget(d.current().Director, d.loop.SlowestPass())
+	budget := announcer.ShutdownBudget(d.current().Director, d.loop.SlowestPass())
 	d.manager.stopping(budget)
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()

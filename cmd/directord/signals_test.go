@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,43 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/control/controltest"
 )
-
-// TestShutdownBudgetSaturates: graceful_shutdown 2000000h plus linger
-// 2000000h used to overflow to a negative budget (SIGTERM then exited 1 at
-// once, skipping the withdraw). The configuration refuses such values now;
-// the arithmetic saturates anyway.
-func TestShutdownBudgetSaturates(t *testing.T) {
-	huge := 2000000 * time.Hour
-	for _, c := range []struct {
-		d    config.Director
-		want time.Duration
-	}{
-		{config.Director{GracefulShutdown: 3 * time.Second, Linger: 2 * time.Second}, 15 * time.Second},
-		{config.Director{}, shutdownSlack},
-		{config.Director{GracefulShutdown: huge, Linger: huge}, math.MaxInt64},
-		{config.Director{GracefulShutdown: math.MaxInt64, Linger: 1}, math.MaxInt64},
-	} {
-		if got := shutdownBudget(c.d, time.Second); got != c.want {
-			t.Errorf("shutdownBudget(graceful %s, linger %s) = %s, want %s", c.d.GracefulShutdown, c.d.Linger, got, c.want)
-		}
-	}
-}
-
-// TestShutdownBudgetCoversSlowPasses: a director whose passes take seconds
-// gets three of them on top of graceful_shutdown and linger, not the fixed
-// slack that a SIGTERM queued behind such passes used to miss.
-func TestShutdownBudgetCoversSlowPasses(t *testing.T) {
-	d := config.Director{GracefulShutdown: 3 * time.Second, Linger: 2 * time.Second}
-	if got := shutdownBudget(d, 8*time.Second); got != 29*time.Second {
-		t.Errorf("budget with 8 s passes = %s, want 3 + 2 + 3 x 8 = 29s", got)
-	}
-	if got := shutdownBudget(d, 10*time.Millisecond); got != 5*time.Second+shutdownSlack {
-		t.Errorf("budget with fast passes = %s, want 5s + the slack", got)
-	}
-}
 
 // TestFIFOConfigKeepsSignals: the configuration file replaced by a FIFO and
 // SIGHUP used to block the read forever, and SIGTERM was then ignored (only
