@@ -289,16 +289,24 @@ func (l *Loop) Run(ctx context.Context) error {
 			pending = pending[:0]
 		}
 	wait:
+		// A waiting command goes first: picked at random among ready
+		// wake-ups, it lost to back-to-back passes (a loop seen as wedged
+		// is poked after every pass), and a SIGTERM waited for minutes.
+		select {
+		case c := <-l.cmds:
+			if !l.take(st, c, &pending) {
+				goto wait
+			}
+			continue
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case c := <-l.cmds:
-			err := c.f(st)
-			if c.readOnly {
-				c.res <- err
+			if !l.take(st, c, &pending) {
 				goto wait
 			}
-			pending = append(pending, reply{res: c.res, err: err})
 		case <-l.deps.Health.Changes():
 			if pace.hold() {
 				goto wait
@@ -314,6 +322,19 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-l.poke:
 		}
 	}
+}
+
+// take runs command c on the loop's state. A read-only command is answered
+// at once and take returns false; any other waits in pending for the pass
+// that follows, and take returns true.
+func (l *Loop) take(st *state, c command, pending *[]reply) bool {
+	err := c.f(st)
+	if c.readOnly {
+		c.res <- err
+		return false
+	}
+	*pending = append(*pending, reply{res: c.res, err: err})
+	return true
 }
 
 // rearm sets the resync ticker (its interval may have been reloaded) and the
