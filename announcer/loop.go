@@ -314,7 +314,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-pace.C():
 			pace.fired()
 		case <-resync.C:
-			st.verify = true
+			st.verifyDue(l.now())
 			if pace.hold() {
 				goto wait
 			}

@@ -37,7 +37,11 @@ type state struct {
 	// verify makes the next pass read back what the kernel holds (settings
 	// and services) instead of trusting the data plane's record: set at
 	// start, on reload and on every resync tick (settings.go).
-	verify      bool
+	verify bool
+	// verifiedAt is when the last pass that read the kernel back ended,
+	// verifyTook how long it took (verifyDue).
+	verifiedAt  time.Time
+	verifyTook  time.Duration
 	settings    ipvs.SettingsReport
 	settingsErr error
 	// routesTouched is set once the advertiser was first given a set.
@@ -116,6 +120,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	if !leave {
 		errs = append(errs, l.withdrawFirst(ctx, st, p, inPlace))
 	}
+	verifying := st.verify
 	l.verify(ctx, st)
 	var final []routing.Advertisement
 	r.apply, final, errs = l.program(ctx, &p, errs)
@@ -132,6 +137,10 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	r.err = errors.Join(errs...)
 	l.failures(ctx, st, r.err, r.start)
 	st.wakeAt = earliest(p.Wake, next)
+	if verifying {
+		st.verifiedAt = l.now()
+		st.verifyTook = st.verifiedAt.Sub(r.start)
+	}
 	l.finish(ctx, st, p, r)
 }
 

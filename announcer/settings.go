@@ -3,6 +3,7 @@ package announcer
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/ipvs"
@@ -12,8 +13,8 @@ import (
 // daemon's back: IPVS services flushed or weights set by hand, sysctls
 // reset, sync daemons stopped, VIPs unbound. Bindings and routes are read
 // back on every pass (and the adapters wake the loop on address and route
-// events); IPVS has no events, so on every resync tick, at start and after a
-// reload the pass reads back the namespace-wide settings and makes the next
+// events); IPVS has no events, so on resync ticks (verifyDue), at start and
+// after a reload the pass reads back the namespace-wide settings and makes the next
 // Apply read the owned services from the kernel. Whatever differs is
 // restored in that same pass; the adapters log and count each repair. What
 // cannot be restored keeps the VIPs it concerns withdrawn.
@@ -47,6 +48,19 @@ func (l *Loop) verify(ctx context.Context, st *state) {
 		l.log.Warn("IPVS connection synchronization does not run as configured", "err", e)
 	}
 	st.settings, st.settingsErr = rep, err
+}
+
+// verifyDue asks the coming pass to read the kernel back, on a resync tick,
+// unless the last pass that did took long enough that reading again now
+// would spend more than a tenth of the loop's time on it: at 100 services
+// under emulation on a loaded machine a full read took seconds per tick, the
+// passes that health changes and commands wait for grew to 20 s, and the
+// watchdog withdrew every VIP of a healthy director. Start and reload
+// always read back.
+func (st *state) verifyDue(now time.Time) {
+	if now.Sub(st.verifiedAt) >= statsDuty*st.verifyTook {
+		st.verify = true
+	}
 }
 
 // settingsFailed marks every IPVS service failed while the sysctls they

@@ -118,3 +118,24 @@ func TestTargetsCarryTheForwardingPath(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopSlowKernelReadsAreSpacedOut: every Apply takes 2 s (100 services
+// read back under emulation on a loaded machine). Reading the kernel back on
+// every resync tick kept the loop in such passes and the watchdog withdrew
+// every VIP; the loop reads back at most a tenth of the time, and still
+// does.
+func TestLoopSlowKernelReadsAreSpacedOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, w, _ := upLoop(t)
+		w.mu.Lock()
+		w.applyDelay = 2 * time.Second
+		w.mu.Unlock()
+		time.Sleep(10 * time.Second) // a read back of 2 s is recorded
+		_, resyncs0, _ := w.settingsCalls()
+		time.Sleep(100 * time.Second)
+		_, resyncs, _ := w.settingsCalls()
+		if n := resyncs - resyncs0; n < 2 || n > 6 {
+			t.Errorf("%d reads back in 100 s of 2 s passes, want about 5 (at most a tenth of the time, and not none)", n)
+		}
+	})
+}

@@ -16,8 +16,9 @@ import (
 // spends at most about a tenth of its time reading; a pass takes the latest
 // reading.
 
-// statsDuty bounds the reader's share of time: after a read that took d it
-// waits at least statsDuty x d.
+// statsDuty bounds the share of time spent reading the kernel back: after
+// a read that took d, the stats reader waits at least statsDuty x d, and a
+// resync tick asks for the next full read no sooner (verifyDue).
 const statsDuty = 9
 
 // readStats refreshes l.counters until ctx ends; done is closed on return.
