@@ -180,7 +180,7 @@ func host(ctx context.Context, f flags) error {
 	}
 	res.Scenarios = ss // a run cut short reports the scenarios it did not reach as not measured
 	hostInfo.LoadAfter = compare.LoadAverage()
-	res.Host, res.Commit = hostInfo, compare.Commit(".")
+	res.Host, res.Commit = hostInfo, binaryCommit(f.directord)
 	if err := writeOutputs(f, res); err != nil {
 		return err
 	}
@@ -191,6 +191,21 @@ func host(ctx context.Context, f flags) error {
 		return fmt.Errorf("the comparison in the VM exited %d", vres.ExitCode)
 	}
 	return compare.Failed(res)
+}
+
+// binaryCommit is the commit the measured directord was built from, as its
+// version command says; the working tree's when it does not say (the tree
+// may have moved on while the comparison ran).
+func binaryCommit(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if c, ok := strings.CutPrefix(strings.TrimSpace(line), "commit:"); ok && len(strings.TrimSpace(c)) >= 12 {
+				return strings.TrimSpace(c)[:12]
+			}
+		}
+	}
+	return compare.Commit(".")
 }
 
 // vmTimeout bounds the VM: about 3 minutes per daemon run at N=1,000, less
