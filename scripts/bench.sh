@@ -10,6 +10,10 @@ GO=${GO:-go}
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 load_before=$(cut -d' ' -f1 /proc/loadavg)
+commit_before=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+	commit_before="$commit_before-dirty"
+fi
 failed=()
 
 section() { printf '\n=== %s\n' "$*"; }
@@ -55,7 +59,7 @@ guest=$(ls "${VM_CACHE_DIR:-lab/.cache/vm}" 2>/dev/null | grep -E '^[0-9]+\.[0-9
 joined=$(IFS=';'; echo "${failed[*]:-}")
 section "report"
 "$GO" run ./lab/cmd/benchreport -in "$raw" -out "${BENCH_OUT:-BENCH.md}" -failed "$joined" \
-	-guest-kernel "$guest" -load-before "$load_before"
+	-guest-kernel "$guest" -load-before "$load_before" -commit "$commit_before"
 status=$?
 echo "wrote ${BENCH_OUT:-BENCH.md}"
 [ "$status" -eq 0 ] && [ ${#failed[@]} -eq 0 ]

@@ -117,8 +117,12 @@ func trim(v float64) string {
 // Info is what the report says about the run.
 type Info struct {
 	Commit string
-	Date   time.Time
-	Host   compare.Host
+	// CommitEnd, when it differs from Commit, is the working tree's commit
+	// when the report was written: the tree moved during the run, and the
+	// parts built late may be of it.
+	CommitEnd string
+	Date      time.Time
+	Host      compare.Host
 	// GuestKernel is the VM's kernel for the figures measured in it.
 	GuestKernel string
 	// Sections lists the parts of `make bench` that failed or did not run.
@@ -130,6 +134,10 @@ func Write(w io.Writer, specs []Spec, res Results, info Info) {
 	fmt.Fprintf(w, "# Benchmarks\n\n")
 	fmt.Fprintf(w, "Rewritten by `make bench` on %s from commit `%s`. Do not edit: regenerate it.\n\n",
 		info.Date.UTC().Format("2006-01-02 15:04 UTC"), info.Commit)
+	if info.CommitEnd != "" && info.CommitEnd != info.Commit {
+		fmt.Fprintf(w, "**The working tree moved from `%s` to `%s` during the run**: the parts built after the move measured `%s`.\n\n",
+			info.Commit, info.CommitEnd, info.CommitEnd)
+	}
 	fmt.Fprintf(w, "- Machine: %s, %d cores, kernel %s; load average %.1f before, %.1f after.\n",
 		info.Host.CPU, info.Host.Cores, info.Host.Kernel, info.Host.LoadBefore, info.Host.LoadAfter)
 	guest := info.GuestKernel

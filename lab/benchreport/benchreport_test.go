@@ -47,6 +47,14 @@ func TestParseAndVerdicts(t *testing.T) {
 	if missed := Missed(specs, res); len(missed) != 3 {
 		t.Errorf("missed = %q, want the failed probes, the plan and the absent figure", missed)
 	}
+	if strings.Contains(md, "moved") {
+		t.Errorf("the report says the tree moved when it did not:\n%s", md)
+	}
+	b.Reset()
+	Write(&b, specs, res, Info{Commit: "abc123", CommitEnd: "def456", Date: time.Now()})
+	if !strings.Contains(b.String(), "moved from `abc123` to `def456`") {
+		t.Errorf("a run during which the tree moved does not say so:\n%s", b.String())
+	}
 }
 
 // TestSpecsNameRealBenchmarks keeps the specs honest: every metric they read

@@ -25,14 +25,15 @@ func main() {
 	failed := flag.String("failed", "", "parts of make bench that failed, separated by ';'")
 	guest := flag.String("guest-kernel", "", "the VM's kernel release, for the VM figures")
 	load := flag.Float64("load-before", -1, "the 1-minute load average when make bench started")
+	commit := flag.String("commit", "", "the commit when make bench started (default: the working tree's now)")
 	flag.Parse()
-	if err := run(*in, *out, *failed, *guest, *load); err != nil {
+	if err := run(*in, *out, *failed, *guest, *commit, *load); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out, failed, guest string, load float64) error {
+func run(in, out, failed, guest, commit string, load float64) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -45,7 +46,10 @@ func run(in, out, failed, guest string, load float64) error {
 	host := compare.HostInfo()
 	host.LoadAfter = host.LoadBefore
 	host.LoadBefore = load
-	info := benchreport.Info{Commit: compare.Commit("."), Date: time.Now(), Host: host, GuestKernel: guest}
+	info := benchreport.Info{Commit: commit, CommitEnd: compare.Commit("."), Date: time.Now(), Host: host, GuestKernel: guest}
+	if info.Commit == "" {
+		info.Commit = info.CommitEnd
+	}
 	for _, part := range strings.Split(failed, ";") {
 		if p := strings.TrimSpace(part); p != "" {
 			info.Failed = append(info.Failed, p)
