@@ -295,3 +295,38 @@ func TestIntegerForms(t *testing.T) {
 		}
 	}
 }
+
+// TestGracefulRestart: bgp.graceful_restart: {} turns Graceful Restart on
+// with the default restart time; the time is whole seconds within bounds,
+// and an error names its line.
+func TestGracefulRestart(t *testing.T) {
+	file := func(gr string) string {
+		return `director: { name: d1 }
+bgp:
+  asn: 65100
+  router_id: 10.0.1.11
+  peers: [ { address: 10.0.1.1, asn: 65000 } ]
+` + gr + `services:
+  - { name: web, vip: 198.18.0.10, port: 80, backends: [ { address: 10.0.2.21 } ] }
+`
+	}
+	if c := mustParse(t, file("")); c.BGP.GracefulRestart != nil {
+		t.Errorf("without the key: %+v, want Graceful Restart off", c.BGP.GracefulRestart)
+	}
+	if c := mustParse(t, file("  graceful_restart: {}\n")); c.BGP.GracefulRestart == nil || c.BGP.GracefulRestart.RestartTime != DefaultRestartTime {
+		t.Errorf("graceful_restart: {} gives %+v, want restart time %s", c.BGP.GracefulRestart, DefaultRestartTime)
+	}
+	if c := mustParse(t, file("  graceful_restart: { restart_time: 2m }\n")); c.BGP.GracefulRestart.RestartTime != 2*time.Minute {
+		t.Errorf("restart_time 2m gives %+v", c.BGP.GracefulRestart)
+	}
+	for value, want := range map[string]string{
+		"4s":     "test.yaml:7: bgp.graceful_restart.restart_time: 4s is out of range (5s..10m0s)",
+		"11m":    "test.yaml:7: bgp.graceful_restart.restart_time: 11m is out of range (5s..10m0s)",
+		"1500ms": "test.yaml:7: bgp.graceful_restart.restart_time: 1500ms is not a whole number of seconds",
+	} {
+		_, err := Parse("test.yaml", []byte(file("  graceful_restart:\n    restart_time: "+value+"\n")))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("restart_time %s: got %v, want %q", value, err, want)
+		}
+	}
+}

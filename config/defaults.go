@@ -76,6 +76,12 @@ const (
 	// the common 90 s/180 s defaults while surviving a lost keepalive or two;
 	// BFD is the way to go lower.
 	DefaultHoldTime = 9 * time.Second
+	// DefaultRestartTime: routers keep a restarting director's routes 30 s,
+	// ten times what directord takes to restart and learn its backends with
+	// the default health timers, and short enough that a director whose
+	// daemon crashed and stays down leaves the ECMP set within half a minute
+	// (docs/operations.md).
+	DefaultRestartTime = 30 * time.Second
 	// DefaultKeepaliveDivisor: the keepalive defaults to a third of the hold
 	// time (RFC 4271's suggestion), 3 s with the default hold time.
 	DefaultKeepaliveDivisor = 3

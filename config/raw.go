@@ -64,6 +64,11 @@ type rawBGP struct {
 	ListenPort      *int64     `yaml:"listen_port"`
 	ListenAddresses []*string  `yaml:"listen_addresses"`
 	Peers           []*rawPeer `yaml:"peers"`
+	GracefulRestart *rawGR     `yaml:"graceful_restart"`
+}
+
+type rawGR struct {
+	RestartTime *string `yaml:"restart_time"`
 }
 
 type rawPeer struct {

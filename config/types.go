@@ -187,6 +187,17 @@ type BGP struct {
 	ListenAddresses []netip.Addr
 	// Peers are the upstream routers.
 	Peers []Peer
+	// GracefulRestart enables BGP Graceful Restart (RFC 4724) on every
+	// session; nil disables it.
+	GracefulRestart *GracefulRestart
+}
+
+// GracefulRestart holds the speaker's Graceful Restart settings.
+type GracefulRestart struct {
+	// RestartTime is how long routers keep the director's routes after its
+	// sessions closed without a NOTIFICATION (a restart), and the longest the
+	// restarted speaker waits for its first non-empty set before it connects.
+	RestartTime time.Duration
 }
 
 // Peer is one BGP neighbor.

@@ -17,6 +17,12 @@ const (
 	maxBGPTimer = 65535 * time.Second
 	// minBFDInterval keeps BFD above what a userspace speaker can honour.
 	minBFDInterval = 10 * time.Millisecond
+	// minRestartTime leaves a restarted directord time to start, learn its
+	// backends and reconnect; maxRestartTime bounds how long a router
+	// forwards to a director whose daemon is gone (the capability carries
+	// up to 4095 s).
+	minRestartTime = 5 * time.Second
+	maxRestartTime = 10 * time.Minute
 	// maxBFDInterval is the largest interval BFD's 32-bit microsecond fields carry,
 	// rounded down to a minute.
 	maxBFDInterval = 60 * time.Minute
@@ -108,7 +114,16 @@ func (v *validator) bgp(b *rawBGP, announce Announce) *BGP {
 		}
 		out.Peers = append(out.Peers, p)
 	}
+	if b.GracefulRestart != nil {
+		out.GracefulRestart = v.gracefulRestart(b.GracefulRestart, "bgp.graceful_restart")
+	}
 	return out
+}
+
+// gracefulRestart validates bgp.graceful_restart.
+func (v *validator) gracefulRestart(g *rawGR, path string) *GracefulRestart {
+	d, _ := v.seconds(g.RestartTime, path+".restart_time", DefaultRestartTime, minRestartTime, maxRestartTime)
+	return &GracefulRestart{RestartTime: d}
 }
 
 // peer validates one neighbor. ok is false when its address is unusable.

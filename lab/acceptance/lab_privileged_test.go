@@ -75,6 +75,8 @@ type dirConf struct {
 	extraServices, daemonOnlyServices string
 	// notify is a notify section (YAML at the top level) for the daemon's file.
 	notify string
+	// restartTime, when set, turns on BGP Graceful Restart with it.
+	restartTime time.Duration
 }
 
 // render writes the configuration file of director k; forDaemon selects the
@@ -97,6 +99,9 @@ func (c dirConf) render(k int, dir string, forDaemon bool) string {
 		w("bgp:")
 		w("  asn: %d", 65100+k)
 		w("  router_id: %s", dirAddr4(k))
+		if c.restartTime > 0 {
+			w("  graceful_restart: { restart_time: %s }", c.restartTime)
+		}
 		w("  peers:")
 		peer := func(addr, local string, bfd bool) {
 			w("    - address: %q", addr)

@@ -31,7 +31,7 @@ func (s *Speaker) enableBFD(gen int64, addr netip.Addr) {
 	if !ok || p.BFD == nil || s.peers.state(addr) != "established" {
 		return
 	}
-	if _, err := s.srv.UpdatePeer(context.Background(), &api.UpdatePeerRequest{Peer: peerToAPI(p, true)}); err != nil {
+	if _, err := s.srv.UpdatePeer(context.Background(), &api.UpdatePeerRequest{Peer: peerToAPI(p, true, s.cfg.GracefulRestart)}); err != nil {
 		s.logger.Warn("enabling bfd failed; the session runs on the hold timer alone", "peer", addr, "err", err)
 		return
 	}

@@ -81,7 +81,7 @@ func TestPeerToAPI(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if d := cmp.Diff(tc.want, peerToAPI(tc.in, tc.bfd), protocmp.Transform()); d != "" {
+			if d := cmp.Diff(tc.want, peerToAPI(tc.in, tc.bfd, nil), protocmp.Transform()); d != "" {
 				t.Errorf("peerToAPI (-want +got):\n%s", d)
 			}
 		})
@@ -237,5 +237,28 @@ func TestDiffRoutes(t *testing.T) {
 	}
 	if d := cmp.Diff([]string{"198.18.0.3/32"}, prefixes(got.withdraw)); d != "" {
 		t.Errorf("withdraw (-want +got):\n%s", d)
+	}
+}
+
+// TestPeerToAPIGracefulRestart: with graceful_restart every family carries
+// the capability, with the restart time in seconds, Restart State and
+// Forwarding State set (GoBGP's "local restarting").
+func TestPeerToAPIGracefulRestart(t *testing.T) {
+	p := config.Peer{Address: netip.MustParseAddr("10.0.1.1"), ASN: 65000, IPv4: true, IPv6: true}
+	got := peerToAPI(p, false, &config.GracefulRestart{RestartTime: 30 * time.Second})
+	want := &api.GracefulRestart{Enabled: true, RestartTime: 30, DeferralTime: 7, LocalRestarting: true}
+	if d := cmp.Diff(want, got.GracefulRestart, protocmp.Transform()); d != "" {
+		t.Errorf("graceful restart (-want +got):\n%s", d)
+	}
+	if len(got.AfiSafis) != 2 {
+		t.Fatalf("families %v, want ipv4 and ipv6", got.AfiSafis)
+	}
+	for _, af := range got.AfiSafis {
+		if !af.GetMpGracefulRestart().GetConfig().GetEnabled() {
+			t.Errorf("family %v has no graceful restart", af.Config.Family)
+		}
+	}
+	if off := peerToAPI(p, false, nil); off.GracefulRestart != nil || off.AfiSafis[0].MpGracefulRestart != nil {
+		t.Errorf("without graceful_restart: %v", off)
 	}
 }

@@ -96,8 +96,9 @@ func families(p config.Peer) []*api.Family {
 
 // peerToAPI translates one configured neighbor into GoBGP's peer message.
 // BFD is included only with withBFD: the speaker turns it on once the session
-// is established (see bfd.go).
-func peerToAPI(p config.Peer, withBFD bool) *api.Peer {
+// is established (see bfd.go). gr, when set, adds Graceful Restart
+// (restart.go).
+func peerToAPI(p config.Peer, withBFD bool, gr *config.GracefulRestart) *api.Peer {
 	idle := max(p.IdleHoldAfterReset, minIdleHold)
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
@@ -137,8 +138,13 @@ func peerToAPI(p config.Peer, withBFD bool) *api.Peer {
 		}
 	}
 	for _, f := range families(p) {
-		ap.AfiSafis = append(ap.AfiSafis, &api.AfiSafi{Config: &api.AfiSafiConfig{Family: f, Enabled: true}})
+		af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: f, Enabled: true}}
+		if gr != nil {
+			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		ap.AfiSafis = append(ap.AfiSafis, af)
 	}
+	ap.GracefulRestart = grToAPI(gr)
 	return ap
 }
 

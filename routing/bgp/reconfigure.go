@@ -41,6 +41,12 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg *config.BGP) error {
 	if restart := globalChange(s.cfg, next); restart != "" {
 		return s.restartLocked(ctx, next, restart)
 	}
+	if s.deferred {
+		// No peer is in GoBGP yet: they connect with this configuration.
+		s.cfg = next
+		s.trackDeferredPeers()
+		return nil
+	}
 	err := s.updatePeersLocked(ctx, next)
 	// Peers were changed against the old config; record the new one even on
 	// partial failure so the next reload diffs against what is live.
@@ -115,7 +121,7 @@ func (s *Speaker) updatePeerLocked(ctx context.Context, o config.Peer, had bool,
 	case comparePeer(o, p) == peerTimers:
 		s.logger.Info("bgp peer timers updated; the session stays up", "peer", p.Address)
 		up := s.peers.state(p.Address) == "established"
-		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p, up)}); err != nil {
+		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p, up, s.cfg.GracefulRestart)}); err != nil {
 			return fmt.Errorf("update peer %s: %w", p.Address, err)
 		}
 	case comparePeer(o, p) == peerSession:
@@ -152,6 +158,10 @@ func globalChange(a, b config.BGP) string {
 		return fmt.Sprintf("listen port changed from %d to %d", a.ListenPort, b.ListenPort)
 	case !slices.Equal(a.ListenAddresses, b.ListenAddresses):
 		return "listen addresses changed"
+	case (a.GracefulRestart == nil) != (b.GracefulRestart == nil) ||
+		a.GracefulRestart != nil && *a.GracefulRestart != *b.GracefulRestart:
+		// The capability is part of every session's OPEN.
+		return "graceful_restart changed"
 	}
 	return ""
 }

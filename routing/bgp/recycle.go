@@ -76,7 +76,7 @@ func (s *Speaker) readd(gen int64, addr netip.Addr) {
 	if !ok {
 		return
 	}
-	if err := s.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: peerToAPI(p, false)}); err != nil {
+	if err := s.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: peerToAPI(p, false, s.cfg.GracefulRestart)}); err != nil {
 		s.logger.Error("re-adding failed bgp peer; it stays down until the next reload", "peer", addr, "err", err)
 	}
 }

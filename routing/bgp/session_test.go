@@ -366,3 +366,42 @@ func TestSpeakerEnablesBFDOnceEstablished(t *testing.T) {
 		t.Errorf("Peers() BFDState is empty for a peer with BFD configured")
 	}
 }
+
+// TestSpeakerGracefulRestartConnectsWithRoutes: a speaker started with
+// graceful_restart does not connect while it has nothing to announce (an
+// End-of-RIB then would make helpers drop the routes they kept), and
+// connects with its first non-empty set.
+func TestSpeakerGracefulRestartConnectsWithRoutes(t *testing.T) {
+	const local = "127.0.19.2"
+	r := newTestRouter(t, "127.0.19.1")
+	r.addSpeaker(t, local)
+	cfg := speakerConfig(local, r)
+	cfg.GracefulRestart = &config.GracefulRestart{RestartTime: 20 * time.Second}
+	s, _ := startSpeaker(t, cfg, []*testRouter{r}, "198.18.7.1/32")
+	// GoBGP's first connection attempt comes 1.5 to 2 s after a peer is
+	// added: 3 s without a session show the speaker held back.
+	held := time.Now().Add(3 * time.Second)
+	for time.Now().Before(held) {
+		if st := r.sessionState(local); st == "ESTABLISHED" {
+			t.Fatalf("the session came up before the speaker had anything to announce")
+		}
+		if st := statusOf(t, s, r.addr); st.State != "idle" {
+			t.Fatalf("held-back peer reported %+v, want idle", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.Set(context.Background(), []routing.Advertisement{{Prefix: netip.MustParsePrefix("198.18.7.1/32")}}); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	waitEstablished(t, s)
+	waitFor(t, 10*time.Second, "the route at the router", func() string {
+		got, err := r.routes(local)
+		if err != nil {
+			return err.Error()
+		}
+		if _, ok := got[netip.MustParsePrefix("198.18.7.1/32")]; !ok {
+			return fmt.Sprintf("router has %v", got)
+		}
+		return ""
+	})
+}

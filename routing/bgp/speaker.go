@@ -89,6 +89,9 @@ type Speaker struct {
 	// recycling holds failed peers that are out of GoBGP until their idle
 	// hold ends (recycle.go).
 	recycling map[netip.Addr]bool
+	// deferred is set while a restarted speaker holds its peers back until
+	// it has something to announce (restart.go).
+	deferred bool
 
 	// restartHook, when set (tests only), runs between stopping the old
 	// server and starting the new one on a restarting Reconfigure.
@@ -179,15 +182,20 @@ func (s *Speaker) startLocked(ctx context.Context) (err error) {
 		return fmt.Errorf("watch peer events: %w", err)
 	}
 	s.srv, s.cancel = srv, cancel
-	for _, p := range s.cfg.Peers {
-		if err := s.addPeerLocked(ctx, p); err != nil {
-			s.srv, s.cancel = nil, nil
-			cancel()
-			return err
-		}
-	}
+	// The routes go into the RIB before any session can come up, so the
+	// first UPDATEs and the End-of-RIB carry the whole set.
 	clear(s.sent)
 	if err := s.applyLocked(); err != nil {
+		s.srv, s.cancel = nil, nil
+		cancel()
+		return err
+	}
+	if s.deferConnect(gen) {
+		s.logger.Info("bgp speaker started", "asn", s.cfg.ASN, "router_id", s.cfg.RouterID, "peers", len(s.cfg.Peers),
+			"listen_port", s.cfg.ListenPort, "reason", "graceful restart: connecting after the first announcement")
+		return nil
+	}
+	if err := s.addPeersLocked(ctx); err != nil {
 		s.srv, s.cancel = nil, nil
 		cancel()
 		return err
@@ -232,6 +240,9 @@ func (s *Speaker) Set(ctx context.Context, ads []routing.Advertisement) error {
 			return fmt.Errorf("set advertisements: %w", err)
 		}
 		errs = append(errs, s.applyLocked())
+		if s.deferred && len(s.sent) > 0 {
+			errs = append(errs, s.connectLocked("first announcement"))
+		}
 	case s.started:
 		errs = append(errs, errDown)
 	}
@@ -371,7 +382,7 @@ func (s *Speaker) stopLocked(ctx context.Context, why string) error {
 	srv := s.srv
 	var errs []error
 	for _, p := range s.cfg.Peers {
-		if s.recycling[p.Address] {
+		if s.recycling[p.Address] || s.deferred {
 			continue // not in GoBGP right now
 		}
 		err := srv.DisablePeer(ctx, &api.DisablePeerRequest{Address: p.Address.String(), Communication: shutdownCommunication})
@@ -385,6 +396,7 @@ func (s *Speaker) stopLocked(ctx context.Context, why string) error {
 	s.srv, s.cancel = nil, nil
 	clear(s.sent) // the sessions ended: nothing is advertised
 	clear(s.recycling)
+	s.deferred = false
 	s.gen.Add(1) // ignore late events of the old server
 	// Sessions that never came up produce no event when the server goes:
 	// record them as idle too.
@@ -434,10 +446,20 @@ func (s *Speaker) waitSessionsDown(ctx context.Context) {
 	}
 }
 
+// addPeersLocked adds every configured neighbor to the running server.
+func (s *Speaker) addPeersLocked(ctx context.Context) error {
+	for _, p := range s.cfg.Peers {
+		if err := s.addPeerLocked(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // addPeerLocked adds one neighbor to the running server.
 func (s *Speaker) addPeerLocked(ctx context.Context, p config.Peer) error {
 	s.peers.add(p, time.Now())
-	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerToAPI(p, false)}); err != nil {
+	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerToAPI(p, false, s.cfg.GracefulRestart)}); err != nil {
 		s.peers.remove(p.Address)
 		return fmt.Errorf("add peer %s (asn %d): %w", p.Address, p.ASN, err)
 	}
@@ -449,6 +471,10 @@ func cloneBGP(cfg *config.BGP) config.BGP {
 	c := *cfg
 	c.ListenAddresses = slices.Clone(cfg.ListenAddresses)
 	c.Peers = slices.Clone(cfg.Peers)
+	if cfg.GracefulRestart != nil {
+		gr := *cfg.GracefulRestart
+		c.GracefulRestart = &gr
+	}
 	for i, p := range c.Peers {
 		if p.BFD != nil {
 			b := *p.BFD

@@ -202,6 +202,11 @@ func birdSession(w *birdWriter, m *model, s session, name string) {
 	if s.bfd != nil {
 		w.line("  bfd { min rx interval %d ms; min tx interval %d ms; multiplier %d; };", s.bfd.intervalMS, s.bfd.intervalMS, s.bfd.multiplier)
 	}
+	if s.restartTime > 0 {
+		w.comment("  ", fmt.Sprintf("graceful restart: keep the director's routes up to %d s while directord restarts\n"+
+			"(IPVS keeps forwarding); not `bfd graceful`: a BFD failure drops them at once", s.restartTime))
+		w.line("  graceful restart aware;")
+	}
 	birdChannels(w, m, s)
 	w.line("}")
 	w.line("")

@@ -176,6 +176,21 @@ func frrNeighbor(w *frrWriter, m *model, s session) {
 	case s.bfd != nil:
 		w.line(" neighbor %s bfd profile %s", n, s.bfd.name)
 	}
+	if s.restartTime > 0 {
+		frrGracefulRestart(w, s)
+	}
+}
+
+// frrGracefulRestart makes the router a Graceful Restart helper for a
+// director that restarts gracefully (docs/operations.md). No
+// `bfd check-control-plane-failure`: with it, FRR ignores a BFD failure of a
+// peer that has Graceful Restart, and a dead host would stay in the ECMP set
+// until its hold time expired.
+func frrGracefulRestart(w *frrWriter, s session) {
+	n := s.addr.String()
+	w.comment(fmt.Sprintf("graceful restart: keep the director's routes up to %d s while directord restarts\n"+
+		"(IPVS keeps forwarding); a BFD failure still drops them at once", s.restartTime))
+	w.line(" neighbor %s graceful-restart-helper", n)
 }
 
 // frrAddressFamilies writes the address-family blocks: ECMP width, and per

@@ -187,6 +187,9 @@ func peerSession(c *config.Config, p config.Peer, src string) (session, error) {
 		ms := int(p.BFD.MinInterval / time.Millisecond)
 		s.bfd = &bfdProfile{name: fmt.Sprintf("directord-%dms-x%d", ms, p.BFD.Multiplier), intervalMS: ms, multiplier: int(p.BFD.Multiplier)}
 	}
+	if gr := c.BGP.GracefulRestart; gr != nil {
+		s.restartTime = int(gr.RestartTime / time.Second)
+	}
 	if !s.ipv4 && !s.ipv6 {
 		return s, errors.New("the session carries no address family")
 	}

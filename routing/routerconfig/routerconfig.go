@@ -123,6 +123,9 @@ type session struct {
 	ttlSecurity uint8
 	bfd         *bfdProfile
 	ipv4, ipv6  bool
+	// restartTime is the director's Graceful Restart time in seconds; 0
+	// when it does not restart gracefully.
+	restartTime int
 }
 
 // hops is how far the director may be: 1 for a directly connected one.

@@ -129,7 +129,9 @@ func TestGenerateContent(t *testing.T) {
 			" neighbor 10.255.0.12 ebgp-multihop 2",
 			" neighbor 10.255.0.12 passive",
 			" neighbor 10.0.1.11 timers 3 9",
-		}, notWant: []string{"multipath-relax"}},
+			"! graceful restart: keep the director's routes up to 45 s",
+			" neighbor 10.0.1.11 graceful-restart-helper",
+		}, notWant: []string{"multipath-relax", "check-control-plane-failure", "neighbor 10.0.1.13 graceful-restart"}},
 		{dir: "ipv6", flavor: "frr", want: []string{
 			" neighbor 2001:db8:1::11 remote-as 65101",
 			" neighbor 2001:db8:1::11 update-source 2001:db8:1::1",
@@ -158,7 +160,8 @@ func TestGenerateContent(t *testing.T) {
 			"  bfd { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };",
 			"protocol bfd directord_bfd {", "  ttl security on;", "  multihop 2;", "  passive on;",
 			"protocol direct directord_direct {", "import where 10.255.0.12 ~ net;", "  learn;",
-		}, notWant: []string{"300 ms"}},
+			"  graceful restart aware;",
+		}, notWant: []string{"300 ms", "graceful;", "graceful }"}},
 		{dir: "ibgp", flavor: "bird", want: []string{
 			"  neighbor 10.0.1.11 as 65000;\n", "  direct;\n  bfd {",
 			"  neighbor 10.0.9.12 as 65000;", "  multihop 2;", "protocol direct directord_direct {",
