@@ -57,8 +57,9 @@ func rtrAddr6(k int) string { return fmt.Sprintf("fd00:%d::1", k) }
 type dirConf struct {
 	// announce is "bgp" (the default) or "kernel" (OSPF through a local FRR).
 	announce string
-	// bfd adds BFD 100 ms x 3 to the IPv4 session.
-	bfd bool
+	// bfd adds BFD 100 ms x 3 (bfdInterval x 3 when set) to the IPv4 session.
+	bfd         bool
+	bfdInterval time.Duration
 	// ipv6 adds an IPv6 session to the router and a service on vip6.
 	ipv6 bool
 	// hold is the BGP hold time (3 s when zero; keepalive is a third).
@@ -112,7 +113,7 @@ func (c dirConf) render(k int, dir string, forDaemon bool) string {
 				w("      password: %q", pw)
 			}
 			if bfd {
-				w("      bfd: { min_interval: 100ms, multiplier: 3 }")
+				w("      bfd: { min_interval: %s, multiplier: 3 }", cmp.Or(c.bfdInterval, 100*time.Millisecond))
 			}
 		}
 		peer(rtrAddr4(k), dirAddr4(k), c.bfd)
@@ -152,7 +153,8 @@ type aLab struct {
 	topo *netlab.Topo
 	rtr  *netlab.NS
 	frr  *netlab.FRR
-	dirs []*director // director k is dirs[k-1]
+	bird *netlab.BIRD // the router when it runs BIRD
+	dirs []*director  // director k is dirs[k-1]
 	// routerConf is the router's configuration as router-config printed it.
 	routerConf string
 }
@@ -368,6 +370,11 @@ func (l *aLab) dumpOnFailure() {
 	if l.frr != nil {
 		out, _ := l.frr.Vtysh("show bgp summary", "show bfd peers brief", "show ip ospf neighbor")
 		l.t.Logf("router view:\n%s", out)
+	}
+	if l.bird != nil {
+		out, _ := l.bird.Birdc("show", "protocols")
+		bfd, _ := l.bird.Birdc("show", "bfd", "sessions")
+		l.t.Logf("router view:\n%s\n%s", out, bfd)
 	}
 	out, _ := l.rtr.Run("ip", "route", "show", "table", "all")
 	l.t.Logf("router routes:\n%s", out)

@@ -203,8 +203,12 @@ func birdSession(w *birdWriter, m *model, s session, name string) {
 		w.line("  bfd { min rx interval %d ms; min tx interval %d ms; multiplier %d; };", s.bfd.intervalMS, s.bfd.intervalMS, s.bfd.multiplier)
 	}
 	if s.restartTime > 0 {
-		w.comment("  ", fmt.Sprintf("graceful restart: keep the director's routes up to %d s while directord restarts\n"+
-			"(IPVS keeps forwarding); not `bfd graceful`: a BFD failure drops them at once", s.restartTime))
+		note := "(IPVS keeps forwarding)"
+		if s.bfd != nil {
+			note = "(IPVS keeps forwarding); BIRD ends it when BFD fails, so with bfd a restart\n" +
+				"moves traffic; not `bfd graceful`, which would keep a dead director for that long"
+		}
+		w.comment("  ", fmt.Sprintf("graceful restart: keep the director's routes up to %d s while directord restarts\n%s", s.restartTime, note))
 		w.line("  graceful restart aware;")
 	}
 	birdChannels(w, m, s)
