@@ -7,10 +7,14 @@ import (
 	"github.com/anycast-director/director/ipvs/dataplane"
 )
 
+// repairVIP is the repair kind of a VIP bound again after it was removed
+// behind the daemon's back (its address deleted, or its local route).
+const repairVIP = "vip_address"
+
 // repairKinds are the kinds of kernel state the adapters repair, the label
 // values of directord_drift_repairs_total.
 func repairKinds() []string {
-	return []string{dataplane.RepairService, dataplane.RepairSysctl, dataplane.RepairSyncDaemon}
+	return []string{dataplane.RepairService, dataplane.RepairSysctl, dataplane.RepairSyncDaemon, repairVIP}
 }
 
 // repaired records one repair of kernel state changed behind the daemon's

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -101,6 +102,8 @@ type daemon struct {
 	server  *control.Server
 	manager *manager
 	closers []func()
+	// vips binds the VIPs; its address and route events wake the loop.
+	vips *kernel.VIPs
 	// notifier sends notifications of state changes (notify.go).
 	notifier *notify.Notifier
 
@@ -118,11 +121,14 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	binding, why := vipBinding(cfg.Director.VIPBinding, cfg.Director.Announce, kernel.Release())
 	d.log.Info("VIP binding chosen", "binding", binding.String(), "reason", why)
 	vips, err := kernel.NewVIPs(d.log, kernel.VIPOptions{Interface: cfg.Director.VIPInterface,
-		Protocol: cfg.Kernel.Protocol, Binding: binding})
+		Protocol: cfg.Kernel.Protocol, Binding: binding, OnRepair: func(vip netip.Addr) {
+			d.repaired(repairVIP, vip.String(), "the VIP was no longer bound ("+binding.String()+" on "+cfg.Director.VIPInterface+"): bound again")
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("VIP interface %q: %w", cfg.Director.VIPInterface, err)
 	}
 	d.closers = append(d.closers, func() { vips.Close() })
+	d.vips = vips
 	plane, closePlane := openIPVS(cfg, d.log, func(r dataplane.Repair) { d.repaired(r.Kind, r.Subject, r.Detail) })
 	d.closers = append(d.closers, closePlane)
 	if err := d.newRoutes(cfg); err != nil {
@@ -200,7 +206,7 @@ func (d *daemon) run() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	start := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -218,6 +224,7 @@ func (d *daemon) run() int {
 	}
 	start("health", d.health.Run)
 	start("announcer", d.loop.Run)
+	start("vip-events", func(ctx context.Context) error { return d.vips.Watch(ctx, d.loop.Poke) })
 	start("notify", d.runNotifier)
 	start("api", d.server.Serve)
 	reloads := make(chan struct{}, 1)

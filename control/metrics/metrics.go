@@ -100,7 +100,7 @@ func New(opts Options) (*Metrics, error) {
 		}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "directord_drift_repairs_total",
-			Help: "Kernel state that was changed behind directord's back and restored, by kind (ipvs_service, ipvs_sysctl, ipvs_sync_daemon, vip_address, vip_route).",
+			Help: "Kernel state that was changed behind directord's back and restored, by kind (ipvs_service, ipvs_sysctl, ipvs_sync_daemon, vip_address).",
 		}, []string{"kind"}),
 	}
 	m.reloadOK.Set(1) // the daemon runs, so its first load succeeded

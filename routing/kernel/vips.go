@@ -28,6 +28,11 @@ type VIPOptions struct {
 	// Binding is how a VIP is made local: an address (the default) or a local
 	// route. Use BindLocalRoute with announce: kernel and FRR (docs/ospf.md).
 	Binding Binding
+	// OnRepair, when set, is called (with the VIPs locked: it must not call
+	// them) for every VIP bound again because it disappeared behind this
+	// value's back after Set had bound or adopted it. Each one is also
+	// logged at warning level.
+	OnRepair func(vip netip.Addr)
 }
 
 // Binding is how VIPs makes a VIP local to the director.
@@ -48,6 +53,15 @@ const (
 	// sockets need IP_FREEBIND or net.ipv6.ip_nonlocal_bind=1.
 	BindLocalRoute
 )
+
+// shape says what a VIP bound with b is, for logs: "an address", "a local
+// route".
+func (b Binding) shape() string {
+	if b == BindLocalRoute {
+		return "a local route"
+	}
+	return "an address"
+}
 
 // String returns the configuration spelling of b.
 func (b Binding) String() string {
@@ -78,6 +92,9 @@ type VIPs struct {
 	// foreignWarned remembers the wanted VIPs already found bound by someone
 	// else, so the warning is logged once and not on every resync.
 	foreignWarned map[netip.Addr]bool
+	// held are the VIPs the last Set left bound with our mark: one of them
+	// missing at the next Set was removed behind our back (a repair).
+	held map[netip.Prefix]bool
 }
 
 // NewVIPs opens netlink in the configured namespace and prepares the VIP
@@ -120,6 +137,7 @@ func newVIPs(log *slog.Logger, opts VIPOptions, links linkKernel, b binder, clos
 		bind:          b,
 		close:         closeFn,
 		foreignWarned: map[netip.Addr]bool{},
+		held:          map[netip.Prefix]bool{},
 	}
 }
 
@@ -215,7 +233,30 @@ func (v *VIPs) Set(ctx context.Context, vips []netip.Addr) error {
 			errs = append(errs, err)
 		}
 	}
+	v.remember(cur, added, want)
 	return errors.Join(errs...)
+}
+
+// remember keeps which wanted VIPs are bound with our mark after a Set.
+func (v *VIPs) remember(cur bound, added []netip.Prefix, want map[netip.Prefix]bool) {
+	clear(v.held)
+	for p := range cur.owned {
+		if want[p] {
+			v.held[p] = true
+		}
+	}
+	for _, p := range added {
+		v.held[p] = true
+	}
+}
+
+// repaired reports a VIP bound again after it disappeared behind our back.
+func (v *VIPs) repaired(p netip.Prefix) {
+	v.log.Warn("kernel state changed behind directord's back; repaired", "kind", "vip_address", "subject", p.Addr().String(),
+		"reason", fmt.Sprintf("VIP %s was no longer %s on %s: bound again", p.Addr(), v.opts.Binding.shape(), v.opts.Interface))
+	if v.opts.OnRepair != nil {
+		v.opts.OnRepair(p.Addr())
+	}
 }
 
 // bound is the VIP interface's bindings by owner.
@@ -290,6 +331,10 @@ func (v *VIPs) bindMissing(ctx context.Context, ifindex int, cur bound, want map
 			continue
 		}
 		added = append(added, p)
+		if v.held[p] {
+			v.repaired(p)
+			continue
+		}
 		v.log.Info("bound VIP", "vip", p.Addr())
 	}
 	return added, nil

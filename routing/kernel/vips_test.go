@@ -388,3 +388,41 @@ func TestNewVIPsMissingNamespace(t *testing.T) {
 		t.Fatalf("NewVIPs with FRR's protocol: err = %v", err)
 	}
 }
+
+// TestVIPsRepairCounted: a VIP removed behind the VIPs' back is bound again
+// by the next Set and reported as a repair, once; VIPs found bound at start
+// (adopted), newly wanted or removed on purpose are not repairs.
+func TestVIPsRepairCounted(t *testing.T) {
+	k := newFakeKernel(t)
+	k.addrTab[1] = append(k.addrTab[1], ifAddr{Prefix: netip.MustParsePrefix("198.18.0.9/32"), Proto: testProto})
+	var repaired []netip.Addr
+	v := newVIPs(discard(), VIPOptions{Interface: "lo", Protocol: testProto, OnRepair: func(a netip.Addr) { repaired = append(repaired, a) }},
+		k, &addrBinder{k: k, proto: testProto, iface: "lo"}, nil)
+	ctx := context.Background()
+	set := func(vips ...string) {
+		t.Helper()
+		if err := v.Set(ctx, addrs(vips...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("198.18.0.9", "198.18.0.10") // one adopted, one new
+	set("198.18.0.9", "198.18.0.10")
+	if len(repaired) != 0 {
+		t.Fatalf("repairs without drift: %v", repaired)
+	}
+	if err := k.delAddr(1, netip.MustParsePrefix("198.18.0.10/32")); err != nil { // ip addr del by hand
+		t.Fatal(err)
+	}
+	set("198.18.0.9", "198.18.0.10")
+	if want := addrs("198.18.0.10"); !slices.Equal(repaired, want) {
+		t.Errorf("repairs %v, want %v", repaired, want)
+	}
+	if !slices.Contains(loState(k), "198.18.0.10/32 proto 250 label lo:vip") {
+		t.Errorf("the VIP was not bound again: %v", loState(k))
+	}
+	set("198.18.0.9") // 198.18.0.10 no longer wanted
+	set("198.18.0.9", "198.18.0.10")
+	if len(repaired) != 1 {
+		t.Errorf("a VIP unbound on purpose and wanted again counted as a repair: %v", repaired)
+	}
+}
