@@ -352,30 +352,3 @@ func (d *daemon) current() *config.Config {
 	}
 	return d.first
 }
-
-// restartStopBudget is what a stop for a restart may take: releasing the
-// speaker, which sends nothing.
-const restartStopBudget = 5 * time.Second
-
-// restartStop stops for a restart when bgp.graceful_restart is set, and
-// reports whether it did: nothing is withdrawn, no Cease is sent, the
-// sessions close with the process, so routers keep the routes for the
-// restart time while IPVS, which lives in the kernel, keeps forwarding. A
-// director that must leave is drained first (directorctl drain), which
-// withdraws at once as always (docs/operations.md).
-func (d *daemon) restartStop() bool {
-	cfg := d.current()
-	if d.speaker == nil || cfg.BGP == nil || cfg.BGP.GracefulRestart == nil {
-		return false
-	}
-	d.manager.stopping(restartStopBudget)
-	d.log.Info("stopping for a restart: routes stay announced (graceful restart)",
-		"reason", fmt.Sprintf("routers keep them up to %s until directord is back; drain first to take the director out",
-			cfg.BGP.GracefulRestart.RestartTime))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := d.speaker.Release(ctx); err != nil {
-		d.log.Warn("bgp release", "err", err)
-	}
-	return true
-}
