@@ -89,7 +89,11 @@ func describe(w io.Writer, cfg *config.Config) {
 	}
 	fmt.Fprintf(w, "; metrics: %s\n", orNone(cfg.Metrics.Listen))
 	if b := cfg.BGP; b != nil {
-		fmt.Fprintf(w, "bgp: asn %d, router-id %s, listen port %d\n", b.ASN, b.RouterID, b.ListenPort)
+		fmt.Fprintf(w, "bgp: asn %d, router-id %s, listen port %d", b.ASN, b.RouterID, b.ListenPort)
+		if gr := b.GracefulRestart; gr != nil {
+			fmt.Fprintf(w, ", graceful restart %s (SIGTERM keeps the routes for a restart: drain first to take the director out)", gr.RestartTime)
+		}
+		fmt.Fprintln(w)
 		for _, p := range b.Peers {
 			fmt.Fprintf(w, "  peer %s asn %d: hold %s keepalive %s connect-retry %s idle-hold %s", p.Address, p.ASN,
 				p.HoldTime, p.Keepalive, p.ConnectRetry, p.IdleHoldAfterReset)

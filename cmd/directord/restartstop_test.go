@@ -38,3 +38,18 @@ func TestStopForRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckConfigSaysGracefulRestart: check-config tells the operator that
+// SIGTERM keeps the routes.
+func TestCheckConfigSaysGracefulRestart(t *testing.T) {
+	var b strings.Builder
+	describe(&b, &config.Config{BGP: &config.BGP{GracefulRestart: &config.GracefulRestart{RestartTime: 30 * time.Second}}})
+	if want := "graceful restart 30s (SIGTERM keeps the routes for a restart: drain first"; !strings.Contains(b.String(), want) {
+		t.Errorf("check-config printed:\n%s\nwant it to contain %q", b.String(), want)
+	}
+	b.Reset()
+	describe(&b, &config.Config{BGP: &config.BGP{}})
+	if strings.Contains(b.String(), "graceful restart") {
+		t.Errorf("without graceful_restart check-config printed:\n%s", b.String())
+	}
+}
