@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/anycast-director/director/config"
 )
@@ -140,7 +141,13 @@ func (l *Loop) UndrainDirector(ctx context.Context, note Note) error {
 // override runs a change of the overrides on the loop and records it with
 // who asked and why.
 func (l *Loop) override(ctx context.Context, what string, note Note, f func(*state) error) error {
-	err := l.do(ctx, f)
+	err := l.do(ctx, func(st *state) error {
+		err := f(st)
+		if err == nil {
+			st.persist.dirty = true
+		}
+		return err
+	})
 	if err == nil {
 		l.log.Info("operator override", "reason", note.Reason, "override", what, "who", note.Who)
 		l.events.Append(Event{Time: l.now(), Kind: EventOverride, Subject: what, Reason: note.Reason, Who: note.Who})
@@ -193,7 +200,8 @@ func (st *state) checkVIP(vip netip.Addr) error {
 	return fmt.Errorf("%w: VIP %s is not in the running configuration", ErrNotFound, vip)
 }
 
-// Reload makes cfg the running configuration. Overrides are kept.
+// Reload makes cfg the running configuration. Overrides are kept. A file
+// whose digest is the running one's adds no version (state.load).
 func (l *Loop) Reload(ctx context.Context, cfg *config.Config) (ConfigVersion, error) {
 	var v ConfigVersion
 	err := l.do(ctx, func(st *state) error {
@@ -204,20 +212,45 @@ func (l *Loop) Reload(ctx context.Context, cfg *config.Config) (ConfigVersion, e
 }
 
 // Rollback re-applies a configuration from the history; version 0 means the
-// one before the running configuration.
+// one before the running configuration. A version restored from the state
+// directory is parsed again first (off the loop), so a file this directord
+// no longer accepts is refused with its errors.
 func (l *Loop) Rollback(ctx context.Context, version int) (ConfigVersion, error) {
+	cfg, kept, err := l.RollbackTarget(ctx, version)
+	if err != nil {
+		return ConfigVersion{}, err
+	}
+	return l.RollbackTo(ctx, cfg, kept)
+}
+
+// RollbackTarget returns the configuration Rollback(version) would load,
+// parsed, and its version; version 0 means the one before the running
+// configuration.
+func (l *Loop) RollbackTarget(ctx context.Context, version int) (*config.Config, ConfigVersion, error) {
+	if version == 0 {
+		err := l.query(ctx, func(st *state) error {
+			if len(st.history) < 2 {
+				return fmt.Errorf("%w: there is no previous configuration to roll back to (kept: %v)", ErrNotFound, st.versions())
+			}
+			version = st.history[len(st.history)-2].ver.Version
+			return nil
+		})
+		if err != nil {
+			return nil, ConfigVersion{}, err
+		}
+	}
+	return l.KeptConfig(ctx, version)
+}
+
+// RollbackTo makes cfg, the kept version kept (from RollbackTarget), the
+// running configuration. It fails if kept left the history meanwhile.
+func (l *Loop) RollbackTo(ctx context.Context, cfg *config.Config, kept ConfigVersion) (ConfigVersion, error) {
 	var v ConfigVersion
 	err := l.do(ctx, func(st *state) error {
-		idx := -1
-		for i, h := range st.history {
-			if h.ver.Version == version || (version == 0 && i == len(st.history)-2) {
-				idx = i
-			}
+		if !slices.ContainsFunc(st.history, func(h loaded) bool { return h.ver.Version == kept.Version }) {
+			return fmt.Errorf("%w: configuration version %d is no longer in the history (kept: %v)", ErrNotFound, kept.Version, st.versions())
 		}
-		if idx < 0 {
-			return fmt.Errorf("%w: configuration version %d is not in the history (kept: %v)", ErrNotFound, version, st.versions())
-		}
-		v = l.switchTo(ctx, st, st.history[idx].cfg, fmt.Sprintf("rollback to version %d", st.history[idx].ver.Version))
+		v = l.switchTo(ctx, st, cfg, fmt.Sprintf("rollback to version %d", kept.Version))
 		return nil
 	})
 	return v, err
@@ -245,7 +278,8 @@ func (st *state) versions() []ConfigVersion {
 // settings to the adapters.
 func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why string) ConfigVersion {
 	now := l.now()
-	v := st.load(cfg, now)
+	why = withOperatorReason(ctx, why)
+	v, added := st.load(cfg, now, whoFrom(ctx), why)
 	st.verify = true
 	l.running.Store(cfg)
 	st.mem.LastHealth = st.last.Verdicts()
@@ -253,9 +287,14 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 	if err := l.routes.reconfigure(ctx, cfg); err != nil {
 		l.log.Error("routing reconfiguration failed", "err", err)
 	}
-	l.log.Info("configuration loaded", "reason", why, "version", v.Version, "digest", v.Digest)
-	l.events.Append(Event{Time: now, Kind: EventReload, Subject: cfg.Source,
-		To: fmt.Sprintf("version %d (%s)", v.Version, v.Digest), Reason: withOperatorReason(ctx, why), Who: whoFrom(ctx)})
+	to := fmt.Sprintf("version %d (%s)", v.Version, v.Digest)
+	if !added {
+		to += " unchanged"
+		l.log.Info("configuration unchanged; no new version", "reason", why, "version", v.Version, "digest", v.Digest)
+	} else {
+		l.log.Info("configuration loaded", "reason", why, "version", v.Version, "digest", v.Digest)
+	}
+	l.events.Append(Event{Time: now, Kind: EventReload, Subject: cfg.Source, To: to, Reason: why, Who: whoFrom(ctx)})
 	return v
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
+	"github.com/anycast-director/director/statedir"
 )
 
 // world is the shared fake kernel and routers of a loop test. Every fake
@@ -30,6 +31,8 @@ type world struct {
 
 	// IPVS (kernel state)
 	services  map[ipvs.Key]ipvs.Service
+	owned     map[ipvs.Key]bool // keys the data plane may write: applied before, or Own
+	stateDir  string            // when set, Apply checks that new services are recorded there first
 	failKeys  map[ipvs.Key]error
 	applyErr  error
 	block     chan struct{} // when set, Apply waits on it
@@ -60,7 +63,7 @@ type world struct {
 
 func newWorld(t *testing.T, vips ...string) *world {
 	w := &world{t: t, snap: health.Snapshot{}, changes: make(chan struct{}, 1),
-		services: map[ipvs.Key]ipvs.Service{}, failKeys: map[ipvs.Key]error{},
+		services: map[ipvs.Key]ipvs.Service{}, owned: map[ipvs.Key]bool{}, failKeys: map[ipvs.Key]error{},
 		bound: map[netip.Addr]bool{}, ads: map[netip.Prefix]routing.Advertisement{}, allow: map[netip.Addr]bool{}}
 	for _, v := range vips {
 		w.allow[netip.MustParseAddr(v)] = true
@@ -160,7 +163,19 @@ func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, 
 	fps := map[ipvs.Key]string{}
 	res := ApplyResult{Failed: map[ipvs.Key]error{}, Fingerprint: func(k ipvs.Key) string { return fps[k] }}
 	next := map[ipvs.Key]ipvs.Service{}
+	// Like dataplane.Apply, services the data plane does not own (someone
+	// else's) stay as they are.
+	for k, s := range w.services {
+		if !w.owned[k] {
+			next[k] = s
+		}
+	}
+	w.checkRecorded(want)
 	for _, s := range want {
+		if _, dup := next[s.Key]; dup && !w.owned[s.Key] {
+			w.owned[s.Key] = true // adopted
+			delete(next, s.Key)
+		}
 		if _, dup := next[s.Key]; dup {
 			w.t.Errorf("impossible: service %s appears twice in one Apply", s.Key)
 		}
@@ -196,6 +211,16 @@ func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, 
 		}
 	}
 	w.countWrites(want)
+	for k := range w.owned {
+		if _, ok := next[k]; !ok {
+			delete(w.owned, k)
+		}
+	}
+	for _, s := range want {
+		if _, ok := next[s.Key]; ok {
+			w.owned[s.Key] = true
+		}
+	}
 	w.services = next
 	w.log = append(w.log, fmt.Sprintf("ipvs.Apply %d", len(want)))
 	return res, nil
@@ -211,6 +236,39 @@ func (w *world) countWrites(want []ipvs.Service) {
 		next = append(next, s)
 	}
 	w.kernel = next
+}
+
+// Own takes over services a previous process created (announcer.Owner).
+func (f fakeIPVS) Own(keys []ipvs.Key) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	for _, k := range keys {
+		f.w.owned[k] = true
+	}
+}
+
+// checkRecorded fails the test when Apply is about to create a service the
+// state directory does not list as owned: a crash right after would leave
+// it behind. Caller holds mu.
+func (w *world) checkRecorded(want []ipvs.Service) {
+	if w.stateDir == "" {
+		return
+	}
+	f, err := statedir.NewStore(w.stateDir).Read()
+	if err != nil {
+		w.t.Errorf("the state file cannot be read: %v", err)
+	}
+	recorded := map[ipvs.Key]bool{}
+	if f != nil {
+		for _, s := range f.Owned.IPVS {
+			recorded[ipvs.Key{VIP: s.VIP, Port: s.Port, Protocol: s.Protocol}] = true
+		}
+	}
+	for _, s := range want {
+		if _, exists := w.services[s.Key]; !exists && !recorded[s.Key] {
+			w.t.Errorf("unsafe: IPVS service %s created before the state directory recorded it", s.Key)
+		}
+	}
 }
 
 func (f fakeIPVS) Stats(context.Context) (map[ipvs.Key]Counters, error) {

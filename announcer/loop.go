@@ -17,6 +17,7 @@ import (
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
+	"github.com/anycast-director/director/statedir"
 )
 
 // HealthSource is the health scheduler as the loop sees it.
@@ -98,6 +99,12 @@ type Options struct {
 	Events *EventLog
 	// OnPass is called after each pass with its duration and error (for metrics).
 	OnPass func(d time.Duration, err error)
+	// State saves the overrides, the configuration history and the owned
+	// kernel state (nil: nothing is saved, nothing survives a restart).
+	State StateSaver
+	// Restored is what the state directory held at start
+	// (statedir.Store.Restore); nil for none.
+	Restored *statedir.Restored
 }
 
 // Loop owns the announcer state; one goroutine (Run) mutates it. Other
@@ -138,9 +145,18 @@ func New(cfg *config.Config, deps Deps, logger *slog.Logger, opts Options) *Loop
 	}
 	l.routes = newRouteWriter(deps.Routes, logger, opts.Events, opts.Now, l.wedgedAt)
 	now := l.now()
-	l.st = newState(cfg, now, cfg.API.KeepConfigs)
+	var warns []string
+	l.st, warns = newState(cfg, now, cfg.API.KeepConfigs, opts.Restored, opts.State)
+	for _, w := range warns {
+		logger.Warn("state directory: entry not restored", "reason", w)
+	}
+	if r := opts.Restored; r != nil && r.File != nil {
+		logger.Info("state restored", "reason", fmt.Sprintf("%d overrides, %d configuration versions, %d owned IPVS services",
+			len(r.File.Overrides), len(r.File.Configs), len(r.File.Owned.IPVS)))
+	}
 	l.running.Store(cfg)
-	l.status.Store(&Status{Director: cfg.Director.Name, Config: l.st.version(), Learning: true})
+	l.status.Store(&Status{Director: cfg.Director.Name, Config: l.st.version(), Learning: true,
+		Overrides: l.st.overrides, State: l.stateReport()})
 	return l
 }
 
@@ -283,8 +299,10 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.pass(ctx, st)
 			pace.passed(start, l.now())
 			l.rearm(st, resync, wake)
-			for _, r := range pending {
-				r.res <- r.err
+			if !l.saveChanges(st, pending) {
+				for _, r := range pending {
+					r.res <- r.err
+				}
 			}
 			pending = pending[:0]
 		}
@@ -349,20 +367,45 @@ func (l *Loop) rearm(st *state, resync *time.Ticker, wake *time.Timer) {
 	}
 }
 
-// adopt reads the weights a previous daemon left in the kernel for the
-// configured services, so the first passes keep them until health has a
-// verdict (plan's Memory.Adopted).
+// Owner is implemented by data planes that can take over IPVS services a
+// previous process created: Apply then deletes them once they are not
+// wanted, like services it programmed itself.
+type Owner interface {
+	// Own marks keys as owned.
+	Own(keys []ipvs.Key)
+}
+
+// adopt reads what a previous daemon left in the kernel: the configured
+// services, and those the state directory says it owned. The weights of
+// configured backends are kept by the first passes until health has a
+// verdict (plan's Memory.Adopted); everything read becomes the plan's
+// Memory.Previous, so what the configuration no longer has (a service or a
+// backend removed while the daemon was down) drains for drain_delay and is
+// then deleted, as after a reload.
 func (l *Loop) adopt(ctx context.Context, st *state) {
 	if l.deps.IPVS == nil {
 		return
 	}
+	configured := map[ipvs.Key]bool{}
 	var keys []ipvs.Key
 	for i := range st.cfg.Services {
 		s := &st.cfg.Services[i]
 		if s.Forwarding != config.ForwardLocal {
-			keys = append(keys, ipvs.Key{VIP: s.VIP, Port: s.Port, Protocol: uint8(s.Protocol)})
+			k := ipvs.Key{VIP: s.VIP, Port: s.Port, Protocol: uint8(s.Protocol)}
+			configured[k] = true
+			keys = append(keys, k)
 		}
 	}
+	var leftover []ipvs.Key
+	for _, k := range st.persist.restored {
+		if !configured[k] {
+			leftover = append(leftover, k)
+		}
+	}
+	if o, ok := l.deps.IPVS.(Owner); ok && len(leftover) > 0 {
+		o.Own(leftover)
+	}
+	keys = append(keys, leftover...)
 	if len(keys) == 0 {
 		return
 	}
@@ -371,7 +414,14 @@ func (l *Loop) adopt(ctx context.Context, st *state) {
 		l.log.Warn("reading the kernel's IPVS state for adoption", "err", err)
 	}
 	st.mem.Adopted = map[DestID]int{}
+	st.mem.Previous = make(map[ipvs.Key]ipvs.Service, len(have))
+	removed := 0
 	for _, svc := range have {
+		st.mem.Previous[svc.Key] = svc
+		if !configured[svc.Key] {
+			removed++
+			continue
+		}
 		for _, d := range svc.Destinations {
 			if d.Weight > 0 {
 				st.mem.Adopted[DestID{Service: svc.Key, Dest: netip.AddrPortFrom(d.Address, d.Port)}] = d.Weight
@@ -380,7 +430,8 @@ func (l *Loop) adopt(ctx context.Context, st *state) {
 	}
 	if len(have) > 0 {
 		l.log.Info("adopting IPVS services found in the kernel", "reason",
-			fmt.Sprintf("%d services, %d weighted destinations kept until their first verdict", len(have), len(st.mem.Adopted)))
+			fmt.Sprintf("%d services, %d weighted destinations kept until their first verdict; %d services owned before but no longer configured drain for %s, then go",
+				len(have)-removed, len(st.mem.Adopted), removed, st.cfg.Director.DrainDelay))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
+	"github.com/anycast-director/director/statedir"
 )
 
 // state is everything the loop goroutine owns.
@@ -26,6 +27,7 @@ type state struct {
 	overrides Overrides
 	mem       Memory
 	shutdown  shutdown
+	persist   persistence
 
 	adSince      map[string]time.Time // VIP -> when its advertised state last changed
 	prevHealth   health.Snapshot
@@ -57,8 +59,11 @@ type state struct {
 
 // loaded is one configuration in the rollback history.
 type loaded struct {
-	cfg *config.Config
-	ver ConfigVersion
+	// cfg is nil for a version restored from the state directory until it
+	// is loaded again: content is parsed when a rollback needs it.
+	cfg     *config.Config
+	content []byte
+	ver     ConfigVersion
 }
 
 // shutdown tracks the graceful shutdown sequence.
@@ -68,26 +73,46 @@ type shutdown struct {
 	done        chan struct{}
 }
 
-func newState(cfg *config.Config, now time.Time, keep int) *state {
+// newState builds the loop's state for cfg, taking over what the state
+// directory had (restored may be nil), and returns warnings about restored
+// entries it could not use.
+func newState(cfg *config.Config, now time.Time, keep int, restored *statedir.Restored, saver StateSaver) (*state, []string) {
 	st := &state{keep: max(keep, 1), adSince: map[string]time.Time{}, prevVIPs: map[string]bool{},
 		verify: true}
-	st.load(cfg, now)
-	return st
+	st.persist.saver = saver
+	var warns []string
+	if restored != nil && restored.File != nil {
+		warns = st.restore(restored)
+	}
+	st.load(cfg, now, "", "start")
+	return st, warns
 }
 
-// load makes cfg the running configuration and records it in the history.
-func (st *state) load(cfg *config.Config, now time.Time) ConfigVersion {
-	st.nextVer++
-	v := ConfigVersion{Version: st.nextVer, Digest: cfg.Digest, Source: cfg.Source, Loaded: now}
+// load makes cfg the running configuration and records it in the history
+// as a new version, unless its file is the running one's (the same
+// digest): reloading an unchanged file adds no version, so the history
+// keeps the previous different configurations within reach of a rollback.
+// The running Config is replaced either way (secrets read from files or
+// the environment may have changed). It reports whether a version was
+// added.
+func (st *state) load(cfg *config.Config, now time.Time, who, reason string) (ConfigVersion, bool) {
 	st.cfg = cfg
 	st.keys = TargetKeys(cfg)
-	st.history = append(st.history, loaded{cfg: cfg, ver: v})
+	st.maxFailed.Store(int64(max(cfg.Director.MaxFailedResyncs, 1)))
+	st.resyncNanos.Store(int64(cfg.Director.ResyncInterval))
+	if n := len(st.history); n > 0 && cfg.Digest != "" && st.history[n-1].ver.Digest == cfg.Digest {
+		h := &st.history[n-1]
+		h.cfg, h.content = cfg, cfg.Content
+		return h.ver, false
+	}
+	st.nextVer++
+	v := ConfigVersion{Version: st.nextVer, Digest: cfg.Digest, Source: cfg.Source, Loaded: now, Who: who, Reason: reason}
+	st.history = append(st.history, loaded{cfg: cfg, content: cfg.Content, ver: v})
 	if len(st.history) > st.keep {
 		st.history = slices.Delete(st.history, 0, len(st.history)-st.keep)
 	}
-	st.maxFailed.Store(int64(max(cfg.Director.MaxFailedResyncs, 1)))
-	st.resyncNanos.Store(int64(cfg.Director.ResyncInterval))
-	return v
+	st.persist.dirty = true
+	return v, true
 }
 
 // version returns the running configuration's version.
@@ -95,11 +120,12 @@ func (st *state) version() ConfigVersion { return st.history[len(st.history)-1].
 
 // passResult is what a pass did, for status.
 type passResult struct {
-	start   time.Time
-	apply   ApplyResult
-	err     error
-	inPlace []routing.Advertisement // what the routing adapter has after the pass
-	wedged  bool                    // the route writer kept every VIP withdrawn
+	start    time.Time
+	apply    ApplyResult
+	applyErr error // the data plane's failure of the whole Apply
+	err      error
+	inPlace  []routing.Advertisement // what the routing adapter has after the pass
+	wedged   bool                    // the route writer kept every VIP withdrawn
 }
 
 // pass runs one reconcile: plan, withdraw, program, advertise, publish.
@@ -122,8 +148,9 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	}
 	verifying := st.verify
 	l.verify(ctx, st)
+	l.recordNewServices(ctx, st, &p)
 	var final []routing.Advertisement
-	r.apply, final, errs = l.program(ctx, &p, errs)
+	final, errs = l.program(ctx, &p, &r, errs)
 	if st.withdrawn {
 		final = nil
 	}
@@ -154,6 +181,7 @@ func (l *Loop) finish(ctx context.Context, st *state, p Plan, r passResult) {
 		r.err = errors.Join(r.err, fmt.Errorf("read the advertised routes: %w", err))
 	}
 	r.inPlace = inPlace
+	st.recordApplied(&p, r.apply, r.applyErr)
 	l.shutdownStep(st, r.start, len(inPlace) > 0)
 	l.publish(ctx, st, p, r)
 	if l.routes.passFinished(ctx) {
@@ -212,15 +240,16 @@ func (l *Loop) withdrawFirst(ctx context.Context, st *state, p Plan, inPlace []r
 	return nil
 }
 
-// program binds the local VIPs and programs IPVS, then returns the
-// advertisements of the VIPs whose programming succeeded; the others get the
-// failure as their reason in p.
-func (l *Loop) program(ctx context.Context, p *Plan, errs []error) (ApplyResult, []routing.Advertisement, []error) {
+// program binds the local VIPs and programs IPVS (the result goes to r),
+// then returns the advertisements of the VIPs whose programming succeeded;
+// the others get the failure as their reason in p.
+func (l *Loop) program(ctx context.Context, p *Plan, r *passResult, errs []error) ([]routing.Advertisement, []error) {
 	bindErr := l.deps.VIPs.Set(ctx, p.LocalVIPs)
 	if bindErr != nil {
 		errs = append(errs, fmt.Errorf("bind VIPs: %w", bindErr))
 	}
 	res, err := l.apply(ctx, p.IPVS)
+	r.apply, r.applyErr = res, err
 	if err != nil {
 		errs = append(errs, fmt.Errorf("program IPVS: %w", err))
 	}
@@ -240,7 +269,7 @@ func (l *Loop) program(ctx context.Context, p *Plan, errs []error) (ApplyResult,
 			final = append(final, vp.Ad)
 		}
 	}
-	return res, final, errs
+	return final, errs
 }
 
 // vipSet is the set of VIPs of some advertisements.

@@ -28,6 +28,7 @@ func (l *Loop) publish(ctx context.Context, st *state, p Plan, r passResult) {
 		Passes:               st.passes,
 		FailedPasses:         st.failed,
 		WithdrawnForFailures: st.withdrawn,
+		State:                l.stateReport(),
 		VIPs:                 make([]VIPStatus, 0, len(p.VIPs)),
 		Services:             make([]ServiceStatus, 0, len(p.Services)),
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/anycast-director/director/health"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
+	"github.com/anycast-director/director/statedir"
 )
 
 // Status is an immutable snapshot of what the director does and why. The loop
@@ -49,6 +50,8 @@ type Status struct {
 	WithdrawnForFailures bool
 	// HealthLoad is the health checker's own load, when it reports one.
 	HealthLoad *health.Load
+	// State says how the state directory fares (nil when none is used).
+	State *statedir.Report
 }
 
 // ConfigVersion identifies one loaded configuration.
@@ -61,6 +64,12 @@ type ConfigVersion struct {
 	Source string
 	// Loaded is when it was applied.
 	Loaded time.Time
+	// Who loaded it: the operator behind a reload or rollback through the
+	// API ("" for the daemon itself: a start or a SIGHUP).
+	Who string
+	// Reason says how it came to run ("start", "reload", "rollback to
+	// version 3", with the operator's reason after a colon).
+	Reason string
 }
 
 // VIPStatus is one VIP's announcement state.

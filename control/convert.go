@@ -47,6 +47,10 @@ func statusToProto(st *announcer.Status) *directorv1.GetStatusResponse {
 	if l := st.HealthLoad; l != nil {
 		out.HealthLoad = healthLoadToProto(*l)
 	}
+	if r := st.State; r != nil {
+		out.State = &directorv1.StateDirectory{Dir: r.Dir, Restored: r.Restored, Lost: r.Lost, LoadError: r.LoadError,
+			SetAside: r.SetAside, Saved: ts(r.Saved), SaveError: r.SaveError, SaveFailures: r.SaveFailures}
+	}
 	for _, v := range st.VIPs {
 		out.Vips = append(out.Vips, &directorv1.VIP{Address: v.VIP.String(), State: vipState(v),
 			Reason: v.Reason, Services: v.Services, Since: ts(v.Since)})
@@ -198,7 +202,8 @@ func forwardingOf(f string) directorv1.Forwarding {
 }
 
 func versionToProto(v announcer.ConfigVersion) *directorv1.ConfigVersion {
-	return &directorv1.ConfigVersion{Version: int64(v.Version), Digest: v.Digest, Source: v.Source, Loaded: ts(v.Loaded)}
+	return &directorv1.ConfigVersion{Version: int64(v.Version), Digest: v.Digest, Source: v.Source, Loaded: ts(v.Loaded),
+		Who: v.Who, Reason: v.Reason}
 }
 
 func noteToProto(n announcer.Note) *directorv1.Note {

@@ -69,6 +69,10 @@ type ServerOptions struct {
 	// parsing); with dryRun it only previews. It returns the plan and the
 	// running (or new) version.
 	Reload func(ctx context.Context, dryRun bool) ([]announcer.Change, announcer.ConfigVersion, error)
+	// Rollback re-applies a kept configuration (0: the previous one) and
+	// writes it to the configuration file (the daemon owns the file); nil
+	// rolls back with Director.Rollback and leaves the file alone.
+	Rollback func(ctx context.Context, version int) (RollbackResult, error)
 	// RouterConfig renders the router side of the peering ("frr" or "bird")
 	// for the running configuration; opts describe the router.
 	RouterConfig func(flavor string, opts routerconfig.Options) ([]byte, error)

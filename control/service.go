@@ -256,11 +256,20 @@ func (s *service) Rollback(ctx context.Context, req *directorv1.RollbackRequest)
 	if req.GetDryRun() {
 		return s.previewRollback(ctx, hist, req.GetVersion())
 	}
-	v, err := s.opts.Director.Rollback(announcer.WithReason(announcer.WithWho(ctx, Caller(ctx)), req.GetReason()), int(req.GetVersion()))
+	ctx = announcer.WithReason(announcer.WithWho(ctx, Caller(ctx)), req.GetReason())
+	if s.opts.Rollback == nil {
+		v, err := s.opts.Director.Rollback(ctx, int(req.GetVersion()))
+		if err != nil {
+			return nil, toStatus("rollback", err)
+		}
+		return &directorv1.RollbackResponse{Version: versionToProto(v), Applied: true}, nil
+	}
+	res, err := s.opts.Rollback(ctx, int(req.GetVersion()))
 	if err != nil {
 		return nil, toStatus("rollback", err)
 	}
-	return &directorv1.RollbackResponse{Version: versionToProto(v), Applied: true}, nil
+	return &directorv1.RollbackResponse{Version: versionToProto(res.Version), Applied: true,
+		File: res.File, Backup: res.Backup, FileError: res.FileError}, nil
 }
 
 // checkRollback refuses a rollback the history cannot satisfy, with the

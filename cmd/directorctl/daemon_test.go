@@ -95,8 +95,9 @@ func daemonConfig(dir, metrics string, web, api *listener, vipBase string, apiIn
   drain_delay: 1s
   graceful_shutdown: 0s
   linger: 500ms
+  state_dir: %[1]s/state
 api:
-  socket: %s/d.sock
+  socket: %[1]s/d.sock
 metrics:
   listen: %s
 services:

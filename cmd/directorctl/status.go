@@ -62,6 +62,9 @@ func printStatus(w io.Writer, s *directorv1.GetStatusResponse, now time.Time) {
 	if h := s.GetHealthLoad(); h != nil {
 		fmt.Fprintln(w, healthLoadLine(h, now))
 	}
+	if st := s.GetState(); st != nil {
+		fmt.Fprintln(w, stateLine(st, now))
+	}
 
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -259,4 +262,30 @@ func bytesText(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// stateLine summarises the state directory: where, when it was saved, and
+// loudly whether the saved state was lost at start or cannot be written.
+func stateLine(st *directorv1.StateDirectory, now time.Time) string {
+	line := "State    " + st.GetDir()
+	switch {
+	case st.GetSaved() != nil:
+		line += fmt.Sprintf(", saved %s ago", ago(tsTime(st.GetSaved()), now))
+	default:
+		line += ", not saved yet"
+	}
+	if st.GetRestored() {
+		line += ", restored at start"
+	}
+	if st.GetLost() {
+		aside := "it could not be moved aside"
+		if st.GetSetAside() != "" {
+			aside = "kept as " + st.GetSetAside()
+		}
+		line += fmt.Sprintf("; LOST AT START: %s (%s): overrides and history from before the start are gone", st.GetLoadError(), aside)
+	}
+	if st.GetSaveError() != "" {
+		line += fmt.Sprintf("; NOT SAVED (%d failures): %s: overrides and history would not survive a restart", st.GetSaveFailures(), st.GetSaveError())
+	}
+	return line
 }

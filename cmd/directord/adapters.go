@@ -49,6 +49,10 @@ func (p ipvsPlane) Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service
 	return p.h.Current(ctx, keys)
 }
 
+// Own hands the services a previous process owned to the handle, which
+// deletes them once the plan no longer lists them (announcer.Owner).
+func (p ipvsPlane) Own(keys []ipvs.Key) { p.h.Own(keys) }
+
 // missingPlane stands in for IPVS on a kernel without it: every IPVS service
 // fails with the reason, so its VIP is never advertised, while `local`
 // services keep working.

@@ -21,8 +21,8 @@ import (
 // The service's health target is directord's own metrics listener, so the VIP
 // becomes servable without any other process.
 func leastPrivilegeConfig(dir string) string {
-	return fmt.Sprintf(`director: { name: lp, announce: bgp, hold_down: 0s, graceful_shutdown: 0s, linger: 0s }
-api: { socket: %s/d.sock }
+	return fmt.Sprintf(`director: { name: lp, announce: bgp, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
+api: { socket: %[1]s/d.sock }
 metrics: { listen: 127.0.0.1:9479 }
 bgp:
   asn: 65100

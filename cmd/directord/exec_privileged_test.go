@@ -17,8 +17,8 @@ import (
 // leaves a setsid'd child behind (recording its PID) and then outlasts the
 // probe.
 func execLeakConfig(dir, script string) string {
-	return fmt.Sprintf(`director: { name: ex, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s }
-api: { socket: %s/d.sock }
+	return fmt.Sprintf(`director: { name: ex, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
+api: { socket: %[1]s/d.sock }
 metrics: { listen: "" }
 services:
   - name: web

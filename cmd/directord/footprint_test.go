@@ -21,7 +21,7 @@ import (
 // with net 127, loopback addresses that one listener on 0.0.0.0 accepts.
 func footprintConfig(t testing.TB, dir string, net byte, vips, backends, port int, interval time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "director: { name: bench, announce: none, resync_interval: 5s }\napi: { socket: %s/d.sock }\nmetrics: { listen: \"\" }\nlog: { level: warn }\nservices:\n", dir)
+	fmt.Fprintf(&b, "director: { name: bench, announce: none, resync_interval: 5s, state_dir: %[1]s/state }\napi: { socket: %[1]s/d.sock }\nmetrics: { listen: \"\" }\nlog: { level: warn }\nservices:\n", dir)
 	n := 0
 	for v := 0; v < vips; v++ {
 		fmt.Fprintf(&b, "  - name: s%d\n    vip: 127.200.%d.%d\n    port: %d\n    forwarding: local\n    min_healthy: 1\n", v, v/250, v%250+1, port)

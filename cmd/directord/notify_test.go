@@ -86,8 +86,8 @@ func TestRunNotifies(t *testing.T) {
 	hook := &hookReceiver{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	vip := fmt.Sprintf("127.78.%d.10", os.Getpid()%250+1)
-	cfg := fmt.Sprintf(`director: { name: n1, announce: none, hold_down: 200ms, drain_delay: 1s, graceful_shutdown: 0s, linger: 0s }
-api: { socket: %s/d.sock }
+	cfg := fmt.Sprintf(`director: { name: n1, announce: none, hold_down: 200ms, drain_delay: 1s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
+api: { socket: %[1]s/d.sock }
 metrics: { listen: %s }
 services:
   - name: web

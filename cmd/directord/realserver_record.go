@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/internal/atomicfile"
 	"github.com/anycast-director/director/routing/kernel"
 )
 
@@ -144,49 +145,26 @@ func (rs *realServerCmd) currentSysctls() string {
 	return strings.Join(parts, " ")
 }
 
-// writeRecord replaces the record atomically: a temporary file, fsync,
-// rename, fsync of the folder, so a crash leaves the old or the new record.
+// writeRecord replaces the record atomically (internal/atomicfile), so a
+// crash leaves the old or the new record.
 func writeRecord(path string, rec *realServerRecord) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create the state directory: %w", err)
 	}
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+realServerFile+".*")
-	if err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write the record: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write the record: %w", err)
-	}
-	if err := errors.Join(tmp.Chmod(0o644), tmp.Sync(), tmp.Close()); err != nil {
-		return fmt.Errorf("write the record: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write the record: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // removeRecord deletes the record and makes the deletion durable.
 func removeRecord(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := atomicfile.Remove(path); err != nil {
 		return fmt.Errorf("remove the record: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir fsyncs a folder so a rename or removal in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }

@@ -30,8 +30,9 @@ func timingReloadConfig(dir, metrics string, port int, healthBlock string) strin
   hold_down: 0s
   graceful_shutdown: 0s
   linger: 0s
+  state_dir: %[1]s/state
 api:
-  socket: %s/d.sock
+  socket: %[1]s/d.sock
 metrics:
   listen: %s
 services:

@@ -27,6 +27,7 @@ import (
 	"github.com/anycast-director/director/routing"
 	"github.com/anycast-director/director/routing/bgp"
 	"github.com/anycast-director/director/routing/kernel"
+	"github.com/anycast-director/director/statedir"
 )
 
 // cmdRun is `directord run -config FILE`.
@@ -106,6 +107,8 @@ type daemon struct {
 	vips *kernel.VIPs
 	// notifier sends notifications of state changes (notify.go).
 	notifier *notify.Notifier
+	// state writes the state directory (state.go).
+	state *statedir.Writer
 
 	reloadMu sync.Mutex  // one reload at a time (SIGHUP and API)
 	stopping atomic.Bool // a graceful shutdown began
@@ -129,6 +132,7 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	}
 	d.closers = append(d.closers, func() { vips.Close() })
 	d.vips = vips
+	restored := d.openState(cfg, binding)
 	plane, closePlane := openIPVS(cfg, d.log, func(r dataplane.Repair) { d.repaired(r.Kind, r.Subject, r.Detail) })
 	d.closers = append(d.closers, closePlane)
 	if err := d.newRoutes(cfg); err != nil {
@@ -146,13 +150,13 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	d.metrics.DeclareRepairKinds(repairKinds()...)
 	d.health = health.NewScheduler(d.log, health.Options{OnProbe: d.metrics.OnProbe})
 	loop = announcer.New(cfg, announcer.Deps{Health: d.health, IPVS: plane, VIPs: vips, Routes: d.routes},
-		d.log, announcer.Options{OnPass: d.onPass})
+		d.log, announcer.Options{OnPass: d.onPass, State: d.state, Restored: restored})
 	d.loop = loop
 	if err := d.newNotifier(cfg); err != nil {
 		d.close()
 		return nil, err
 	}
-	d.server = control.NewServer(control.ServerOptions{Director: loop, Reload: d.reload,
+	d.server = control.NewServer(control.ServerOptions{Director: loop, Reload: d.reload, Rollback: d.rollback,
 		RouterConfig: d.routerConfig, Logger: d.log, API: cfg.API})
 	return d, nil
 }
@@ -297,7 +301,7 @@ func (d *daemon) reloadOnSignal(ctx context.Context, reloads <-chan struct{}) {
 			return
 		case <-reloads:
 			d.manager.reloading()
-			_, v, err := d.reload(ctx, false)
+			_, v, err := d.reload(announcer.WithReason(ctx, "SIGHUP"), false)
 			if err != nil {
 				d.log.Error("reload rejected; the running configuration stays", "err", err)
 			}

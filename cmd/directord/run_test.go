@@ -167,8 +167,9 @@ func TestRunLocalService(t *testing.T) {
   drain_delay: 1s
   graceful_shutdown: 0s
   linger: 1s
+  state_dir: %[1]s/state
 api:
-  socket: %s/d.sock
+  socket: %[1]s/d.sock
 metrics:
   listen: %s
 services:

@@ -37,7 +37,7 @@ func TestPrivilegedSecretNeverShown(t *testing.T) {
 	metrics := "127.0.0.1:9469"
 	scrape := func(string) string { out, _ := ns.Run("curl", "-sf", "http://"+metrics+"/metrics"); return out }
 	cfgPath := filepath.Join(dir, "directord.yaml")
-	cfg := fmt.Sprintf(`director: { name: s1, announce: bgp, hold_down: 0s, graceful_shutdown: 0s, linger: 0s }
+	cfg := fmt.Sprintf(`director: { name: s1, announce: bgp, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
 api: { socket: %[1]s/d.sock }
 metrics: { listen: %[2]s }
 log: { level: debug }

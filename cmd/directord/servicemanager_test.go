@@ -91,8 +91,8 @@ func TestServiceManagerNotifications(t *testing.T) {
 	sock, msgs := notifySocket(t)
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfgPath := filepath.Join(dir, "directord.yaml")
-	cfg := fmt.Sprintf(`director: { name: n1, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s }
-api: { socket: %s/d.sock }
+	cfg := fmt.Sprintf(`director: { name: n1, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
+api: { socket: %[1]s/d.sock }
 metrics: { listen: %s }
 services:
   - name: self

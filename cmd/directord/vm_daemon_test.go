@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -61,6 +62,7 @@ func (l *vmLab) writeConfig(tunBackends int) {
   resync_interval: 500ms
   graceful_shutdown: %s
   linger: %s
+  state_dir: %s
 api:
   socket: %s
 metrics:
@@ -83,7 +85,7 @@ services:
     forwarding: tunnel
     health: { type: tcp, interval: %s, timeout: %s, rise: 2, fall: %d%s }
     backends:
-%s`, drainDelay, graceful, linger, l.sock, metricsAddr, webVIP, interval, timeout, checkFall, fwd,
+%s`, drainDelay, graceful, linger, filepath.Join(filepath.Dir(l.sock), "state"), l.sock, metricsAddr, webVIP, interval, timeout, checkFall, fwd,
 		labNet, labNet, labNet, tunVIP, interval, timeout, checkFall, fwd, tun.String())
 	if err := os.WriteFile(l.cfgPath, []byte(cfg), 0o644); err != nil {
 		l.t.Fatal(err)

@@ -30,6 +30,7 @@ type statusCollector struct {
 	overrides, configInfo, configVersion, configLoaded     *prometheus.Desc
 	lastPass, fingerprint                                  *prometheus.Desc
 	syncOK, syncRunning                                    *prometheus.Desc
+	stateLost, stateSaveFailures, stateSaved               *prometheus.Desc
 }
 
 func newStatusCollector(status func() *announcer.Status) *statusCollector {
@@ -68,17 +69,20 @@ func newStatusCollector(status func() *announcer.Status) *statusCollector {
 		dstActive:   d("directord_ipvs_destination_active_connections", "Active (established) connections of the IPVS destination.", "service", "backend"),
 		dstInactive: d("directord_ipvs_destination_inactive_connections", "Inactive connections of the IPVS destination.", "service", "backend"),
 
-		learning:      d("directord_learning", "1 during the start-up learn period, when nothing is announced yet."),
-		drained:       d("directord_drained", "1 while an operator has drained the whole director."),
-		shuttingDown:  d("directord_shutting_down", "1 once a graceful shutdown began."),
-		withdrawn:     d("directord_withdrawn_for_failures", "1 while every VIP is withdrawn because reconcile passes kept failing."),
-		overrides:     d("directord_overrides", "Active operator overrides, by kind.", "kind"),
-		configInfo:    d("directord_config_info", "The running configuration's version and digest; the value is always 1.", "version", "digest"),
-		configVersion: d("directord_config_version", "Version number of the running configuration (counts loads since start)."),
-		configLoaded:  d("directord_config_last_reload_success_timestamp_seconds", "Unix time the running configuration was loaded."),
-		lastPass:      d("directord_reconcile_last_pass_timestamp_seconds", "Unix time the last reconcile pass ended."),
-		syncOK:        d("directord_ipvs_sync_ok", "With ipvs.sync configured: 1 while the master and backup sync daemons run as configured, 0 when they do not (see directorctl status)."),
-		syncRunning:   d("directord_ipvs_sync_daemon_running", "1 while the kernel runs the IPVS sync daemon of this state (master, backup), configured here or not.", "state"),
+		learning:          d("directord_learning", "1 during the start-up learn period, when nothing is announced yet."),
+		drained:           d("directord_drained", "1 while an operator has drained the whole director."),
+		shuttingDown:      d("directord_shutting_down", "1 once a graceful shutdown began."),
+		withdrawn:         d("directord_withdrawn_for_failures", "1 while every VIP is withdrawn because reconcile passes kept failing."),
+		overrides:         d("directord_overrides", "Active operator overrides, by kind.", "kind"),
+		configInfo:        d("directord_config_info", "The running configuration's version and digest; the value is always 1.", "version", "digest"),
+		configVersion:     d("directord_config_version", "Version number of the running configuration (numbers the configurations loaded, across restarts with the state directory)."),
+		configLoaded:      d("directord_config_last_reload_success_timestamp_seconds", "Unix time the running configuration was loaded."),
+		lastPass:          d("directord_reconcile_last_pass_timestamp_seconds", "Unix time the last reconcile pass ended."),
+		stateLost:         d("directord_state_lost", "1 when the daemon started without its saved state: the state file in director.state_dir was corrupt, truncated, unreadable or from a newer directord and was set aside, so operator overrides and the configuration history were lost. Stays 1 until the next start."),
+		stateSaveFailures: d("directord_state_save_failures_total", "Failed writes of the state directory since start: overrides and history set since then would not survive a restart."),
+		stateSaved:        d("directord_state_last_save_timestamp_seconds", "Unix time the state directory was last written."),
+		syncOK:            d("directord_ipvs_sync_ok", "With ipvs.sync configured: 1 while the master and backup sync daemons run as configured, 0 when they do not (see directorctl status)."),
+		syncRunning:       d("directord_ipvs_sync_daemon_running", "1 while the kernel runs the IPVS sync daemon of this state (master, backup), configured here or not.", "state"),
 		fingerprint: d("directord_service_fingerprint_info", "The IPVS service's fingerprint (scheduler, flags, destination order and weights); directors whose fingerprints differ pick different real servers for a flow. The value is always 1.",
 			"service", "fingerprint"),
 	}
@@ -92,7 +96,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.peerState, c.peerUp, c.peerFlaps, c.peerBFDUp, c.peerPrefixes,
 		c.svcConns, c.svcPackets, c.svcBytes, c.dstConns, c.dstPackets, c.dstBytes, c.dstActive, c.dstInactive,
 		c.learning, c.drained, c.shuttingDown, c.withdrawn, c.overrides, c.configInfo, c.configVersion,
-		c.configLoaded, c.lastPass, c.fingerprint, c.syncOK, c.syncRunning,
+		c.configLoaded, c.lastPass, c.fingerprint, c.syncOK, c.syncRunning, c.stateLost, c.stateSaveFailures, c.stateSaved,
 	} {
 		ch <- d
 	}
@@ -144,6 +148,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if !st.LastPass.IsZero() {
 		e.gauge(c.lastPass, float64(st.LastPass.UnixNano())/1e9)
+	}
+	if r := st.State; r != nil {
+		e.gauge(c.stateLost, b2f(r.Lost))
+		e.counter(c.stateSaveFailures, r.SaveFailures)
+		if !r.Saved.IsZero() {
+			e.gauge(c.stateSaved, float64(r.Saved.UnixNano())/1e9)
+		}
 	}
 	o := st.Overrides
 	e.gauge(c.overrides, float64(len(o.Drained)), "drain_backend")

@@ -525,3 +525,28 @@ func TestApplyStableOrderFastPathFallsBack(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnDeletesWhatAPreviousProcessCreated: services handed to Own (what
+// the state directory says a previous daemon created) are deleted once the
+// desired state does not list them, even after the handle was idle in
+// between; a wanted one is adopted; a missing one is forgotten; foreign
+// services stay untouched.
+func TestOwnDeletesWhatAPreviousProcessCreated(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	foreign := svc(ipvs.Key{VIP: netip.MustParseAddr("192.0.2.1"), Port: 53, Protocol: 17}, "rr", dst("10.9.9.9", 7))
+	gone := ipvs.Key{VIP: netip.MustParseAddr("198.18.0.99"), Port: 80, Protocol: 6}
+	f.seed(foreign)
+	f.seed(svc(web, "mh", dst("10.0.2.21", 1)))
+	f.seed(svc(api, "mh")) // no destinations left
+	h.Own([]ipvs.Key{web, api, gone})
+	mustApply(t, h, []ipvs.Service{svc(web, "mh", dst("10.0.2.21", 1))})
+	if f.service(api) != nil {
+		t.Error("a service owned by the previous process and not wanted was not deleted")
+	}
+	if f.service(web) == nil || f.service(foreign.Key) == nil {
+		t.Errorf("web present=%v foreign present=%v, want both", f.service(web) != nil, f.service(foreign.Key) != nil)
+	}
+	if _, ok := h.entries[gone]; ok {
+		t.Error("a key the kernel does not have is still tracked")
+	}
+}

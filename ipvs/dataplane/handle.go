@@ -270,6 +270,22 @@ func (h *Handle) usable(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// Own takes ownership of keys: services a previous process created (the
+// daemon's state directory lists them). The next Apply reads them from the
+// kernel and, like services it programmed itself, deletes those its
+// desired state does not list. A key not in the kernel is simply
+// forgotten. Services of other keys stay untouched, as always.
+func (h *Handle) Own(keys []ipvs.Key) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range keys {
+		if h.entries[k] == nil {
+			h.entries[k] = &entry{key: k}
+			h.needFull = true
+		}
+	}
+}
+
 // Current returns the kernel's state of those of keys that it has, without
 // taking ownership or writing anything. A restarting daemon reads it before
 // its first Apply so it can keep the weights it finds until health checks

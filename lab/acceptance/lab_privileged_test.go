@@ -86,7 +86,8 @@ func (c dirConf) render(k int, dir string, forDaemon bool) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	announce := cmp.Or(c.announce, "bgp")
-	w("director: { name: d%d, announce: %s, hold_down: %s, graceful_shutdown: 1s, linger: 1s }", k, announce, c.holdDown)
+	w("director: { name: d%d, announce: %s, hold_down: %s, graceful_shutdown: 1s, linger: 1s, state_dir: %s }", k, announce, c.holdDown,
+		filepath.Join(dir, "state"))
 	w("api: { socket: %s }", filepath.Join(dir, "directord.sock"))
 	w(`metrics: { listen: "" }`)
 	w("log: { format: json, level: info }")

@@ -749,6 +749,9 @@ type GetStatusResponse struct {
 	IpvsFingerprint string `protobuf:"bytes,12,opt,name=ipvs_fingerprint,json=ipvsFingerprint,proto3" json:"ipvs_fingerprint,omitempty"`
 	// health_load says whether the health checker keeps up with its targets.
 	HealthLoad *HealthLoad `protobuf:"bytes,13,opt,name=health_load,json=healthLoad,proto3" json:"health_load,omitempty"`
+	// state says how the state directory fares (unset when the daemon keeps
+	// no state).
+	State *StateDirectory `protobuf:"bytes,14,opt,name=state,proto3" json:"state,omitempty"`
 	// sync is the IPVS connection synchronization between directors.
 	Sync          *SyncStatus `protobuf:"bytes,15,opt,name=sync,proto3" json:"sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -872,6 +875,13 @@ func (x *GetStatusResponse) GetIpvsFingerprint() string {
 func (x *GetStatusResponse) GetHealthLoad() *HealthLoad {
 	if x != nil {
 		return x.HealthLoad
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetState() *StateDirectory {
+	if x != nil {
+		return x.State
 	}
 	return nil
 }
@@ -1178,14 +1188,22 @@ func (x *HealthLoad) GetDiscarded() uint64 {
 // ConfigVersion identifies one loaded configuration.
 type ConfigVersion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// version counts loads since the daemon started (1 is the first).
+	// version numbers the configurations loaded (1 is the first), across
+	// restarts when the daemon has its state directory. Reloading an
+	// unchanged file (the same digest) keeps the version.
 	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// digest is the short SHA-256 of the configuration file.
 	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
 	// source is the file it was read from.
 	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	// loaded is when it was applied.
-	Loaded        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=loaded,proto3" json:"loaded,omitempty"`
+	Loaded *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=loaded,proto3" json:"loaded,omitempty"`
+	// who loaded it: the caller of a reload or rollback through the API
+	// (empty for the daemon itself: a start or a SIGHUP).
+	Who string `protobuf:"bytes,5,opt,name=who,proto3" json:"who,omitempty"`
+	// reason says how it came to run: "start", "reload", "reload: SIGHUP",
+	// "rollback to version 3", with the operator's reason after a colon.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1248,6 +1266,136 @@ func (x *ConfigVersion) GetLoaded() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ConfigVersion) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *ConfigVersion) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// StateDirectory says how the daemon's durable state fares: the operator
+// overrides, the configuration history and what it owns in the kernel,
+// kept in director.state_dir across restarts.
+type StateDirectory struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// dir is the state directory.
+	Dir string `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
+	// restored is true when saved state was found and used at start.
+	Restored bool `protobuf:"varint,2,opt,name=restored,proto3" json:"restored,omitempty"`
+	// lost is true when the state found at start could not be used
+	// (corrupt, truncated, unreadable, or written by a newer directord): the
+	// daemon started from its configuration alone, without the overrides
+	// and history it had. It stays true until the next start.
+	Lost bool `protobuf:"varint,3,opt,name=lost,proto3" json:"lost,omitempty"`
+	// load_error says why it was lost.
+	LoadError string `protobuf:"bytes,4,opt,name=load_error,json=loadError,proto3" json:"load_error,omitempty"`
+	// set_aside is where the unusable state file was moved.
+	SetAside string `protobuf:"bytes,5,opt,name=set_aside,json=setAside,proto3" json:"set_aside,omitempty"`
+	// saved is when the state was last written.
+	Saved *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=saved,proto3" json:"saved,omitempty"`
+	// save_error is the last write's error (empty when it succeeded): the
+	// overrides and history are then in force but would not survive a
+	// restart.
+	SaveError string `protobuf:"bytes,7,opt,name=save_error,json=saveError,proto3" json:"save_error,omitempty"`
+	// save_failures counts failed writes since start.
+	SaveFailures  uint64 `protobuf:"varint,8,opt,name=save_failures,json=saveFailures,proto3" json:"save_failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateDirectory) Reset() {
+	*x = StateDirectory{}
+	mi := &file_director_v1_director_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateDirectory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateDirectory) ProtoMessage() {}
+
+func (x *StateDirectory) ProtoReflect() protoreflect.Message {
+	mi := &file_director_v1_director_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateDirectory.ProtoReflect.Descriptor instead.
+func (*StateDirectory) Descriptor() ([]byte, []int) {
+	return file_director_v1_director_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StateDirectory) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *StateDirectory) GetRestored() bool {
+	if x != nil {
+		return x.Restored
+	}
+	return false
+}
+
+func (x *StateDirectory) GetLost() bool {
+	if x != nil {
+		return x.Lost
+	}
+	return false
+}
+
+func (x *StateDirectory) GetLoadError() string {
+	if x != nil {
+		return x.LoadError
+	}
+	return ""
+}
+
+func (x *StateDirectory) GetSetAside() string {
+	if x != nil {
+		return x.SetAside
+	}
+	return ""
+}
+
+func (x *StateDirectory) GetSaved() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Saved
+	}
+	return nil
+}
+
+func (x *StateDirectory) GetSaveError() string {
+	if x != nil {
+		return x.SaveError
+	}
+	return ""
+}
+
+func (x *StateDirectory) GetSaveFailures() uint64 {
+	if x != nil {
+		return x.SaveFailures
+	}
+	return 0
+}
+
 // VIP is one virtual address's announcement state.
 type VIP struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1267,7 +1415,7 @@ type VIP struct {
 
 func (x *VIP) Reset() {
 	*x = VIP{}
-	mi := &file_director_v1_director_proto_msgTypes[6]
+	mi := &file_director_v1_director_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1427,7 @@ func (x *VIP) String() string {
 func (*VIP) ProtoMessage() {}
 
 func (x *VIP) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[6]
+	mi := &file_director_v1_director_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1440,7 @@ func (x *VIP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VIP.ProtoReflect.Descriptor instead.
 func (*VIP) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{6}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VIP) GetAddress() string {
@@ -1348,7 +1496,7 @@ type IPVSCounters struct {
 
 func (x *IPVSCounters) Reset() {
 	*x = IPVSCounters{}
-	mi := &file_director_v1_director_proto_msgTypes[7]
+	mi := &file_director_v1_director_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1508,7 @@ func (x *IPVSCounters) String() string {
 func (*IPVSCounters) ProtoMessage() {}
 
 func (x *IPVSCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[7]
+	mi := &file_director_v1_director_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1521,7 @@ func (x *IPVSCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPVSCounters.ProtoReflect.Descriptor instead.
 func (*IPVSCounters) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{7}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IPVSCounters) GetActiveConns() int64 {
@@ -1454,7 +1602,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_director_v1_director_proto_msgTypes[8]
+	mi := &file_director_v1_director_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1614,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[8]
+	mi := &file_director_v1_director_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1627,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{8}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Service) GetName() string {
@@ -1608,7 +1756,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_director_v1_director_proto_msgTypes[9]
+	mi := &file_director_v1_director_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1768,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[9]
+	mi := &file_director_v1_director_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1781,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{9}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Health) GetState() HealthState {
@@ -1709,7 +1857,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_director_v1_director_proto_msgTypes[10]
+	mi := &file_director_v1_director_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1869,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[10]
+	mi := &file_director_v1_director_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1882,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{10}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Backend) GetAddress() string {
@@ -1827,7 +1975,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_director_v1_director_proto_msgTypes[11]
+	mi := &file_director_v1_director_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1987,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[11]
+	mi := &file_director_v1_director_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2000,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{11}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Peer) GetAddress() string {
@@ -1928,7 +2076,7 @@ type Reconcile struct {
 
 func (x *Reconcile) Reset() {
 	*x = Reconcile{}
-	mi := &file_director_v1_director_proto_msgTypes[12]
+	mi := &file_director_v1_director_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2088,7 @@ func (x *Reconcile) String() string {
 func (*Reconcile) ProtoMessage() {}
 
 func (x *Reconcile) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[12]
+	mi := &file_director_v1_director_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2101,7 @@ func (x *Reconcile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconcile.ProtoReflect.Descriptor instead.
 func (*Reconcile) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{12}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Reconcile) GetLastPass() *timestamppb.Timestamp {
@@ -2014,7 +2162,7 @@ type Note struct {
 
 func (x *Note) Reset() {
 	*x = Note{}
-	mi := &file_director_v1_director_proto_msgTypes[13]
+	mi := &file_director_v1_director_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2174,7 @@ func (x *Note) String() string {
 func (*Note) ProtoMessage() {}
 
 func (x *Note) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[13]
+	mi := &file_director_v1_director_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2187,7 @@ func (x *Note) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Note.ProtoReflect.Descriptor instead.
 func (*Note) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{13}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Note) GetReason() string {
@@ -2084,7 +2232,7 @@ type BackendRef struct {
 
 func (x *BackendRef) Reset() {
 	*x = BackendRef{}
-	mi := &file_director_v1_director_proto_msgTypes[14]
+	mi := &file_director_v1_director_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2244,7 @@ func (x *BackendRef) String() string {
 func (*BackendRef) ProtoMessage() {}
 
 func (x *BackendRef) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[14]
+	mi := &file_director_v1_director_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2257,7 @@ func (x *BackendRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRef.ProtoReflect.Descriptor instead.
 func (*BackendRef) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{14}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BackendRef) GetService() string {
@@ -2150,7 +2298,7 @@ type Override struct {
 
 func (x *Override) Reset() {
 	*x = Override{}
-	mi := &file_director_v1_director_proto_msgTypes[15]
+	mi := &file_director_v1_director_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2310,7 @@ func (x *Override) String() string {
 func (*Override) ProtoMessage() {}
 
 func (x *Override) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[15]
+	mi := &file_director_v1_director_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2175,7 +2323,7 @@ func (x *Override) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Override.ProtoReflect.Descriptor instead.
 func (*Override) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{15}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Override) GetKind() OverrideKind {
@@ -2232,7 +2380,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[16]
+	mi := &file_director_v1_director_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2392,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[16]
+	mi := &file_director_v1_director_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2405,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{16}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchRequest) GetAfterSeq() uint64 {
@@ -2303,7 +2451,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_director_v1_director_proto_msgTypes[17]
+	mi := &file_director_v1_director_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2463,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[17]
+	mi := &file_director_v1_director_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2476,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{17}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2401,7 +2549,7 @@ type EventsLost struct {
 
 func (x *EventsLost) Reset() {
 	*x = EventsLost{}
-	mi := &file_director_v1_director_proto_msgTypes[18]
+	mi := &file_director_v1_director_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2561,7 @@ func (x *EventsLost) String() string {
 func (*EventsLost) ProtoMessage() {}
 
 func (x *EventsLost) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[18]
+	mi := &file_director_v1_director_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2574,7 @@ func (x *EventsLost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsLost.ProtoReflect.Descriptor instead.
 func (*EventsLost) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{18}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EventsLost) GetRequestedAfter() uint64 {
@@ -2457,7 +2605,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[19]
+	mi := &file_director_v1_director_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2617,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[19]
+	mi := &file_director_v1_director_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2630,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{19}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchResponse) GetKind() isWatchResponse_Kind {
@@ -2540,7 +2688,7 @@ type DrainBackendRequest struct {
 
 func (x *DrainBackendRequest) Reset() {
 	*x = DrainBackendRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[20]
+	mi := &file_director_v1_director_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2700,7 @@ func (x *DrainBackendRequest) String() string {
 func (*DrainBackendRequest) ProtoMessage() {}
 
 func (x *DrainBackendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[20]
+	mi := &file_director_v1_director_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2713,7 @@ func (x *DrainBackendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainBackendRequest.ProtoReflect.Descriptor instead.
 func (*DrainBackendRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{20}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DrainBackendRequest) GetBackend() *BackendRef {
@@ -2601,7 +2749,7 @@ type DrainBackendResponse struct {
 
 func (x *DrainBackendResponse) Reset() {
 	*x = DrainBackendResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[21]
+	mi := &file_director_v1_director_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2761,7 @@ func (x *DrainBackendResponse) String() string {
 func (*DrainBackendResponse) ProtoMessage() {}
 
 func (x *DrainBackendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[21]
+	mi := &file_director_v1_director_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2774,7 @@ func (x *DrainBackendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainBackendResponse.ProtoReflect.Descriptor instead.
 func (*DrainBackendResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{21}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DrainBackendResponse) GetMatched() []string {
@@ -2656,7 +2804,7 @@ type EnableBackendRequest struct {
 
 func (x *EnableBackendRequest) Reset() {
 	*x = EnableBackendRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[22]
+	mi := &file_director_v1_director_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +2816,7 @@ func (x *EnableBackendRequest) String() string {
 func (*EnableBackendRequest) ProtoMessage() {}
 
 func (x *EnableBackendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[22]
+	mi := &file_director_v1_director_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +2829,7 @@ func (x *EnableBackendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableBackendRequest.ProtoReflect.Descriptor instead.
 func (*EnableBackendRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{22}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EnableBackendRequest) GetBackend() *BackendRef {
@@ -2712,7 +2860,7 @@ type EnableBackendResponse struct {
 
 func (x *EnableBackendResponse) Reset() {
 	*x = EnableBackendResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[23]
+	mi := &file_director_v1_director_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2872,7 @@ func (x *EnableBackendResponse) String() string {
 func (*EnableBackendResponse) ProtoMessage() {}
 
 func (x *EnableBackendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[23]
+	mi := &file_director_v1_director_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2885,7 @@ func (x *EnableBackendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableBackendResponse.ProtoReflect.Descriptor instead.
 func (*EnableBackendResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{23}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EnableBackendResponse) GetMatched() []string {
@@ -2779,7 +2927,7 @@ type SetWeightRequest struct {
 
 func (x *SetWeightRequest) Reset() {
 	*x = SetWeightRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[24]
+	mi := &file_director_v1_director_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +2939,7 @@ func (x *SetWeightRequest) String() string {
 func (*SetWeightRequest) ProtoMessage() {}
 
 func (x *SetWeightRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[24]
+	mi := &file_director_v1_director_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +2952,7 @@ func (x *SetWeightRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWeightRequest.ProtoReflect.Descriptor instead.
 func (*SetWeightRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{24}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetWeightRequest) GetBackend() *BackendRef {
@@ -2856,7 +3004,7 @@ type SetWeightResponse struct {
 
 func (x *SetWeightResponse) Reset() {
 	*x = SetWeightResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[25]
+	mi := &file_director_v1_director_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3016,7 @@ func (x *SetWeightResponse) String() string {
 func (*SetWeightResponse) ProtoMessage() {}
 
 func (x *SetWeightResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[25]
+	mi := &file_director_v1_director_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3029,7 @@ func (x *SetWeightResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWeightResponse.ProtoReflect.Descriptor instead.
 func (*SetWeightResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{25}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetWeightResponse) GetMatched() []string {
@@ -2917,7 +3065,7 @@ type DisableVIPRequest struct {
 
 func (x *DisableVIPRequest) Reset() {
 	*x = DisableVIPRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[26]
+	mi := &file_director_v1_director_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3077,7 @@ func (x *DisableVIPRequest) String() string {
 func (*DisableVIPRequest) ProtoMessage() {}
 
 func (x *DisableVIPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[26]
+	mi := &file_director_v1_director_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3090,7 @@ func (x *DisableVIPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableVIPRequest.ProtoReflect.Descriptor instead.
 func (*DisableVIPRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{26}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DisableVIPRequest) GetVip() string {
@@ -2976,7 +3124,7 @@ type DisableVIPResponse struct {
 
 func (x *DisableVIPResponse) Reset() {
 	*x = DisableVIPResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[27]
+	mi := &file_director_v1_director_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3136,7 @@ func (x *DisableVIPResponse) String() string {
 func (*DisableVIPResponse) ProtoMessage() {}
 
 func (x *DisableVIPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[27]
+	mi := &file_director_v1_director_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3149,7 @@ func (x *DisableVIPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableVIPResponse.ProtoReflect.Descriptor instead.
 func (*DisableVIPResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{27}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DisableVIPResponse) GetOverride() *Override {
@@ -3022,7 +3170,7 @@ type EnableVIPRequest struct {
 
 func (x *EnableVIPRequest) Reset() {
 	*x = EnableVIPRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[28]
+	mi := &file_director_v1_director_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3182,7 @@ func (x *EnableVIPRequest) String() string {
 func (*EnableVIPRequest) ProtoMessage() {}
 
 func (x *EnableVIPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[28]
+	mi := &file_director_v1_director_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3195,7 @@ func (x *EnableVIPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableVIPRequest.ProtoReflect.Descriptor instead.
 func (*EnableVIPRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{28}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EnableVIPRequest) GetVip() string {
@@ -3074,7 +3222,7 @@ type EnableVIPResponse struct {
 
 func (x *EnableVIPResponse) Reset() {
 	*x = EnableVIPResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[29]
+	mi := &file_director_v1_director_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3234,7 @@ func (x *EnableVIPResponse) String() string {
 func (*EnableVIPResponse) ProtoMessage() {}
 
 func (x *EnableVIPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[29]
+	mi := &file_director_v1_director_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3247,7 @@ func (x *EnableVIPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableVIPResponse.ProtoReflect.Descriptor instead.
 func (*EnableVIPResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{29}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EnableVIPResponse) GetWasDisabled() bool {
@@ -3120,7 +3268,7 @@ type DrainDirectorRequest struct {
 
 func (x *DrainDirectorRequest) Reset() {
 	*x = DrainDirectorRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[30]
+	mi := &file_director_v1_director_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3132,7 +3280,7 @@ func (x *DrainDirectorRequest) String() string {
 func (*DrainDirectorRequest) ProtoMessage() {}
 
 func (x *DrainDirectorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[30]
+	mi := &file_director_v1_director_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3145,7 +3293,7 @@ func (x *DrainDirectorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDirectorRequest.ProtoReflect.Descriptor instead.
 func (*DrainDirectorRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{30}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DrainDirectorRequest) GetReason() string {
@@ -3172,7 +3320,7 @@ type DrainDirectorResponse struct {
 
 func (x *DrainDirectorResponse) Reset() {
 	*x = DrainDirectorResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[31]
+	mi := &file_director_v1_director_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3332,7 @@ func (x *DrainDirectorResponse) String() string {
 func (*DrainDirectorResponse) ProtoMessage() {}
 
 func (x *DrainDirectorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[31]
+	mi := &file_director_v1_director_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3345,7 @@ func (x *DrainDirectorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDirectorResponse.ProtoReflect.Descriptor instead.
 func (*DrainDirectorResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{31}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DrainDirectorResponse) GetOverride() *Override {
@@ -3217,7 +3365,7 @@ type UndrainDirectorRequest struct {
 
 func (x *UndrainDirectorRequest) Reset() {
 	*x = UndrainDirectorRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[32]
+	mi := &file_director_v1_director_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3229,7 +3377,7 @@ func (x *UndrainDirectorRequest) String() string {
 func (*UndrainDirectorRequest) ProtoMessage() {}
 
 func (x *UndrainDirectorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[32]
+	mi := &file_director_v1_director_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3242,7 +3390,7 @@ func (x *UndrainDirectorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainDirectorRequest.ProtoReflect.Descriptor instead.
 func (*UndrainDirectorRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{32}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UndrainDirectorRequest) GetReason() string {
@@ -3262,7 +3410,7 @@ type UndrainDirectorResponse struct {
 
 func (x *UndrainDirectorResponse) Reset() {
 	*x = UndrainDirectorResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[33]
+	mi := &file_director_v1_director_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3422,7 @@ func (x *UndrainDirectorResponse) String() string {
 func (*UndrainDirectorResponse) ProtoMessage() {}
 
 func (x *UndrainDirectorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[33]
+	mi := &file_director_v1_director_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3435,7 @@ func (x *UndrainDirectorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainDirectorResponse.ProtoReflect.Descriptor instead.
 func (*UndrainDirectorResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{33}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UndrainDirectorResponse) GetWasDrained() bool {
@@ -3308,7 +3456,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[34]
+	mi := &file_director_v1_director_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3468,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[34]
+	mi := &file_director_v1_director_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3481,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{34}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReloadRequest) GetDryRun() bool {
@@ -3358,7 +3506,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_director_v1_director_proto_msgTypes[35]
+	mi := &file_director_v1_director_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3518,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[35]
+	mi := &file_director_v1_director_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3531,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{35}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Change) GetKind() ChangeKind {
@@ -3428,7 +3576,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[36]
+	mi := &file_director_v1_director_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3440,7 +3588,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[36]
+	mi := &file_director_v1_director_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3453,7 +3601,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{36}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReloadResponse) GetChanges() []*Change {
@@ -3492,7 +3640,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[37]
+	mi := &file_director_v1_director_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3504,7 +3652,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[37]
+	mi := &file_director_v1_director_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3517,7 +3665,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{37}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RollbackRequest) GetVersion() int64 {
@@ -3542,7 +3690,8 @@ func (x *RollbackRequest) GetReason() string {
 }
 
 // RollbackResponse returns the new running configuration. Rolling back loads
-// the old configuration as a new version.
+// the old configuration as a new version, and writes it to the
+// configuration file so a later reload or restart keeps it.
 type RollbackResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// version is the new running configuration (for a dry run: the kept
@@ -3552,14 +3701,23 @@ type RollbackResponse struct {
 	// routes, with the current health and overrides.
 	Changes []*Change `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
 	// applied is false for a dry run.
-	Applied       bool `protobuf:"varint,3,opt,name=applied,proto3" json:"applied,omitempty"`
+	Applied bool `protobuf:"varint,3,opt,name=applied,proto3" json:"applied,omitempty"`
+	// file is the configuration file that now holds the rolled-back
+	// version (empty when it was not written).
+	File string `protobuf:"bytes,4,opt,name=file,proto3" json:"file,omitempty"`
+	// backup is where the file it replaced was kept (empty when the file
+	// already held that version).
+	Backup string `protobuf:"bytes,5,opt,name=backup,proto3" json:"backup,omitempty"`
+	// file_error says why the file could not be written: the rollback is in
+	// force, but a reload or restart loads the file again.
+	FileError     string `protobuf:"bytes,6,opt,name=file_error,json=fileError,proto3" json:"file_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[38]
+	mi := &file_director_v1_director_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3571,7 +3729,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[38]
+	mi := &file_director_v1_director_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3584,7 +3742,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{38}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RollbackResponse) GetVersion() *ConfigVersion {
@@ -3608,6 +3766,27 @@ func (x *RollbackResponse) GetApplied() bool {
 	return false
 }
 
+func (x *RollbackResponse) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *RollbackResponse) GetBackup() string {
+	if x != nil {
+		return x.Backup
+	}
+	return ""
+}
+
+func (x *RollbackResponse) GetFileError() string {
+	if x != nil {
+		return x.FileError
+	}
+	return ""
+}
+
 // ListConfigsRequest has no parameters.
 type ListConfigsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3617,7 +3796,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[39]
+	mi := &file_director_v1_director_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3629,7 +3808,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[39]
+	mi := &file_director_v1_director_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3642,7 +3821,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{39}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{40}
 }
 
 // ListConfigsResponse lists the kept configurations, oldest first.
@@ -3657,7 +3836,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[40]
+	mi := &file_director_v1_director_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3669,7 +3848,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[40]
+	mi := &file_director_v1_director_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3682,7 +3861,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{40}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -3710,7 +3889,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[41]
+	mi := &file_director_v1_director_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3722,7 +3901,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[41]
+	mi := &file_director_v1_director_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3735,7 +3914,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{41}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetConfigRequest) GetVersion() int64 {
@@ -3759,7 +3938,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[42]
+	mi := &file_director_v1_director_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3771,7 +3950,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[42]
+	mi := &file_director_v1_director_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3784,7 +3963,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{42}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetConfigResponse) GetVersion() *ConfigVersion {
@@ -3830,7 +4009,7 @@ type RouterConfigRequest struct {
 
 func (x *RouterConfigRequest) Reset() {
 	*x = RouterConfigRequest{}
-	mi := &file_director_v1_director_proto_msgTypes[43]
+	mi := &file_director_v1_director_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +4021,7 @@ func (x *RouterConfigRequest) String() string {
 func (*RouterConfigRequest) ProtoMessage() {}
 
 func (x *RouterConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[43]
+	mi := &file_director_v1_director_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +4034,7 @@ func (x *RouterConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterConfigRequest.ProtoReflect.Descriptor instead.
 func (*RouterConfigRequest) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{43}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RouterConfigRequest) GetFlavor() RouterFlavor {
@@ -3925,7 +4104,7 @@ type RouterConfigResponse struct {
 
 func (x *RouterConfigResponse) Reset() {
 	*x = RouterConfigResponse{}
-	mi := &file_director_v1_director_proto_msgTypes[44]
+	mi := &file_director_v1_director_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3937,7 +4116,7 @@ func (x *RouterConfigResponse) String() string {
 func (*RouterConfigResponse) ProtoMessage() {}
 
 func (x *RouterConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_director_v1_director_proto_msgTypes[44]
+	mi := &file_director_v1_director_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3950,7 +4129,7 @@ func (x *RouterConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterConfigResponse.ProtoReflect.Descriptor instead.
 func (*RouterConfigResponse) Descriptor() ([]byte, []int) {
-	return file_director_v1_director_proto_rawDescGZIP(), []int{44}
+	return file_director_v1_director_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RouterConfigResponse) GetFlavor() RouterFlavor {
@@ -3972,7 +4151,7 @@ var File_director_v1_director_proto protoreflect.FileDescriptor
 const file_director_v1_director_proto_rawDesc = "" +
 	"\n" +
 	"\x1adirector/v1/director.proto\x12\vdirector.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\xd2\x05\n" +
+	"\x10GetStatusRequest\"\x85\x06\n" +
 	"\x11GetStatusResponse\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.director.v1.ConfigVersionR\x06config\x12\x1a\n" +
@@ -3988,7 +4167,8 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\treconcile\x18\v \x01(\v2\x16.director.v1.ReconcileR\treconcile\x12)\n" +
 	"\x10ipvs_fingerprint\x18\f \x01(\tR\x0fipvsFingerprint\x128\n" +
 	"\vhealth_load\x18\r \x01(\v2\x17.director.v1.HealthLoadR\n" +
-	"healthLoad\x12+\n" +
+	"healthLoad\x121\n" +
+	"\x05state\x18\x0e \x01(\v2\x1b.director.v1.StateDirectoryR\x05state\x12+\n" +
 	"\x04sync\x18\x0f \x01(\v2\x17.director.v1.SyncStatusR\x04sync\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -4024,12 +4204,25 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\tdiscarded\x18\t \x01(\x04R\tdiscarded\x1a:\n" +
 	"\fSkippedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x8d\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb7\x01\n" +
 	"\rConfigVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x16\n" +
 	"\x06source\x18\x03 \x01(\tR\x06source\x122\n" +
-	"\x06loaded\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06loaded\"\xb2\x01\n" +
+	"\x06loaded\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06loaded\x12\x10\n" +
+	"\x03who\x18\x05 \x01(\tR\x03who\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x84\x02\n" +
+	"\x0eStateDirectory\x12\x10\n" +
+	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1a\n" +
+	"\brestored\x18\x02 \x01(\bR\brestored\x12\x12\n" +
+	"\x04lost\x18\x03 \x01(\bR\x04lost\x12\x1d\n" +
+	"\n" +
+	"load_error\x18\x04 \x01(\tR\tloadError\x12\x1b\n" +
+	"\tset_aside\x18\x05 \x01(\tR\bsetAside\x120\n" +
+	"\x05saved\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05saved\x12\x1d\n" +
+	"\n" +
+	"save_error\x18\a \x01(\tR\tsaveError\x12#\n" +
+	"\rsave_failures\x18\b \x01(\x04R\fsaveFailures\"\xb2\x01\n" +
 	"\x03VIP\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.director.v1.VIPStateR\x05state\x12\x16\n" +
@@ -4207,11 +4400,15 @@ const file_director_v1_director_proto_rawDesc = "" +
 	"\x0fRollbackRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x91\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xdc\x01\n" +
 	"\x10RollbackResponse\x124\n" +
 	"\aversion\x18\x01 \x01(\v2\x1a.director.v1.ConfigVersionR\aversion\x12-\n" +
 	"\achanges\x18\x02 \x03(\v2\x13.director.v1.ChangeR\achanges\x12\x18\n" +
-	"\aapplied\x18\x03 \x01(\bR\aapplied\"\x14\n" +
+	"\aapplied\x18\x03 \x01(\bR\aapplied\x12\x12\n" +
+	"\x04file\x18\x04 \x01(\tR\x04file\x12\x16\n" +
+	"\x06backup\x18\x05 \x01(\tR\x06backup\x12\x1d\n" +
+	"\n" +
+	"file_error\x18\x06 \x01(\tR\tfileError\"\x14\n" +
 	"\x12ListConfigsRequest\"e\n" +
 	"\x13ListConfigsResponse\x124\n" +
 	"\aconfigs\x18\x01 \x03(\v2\x1a.director.v1.ConfigVersionR\aconfigs\x12\x18\n" +
@@ -4333,7 +4530,7 @@ func file_director_v1_director_proto_rawDescGZIP() []byte {
 }
 
 var file_director_v1_director_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_director_v1_director_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_director_v1_director_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_director_v1_director_proto_goTypes = []any{
 	(VIPState)(0),                   // 0: director.v1.VIPState
 	(Protocol)(0),                   // 1: director.v1.Protocol
@@ -4352,147 +4549,150 @@ var file_director_v1_director_proto_goTypes = []any{
 	(*SyncDaemon)(nil),              // 14: director.v1.SyncDaemon
 	(*HealthLoad)(nil),              // 15: director.v1.HealthLoad
 	(*ConfigVersion)(nil),           // 16: director.v1.ConfigVersion
-	(*VIP)(nil),                     // 17: director.v1.VIP
-	(*IPVSCounters)(nil),            // 18: director.v1.IPVSCounters
-	(*Service)(nil),                 // 19: director.v1.Service
-	(*Health)(nil),                  // 20: director.v1.Health
-	(*Backend)(nil),                 // 21: director.v1.Backend
-	(*Peer)(nil),                    // 22: director.v1.Peer
-	(*Reconcile)(nil),               // 23: director.v1.Reconcile
-	(*Note)(nil),                    // 24: director.v1.Note
-	(*BackendRef)(nil),              // 25: director.v1.BackendRef
-	(*Override)(nil),                // 26: director.v1.Override
-	(*WatchRequest)(nil),            // 27: director.v1.WatchRequest
-	(*Event)(nil),                   // 28: director.v1.Event
-	(*EventsLost)(nil),              // 29: director.v1.EventsLost
-	(*WatchResponse)(nil),           // 30: director.v1.WatchResponse
-	(*DrainBackendRequest)(nil),     // 31: director.v1.DrainBackendRequest
-	(*DrainBackendResponse)(nil),    // 32: director.v1.DrainBackendResponse
-	(*EnableBackendRequest)(nil),    // 33: director.v1.EnableBackendRequest
-	(*EnableBackendResponse)(nil),   // 34: director.v1.EnableBackendResponse
-	(*SetWeightRequest)(nil),        // 35: director.v1.SetWeightRequest
-	(*SetWeightResponse)(nil),       // 36: director.v1.SetWeightResponse
-	(*DisableVIPRequest)(nil),       // 37: director.v1.DisableVIPRequest
-	(*DisableVIPResponse)(nil),      // 38: director.v1.DisableVIPResponse
-	(*EnableVIPRequest)(nil),        // 39: director.v1.EnableVIPRequest
-	(*EnableVIPResponse)(nil),       // 40: director.v1.EnableVIPResponse
-	(*DrainDirectorRequest)(nil),    // 41: director.v1.DrainDirectorRequest
-	(*DrainDirectorResponse)(nil),   // 42: director.v1.DrainDirectorResponse
-	(*UndrainDirectorRequest)(nil),  // 43: director.v1.UndrainDirectorRequest
-	(*UndrainDirectorResponse)(nil), // 44: director.v1.UndrainDirectorResponse
-	(*ReloadRequest)(nil),           // 45: director.v1.ReloadRequest
-	(*Change)(nil),                  // 46: director.v1.Change
-	(*ReloadResponse)(nil),          // 47: director.v1.ReloadResponse
-	(*RollbackRequest)(nil),         // 48: director.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 49: director.v1.RollbackResponse
-	(*ListConfigsRequest)(nil),      // 50: director.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),     // 51: director.v1.ListConfigsResponse
-	(*GetConfigRequest)(nil),        // 52: director.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),       // 53: director.v1.GetConfigResponse
-	(*RouterConfigRequest)(nil),     // 54: director.v1.RouterConfigRequest
-	(*RouterConfigResponse)(nil),    // 55: director.v1.RouterConfigResponse
-	nil,                             // 56: director.v1.GetStatusResponse.SysctlsEntry
-	nil,                             // 57: director.v1.HealthLoad.SkippedEntry
-	(*timestamppb.Timestamp)(nil),   // 58: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 59: google.protobuf.Duration
+	(*StateDirectory)(nil),          // 17: director.v1.StateDirectory
+	(*VIP)(nil),                     // 18: director.v1.VIP
+	(*IPVSCounters)(nil),            // 19: director.v1.IPVSCounters
+	(*Service)(nil),                 // 20: director.v1.Service
+	(*Health)(nil),                  // 21: director.v1.Health
+	(*Backend)(nil),                 // 22: director.v1.Backend
+	(*Peer)(nil),                    // 23: director.v1.Peer
+	(*Reconcile)(nil),               // 24: director.v1.Reconcile
+	(*Note)(nil),                    // 25: director.v1.Note
+	(*BackendRef)(nil),              // 26: director.v1.BackendRef
+	(*Override)(nil),                // 27: director.v1.Override
+	(*WatchRequest)(nil),            // 28: director.v1.WatchRequest
+	(*Event)(nil),                   // 29: director.v1.Event
+	(*EventsLost)(nil),              // 30: director.v1.EventsLost
+	(*WatchResponse)(nil),           // 31: director.v1.WatchResponse
+	(*DrainBackendRequest)(nil),     // 32: director.v1.DrainBackendRequest
+	(*DrainBackendResponse)(nil),    // 33: director.v1.DrainBackendResponse
+	(*EnableBackendRequest)(nil),    // 34: director.v1.EnableBackendRequest
+	(*EnableBackendResponse)(nil),   // 35: director.v1.EnableBackendResponse
+	(*SetWeightRequest)(nil),        // 36: director.v1.SetWeightRequest
+	(*SetWeightResponse)(nil),       // 37: director.v1.SetWeightResponse
+	(*DisableVIPRequest)(nil),       // 38: director.v1.DisableVIPRequest
+	(*DisableVIPResponse)(nil),      // 39: director.v1.DisableVIPResponse
+	(*EnableVIPRequest)(nil),        // 40: director.v1.EnableVIPRequest
+	(*EnableVIPResponse)(nil),       // 41: director.v1.EnableVIPResponse
+	(*DrainDirectorRequest)(nil),    // 42: director.v1.DrainDirectorRequest
+	(*DrainDirectorResponse)(nil),   // 43: director.v1.DrainDirectorResponse
+	(*UndrainDirectorRequest)(nil),  // 44: director.v1.UndrainDirectorRequest
+	(*UndrainDirectorResponse)(nil), // 45: director.v1.UndrainDirectorResponse
+	(*ReloadRequest)(nil),           // 46: director.v1.ReloadRequest
+	(*Change)(nil),                  // 47: director.v1.Change
+	(*ReloadResponse)(nil),          // 48: director.v1.ReloadResponse
+	(*RollbackRequest)(nil),         // 49: director.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 50: director.v1.RollbackResponse
+	(*ListConfigsRequest)(nil),      // 51: director.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 52: director.v1.ListConfigsResponse
+	(*GetConfigRequest)(nil),        // 53: director.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),       // 54: director.v1.GetConfigResponse
+	(*RouterConfigRequest)(nil),     // 55: director.v1.RouterConfigRequest
+	(*RouterConfigResponse)(nil),    // 56: director.v1.RouterConfigResponse
+	nil,                             // 57: director.v1.GetStatusResponse.SysctlsEntry
+	nil,                             // 58: director.v1.HealthLoad.SkippedEntry
+	(*timestamppb.Timestamp)(nil),   // 59: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 60: google.protobuf.Duration
 }
 var file_director_v1_director_proto_depIdxs = []int32{
 	16, // 0: director.v1.GetStatusResponse.config:type_name -> director.v1.ConfigVersion
-	24, // 1: director.v1.GetStatusResponse.drained:type_name -> director.v1.Note
-	17, // 2: director.v1.GetStatusResponse.vips:type_name -> director.v1.VIP
-	19, // 3: director.v1.GetStatusResponse.services:type_name -> director.v1.Service
-	22, // 4: director.v1.GetStatusResponse.peers:type_name -> director.v1.Peer
-	56, // 5: director.v1.GetStatusResponse.sysctls:type_name -> director.v1.GetStatusResponse.SysctlsEntry
-	26, // 6: director.v1.GetStatusResponse.overrides:type_name -> director.v1.Override
-	23, // 7: director.v1.GetStatusResponse.reconcile:type_name -> director.v1.Reconcile
+	25, // 1: director.v1.GetStatusResponse.drained:type_name -> director.v1.Note
+	18, // 2: director.v1.GetStatusResponse.vips:type_name -> director.v1.VIP
+	20, // 3: director.v1.GetStatusResponse.services:type_name -> director.v1.Service
+	23, // 4: director.v1.GetStatusResponse.peers:type_name -> director.v1.Peer
+	57, // 5: director.v1.GetStatusResponse.sysctls:type_name -> director.v1.GetStatusResponse.SysctlsEntry
+	27, // 6: director.v1.GetStatusResponse.overrides:type_name -> director.v1.Override
+	24, // 7: director.v1.GetStatusResponse.reconcile:type_name -> director.v1.Reconcile
 	15, // 8: director.v1.GetStatusResponse.health_load:type_name -> director.v1.HealthLoad
-	13, // 9: director.v1.GetStatusResponse.sync:type_name -> director.v1.SyncStatus
-	14, // 10: director.v1.SyncStatus.daemons:type_name -> director.v1.SyncDaemon
-	58, // 11: director.v1.HealthLoad.since:type_name -> google.protobuf.Timestamp
-	57, // 12: director.v1.HealthLoad.skipped:type_name -> director.v1.HealthLoad.SkippedEntry
-	58, // 13: director.v1.ConfigVersion.loaded:type_name -> google.protobuf.Timestamp
-	0,  // 14: director.v1.VIP.state:type_name -> director.v1.VIPState
-	58, // 15: director.v1.VIP.since:type_name -> google.protobuf.Timestamp
-	1,  // 16: director.v1.Service.protocol:type_name -> director.v1.Protocol
-	2,  // 17: director.v1.Service.forwarding:type_name -> director.v1.Forwarding
-	18, // 18: director.v1.Service.counters:type_name -> director.v1.IPVSCounters
-	21, // 19: director.v1.Service.backends:type_name -> director.v1.Backend
-	3,  // 20: director.v1.Health.state:type_name -> director.v1.HealthState
-	59, // 21: director.v1.Health.latency:type_name -> google.protobuf.Duration
-	58, // 22: director.v1.Health.since:type_name -> google.protobuf.Timestamp
-	58, // 23: director.v1.Health.last_probe:type_name -> google.protobuf.Timestamp
-	20, // 24: director.v1.Backend.health:type_name -> director.v1.Health
-	18, // 25: director.v1.Backend.counters:type_name -> director.v1.IPVSCounters
-	4,  // 26: director.v1.Peer.state:type_name -> director.v1.PeerState
-	58, // 27: director.v1.Peer.since:type_name -> google.protobuf.Timestamp
-	5,  // 28: director.v1.Peer.bfd_state:type_name -> director.v1.BFDState
-	58, // 29: director.v1.Reconcile.last_pass:type_name -> google.protobuf.Timestamp
-	59, // 30: director.v1.Reconcile.last_duration:type_name -> google.protobuf.Duration
-	58, // 31: director.v1.Note.created:type_name -> google.protobuf.Timestamp
-	58, // 32: director.v1.Note.expires:type_name -> google.protobuf.Timestamp
-	6,  // 33: director.v1.Override.kind:type_name -> director.v1.OverrideKind
-	25, // 34: director.v1.Override.backend:type_name -> director.v1.BackendRef
-	24, // 35: director.v1.Override.note:type_name -> director.v1.Note
-	58, // 36: director.v1.Event.time:type_name -> google.protobuf.Timestamp
-	7,  // 37: director.v1.Event.kind:type_name -> director.v1.EventKind
-	28, // 38: director.v1.WatchResponse.event:type_name -> director.v1.Event
-	29, // 39: director.v1.WatchResponse.lost:type_name -> director.v1.EventsLost
-	25, // 40: director.v1.DrainBackendRequest.backend:type_name -> director.v1.BackendRef
-	59, // 41: director.v1.DrainBackendRequest.expires_after:type_name -> google.protobuf.Duration
-	26, // 42: director.v1.DrainBackendResponse.override:type_name -> director.v1.Override
-	25, // 43: director.v1.EnableBackendRequest.backend:type_name -> director.v1.BackendRef
-	26, // 44: director.v1.EnableBackendResponse.lifted:type_name -> director.v1.Override
-	25, // 45: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
-	59, // 46: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
-	26, // 47: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
-	26, // 48: director.v1.SetWeightResponse.cleared:type_name -> director.v1.Override
-	59, // 49: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
-	26, // 50: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
-	59, // 51: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
-	26, // 52: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
-	8,  // 53: director.v1.Change.kind:type_name -> director.v1.ChangeKind
-	9,  // 54: director.v1.Change.action:type_name -> director.v1.ChangeAction
-	46, // 55: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
-	16, // 56: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
-	16, // 57: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
-	46, // 58: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
-	16, // 59: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
-	16, // 60: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
-	10, // 61: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
-	10, // 62: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
-	11, // 63: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
-	27, // 64: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
-	31, // 65: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
-	33, // 66: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
-	35, // 67: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
-	37, // 68: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
-	39, // 69: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
-	41, // 70: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
-	43, // 71: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
-	45, // 72: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
-	48, // 73: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
-	50, // 74: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
-	52, // 75: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
-	54, // 76: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
-	12, // 77: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
-	30, // 78: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
-	32, // 79: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
-	34, // 80: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
-	36, // 81: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
-	38, // 82: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
-	40, // 83: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
-	42, // 84: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
-	44, // 85: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
-	47, // 86: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
-	49, // 87: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
-	51, // 88: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
-	53, // 89: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
-	55, // 90: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
-	77, // [77:91] is the sub-list for method output_type
-	63, // [63:77] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	17, // 9: director.v1.GetStatusResponse.state:type_name -> director.v1.StateDirectory
+	13, // 10: director.v1.GetStatusResponse.sync:type_name -> director.v1.SyncStatus
+	14, // 11: director.v1.SyncStatus.daemons:type_name -> director.v1.SyncDaemon
+	59, // 12: director.v1.HealthLoad.since:type_name -> google.protobuf.Timestamp
+	58, // 13: director.v1.HealthLoad.skipped:type_name -> director.v1.HealthLoad.SkippedEntry
+	59, // 14: director.v1.ConfigVersion.loaded:type_name -> google.protobuf.Timestamp
+	59, // 15: director.v1.StateDirectory.saved:type_name -> google.protobuf.Timestamp
+	0,  // 16: director.v1.VIP.state:type_name -> director.v1.VIPState
+	59, // 17: director.v1.VIP.since:type_name -> google.protobuf.Timestamp
+	1,  // 18: director.v1.Service.protocol:type_name -> director.v1.Protocol
+	2,  // 19: director.v1.Service.forwarding:type_name -> director.v1.Forwarding
+	19, // 20: director.v1.Service.counters:type_name -> director.v1.IPVSCounters
+	22, // 21: director.v1.Service.backends:type_name -> director.v1.Backend
+	3,  // 22: director.v1.Health.state:type_name -> director.v1.HealthState
+	60, // 23: director.v1.Health.latency:type_name -> google.protobuf.Duration
+	59, // 24: director.v1.Health.since:type_name -> google.protobuf.Timestamp
+	59, // 25: director.v1.Health.last_probe:type_name -> google.protobuf.Timestamp
+	21, // 26: director.v1.Backend.health:type_name -> director.v1.Health
+	19, // 27: director.v1.Backend.counters:type_name -> director.v1.IPVSCounters
+	4,  // 28: director.v1.Peer.state:type_name -> director.v1.PeerState
+	59, // 29: director.v1.Peer.since:type_name -> google.protobuf.Timestamp
+	5,  // 30: director.v1.Peer.bfd_state:type_name -> director.v1.BFDState
+	59, // 31: director.v1.Reconcile.last_pass:type_name -> google.protobuf.Timestamp
+	60, // 32: director.v1.Reconcile.last_duration:type_name -> google.protobuf.Duration
+	59, // 33: director.v1.Note.created:type_name -> google.protobuf.Timestamp
+	59, // 34: director.v1.Note.expires:type_name -> google.protobuf.Timestamp
+	6,  // 35: director.v1.Override.kind:type_name -> director.v1.OverrideKind
+	26, // 36: director.v1.Override.backend:type_name -> director.v1.BackendRef
+	25, // 37: director.v1.Override.note:type_name -> director.v1.Note
+	59, // 38: director.v1.Event.time:type_name -> google.protobuf.Timestamp
+	7,  // 39: director.v1.Event.kind:type_name -> director.v1.EventKind
+	29, // 40: director.v1.WatchResponse.event:type_name -> director.v1.Event
+	30, // 41: director.v1.WatchResponse.lost:type_name -> director.v1.EventsLost
+	26, // 42: director.v1.DrainBackendRequest.backend:type_name -> director.v1.BackendRef
+	60, // 43: director.v1.DrainBackendRequest.expires_after:type_name -> google.protobuf.Duration
+	27, // 44: director.v1.DrainBackendResponse.override:type_name -> director.v1.Override
+	26, // 45: director.v1.EnableBackendRequest.backend:type_name -> director.v1.BackendRef
+	27, // 46: director.v1.EnableBackendResponse.lifted:type_name -> director.v1.Override
+	26, // 47: director.v1.SetWeightRequest.backend:type_name -> director.v1.BackendRef
+	60, // 48: director.v1.SetWeightRequest.expires_after:type_name -> google.protobuf.Duration
+	27, // 49: director.v1.SetWeightResponse.override:type_name -> director.v1.Override
+	27, // 50: director.v1.SetWeightResponse.cleared:type_name -> director.v1.Override
+	60, // 51: director.v1.DisableVIPRequest.expires_after:type_name -> google.protobuf.Duration
+	27, // 52: director.v1.DisableVIPResponse.override:type_name -> director.v1.Override
+	60, // 53: director.v1.DrainDirectorRequest.expires_after:type_name -> google.protobuf.Duration
+	27, // 54: director.v1.DrainDirectorResponse.override:type_name -> director.v1.Override
+	8,  // 55: director.v1.Change.kind:type_name -> director.v1.ChangeKind
+	9,  // 56: director.v1.Change.action:type_name -> director.v1.ChangeAction
+	47, // 57: director.v1.ReloadResponse.changes:type_name -> director.v1.Change
+	16, // 58: director.v1.ReloadResponse.version:type_name -> director.v1.ConfigVersion
+	16, // 59: director.v1.RollbackResponse.version:type_name -> director.v1.ConfigVersion
+	47, // 60: director.v1.RollbackResponse.changes:type_name -> director.v1.Change
+	16, // 61: director.v1.ListConfigsResponse.configs:type_name -> director.v1.ConfigVersion
+	16, // 62: director.v1.GetConfigResponse.version:type_name -> director.v1.ConfigVersion
+	10, // 63: director.v1.RouterConfigRequest.flavor:type_name -> director.v1.RouterFlavor
+	10, // 64: director.v1.RouterConfigResponse.flavor:type_name -> director.v1.RouterFlavor
+	11, // 65: director.v1.Director.GetStatus:input_type -> director.v1.GetStatusRequest
+	28, // 66: director.v1.Director.Watch:input_type -> director.v1.WatchRequest
+	32, // 67: director.v1.Director.DrainBackend:input_type -> director.v1.DrainBackendRequest
+	34, // 68: director.v1.Director.EnableBackend:input_type -> director.v1.EnableBackendRequest
+	36, // 69: director.v1.Director.SetWeight:input_type -> director.v1.SetWeightRequest
+	38, // 70: director.v1.Director.DisableVIP:input_type -> director.v1.DisableVIPRequest
+	40, // 71: director.v1.Director.EnableVIP:input_type -> director.v1.EnableVIPRequest
+	42, // 72: director.v1.Director.DrainDirector:input_type -> director.v1.DrainDirectorRequest
+	44, // 73: director.v1.Director.UndrainDirector:input_type -> director.v1.UndrainDirectorRequest
+	46, // 74: director.v1.Director.Reload:input_type -> director.v1.ReloadRequest
+	49, // 75: director.v1.Director.Rollback:input_type -> director.v1.RollbackRequest
+	51, // 76: director.v1.Director.ListConfigs:input_type -> director.v1.ListConfigsRequest
+	53, // 77: director.v1.Director.GetConfig:input_type -> director.v1.GetConfigRequest
+	55, // 78: director.v1.Director.RouterConfig:input_type -> director.v1.RouterConfigRequest
+	12, // 79: director.v1.Director.GetStatus:output_type -> director.v1.GetStatusResponse
+	31, // 80: director.v1.Director.Watch:output_type -> director.v1.WatchResponse
+	33, // 81: director.v1.Director.DrainBackend:output_type -> director.v1.DrainBackendResponse
+	35, // 82: director.v1.Director.EnableBackend:output_type -> director.v1.EnableBackendResponse
+	37, // 83: director.v1.Director.SetWeight:output_type -> director.v1.SetWeightResponse
+	39, // 84: director.v1.Director.DisableVIP:output_type -> director.v1.DisableVIPResponse
+	41, // 85: director.v1.Director.EnableVIP:output_type -> director.v1.EnableVIPResponse
+	43, // 86: director.v1.Director.DrainDirector:output_type -> director.v1.DrainDirectorResponse
+	45, // 87: director.v1.Director.UndrainDirector:output_type -> director.v1.UndrainDirectorResponse
+	48, // 88: director.v1.Director.Reload:output_type -> director.v1.ReloadResponse
+	50, // 89: director.v1.Director.Rollback:output_type -> director.v1.RollbackResponse
+	52, // 90: director.v1.Director.ListConfigs:output_type -> director.v1.ListConfigsResponse
+	54, // 91: director.v1.Director.GetConfig:output_type -> director.v1.GetConfigResponse
+	56, // 92: director.v1.Director.RouterConfig:output_type -> director.v1.RouterConfigResponse
+	79, // [79:93] is the sub-list for method output_type
+	65, // [65:79] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_director_v1_director_proto_init() }
@@ -4500,7 +4700,7 @@ func file_director_v1_director_proto_init() {
 	if File_director_v1_director_proto != nil {
 		return
 	}
-	file_director_v1_director_proto_msgTypes[19].OneofWrappers = []any{
+	file_director_v1_director_proto_msgTypes[20].OneofWrappers = []any{
 		(*WatchResponse_Event)(nil),
 		(*WatchResponse_Lost)(nil),
 	}
@@ -4510,7 +4710,7 @@ func file_director_v1_director_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_director_v1_director_proto_rawDesc), len(file_director_v1_director_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
