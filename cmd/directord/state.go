@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -39,9 +41,14 @@ func (d *daemon) openState(cfg *config.Config, binding kernel.Binding) *statedir
 	for _, w := range r.Warnings {
 		d.log.Warn("saved state partly restored", "reason", w)
 	}
-	d.state = statedir.NewWriter(store, d.log, statedir.WriterOptions{Restored: r, Marks: statedir.Marks{
-		Announce: cfg.Director.Announce.String(), VIPInterface: cfg.Director.VIPInterface,
-		VIPBinding: binding.String(), Protocol: cfg.Kernel.Protocol, RouteTable: cfg.Kernel.Table}})
+	marks := statedir.Marks{Announce: cfg.Director.Announce.String(), VIPInterface: cfg.Director.VIPInterface,
+		VIPBinding: binding.String(), Protocol: cfg.Kernel.Protocol, RouteTable: cfg.Kernel.Table}
+	if r.File != nil {
+		if err := releaseStaleMarks(context.Background(), d.log, r.File.Owned.Marks, marks); err != nil {
+			d.log.Error("removing VIP bindings or routes made with the previous marks failed; remove them by hand", "err", err)
+		}
+	}
+	d.state = statedir.NewWriter(store, d.log, statedir.WriterOptions{Restored: r, Marks: marks})
 	d.closers = append(d.closers, d.state.Close)
 	return &r
 }
@@ -124,3 +131,63 @@ func replaceConfigFile(path string, content []byte, now time.Time) (file, backup
 
 // The state writer is what the loop saves through.
 var _ announcer.StateSaver = (*statedir.Writer)(nil)
+
+// releaseStaleMarks removes the VIP bindings and the announce: kernel routes
+// a previous process made with marks this configuration no longer uses: a
+// different VIP interface, binding, protocol number or routing table, or
+// routes after a change from announce: kernel. The adapters find and clean
+// the bindings and routes of the current marks themselves; the old ones
+// would stay forever, and a route left in a table the local routing daemon
+// redistributes would keep attracting traffic. Nothing without the old
+// marks is touched.
+func releaseStaleMarks(ctx context.Context, log *slog.Logger, old, cur statedir.Marks) error {
+	var errs []error
+	if old.VIPInterface != "" && (old.VIPInterface != cur.VIPInterface || old.VIPBinding != cur.VIPBinding || old.Protocol != cur.Protocol) {
+		errs = append(errs, releaseVIPs(ctx, log, old))
+	}
+	if old.Announce == config.AnnounceKernel.String() && (cur.Announce != old.Announce || old.RouteTable != cur.RouteTable ||
+		old.Protocol != cur.Protocol) {
+		errs = append(errs, releaseRoutes(ctx, log, old))
+	}
+	return errors.Join(errs...)
+}
+
+// releaseVIPs unbinds every VIP bound with the old marks. An interface that
+// is gone took its addresses with it.
+func releaseVIPs(ctx context.Context, log *slog.Logger, old statedir.Marks) error {
+	if _, err := net.InterfaceByName(old.VIPInterface); err != nil {
+		return nil
+	}
+	binding := kernel.BindAddress
+	if old.VIPBinding == kernel.BindLocalRoute.String() {
+		binding = kernel.BindLocalRoute
+	}
+	v, err := kernel.NewVIPs(log, kernel.VIPOptions{Interface: old.VIPInterface, Protocol: old.Protocol, Binding: binding})
+	if err != nil {
+		return fmt.Errorf("release the VIPs bound with the previous marks: %w", err)
+	}
+	defer v.Close()
+	owned, err := v.Owned(ctx)
+	if err != nil || len(owned) == 0 {
+		return err
+	}
+	log.Info("unbinding VIPs bound with the previous marks", "reason", fmt.Sprintf("%d VIPs %s on %s with protocol %d; now %s",
+		len(owned), old.VIPBinding, old.VIPInterface, old.Protocol, "another interface, binding or protocol"))
+	return v.Set(ctx, nil)
+}
+
+// releaseRoutes withdraws every route of the old table and protocol.
+func releaseRoutes(ctx context.Context, log *slog.Logger, old statedir.Marks) error {
+	a, err := kernel.NewAdvertiser(log, kernel.AdvertiserOptions{Table: old.RouteTable, Protocol: old.Protocol, Interface: old.VIPInterface})
+	if err != nil {
+		return fmt.Errorf("release the routes of the previous marks: %w", err)
+	}
+	defer a.Close()
+	ads, err := a.Advertised(ctx)
+	if err != nil || len(ads) == 0 {
+		return err
+	}
+	log.Info("withdrawing routes made with the previous marks", "reason", fmt.Sprintf("%d routes in table %d with protocol %d",
+		len(ads), old.RouteTable, old.Protocol))
+	return a.Set(ctx, nil)
+}
