@@ -53,8 +53,8 @@ func TestDashboardQueries(t *testing.T) {
 	metrics := freeAddr(t)
 	cfg := filepath.Join(dir, "directord.yaml")
 	_, port, _ := net.SplitHostPort(metrics)
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`director: { name: g1, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s }
-api: { socket: %s/d.sock }
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`director: { name: g1, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
+api: { socket: %[1]s/d.sock }
 metrics: { listen: %s }
 services:
   - name: self

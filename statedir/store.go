@@ -78,6 +78,7 @@ type Restored struct {
 // or file is a first start; a file that cannot be used is set aside and
 // reported in Restored.Lost and Err.
 func (s *Store) Restore(now time.Time) Restored {
+	s.removeTemporaries()
 	f, err := s.read()
 	if err != nil {
 		r := Restored{Lost: true, Err: err}
@@ -117,6 +118,18 @@ func (s *Store) Read() (*File, error) {
 		return nil, nil
 	}
 	return f, err
+}
+
+// removeTemporaries deletes the temporary files a process killed in the
+// middle of a write left behind (internal/atomicfile names them
+// .NAME.tmpRANDOM); the files they were meant to replace are intact.
+func (s *Store) removeTemporaries() {
+	for _, pattern := range []string{filepath.Join(s.dir, ".*.tmp*"), filepath.Join(s.dir, ConfigsDir, ".*.tmp*")} {
+		names, _ := filepath.Glob(pattern)
+		for _, n := range names {
+			os.Remove(n)
+		}
+	}
 }
 
 // errNoFile is read's answer when there is no state file: a first start.

@@ -73,6 +73,31 @@ func TestStoreRoundTrip(t *testing.T) {
 	}
 }
 
+// TestStoreRestoreRemovesTemporaries: the temporary files of a write that
+// a crash cut short are removed at the next start; the state is intact.
+func TestStoreRestoreRemovesTemporaries(t *testing.T) {
+	dir := t.TempDir()
+	f, contents := sample()
+	if err := NewStore(dir).Save(f, contents); err != nil {
+		t.Fatal(err)
+	}
+	left := []string{filepath.Join(dir, "."+FileName+".tmp123"), filepath.Join(dir, ConfigsDir, ".abc.yaml.tmp9")}
+	for _, n := range left {
+		if err := os.WriteFile(n, []byte(`{"format":1,"overr`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewStore(dir).Restore(t0)
+	if r.Lost || r.File == nil || len(r.File.Configs) != 2 {
+		t.Fatalf("restore after a cut write: lost %v, %v", r.Lost, r.Err)
+	}
+	for _, n := range left {
+		if _, err := os.Stat(n); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", n, err)
+		}
+	}
+}
+
 // TestStoreSavePrunesConfigurations: a configuration that left the history
 // loses its file; one still referenced keeps it, written once.
 func TestStoreSavePrunesConfigurations(t *testing.T) {

@@ -30,7 +30,7 @@ func TestPrivilegedStaleMarksReleasedAtStart(t *testing.T) {
 	}
 	ns := lab.Namespace("marks")
 	ns.MustRun("ip", "link", "set", "lo", "up")
-	ns.MustRun("ip", "addr", "add", "10.9.9.9/32", "dev", "lo")                                         // an operator's address
+	ns.MustRun("ip", "addr", "add", "10.9.9.9/32", "dev", "lo")                                        // an operator's address
 	ns.MustRun("ip", "route", "add", "198.18.7.99/32", "dev", "lo", "table", "200", "proto", "static") // an operator's route
 	dir := lab.Dir()
 	write := func(announce string, protocol int) string {
