@@ -234,6 +234,7 @@ func TestLoopRecordsServicesBeforeCreatingThem(t *testing.T) {
 		b := yamlConfig(t, "198.18.0.10", "198.18.0.11")
 		w := newWorld(t, "198.18.0.10", "198.18.0.11")
 		w.stateDir = dir
+		w.setHealth(healthOf(b, allUp)) // a new service enters IPVS once its backends have a verdict
 		run := startWithState(t, a, w, dir)
 		defer run.stop()
 		synctest.Wait()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,11 @@ services:
 	t.Cleanup(prom.Stop)
 
 	pending := map[string]promtest.Panel{}
+	for _, name := range alertMetrics(t) {
+		if !needsIPVSOrBGPMetrics(name) {
+			pending["alert rules' metric "+name] = promtest.Panel{Title: "alert rules", Expr: name}
+		}
+	}
 	for _, p := range panels {
 		if n, err := prom.Query(p.Expr); err != nil {
 			t.Errorf("panel %q query %s does not evaluate: %v\n  %s", p.Title, p.RefID, err, p.Expr)
@@ -104,6 +110,38 @@ services:
 		t.Errorf("panel %s returns no data after 60s:\n  %s", k, p.Expr)
 	}
 }
+
+// alertMetrics returns the directord metrics the alert rules' expressions
+// name, so a rule waiting for a metric under another name (or one that was
+// renamed) fails here instead of never firing.
+func alertMetrics(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("prometheus/rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		_, expr, ok := strings.Cut(line, "expr:")
+		if !ok {
+			continue
+		}
+		for _, m := range metricName.FindAllString(expr, -1) {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	if len(out) < 5 {
+		t.Fatalf("found only %d metrics in the alert rules; the walk is broken", len(out))
+	}
+	return out
+}
+
+// metricName matches a directord metric name in PromQL.
+var metricName = regexp.MustCompile(`directord_[a-z_]+`)
 
 func needsIPVSOrBGPMetrics(expr string) bool {
 	for _, m := range needsIPVSOrBGP {
