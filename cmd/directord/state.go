@@ -120,13 +120,34 @@ func replaceConfigFile(path string, content []byte, now time.Time) (file, backup
 			return "", "", fmt.Errorf("keep the replaced file as %s: %w", backup, errors.Join(err, werr))
 		}
 	}
-	if err := atomicfile.Write(file, content, fi.Mode().Perm()); err != nil {
+	if err := atomicfile.Write(file, content, fi.Mode().Perm()); errors.Is(err, syscall.EBUSY) {
+		// The file is a mount point (one file bound into a container):
+		// a rename cannot replace it, so it is rewritten in place. Not
+		// atomic, but the backup holds the replaced version.
+		if err := rewriteInPlace(file, content); err != nil {
+			return "", "", fmt.Errorf("rewrite the bind-mounted configuration file %s in place: %w (the replaced file is kept as %s)", file, err, backup)
+		}
+	} else if err != nil {
 		return "", "", fmt.Errorf("%w (the file's folder must be writable by directord: see docs/operations.md, \"Rollback\")", err)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		_ = os.Chown(file, int(st.Uid), int(st.Gid)) // best effort: only root may give the file back to its owner
 	}
 	return file, backup, nil
+}
+
+// rewriteInPlace truncates file and writes content into the same inode,
+// then syncs it.
+func rewriteInPlace(file string, content []byte) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 // The state writer is what the loop saves through.

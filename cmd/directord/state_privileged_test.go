@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,5 +104,61 @@ services:
 	if out := p.Output(); !strings.Contains(out, "withdrawing routes made with the previous marks") ||
 		!strings.Contains(out, "unbinding VIPs bound with the previous marks") {
 		t.Errorf("the log does not say what was released")
+	}
+}
+
+// TestPrivilegedRollbackRewritesBindMountedFile: a configuration file bound
+// into a container (a mount point) cannot be replaced by a rename (EBUSY);
+// a rollback rewrites it in place and keeps the replaced version as the
+// backup. The bind mount lives in a mount namespace of this test's own
+// thread, which is thrown away when the test ends.
+func TestPrivilegedRollbackRewritesBindMountedFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "host.yaml")
+	target := filepath.Join(dir, "etc", "directord.yaml")
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{src, target} {
+		if err := os.WriteFile(f, []byte("version: new\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: Go ends it with the goroutine,
+		// and its mount namespace with it.
+		runtime.LockOSThread()
+		done <- func() error {
+			if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("unshare: %w", err)
+			}
+			if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+				return fmt.Errorf("make mounts private: %w", err)
+			}
+			if err := syscall.Mount(src, target, "", syscall.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind: %w", err)
+			}
+			file, backup, err := replaceConfigFile(target, []byte("version: old\n"), time.Now())
+			if err != nil {
+				return fmt.Errorf("replaceConfigFile: %w", err)
+			}
+			if file != target || backup == "" {
+				return fmt.Errorf("wrote %q with backup %q; want %s and a backup", file, backup, target)
+			}
+			if got, _ := os.ReadFile(target); string(got) != "version: old\n" {
+				return fmt.Errorf("the bound file holds %q", got)
+			}
+			if got, _ := os.ReadFile(backup); string(got) != "version: new\n" {
+				return fmt.Errorf("the backup holds %q", got)
+			}
+			return nil
+		}()
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(src); string(got) != "version: old\n" {
+		t.Errorf("the host's file (the bind's source) holds %q, want the rolled-back version", got)
 	}
 }
