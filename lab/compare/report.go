@@ -218,6 +218,9 @@ func WriteReport(w io.Writer, res Results, by string) {
 	if !res.Finished.IsZero() {
 		fmt.Fprintf(w, "- Took %s.\n", res.Finished.Sub(res.Started).Round(time.Second))
 	}
+	if res.Partial != "" {
+		fmt.Fprintf(w, "- **Partial comparison**: %s.\n", res.Partial)
+	}
 	fmt.Fprint(w, methodText)
 	WriteMarkdown(w, res)
 }

@@ -104,6 +104,9 @@ type Results struct {
 	Reps int
 	// Runs are every daemon's runs.
 	Runs []Run
+	// Partial, when set, says what a narrowed run left out of the full
+	// comparison; the report shows it in its header.
+	Partial string `json:",omitempty"`
 }
 
 // Host describes the machine that ran a benchmark.

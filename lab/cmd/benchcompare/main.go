@@ -3,6 +3,10 @@
 //
 //	go run ./lab/cmd/benchcompare [-n 100,1000] [-reps 3] [-out BENCH-compare.md]
 //	go run ./lab/cmd/benchcompare -smoke      # N=10, one repetition: checks the harness
+//	go run ./lab/cmd/benchcompare -from results.json -out BENCH-compare.md   # render saved results again
+//
+// A run narrowed with -n, -reps or -only says in its report that it is
+// partial and how it was made.
 //
 // On the host it builds directord, boots the VM and runs itself inside it
 // (VM_GUEST=1), then renders the results. Exit status 1: a run failed or the
@@ -18,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,12 +45,13 @@ type flags struct {
 	logs      string
 	profile   bool
 	timeout   time.Duration
+	from      string
 }
 
 func main() {
 	var f flags
-	flag.StringVar(&f.ns, "n", "100,1000", "numbers of services to compare, comma-separated")
-	flag.IntVar(&f.reps, "reps", 3, "repetitions of each scenario")
+	flag.StringVar(&f.ns, "n", fullNs, "numbers of services to compare, comma-separated")
+	flag.IntVar(&f.reps, "reps", fullReps, "repetitions of each scenario")
 	flag.DurationVar(&f.steady, "steady", 20*time.Second, "steady-state window for CPU and probes")
 	flag.BoolVar(&f.smoke, "smoke", false, "N=10, one repetition, short windows: checks the harness")
 	flag.StringVar(&f.out, "out", "BENCH-compare.md", "report to write (empty: none)")
@@ -56,6 +62,7 @@ func main() {
 	flag.StringVar(&f.logs, "logs", "", "keep every daemon's log (and perf profiles) in this folder")
 	flag.BoolVar(&f.profile, "profile", false, "record each daemon's steady window with perf (into -logs)")
 	flag.DurationVar(&f.timeout, "timeout", 0, "stop the VM after this long and report what was measured (default: generous for the scenarios)")
+	flag.StringVar(&f.from, "from", "", "only render the report (-out) from results saved with -json")
 	flag.Parse()
 	if f.smoke {
 		f.ns, f.reps, f.steady = "10", 1, 6*time.Second
@@ -63,9 +70,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if os.Getenv("VM_GUEST") == "1" {
+	switch {
+	case f.from != "":
+		err = render(f)
+	case os.Getenv("VM_GUEST") == "1":
 		err = guest(ctx, f)
-	} else {
+	default:
 		err = host(ctx, f)
 	}
 	if err != nil {
@@ -237,6 +247,59 @@ func writeOutputs(f flags, res compare.Results) error {
 	if err != nil {
 		return err
 	}
-	compare.WriteReport(file, res, "make bench-compare")
+	by, partial := madeBy(res)
+	if partial != "" {
+		res.Partial = partial
+	}
+	compare.WriteReport(file, res, by)
 	return file.Close()
+}
+
+// The full comparison (`make bench-compare`): these numbers of services and
+// repetitions.
+const (
+	fullNs   = "100,1000"
+	fullReps = 3
+)
+
+// madeBy is the command that regenerates a report of res: make
+// bench-compare for a full run, otherwise the command with the flags that
+// narrowed it and what the narrowing left out, so a partial report says
+// that it is one.
+func madeBy(res compare.Results) (by, partial string) {
+	var ns []string
+	only := ""
+	kinds := map[bool]bool{}
+	for _, s := range res.Scenarios {
+		if n := strconv.Itoa(s.Services); !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+		kinds[s.Shared] = true
+	}
+	if len(kinds) == 1 {
+		only = " -only distinct"
+		if kinds[true] {
+			only = " -only shared"
+		}
+	}
+	got := strings.Join(ns, ",")
+	if got == fullNs && res.Reps == fullReps && only == "" {
+		return "make bench-compare", ""
+	}
+	return fmt.Sprintf("go run ./lab/cmd/benchcompare -n %s -reps %d%s", got, res.Reps, only),
+		fmt.Sprintf("N = %s with %d repetitions; `make bench-compare` runs N = %s, distinct and shared, with %d",
+			got, res.Reps, fullNs, fullReps)
+}
+
+// render writes the report from results saved with -json.
+func render(f flags) error {
+	b, err := os.ReadFile(f.from)
+	if err != nil {
+		return err
+	}
+	var res compare.Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", f.from, err)
+	}
+	return writeOutputs(flags{out: f.out}, res)
 }
