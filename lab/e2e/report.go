@@ -35,6 +35,10 @@ type Report struct {
 	Router               *RouterRestart
 	// Loss rows, by configuration ("ours", "baseline").
 	Loss map[string][]LossPhase
+	// Churn rows: real servers changed, then a director killed.
+	Churn []ChurnRow
+	// Drift rows: a director's kernel changed by hand and repaired.
+	Drift []DriftRow
 	// Flaps are BGP session drops the router saw in the quiet scenarios.
 	Flaps  *int
 	Checks []Check
@@ -173,6 +177,9 @@ func (r *Report) Markdown(w io.Writer) {
 		}
 		p("\n")
 	}
+
+	r.churnMarkdown(w)
+	r.driftMarkdown(w)
 
 	p("## Requests and convergence\n\n")
 	p("HTTP requests through the VIP, each on a new connection, at a steady rate during the scenario.\n\n")

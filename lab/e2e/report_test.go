@@ -53,3 +53,29 @@ func TestReportMarkdown(t *testing.T) {
 		t.Error("a report without checks counts as passed")
 	}
 }
+
+// TestReportChurnAndDrift: the churn rows pair each change's runs without
+// and with sync on one line; the drift rows show the repair time, failures
+// and the repair's log and counter.
+func TestReportChurnAndDrift(t *testing.T) {
+	r := &Report{
+		Churn: []ChurnRow{
+			{Event: "real server added", Open: 200, OnVictim: 70, Broken: 23, Requests: 300, Failed: 4},
+			{Event: "real server added", Sync: true, Open: 200, OnVictim: 66, Requests: 310, Failed: 3, Synced: 3500 * time.Millisecond},
+			{Event: "real server drained", Sync: true, Open: 200, OnVictim: 61, BrokenByChange: 2, Synced: time.Second},
+		},
+		Drift: []DriftRow{{Event: "ipvsadm -C", Repaired: 4200 * time.Millisecond, Requests: 250, Failed: 30, Logged: 2, Counted: 2}},
+	}
+	var b bytes.Buffer
+	r.Markdown(&b)
+	md := b.String()
+	for _, want := range []string{
+		"| real server added | **23** / 200 (70) | **0** / 200 (66) | 4 of 300 / 3 of 310 | 3.50 s |",
+		"| real server drained | not run | **0** / 200 (61), 2 more before the kill | - / 0 of 0 | 1.00 s |",
+		"| ipvsadm -C | 4.20 s | **30** of 250 | 2 / 2 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RESULTS.md lacks %q:\n%s", want, md)
+		}
+	}
+}
