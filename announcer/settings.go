@@ -38,6 +38,12 @@ func (l *Loop) verify(ctx context.Context, st *state) {
 	st.verify = false
 	l.deps.IPVS.Resync()
 	rep, err := l.deps.IPVS.Settings(ctx, settingsFor(st.cfg))
+	if err != nil && ctx.Err() != nil {
+		// The daemon is stopping: the read was cut short, the settings
+		// did not fail. Read them again if a pass still follows.
+		st.verify = true
+		return
+	}
 	if err != nil && (st.settingsErr == nil || st.settingsErr.Error() != err.Error()) {
 		l.log.Error("IPVS sysctls could not be set; IPVS VIPs stay withdrawn until they are", "err", err)
 	}

@@ -1,7 +1,10 @@
 package announcer
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -138,4 +141,28 @@ func TestLoopSlowKernelReadsAreSpacedOut(t *testing.T) {
 			t.Errorf("%d reads back in 100 s of 2 s passes, want about 5 (at most a tenth of the time, and not none)", n)
 		}
 	})
+}
+
+// TestVerifyCutShortByShutdownIsNoFailure: a settings read that the
+// daemon's own shutdown cancels is neither logged as an error (it was, on
+// every SIGTERM) nor recorded as failed settings that withdraw the VIPs.
+func TestVerifyCutShortByShutdownIsNoFailure(t *testing.T) {
+	cfg := twoServiceConfig()
+	w := newWorld(t, "198.18.0.10", "198.18.0.11")
+	w.settingsErr = context.Canceled
+	var logged bytes.Buffer
+	l := New(cfg, w.deps(), slog.New(slog.NewTextHandler(&logged, nil)), Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	st := &state{cfg: cfg, verify: true}
+	l.verify(ctx, st)
+	if st.settingsErr != nil {
+		t.Errorf("settings recorded as failed after a cancelled read: %v", st.settingsErr)
+	}
+	if !st.verify {
+		t.Error("a cancelled read is not asked for again")
+	}
+	if strings.Contains(logged.String(), "level=ERROR") {
+		t.Errorf("a cancelled read was logged as an error:\n%s", logged.String())
+	}
 }
