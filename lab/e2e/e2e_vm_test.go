@@ -129,6 +129,7 @@ func TestLab(t *testing.T) {
 	t.Run("DirectorFrozen", func(t *testing.T) { e.freeze(t, "ours") })
 	t.Run("RouterRestart", func(t *testing.T) { e.routerRestart(t) })
 	t.Run("Drift", func(t *testing.T) { e.drift(t) })
+	t.Run("Operations", func(t *testing.T) { e.operations(t) })
 }
 
 // TestBaseline deploys lab/topology/baseline.clab.yml, the same topology with

@@ -33,6 +33,9 @@ type Report struct {
 	Reload               *Reload
 	Drain                *Drain
 	Router               *RouterRestart
+	// Operations are the daemon's routine operations (reload, restart,
+	// upgrade, kill, overrides and rollback across them), in run order.
+	Operations []Operation
 	// Loss rows, by configuration ("ours", "baseline").
 	Loss map[string][]LossPhase
 	// Churn rows: real servers changed, then a director killed.
@@ -49,6 +52,9 @@ type Check struct {
 	Scenario, What string
 	OK             bool
 	Detail         string
+	// Measured marks a check that is reported but not asserted: it never
+	// fails the run, and RESULTS.md says whether it held.
+	Measured bool
 }
 
 // Spread is the traffic-spread scenario.
@@ -96,6 +102,23 @@ type RouterRestart struct {
 	Requests, Failed int
 }
 
+// Operation is one routine operation on directord.
+type Operation struct {
+	Event, Director string
+	// Requests and Failed count the request stream; Opened and Broken the
+	// long-lived connections (NoTraffic: the operation ran without).
+	Requests, Failed, Opened, Broken int
+	NoTraffic                        bool
+	// RouteChanges counts the router's changes of the VIP's route (ip
+	// monitor route) from the operation's start until it settled.
+	RouteChanges int
+	// Back is how long the director took to serve again: its daemon
+	// answers with every verdict and every BGP session established, and
+	// the router routes the VIP to every director.
+	Back time.Duration
+	Note string
+}
+
 // LossPhase is one event of the director-loss scenarios.
 type LossPhase struct {
 	Event    string
@@ -112,7 +135,7 @@ type LossPhase struct {
 // AllOK reports whether every check passed.
 func (r *Report) AllOK() bool {
 	for _, c := range r.Checks {
-		if !c.OK {
+		if !c.OK && !c.Measured {
 			return false
 		}
 	}
@@ -215,6 +238,7 @@ func (r *Report) Markdown(w io.Writer) {
 			s.Requests, s.Failed, secs(s.Back))
 	}
 	p("\n")
+	r.operationsMarkdown(p)
 
 	if s := r.Spread; s != nil && len(s.Conns) > 0 {
 		p("## Spread\n\nNew IPVS connections per director and real server during %d requests (ipvsadm --stats on each director); the client saw ", s.Requests)
@@ -252,6 +276,18 @@ func (r *Report) Markdown(w io.Writer) {
 		if !c.OK {
 			mark = " "
 		}
+		if c.Measured {
+			held := "held"
+			if !c.OK {
+				held = "did not hold"
+			}
+			p("- %s: %s: measured, not asserted: %s", c.Scenario, c.What, held)
+			if c.Detail != "" {
+				p(" (%s)", c.Detail)
+			}
+			p("\n")
+			continue
+		}
 		p("- [%s] %s: %s", mark, c.Scenario, c.What)
 		if c.Detail != "" {
 			p(" (%s)", c.Detail)
@@ -267,4 +303,28 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// operationsMarkdown renders the operations table.
+func (r *Report) operationsMarkdown(p func(string, ...any)) {
+	if len(r.Operations) == 0 {
+		return
+	}
+	p("## Operations\n\n")
+	p("directord's own lifecycle on one director (or all three), under the director-loss scenarios' traffic (the long-lived echo connections and a steady request stream), unless marked -. ")
+	p("*route changes*: changes of the router's route to the VIP (`ip monitor route`) from the operation's start until it settled. ")
+	p("*serving again*: until the daemon answers with every verdict and every BGP session up, and the router routes the VIP to every director.\n\n")
+	p("| operation | director | requests failed / sent | connections broken / open | route changes | serving again |\n|---|---|---|---|---|---|\n")
+	for _, o := range r.Operations {
+		req, conns := fmt.Sprintf("**%d** / %d", o.Failed, o.Requests), fmt.Sprintf("**%d** / %d", o.Broken, o.Opened)
+		if o.NoTraffic {
+			req, conns = "-", "-"
+		}
+		changes := fmt.Sprintf("**%d**", o.RouteChanges)
+		if o.Note != "" {
+			changes = o.Note
+		}
+		p("| %s | %s | %s | %s | %s | %s |\n", o.Event, o.Director, req, conns, changes, secs(o.Back))
+	}
+	p("\n")
 }

@@ -20,19 +20,25 @@ func TestReportMarkdown(t *testing.T) {
 			"ours":     {{Event: "director killed", Open: 200, OnVictim: 60, Broken: 0, Converged: 100 * time.Millisecond}},
 			"baseline": {{Event: "director killed", Open: 200, OnVictim: 55, Broken: 83, Converged: 150 * time.Millisecond}},
 		},
-		Flaps:  &flaps,
-		Checks: []Check{{Scenario: "spread", What: "every request answered", OK: true}},
+		Operations: []Operation{{Event: "directord restarted", Director: "d1", Requests: 300, Opened: 200, RouteChanges: 2, Back: 4 * time.Second},
+			{Event: "rollback, then SIGHUP", Director: "d2", NoTraffic: true, Note: "the rolled-back configuration stays"}},
+		Flaps: &flaps,
+		Checks: []Check{{Scenario: "spread", What: "every request answered", OK: true},
+			{Scenario: "restart", What: "no request failed", OK: false, Detail: "3 of 500", Measured: true}},
 	}
 	var b bytes.Buffer
 	r.Markdown(&b)
 	md := b.String()
 	for _, want := range []string{
-		"on 2026-11-25 14:00 UTC from commit `abc123def456`: **PASS**, 1 checks",
+		"on 2026-11-25 14:00 UTC from commit `abc123def456`: **PASS**, 2 checks",
 		"kernel 6.1.0-56-amd64 (a test)",
 		"| director killed | **0** / 200 (60) | **83** / 200 (55) | 0.10 s / 0.15 s |",
 		"| real server rs3 killed (scheduler flags [mh-port, mh-fallback], the lab's) | 200 | 12 before every director quiesced it, **0** after | weight 0 on d1 2.00 s",
 		"| d2 | 60 | 140 | 200 |",
 		"- [x] spread: every request answered",
+		"- restart: no request failed: measured, not asserted: did not hold (3 of 500)",
+		"| directord restarted | d1 | **0** / 300 | **0** / 200 | **2** | 4.00 s |",
+		"| rollback, then SIGHUP | d2 | - | - | the rolled-back configuration stays | - |",
 		"while nothing failed (spread, real-server and reload scenarios): 0.",
 	} {
 		if !strings.Contains(md, want) {

@@ -69,6 +69,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "e2e: build the lab programs: %v\n", err)
 		return exitFail
 	}
+	upgrade, err := buildUpgrade(ctx, root, work)
+	if err != nil {
+		fmt.Fprintf(stderr, "e2e: %v\n", err)
+		return exitFail
+	}
 	testBin := filepath.Join(work, "e2e.test")
 	build := exec.CommandContext(ctx, "go", "test", "-c", "-tags", "vm", "-o", testBin, "./lab/e2e")
 	build.Dir = root
@@ -91,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		CPUs:    vmCPUs,
 		Timeout: *timeout,
 		Dir:     filepath.Join(root, "lab", "e2e"),
-		Env:     append(os.Environ(), "E2E_BIN="+bin, "E2E_MACHINE="+machine, "E2E_COMMIT="+compare.Commit(root)),
+		Env:     append(os.Environ(), "E2E_BIN="+bin, "E2E_UPGRADE_BIN="+upgrade, "E2E_MACHINE="+machine, "E2E_COMMIT="+compare.Commit(root)),
 		OutDir:  out,
 		Stdout:  stdout,
 		Logger:  slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -117,4 +122,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "e2e: PASS\n")
 	return 0
+}
+
+// buildUpgrade builds the directord that the upgrade scenario installs: the
+// same source stamped with another version, so the lab can tell which build
+// runs.
+func buildUpgrade(ctx context.Context, root, work string) (string, error) {
+	out := filepath.Join(work, "upgrade", "directord")
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags",
+		"-X github.com/anycast-director/director/internal/buildinfo.version=v0.0.0-e2e-upgrade", "-o", out, "./cmd/directord")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the upgrade's directord: %w\n%s", err, b)
+	}
+	return out, nil
 }
