@@ -301,11 +301,12 @@ func (n *Node) Removed() bool {
 	return n.removed
 }
 
-// Remove ends the node like a container that dies: its processes are killed
-// by PID, then any other process left in its network namespace, then the
-// holder; its interfaces are deleted (so the peers of its veth pairs vanish
-// before Remove returns, which deleting the namespace alone does
-// asynchronously), then the namespace. It is safe to call more than once.
+// Remove ends the node like a host that loses power: its interfaces are
+// deleted first (so the peers of its veth pairs vanish before Remove
+// returns, which deleting the namespace alone does asynchronously, and no
+// process can say goodbye on the wire), then its processes are killed by
+// PID, then any other process left in its network namespace, then the
+// holder, then the namespace. It is safe to call more than once.
 func (n *Node) Remove() error {
 	n.mu.Lock()
 	if n.removed {
@@ -314,6 +315,13 @@ func (n *Node) Remove() error {
 	}
 	n.removed = true
 	n.mu.Unlock()
+	// The wires first, as when a host loses power: processes killed while
+	// their links are up close their TCP sessions (FIN), which a router
+	// running BGP Graceful Restart takes for a planned restart and keeps
+	// the dead director's routes for restart_time instead of following BFD.
+	for _, dev := range n.links() {
+		exec.Command("ip", "-n", n.NetNS, "link", "del", dev).Run()
+	}
 	for _, p := range slices.Backward(n.Procs()) {
 		p.Kill()
 	}
@@ -323,9 +331,6 @@ func (n *Node) Remove() error {
 	}
 	if n.holder != nil {
 		n.holder.Kill()
-	}
-	for _, dev := range n.links() {
-		exec.Command("ip", "-n", n.NetNS, "link", "del", dev).Run()
 	}
 	if out, err := exec.Command("ip", "netns", "del", n.NetNS).CombinedOutput(); err != nil {
 		errs = append(errs, fmt.Errorf("delete namespace %s: %v: %s", n.NetNS, err, out))
