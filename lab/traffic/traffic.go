@@ -239,7 +239,9 @@ type HoldOptions struct {
 
 // HoldResult is what happened to the connections.
 type HoldResult struct {
-	Opened, OpenFailed int
+	// Opened and OpenFailed count the connections after every attempt;
+	// OpenRetried those that opened only at a second or third attempt.
+	Opened, OpenFailed, OpenRetried int
 	// Broken connections got an error or no echo within the timeout; Alive
 	// were still fine at the end.
 	Broken, Alive int
@@ -285,19 +287,21 @@ func Hold(ctx context.Context, o HoldOptions) (HoldResult, error) {
 			defer wg.Done()
 			dialSem <- struct{}{}
 			defer func() { <-dialSem }()
-			d := net.Dialer{Timeout: o.Timeout}
-			c, err := d.DialContext(ctx, "tcp", o.Addr)
-			if err != nil {
-				return
+			// What Hold measures is whether open connections break, so a
+			// connection that could not be opened (a SYN lost while an
+			// emulated lab is busy) is tried again, up to openAttempts.
+			for attempt := 1; attempt <= openAttempts && ctx.Err() == nil; attempt++ {
+				c, r, greet, err := openOne(ctx, o)
+				if err == nil {
+					conns[i] = &conn{c: c, r: r, server: greet}
+					if attempt > 1 {
+						mu.Lock()
+						res.OpenRetried++
+						mu.Unlock()
+					}
+					return
+				}
 			}
-			c.SetReadDeadline(time.Now().Add(o.Timeout))
-			r := bufio.NewReader(c)
-			greet, err := r.ReadString('\n')
-			if err != nil {
-				c.Close()
-				return
-			}
-			conns[i] = &conn{c: c, r: r, server: strings.TrimSpace(greet)}
 		}()
 	}
 	wg.Wait()
@@ -357,6 +361,26 @@ func Hold(ctx context.Context, o HoldOptions) (HoldResult, error) {
 	res.End = time.Now()
 	sort.Slice(res.Breaks, func(i, j int) bool { return res.Breaks[i].At.Before(res.Breaks[j].At) })
 	return res, nil
+}
+
+// openAttempts is how often Hold tries to open each connection.
+const openAttempts = 3
+
+// openOne dials o.Addr and reads the server's greeting (its name).
+func openOne(ctx context.Context, o HoldOptions) (net.Conn, *bufio.Reader, string, error) {
+	d := net.Dialer{Timeout: o.Timeout}
+	c, err := d.DialContext(ctx, "tcp", o.Addr)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	c.SetReadDeadline(time.Now().Add(o.Timeout))
+	r := bufio.NewReader(c)
+	greet, err := r.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, nil, "", err
+	}
+	return c, r, strings.TrimSpace(greet), nil
 }
 
 // ping sends one line and waits for its echo.

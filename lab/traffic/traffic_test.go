@@ -176,3 +176,51 @@ func TestResultRoundTrip(t *testing.T) {
 		t.Error("ParseResult found a result in output without one")
 	}
 }
+
+// TestHoldRetriesOpens: a connection the server drops before its greeting
+// is opened again; only what opened is then held and counted.
+func TestHoldRetriesOpens(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if n < 2 { // the first two die before the greeting
+				c.Close()
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.WriteString(c, "rs1\n")
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					io.WriteString(c, line)
+				}
+			}()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	res, err := Hold(ctx, HoldOptions{Addr: ln.Addr().String(), Conns: 4, Interval: 50 * time.Millisecond, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Opened != 4 || res.OpenFailed != 0 || res.OpenRetried < 1 || res.OpenRetried > 2 {
+		t.Errorf("Hold = opened %d, failed %d, retried %d; want 4 opened, 1 or 2 of them retried", res.Opened, res.OpenFailed, res.OpenRetried)
+	}
+}
