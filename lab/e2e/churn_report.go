@@ -34,7 +34,7 @@ func (r *Report) churnMarkdown(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("## Real servers changed, then a director lost\n\n")
 	p("200 echo connections open (pinged every second) and 20 HTTP requests per second; the real servers change on every director, then director d3 is killed and the router moves its flows to d1 and d2, whose Maglev tables no longer map every flow to the real server it started on (docs/flow-sync.md). ")
-	p("*without sync*: each director knows only its own connections (measured, not asserted). *with sync*: `ipvs.sync` runs the kernel's sync daemons on every director (0 broken asserted).\n\n")
+	p("*without sync*: each director knows only its own connections (measured, not asserted). *with sync*: `ipvs.sync` runs the kernel's sync daemons on every director (0 broken asserted). On d3: its IPVS active connections when it was killed; with sync they include the other directors' synchronized entries.\n\n")
 	p("| change, then d3 killed | without sync: broken / open (on d3) | with sync: broken / open (on d3) | failed requests, without / with | sync complete after |\n|---|---|---|---|---|\n")
 	var order []string
 	rows := map[string]map[bool]*ChurnRow{}

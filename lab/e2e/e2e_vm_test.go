@@ -128,6 +128,7 @@ func TestLab(t *testing.T) {
 	t.Run("DirectorKilledAndAddedBack", func(t *testing.T) { e.killAndAddBack(t, "ours") })
 	t.Run("DirectorFrozen", func(t *testing.T) { e.freeze(t, "ours") })
 	t.Run("RouterRestart", func(t *testing.T) { e.routerRestart(t) })
+	t.Run("Churn", func(t *testing.T) { e.churn(t) })
 	t.Run("Drift", func(t *testing.T) { e.drift(t) })
 	t.Run("Operations", func(t *testing.T) { e.operations(t) })
 }
