@@ -48,6 +48,19 @@ type entry struct {
 	// read or writes: a full read that finds something else found drift.
 	// A failed write or read clears it until the next full read.
 	trusted bool
+	// suspect says a read or write of this service failed while it was
+	// trusted (a flush between two full reads makes the next pass's read
+	// fail first): the next full read still reports what changed as drift.
+	suspect bool
+}
+
+// distrust clears trusted after a failed read or write, remembering that
+// the failure may be the first sign of drift.
+func (e *entry) distrust() {
+	if e.trusted {
+		e.suspect = true
+	}
+	e.trusted = false
 }
 
 // Apply makes the kernel's IPVS services match want and returns what it did.
@@ -269,12 +282,12 @@ func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, drift map[ipvs.K
 				skip = make(map[ipvs.Key]bool)
 			}
 			skip[k] = true
-			e.trusted = false
+			e.distrust()
 			continue
 		}
 		fresh := haveBy[k]
 		if e.exists != (fresh != nil) || (fresh != nil && !sameKernelView(&e.have, fresh)) {
-			if e.trusted {
+			if e.trusted || e.suspect {
 				if drift == nil {
 					drift = make(map[ipvs.Key]string)
 				}
@@ -289,7 +302,7 @@ func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, drift map[ipvs.K
 		} else if fresh != nil {
 			e.have.Destinations = fresh.Destinations // current connection counts
 		}
-		e.trusted = true
+		e.trusted, e.suspect = true, false
 	}
 	h.lastFull = h.cfg.now()
 	return skip, drift, nil
@@ -302,7 +315,7 @@ func (h *Handle) applyService(k ipvs.Key, e *entry, want *ipvs.Service, fresh bo
 		rep.Reads++
 		if err != nil {
 			rep.Failed[k] = err
-			e.trusted = false
+			e.distrust()
 			return
 		}
 		e.have.Destinations = ds
@@ -316,7 +329,7 @@ func (h *Handle) applyService(k ipvs.Key, e *entry, want *ipvs.Service, fresh bo
 		rep.Ops++
 		if err := h.exec(op); err != nil {
 			rep.Failed[k] = err
-			e.trusted = false
+			e.distrust()
 			h.log.Warn("IPVS write failed", "vip", k.String(), "reason", op.String(), "err", err)
 			h.refreshFingerprint(k, e)
 			return

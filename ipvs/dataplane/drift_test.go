@@ -91,3 +91,32 @@ func TestDescribeDrift(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestApplyReportsFlushSeenFirstByAFailedRead: when a pass that re-reads a
+// changed service runs between the flush and the next full read, its read
+// fails first; the full read after it still reports the flush as drift
+// (the lab saw the service restored, silently, in one run of two).
+func TestApplyReportsFlushSeenFirstByAFailedRead(t *testing.T) {
+	h, f, _ := newTestHandle(t)
+	var repairs []Repair
+	h.cfg.onRepair = func(r Repair) { repairs = append(repairs, r) }
+	want := []ipvs.Service{svc(web, "mh", dst("10.0.2.22", 1), dst("10.0.2.21", 1))}
+	mustApply(t, h, want)
+	if err := f.DelService(kernelKey(web)); err != nil {
+		t.Fatal(err)
+	}
+	// A weight change makes the next pass read the service's destinations.
+	changed := []ipvs.Service{svc(web, "mh", dst("10.0.2.22", 1), dst("10.0.2.21", 2))}
+	if rep, err := h.Apply(context.Background(), changed); err != nil {
+		t.Fatal(err)
+	} else if rep.Failed[web] == nil && len(repairs) == 0 {
+		t.Fatalf("the pass after the flush neither failed nor repaired: %+v", rep)
+	}
+	mustApply(t, h, changed)
+	if f.service(web) == nil {
+		t.Fatal("service not restored")
+	}
+	if len(repairs) != 1 || repairs[0].Kind != RepairService || repairs[0].Detail != "service deleted" {
+		t.Errorf("repairs %v, want one %s repair of the deleted service", repairs, RepairService)
+	}
+}
