@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/internal/progress"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
 	"github.com/anycast-director/director/statedir"
@@ -30,12 +31,16 @@ type world struct {
 	changes chan struct{}
 
 	// IPVS (kernel state)
-	services  map[ipvs.Key]ipvs.Service
-	owned     map[ipvs.Key]bool // keys the data plane may write: applied before, or Own
-	stateDir  string            // when set, Apply checks that new services are recorded there first
-	failKeys  map[ipvs.Key]error
-	applyErr  error
-	block     chan struct{} // when set, Apply waits on it
+	services map[ipvs.Key]ipvs.Service
+	owned    map[ipvs.Key]bool // keys the data plane may write: applied before, or Own
+	stateDir string            // when set, Apply checks that new services are recorded there first
+	failKeys map[ipvs.Key]error
+	applyErr error
+	block    chan struct{} // when set, Apply waits on it
+	// steps, when set, keeps Apply going until it is closed: every value
+	// received is one step done, reported as progress (a long pass that
+	// moves, like the first of 10,000 destinations under emulation).
+	steps     chan struct{}
 	applyRuns int
 	// writes counts the writes a real kernel would get: ipvs.Diff's
 	// operations against kernel, which models it (no connections, so a
@@ -143,9 +148,21 @@ type fakeIPVS struct{ w *world }
 func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, error) {
 	w := f.w
 	w.mu.Lock()
-	block, delay := w.block, w.applyDelay
+	block, delay, steps := w.block, w.applyDelay, w.steps
 	w.mu.Unlock()
 	time.Sleep(delay)
+	for steps != nil {
+		select {
+		case _, more := <-steps:
+			if !more {
+				steps = nil
+				continue
+			}
+			progress.Report(ctx)
+		case <-ctx.Done():
+			return ApplyResult{}, ctx.Err()
+		}
+	}
 	if block != nil {
 		select {
 		case <-block:

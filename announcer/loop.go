@@ -15,6 +15,7 @@ import (
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/internal/progress"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/routing"
 	"github.com/anycast-director/director/statedir"
@@ -122,6 +123,7 @@ type Loop struct {
 	status   atomic.Pointer[Status]
 	running  atomic.Pointer[config.Config]
 	lastPass atomic.Int64                          // unix nanoseconds of the last finished pass
+	progress atomic.Int64                          // unix nanoseconds of the running pass's last progress (progressed)
 	slowest  atomic.Int64                          // nanoseconds of the slowest of the recent passes (slowPasses)
 	counters atomic.Pointer[map[ipvs.Key]Counters] // the stats reader's latest reading
 	started  atomic.Int64                          // unix nanoseconds of Run's start
@@ -179,29 +181,35 @@ func (l *Loop) LastPass() time.Time {
 // few passes, budgets for it.
 func (l *Loop) SlowestPass() time.Duration { return time.Duration(l.slowest.Load()) }
 
-// Wedged reports whether the loop has stopped finishing passes: none for
-// longer than max_failed_resyncs x resync_interval, counted from Run's start
-// until the first pass finishes. While it holds, every VIP stays withdrawn
-// (the route writer sees to it); a service manager's watchdog (systemd
-// WatchdogSec) should stop being fed. False before Run.
+// Wedged reports whether the loop has stopped making progress: no pass
+// finished, and the running pass (if any) reported no progress, for
+// max_failed_resyncs x resync_interval, counted from Run's start until the
+// first pass finishes. A long pass that keeps completing steps (each IPVS
+// service programmed, each adapter call returning) is not wedged however
+// long it takes; a pass stuck in one call is. While it holds, every VIP
+// stays withdrawn (the route writer sees to it); a service manager's
+// watchdog (systemd WatchdogSec) should stop being fed. False before Run.
 func (l *Loop) Wedged() bool {
 	at := l.wedgedAt()
 	return !at.IsZero() && l.now().After(at)
 }
 
 // wedgedAt is the time after which the loop counts as wedged (zero before
-// Run).
+// Run): the latest of Run's start, the last finished pass and the running
+// pass's last progress, plus the limit.
 func (l *Loop) wedgedAt() time.Time {
-	last := l.lastPass.Load()
-	if last == 0 {
-		last = l.started.Load()
-	}
+	last := max(l.started.Load(), l.lastPass.Load(), l.progress.Load())
 	if last == 0 {
 		return time.Time{}
 	}
 	limit := time.Duration(l.st.maxFailed.Load()) * time.Duration(l.st.resyncNanos.Load())
 	return time.Unix(0, last).Add(limit)
 }
+
+// progressed records that the running pass completed a step. The data plane
+// calls it through the pass's context (internal/progress) after each
+// service it programs, the pass itself after each adapter call.
+func (l *Loop) progressed() { l.progress.Store(l.now().UnixNano()) }
 
 // Events returns the loop's event log.
 func (l *Loop) Events() *EventLog { return l.events }
@@ -270,6 +278,7 @@ var errLoopStopped = errors.New("announcer loop stopped before applying the chan
 func (l *Loop) Run(ctx context.Context) error {
 	st := l.st
 	l.started.Store(l.now().UnixNano())
+	ctx = progress.With(ctx, l.progressed)
 	wctx, stopRoutes := context.WithCancel(ctx)
 	go l.routes.run(wctx, func() string { return l.Status().Director })
 	statsDone := make(chan struct{})

@@ -131,6 +131,7 @@ type passResult struct {
 // pass runs one reconcile: plan, withdraw, program, advertise, publish.
 func (l *Loop) pass(ctx context.Context, st *state) {
 	r := passResult{start: l.now()}
+	l.progressed()
 	var next time.Time
 	st.overrides, next = st.overrides.prune(r.start)
 	snap := l.deps.Health.Snapshot()
@@ -148,7 +149,9 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	}
 	verifying := st.verify
 	l.verify(ctx, st)
+	l.progressed()
 	l.recordNewServices(ctx, st, &p)
+	l.progressed()
 	var final []routing.Advertisement
 	final, errs = l.program(ctx, &p, &r, errs)
 	if st.withdrawn {
@@ -245,10 +248,12 @@ func (l *Loop) withdrawFirst(ctx context.Context, st *state, p Plan, inPlace []r
 // the others get the failure as their reason in p.
 func (l *Loop) program(ctx context.Context, p *Plan, r *passResult, errs []error) ([]routing.Advertisement, []error) {
 	bindErr := l.deps.VIPs.Set(ctx, p.LocalVIPs)
+	l.progressed()
 	if bindErr != nil {
 		errs = append(errs, fmt.Errorf("bind VIPs: %w", bindErr))
 	}
 	res, err := l.apply(ctx, p.IPVS)
+	l.progressed()
 	r.apply, r.applyErr = res, err
 	if err != nil {
 		errs = append(errs, fmt.Errorf("program IPVS: %w", err))

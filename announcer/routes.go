@@ -8,18 +8,24 @@ import (
 	"time"
 
 	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/internal/progress"
 	"github.com/anycast-director/director/routing"
 )
 
 // routeWriter is the one goroutine that calls the routing adapter: the loop's
 // passes hand it the whole desired set (set), ask it what is in place
 // (advertised) and reconfigure it; nothing else touches the adapter. It also
-// is the loop's watchdog: when no pass has finished for
-// max_failed_resyncs x resync_interval (the loop is wedged, for example
-// inside an IPVS call), it withdraws every VIP itself, and keeps them
-// withdrawn, whatever the stuck pass hands it, until a pass finishes. That
-// pass publishes the withdrawn state; the loop then runs another, which
-// announces again.
+// is the loop's watchdog: when for max_failed_resyncs x resync_interval no
+// pass has finished and the running pass has made no progress (the loop is
+// wedged, for example inside an IPVS call that never returns), it withdraws
+// every VIP itself, and keeps them withdrawn, whatever the stuck pass hands
+// it, until a pass finishes. That pass publishes the withdrawn state; the
+// loop then runs another, which announces again. A pass that is long but
+// moving (the first pass programming 10,000 destinations under emulation,
+// a starved machine) reports progress after each step (Loop.progressed, and
+// the data plane after each service through internal/progress) and is left
+// alone: judging the pass's length withdrew every VIP of a healthy director
+// a dozen times at start-up.
 //
 // It keeps no advertisements of its own: the adapter alone knows what is
 // advertised.
@@ -29,7 +35,8 @@ type routeWriter struct {
 	events *EventLog
 	now    func() time.Time
 	// wedgedAt returns the time after which the loop counts as wedged: the
-	// last finished pass (or Run's start) plus the limit.
+	// last finished pass, the running pass's last progress (or Run's start)
+	// plus the limit.
 	wedgedAt func() time.Time
 	calls    chan func()
 	done     chan struct{} // closed when the writer goroutine ends
@@ -82,7 +89,7 @@ func (w *routeWriter) untilWedged() time.Duration {
 func (w *routeWriter) withdrawWedged(ctx context.Context, director string) {
 	w.wedged = true
 	w.log.Error("announcer loop is stuck; withdrawing every VIP", "reason",
-		fmt.Sprintf("no pass finished since %s", w.wedgedAt().Format(time.RFC3339Nano)), "director", director)
+		fmt.Sprintf("no pass finished and the running pass made no progress for max_failed_resyncs x resync_interval, up to %s", w.wedgedAt().Format(time.RFC3339Nano)), "director", director)
 	if err := w.adv.Set(ctx, nil); err != nil {
 		w.log.Error("withdraw failed", "err", err)
 	}
@@ -101,6 +108,7 @@ func (w *routeWriter) do(ctx context.Context, f func()) error {
 		return ctx.Err()
 	}
 	<-ran // f must finish: it writes the caller's results
+	progress.Report(ctx)
 	return nil
 }
 

@@ -73,6 +73,57 @@ func TestLoopWatchdogWithdrawsWhenStuck(t *testing.T) {
 	})
 }
 
+// TestLoopWatchdogJudgesProgressNotLength: a pass that stays in Apply for
+// several times max_failed_resyncs x resync_interval but completes a step
+// every half of it (the first pass at 1,000 services x 10 under emulation)
+// keeps every VIP advertised; once it stops moving (stuck on one call) every
+// VIP is withdrawn after the bound, and announced again when it finishes.
+func TestLoopWatchdogJudgesProgressNotLength(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, w, l := upLoop(t)
+		steps := make(chan struct{})
+		w.mu.Lock()
+		w.steps = steps
+		before := w.applyRuns
+		w.mu.Unlock()
+		l.Poke()
+		synctest.Wait() // the pass waits in Apply for its first step
+		limit := time.Duration(cfg.Director.MaxFailedResyncs) * cfg.Director.ResyncInterval
+		for i := range 6 {
+			time.Sleep(limit / 2)
+			synctest.Wait()
+			if got := w.advertised(); len(got) != 2 || l.Wedged() {
+				t.Fatalf("withdrawn %v into a pass that moves: %v (wedged %v)", time.Duration(i+1)*limit/2, got, l.Wedged())
+			}
+			steps <- struct{}{}
+		}
+		w.mu.Lock()
+		runs := w.applyRuns - before
+		w.mu.Unlock()
+		if runs != 0 {
+			t.Fatalf("setup: the long pass finished (%d Apply runs)", runs)
+		}
+		time.Sleep(limit)
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 2 || l.Wedged() {
+			t.Fatalf("withdrawn before the bound since the last step: %v (wedged %v)", got, l.Wedged())
+		}
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 0 || !l.Wedged() {
+			t.Fatalf("a pass stuck on one call for the bound still attracts traffic: %v (wedged %v)", got, l.Wedged())
+		}
+		w.mu.Lock()
+		w.steps = nil
+		w.mu.Unlock()
+		close(steps)
+		synctest.Wait()
+		if got := w.advertised(); len(got) != 2 || l.Wedged() {
+			t.Errorf("not announced again after the pass finished: %v (wedged %v)", got, l.Wedged())
+		}
+	})
+}
+
 // TestLoopStatusIsWhatTheAdapterHas: routes lost behind the loop's back (a
 // restarted routing daemon, an operator) show in status and are announced
 // again on the next pass; a routing failure leaves status saying

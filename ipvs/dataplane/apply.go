@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/anycast-director/director/internal/progress"
 	"github.com/anycast-director/director/ipvs"
 )
 
@@ -108,7 +109,7 @@ func (h *Handle) Apply(ctx context.Context, want []ipvs.Service) (Report, error)
 		// A new key: adopt or create, the kernel may have it already.
 		full = true
 		var err error
-		if skip, drift, err = h.fullRead(&rep); err != nil {
+		if skip, drift, err = h.fullRead(ctx, &rep); err != nil {
 			h.needFull = true
 			return h.finish(rep), err
 		}
@@ -237,6 +238,7 @@ func (h *Handle) applyWork(ctx context.Context, want []ipvs.Service, work []ipvs
 			}
 		}
 		h.applyService(k, e, w, full, now, rep)
+		progress.Report(ctx) // one service's reads and writes done: the watchdog sees a moving pass
 		if w == nil && !e.exists && rep.Failed[k] == nil {
 			e.gone = true
 			delete(h.entries, k)
@@ -264,9 +266,9 @@ func (h *Handle) setFingerprint(k ipvs.Key, fp string) { h.fps.set(k, fp) }
 // destinations cannot be read are reported failed and returned in skip;
 // trusted entries the kernel no longer holds as recorded are returned in
 // drift, with what changed.
-func (h *Handle) fullRead(rep *Report) (skip map[ipvs.Key]bool, drift map[ipvs.Key]string, err error) {
+func (h *Handle) fullRead(ctx context.Context, rep *Report) (skip map[ipvs.Key]bool, drift map[ipvs.Key]string, err error) {
 	rep.FullRead = true
-	have, reads, failed, err := h.read(func(k ipvs.Key) bool { return h.entries[k] != nil })
+	have, reads, failed, err := h.read(ctx, func(k ipvs.Key) bool { return h.entries[k] != nil })
 	rep.Reads += reads
 	if err != nil {
 		return nil, nil, err

@@ -13,6 +13,7 @@ import (
 
 	moby "github.com/moby/ipvs"
 
+	"github.com/anycast-director/director/internal/progress"
 	"github.com/anycast-director/director/ipvs"
 )
 
@@ -192,7 +193,7 @@ func (h *Handle) Plan(ctx context.Context, want []ipvs.Service) ([]ipvs.Op, erro
 	for _, w := range want {
 		keys[w.Key] = true
 	}
-	have, _, failed, err := h.read(func(k ipvs.Key) bool { return keys[k] || h.entries[k] != nil })
+	have, _, failed, err := h.read(ctx, func(k ipvs.Key) bool { return keys[k] || h.entries[k] != nil })
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +301,7 @@ func (h *Handle) Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service, 
 	for _, k := range keys {
 		want[k] = true
 	}
-	have, _, failed, err := h.read(func(k ipvs.Key) bool { return want[k] })
+	have, _, failed, err := h.read(ctx, func(k ipvs.Key) bool { return want[k] })
 	if err != nil {
 		return nil, err
 	}
@@ -318,12 +319,13 @@ func (h *Handle) Current(ctx context.Context, keys []ipvs.Key) ([]ipvs.Service, 
 // service. failed holds per-service read errors (those services must not be
 // written this round). The error is set only when the service list itself
 // cannot be read.
-func (h *Handle) read(owned func(ipvs.Key) bool) (have []ipvs.Service, reads int, failed map[ipvs.Key]error, err error) {
+func (h *Handle) read(ctx context.Context, owned func(ipvs.Key) bool) (have []ipvs.Service, reads int, failed map[ipvs.Key]error, err error) {
 	ks, err := h.k.GetServices()
 	reads++
 	if err != nil {
 		return nil, reads, nil, fmt.Errorf("read IPVS services: %w", err)
 	}
+	progress.Report(ctx)
 	failed = make(map[ipvs.Key]error)
 	var procDests map[ipvs.Key][]ipvs.Destination
 	if h.proc != nil {
@@ -332,6 +334,7 @@ func (h *Handle) read(owned func(ipvs.Key) bool) (have []ipvs.Service, reads int
 			h.log.Warn("reading /proc/net/ip_vs failed, reading destinations per service instead", "err", err)
 			procDests = nil
 		}
+		progress.Report(ctx)
 	}
 	missing := 0
 	for _, s := range ks {
@@ -349,6 +352,7 @@ func (h *Handle) read(owned func(ipvs.Key) bool) (have []ipvs.Service, reads int
 			}
 			ds, err := h.readDests(svc.Key)
 			reads++
+			progress.Report(ctx)
 			if err != nil {
 				failed[svc.Key] = err
 				continue

@@ -41,13 +41,13 @@ func TestVMProcAndNetlinkReadsAgree(t *testing.T) {
 	c.echo(t, "counted")
 
 	all := func(ipvs.Key) bool { return true }
-	viaProc, procReads, failed, err := h.read(all)
+	viaProc, procReads, failed, err := h.read(t.Context(), all)
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("read via /proc: %v %v", err, failed)
 	}
 	proc := h.proc
 	h.proc = nil
-	viaNetlink, nlReads, failed, err := h.read(all)
+	viaNetlink, nlReads, failed, err := h.read(t.Context(), all)
 	h.proc = proc
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("read via netlink: %v %v", err, failed)

@@ -144,7 +144,7 @@ func TestVMSchedulerFlagsReadBack(t *testing.T) {
 	for _, s := range want {
 		keys[s.Key] = true
 	}
-	have, _, failed, err := h2.read(func(k ipvs.Key) bool { return keys[k] })
+	have, _, failed, err := h2.read(t.Context(), func(k ipvs.Key) bool { return keys[k] })
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("read: %v %v", err, failed)
 	}
