@@ -262,3 +262,28 @@ func TestPeerToAPIGracefulRestart(t *testing.T) {
 		t.Errorf("without graceful_restart: %v", off)
 	}
 }
+
+func TestBFDRestarts(t *testing.T) {
+	bfd := func(ms int, m uint8) *config.BFD {
+		return &config.BFD{MinInterval: time.Duration(ms) * time.Millisecond, Multiplier: m}
+	}
+	tests := []struct {
+		name     string
+		old, new *config.BFD
+		want     bool
+	}{
+		{"off to on", nil, bfd(100, 3), false},
+		{"unchanged", bfd(100, 3), bfd(100, 3), false},
+		{"interval", bfd(100, 3), bfd(300, 3), true},
+		{"multiplier", bfd(100, 3), bfd(100, 5), true},
+		{"on to off", bfd(100, 3), nil, true},
+		{"stays off", nil, nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := bfdRestarts(config.Peer{BFD: tc.old}, config.Peer{BFD: tc.new}); got != tc.want {
+				t.Errorf("bfdRestarts = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -50,7 +50,7 @@ type helperConfig struct {
 // helperCmd is one command to a helper speaker.
 type helperCmd struct {
 	ID  int
-	Op  string // "set", "allow", "inject", "stop"
+	Op  string // "set", "allow", "inject", "reconfigure", "stop"
 	Ads []routing.Advertisement
 	// Allowed replaces the allowed set ("allow"); large sets go this way
 	// rather than through the environment, which caps one variable at 128 KiB.
@@ -58,6 +58,9 @@ type helperCmd struct {
 	// Prefix is the route "inject" puts into GoBGP's RIB behind the
 	// speaker's back (the export policy must drop it).
 	Prefix netip.Prefix
+	// BGP is the configuration "reconfigure" hands to Speaker.Reconfigure,
+	// as a reload would.
+	BGP *config.BGP
 }
 
 // runHelper is the helper process's main.
@@ -111,6 +114,8 @@ func runHelper(cfgJSON string) int {
 			err = s.SetAllowed(c.Allowed)
 		case "inject":
 			err = injectRoute(s, c.Prefix)
+		case "reconfigure":
+			err = s.Reconfigure(context.Background(), c.BGP)
 		case "stop":
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			err = s.Stop(ctx)

@@ -144,9 +144,8 @@ func (l *bgpLab) speakerPeer(k int) config.Peer {
 	return p
 }
 
-// startSpeaker starts director k's speaker; edit may change its config.
-func (l *bgpLab) startSpeaker(k int, edit func(*config.BGP)) *speakerProc {
-	l.t.Helper()
+// speakerConfig is director k's speaker configuration.
+func (l *bgpLab) speakerConfig(k int) config.BGP {
 	cfg := config.BGP{
 		ASN:        labDirectorASN,
 		RouterID:   netip.MustParseAddr(dirAddr4(k)),
@@ -159,6 +158,13 @@ func (l *bgpLab) startSpeaker(k int, edit func(*config.BGP)) *speakerProc {
 		p6.IPv4, p6.IPv6 = false, true
 		cfg.Peers = append(cfg.Peers, p6)
 	}
+	return cfg
+}
+
+// startSpeaker starts director k's speaker; edit may change its config.
+func (l *bgpLab) startSpeaker(k int, edit func(*config.BGP)) *speakerProc {
+	l.t.Helper()
+	cfg := l.speakerConfig(k)
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -153,7 +153,7 @@ type peerChange int
 
 const (
 	peerSame    peerChange = iota // nothing to do
-	peerTimers                    // timers or BFD only: updated in place, the session stays up
+	peerTimers                    // timers or BFD only: updated in place (a live BFD session restarts: bfdRestarts)
 	peerSession                   // anything that is part of the session: reset it
 )
 
@@ -169,6 +169,17 @@ func comparePeer(old, new config.Peer) peerChange {
 		return peerTimers
 	}
 	return peerSession
+}
+
+// bfdRestarts reports whether updating a neighbor from old to new in place
+// restarts its BFD session: GoBGP re-creates the session (new
+// discriminator, starting Down) whenever BFD settings change, and a router
+// whose BFD session was Up takes the BGP session down when it sees that
+// (measured with FRR: Cease, subcode "BFD down", back with the new timers
+// about 4 s later). Enabling BFD where it was off starts a session and
+// restarts nothing.
+func bfdRestarts(old, new config.Peer) bool {
+	return old.BFD != nil && (new.BFD == nil || *old.BFD != *new.BFD)
 }
 
 // peerEqual compares two neighbors field by field (BFD by value).

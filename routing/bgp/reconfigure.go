@@ -119,8 +119,12 @@ func (s *Speaker) updatePeerLocked(ctx context.Context, o config.Peer, had bool,
 		s.logger.Info("bgp peer added", "peer", p.Address, "asn", p.ASN)
 		return s.addPeerLocked(ctx, p)
 	case comparePeer(o, p) == peerTimers:
-		s.logger.Info("bgp peer timers updated; the session stays up", "peer", p.Address)
 		up := s.peers.state(p.Address) == "established"
+		if up && bfdRestarts(o, p) {
+			s.logger.Warn("bgp peer bfd settings changed: the live BFD session restarts, and the router will reset the BGP session once (drain the director first to move no flow)", "peer", p.Address)
+		} else {
+			s.logger.Info("bgp peer timers updated; the session stays up", "peer", p.Address)
+		}
 		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: peerToAPI(p, up, s.cfg.GracefulRestart)}); err != nil {
 			return fmt.Errorf("update peer %s: %w", p.Address, err)
 		}
