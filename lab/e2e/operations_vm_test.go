@@ -52,11 +52,11 @@ func (e *env) gracefulRestart(t *testing.T) bool {
 	return strings.Contains(string(cfg.Content), "graceful_restart")
 }
 
-// measured records a check of the operations' traffic and routes that is
-// reported, not asserted: on this project's shared 2-core machine the
-// emulated lab's BFD sessions flapped during these scenarios (every
-// director left and re-entered the route, untouched ones included), so the
-// numbers are not yet stable enough to fail make e2e on.
+// measured records a figure that is reported, not asserted (route changes
+// after a SIGKILL, which the issue asks to report; route changes without
+// Graceful Restart). Failed requests, broken connections and, with
+// Graceful Restart, route changes are asserted with check: three quiet full
+// runs gave 0 of each in every operation.
 func (e *env) measured(t *testing.T, scenario, what string, ok bool, detail string, args ...any) {
 	t.Helper()
 	d := fmt.Sprintf(detail, args...)
@@ -78,6 +78,7 @@ func (e *env) measureOp(t *testing.T, op Operation, action func(ctx context.Cont
 	t.Helper()
 	ctx := context.Background()
 	var m observe.Measurement
+	before, serr := e.routerSessions(ctx)
 	changes, err := e.lab.RouteChanges(ctx, router, vip, func() error {
 		var err error
 		m, err = observe.Around(ctx, e.lab, opTraffic(), action)
@@ -90,7 +91,13 @@ func (e *env) measureOp(t *testing.T, op Operation, action func(ctx context.Cont
 		t.Logf("%s: the router's route changed at %s: %s", op.Event, c.At.Format("15:04:05.000"), strings.ReplaceAll(c.Text, "\n", " "))
 	}
 	op.Requests, op.Failed, op.Opened, op.Broken, op.RouteChanges = m.HTTP.Sent, m.Failed, m.Opened, m.Broken, len(changes)
-	t.Logf("%s: %s; %d route changes", op.Event, m, len(changes))
+	after, aerr := e.routerSessions(ctx)
+	if serr == nil && aerr == nil {
+		op.MachineDrops = machineDrops(before, after, directorAddr, op.Touched)
+	} else {
+		t.Logf("%s: the router's sessions could not be read (%v, %v): every figure is asserted", op.Event, serr, aerr)
+	}
+	t.Logf("%s: %s; %d route changes; sessions the machine dropped: %v", op.Event, m, len(changes), op.MachineDrops)
 	e.report.Operations = append(e.report.Operations, op)
 	return op
 }
@@ -176,7 +183,7 @@ func (e *env) restartDaemon(ctx context.Context, node string, sig syscall.Signal
 // keeps the route (gr), and otherwise only reports them.
 func (e *env) checkRoute(t *testing.T, sc string, op Operation, gr bool) {
 	if gr {
-		e.measured(t, sc, "the router's ECMP route did not change (Graceful Restart)", op.RouteChanges == 0, "%d changes", op.RouteChanges)
+		e.checkOp(t, sc, op, "the router's ECMP route did not change (Graceful Restart)", op.RouteChanges == 0, "%d changes", op.RouteChanges)
 		return
 	}
 	e.measured(t, sc, "route changes (the lab's directors run without Graceful Restart)", true, "%d changes", op.RouteChanges)
@@ -192,9 +199,9 @@ func (e *env) timingChange(t *testing.T) {
 	op := e.measureOp(t, Operation{Event: sc, Director: "d1, d2, d3"}, func(ctx context.Context) error {
 		return e.reconfigureAll(ctx, from, to)
 	})
-	e.measured(t, sc, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
-	e.measured(t, sc, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
-	e.measured(t, sc, "the router's route did not change", op.RouteChanges == 0, "%d changes", op.RouteChanges)
+	e.checkOp(t, sc, op, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
+	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
+	e.checkOp(t, sc, op, "the router's route did not change", op.RouteChanges == 0, "%d changes", op.RouteChanges)
 	if err := e.allProgrammed(); err != nil {
 		e.check(t, sc, "every backend stays at weight 1", false, "%v", err)
 	}
@@ -255,14 +262,14 @@ func (e *env) waitDigest(ctx context.Context, node, digest string, timeout time.
 func (e *env) restart(t *testing.T, gr bool) {
 	const sc, victim = "directord restarted (SIGTERM, start)", "d1"
 	var back time.Duration
-	op := e.measureOp(t, Operation{Event: sc, Director: victim}, func(ctx context.Context) error {
+	op := e.measureOp(t, Operation{Event: sc, Director: victim, Touched: []string{victim}}, func(ctx context.Context) error {
 		var err error
 		back, err = e.restartDaemon(ctx, victim, syscall.SIGTERM)
 		return err
 	})
 	e.setLastBack(back)
-	e.measured(t, sc, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
-	e.measured(t, sc, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
+	e.checkOp(t, sc, op, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
+	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
 	e.checkRoute(t, sc, op, gr)
 }
 
@@ -283,7 +290,7 @@ func (e *env) upgrade(t *testing.T, gr bool) {
 		e.fatal(t, sc, fmt.Errorf("E2E_UPGRADE_BIN is not set: run the lab through make e2e, which builds the upgrade"))
 	}
 	var back time.Duration
-	op := e.measureOp(t, Operation{Event: sc, Director: victim}, func(ctx context.Context) error {
+	op := e.measureOp(t, Operation{Event: sc, Director: victim, Touched: []string{victim}}, func(ctx context.Context) error {
 		if err := e.lab.ReplaceFile(ctx, victim, directordPath, bin); err != nil {
 			return err
 		}
@@ -292,8 +299,8 @@ func (e *env) upgrade(t *testing.T, gr bool) {
 		return err
 	})
 	e.setLastBack(back)
-	e.measured(t, sc, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
-	e.measured(t, sc, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
+	e.checkOp(t, sc, op, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
+	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
 	e.checkRoute(t, sc, op, gr)
 	out, err := e.metricsPage(ctx, victim)
 	e.check(t, sc, victim+" runs the new build", err == nil && strings.Contains(out, `version="`+upgradeVersion+`"`),
@@ -315,12 +322,12 @@ func buildInfo(page string) string {
 func (e *env) killDaemon(t *testing.T) {
 	const sc, victim = "directord killed (SIGKILL) and started", "d3"
 	var back time.Duration
-	op := e.measureOp(t, Operation{Event: sc, Director: victim}, func(ctx context.Context) error {
+	op := e.measureOp(t, Operation{Event: sc, Director: victim, Touched: []string{victim}}, func(ctx context.Context) error {
 		var err error
 		back, err = e.restartDaemon(ctx, victim, syscall.SIGKILL)
 		return err
 	})
 	e.setLastBack(back)
-	e.measured(t, sc, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
+	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
 	e.measured(t, sc, "failed requests and route changes", true, "%d of %d failed, %d route changes", op.Failed, op.Requests, op.RouteChanges)
 }

@@ -117,6 +117,12 @@ type Operation struct {
 	// the router routes the VIP to every director.
 	Back time.Duration
 	Note string
+	// Touched lists the directors the operation acted on; MachineDrops
+	// names the BGP sessions of the others that dropped by themselves
+	// while it ran (BFD down, hold timer): when set, the figures are
+	// reported rather than asserted (lab/e2e machineDrops).
+	Touched      []string `json:"-"`
+	MachineDrops []string
 }
 
 // LossPhase is one event of the director-loss scenarios.
@@ -323,6 +329,9 @@ func (r *Report) operationsMarkdown(p func(string, ...any)) {
 		changes := fmt.Sprintf("**%d**", o.RouteChanges)
 		if o.Note != "" {
 			changes = o.Note
+		}
+		if len(o.MachineDrops) > 0 {
+			changes += " (sessions the machine dropped: " + strings.Join(o.MachineDrops, "; ") + ")"
 		}
 		p("| %s | %s | %s | %s | %s | %s |\n", o.Event, o.Director, req, conns, changes, secs(o.Back))
 	}
