@@ -49,7 +49,13 @@ func (d Dampener) State() State { return d.state }
 // explains the State after this probe: "2/2 probes passed", "falling 1/3",
 // "rising 1/2", "3/3 probes failed" or "probe failed".
 func (d *Dampener) Observe(ok bool) (changed bool, reason string) {
-	prev := d.state
+	prev := d.step(ok)
+	return d.state != prev, d.reason(ok, prev)
+}
+
+// step records one probe result and returns the state before it.
+func (d *Dampener) step(ok bool) (prev State) {
+	prev = d.state
 	switch {
 	case d.state == Unknown && !ok:
 		d.state, d.streak = Down, 0
@@ -73,7 +79,7 @@ func (d *Dampener) Observe(ok bool) (changed bool, reason string) {
 	default: // Up, success
 		d.streak = 0
 	}
-	return d.state != prev, d.reason(ok, prev)
+	return prev
 }
 
 // reason explains the state after a probe whose result was ok, given the state

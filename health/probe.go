@@ -83,7 +83,8 @@ func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error
 		return
 	}
 	s.meter.completed.Add(1)
-	changed, reason := e.damp.Observe(err == nil)
+	prev := e.damp.step(err == nil)
+	changed, reason := e.damp.State() != prev, e.reasonAfter(err == nil, prev)
 	r := &e.result
 	r.Probes++
 	r.Latency = latency

@@ -31,6 +31,29 @@ type entry struct {
 
 	damp   Dampener
 	result Result
+	// reason caches the dampener's last reason (see reasonAfter).
+	reason cachedReason
+}
+
+// cachedReason is a dampener reason and what it was formatted from.
+type cachedReason struct {
+	damp Dampener
+	ok   bool
+	prev State
+	text string
+}
+
+// reasonAfter is the dampener's reason after a probe whose result was ok
+// and which found the state prev. It is formatted only when its inputs
+// changed: every probe of a healthy backend has the same reason, and
+// formatting it each time was garbage to collect at every probe.
+func (e *entry) reasonAfter(ok bool, prev State) string {
+	c := cachedReason{damp: e.damp, ok: ok, prev: prev, text: e.reason.text}
+	if c != e.reason || c.text == "" {
+		c.text = e.damp.reason(ok, prev)
+		e.reason = c
+	}
+	return c.text
 }
 
 // queue orders entries by next start: the Scheduler's single timer source,

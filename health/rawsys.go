@@ -39,9 +39,11 @@ type rawSockaddr struct {
 	len uintptr
 }
 
-// newRawSockaddr lays out ap for connect; zone is the IPv6 scope id.
-func newRawSockaddr(ap netip.AddrPort, zone uint32) *rawSockaddr {
-	r := &rawSockaddr{}
+// newRawSockaddr lays out ap for connect; zone is the IPv6 scope id. It is
+// a value, so a probe's address lives on its stack or in its tcpProbe, not
+// on the heap.
+func newRawSockaddr(ap netip.AddrPort, zone uint32) rawSockaddr {
+	var r rawSockaddr
 	a := ap.Addr()
 	if a.Is4() || a.Is4In6() {
 		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&r.buf[0]))
@@ -58,6 +60,14 @@ func newRawSockaddr(ap netip.AddrPort, zone uint32) *rawSockaddr {
 	putPort(&sa.Port, ap.Port())
 	r.len = syscall.SizeofSockaddrInet6
 	return r
+}
+
+// family is the address family of r.
+func (r *rawSockaddr) family() int {
+	if r.len == syscall.SizeofSockaddrInet4 {
+		return syscall.AF_INET
+	}
+	return syscall.AF_INET6
 }
 
 // putPort stores port in network byte order.

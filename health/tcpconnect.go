@@ -23,55 +23,57 @@ import (
 // poller; one still in progress waits in Go's netpoller through an *os.File,
 // so a slow backend does not hold a thread.
 func connectTCP(ctx context.Context, t Target) error {
-	fd, sa, done, err := openTCP(t)
+	fd, dst, done, err := openTCP(t)
 	if done {
 		return err
 	}
 	f := os.NewFile(uintptr(fd), "tcp-check")
 	defer f.Close()
-	return waitConnect(ctx, f, sa, netip.AddrPortFrom(t.Addr, t.Port), t)
+	return waitConnect(ctx, f, &dst, netip.AddrPortFrom(t.Addr, t.Port), t)
 }
 
 // openTCP starts a non-blocking connect to t with SO_LINGER 0 set, so closing
 // the socket resets the connection. When done is false the handshake is in
 // progress: fd becomes writable when it ends, and the caller owns and closes
-// it. When done is true the outcome is already known and the socket closed:
-// err is nil (connected, then reset) or the failure phrased for the operator.
-func openTCP(t Target) (fd int, sa syscall.Sockaddr, done bool, err error) {
+// it, and dst is the address it connects to (a connect on fd with it asks
+// how the handshake went). When done is true the outcome is already known
+// and the socket closed: err is nil (connected, then reset) or the failure
+// phrased for the operator. Nothing here allocates unless the probe fails:
+// at hundreds of probes a second, each allocation is garbage to collect.
+func openTCP(t Target) (fd int, dst rawSockaddr, done bool, err error) {
 	ap := netip.AddrPortFrom(t.Addr, t.Port)
-	family, sa := sockaddr(ap)
-	fd, err = rawSocket(family)
+	dst = newRawSockaddr(ap, zoneIndex(t.Addr))
+	fd, err = rawSocket(dst.family())
 	if err != nil {
-		return -1, sa, true, fmt.Errorf("connect %s: socket: %w", ap, err)
+		return -1, dst, true, fmt.Errorf("connect %s: socket: %w", ap, err)
 	}
 	rawLingerZero(fd)
 	if t.Spec.Source.IsValid() {
 		_, src := sockaddr(netip.AddrPortFrom(t.Spec.Source, 0))
 		if err := syscall.Bind(fd, src); err != nil {
 			rawClose(fd)
-			return -1, sa, true, fmt.Errorf("bind source address %s for %s: %w; is it configured on this host?", t.Spec.Source, ap, err)
+			return -1, dst, true, fmt.Errorf("bind source address %s for %s: %w; is it configured on this host?", t.Spec.Source, ap, err)
 		}
 	}
-	raw := newRawSockaddr(ap, zoneOf(sa))
-	err = rawConnect(fd, raw)
+	err = rawConnect(fd, &dst)
 	if err == syscall.EINPROGRESS {
 		// A second connect reports the outcome without waiting: EISCONN when
 		// the handshake is already done, EALREADY while it is not.
-		err = rawConnect(fd, raw)
+		err = rawConnect(fd, &dst)
 	}
 	if err == syscall.EALREADY || err == syscall.EINPROGRESS {
-		return fd, sa, false, nil
+		return fd, dst, false, nil
 	}
 	rawClose(fd)
 	if err == nil || err == syscall.EISCONN {
-		return -1, sa, true, nil
+		return -1, dst, true, nil
 	}
-	return -1, sa, true, connectError(t, err)
+	return -1, dst, true, connectError(t, err)
 }
 
 // waitConnect waits in the netpoller until the connect on f completes, the
 // probe deadline passes or ctx is cancelled.
-func waitConnect(ctx context.Context, f *os.File, sa syscall.Sockaddr, ap netip.AddrPort, t Target) error {
+func waitConnect(ctx context.Context, f *os.File, dst *rawSockaddr, ap netip.AddrPort, t Target) error {
 	if d, ok := ctx.Deadline(); ok {
 		_ = f.SetWriteDeadline(d)
 	}
@@ -83,7 +85,7 @@ func waitConnect(ctx context.Context, f *os.File, sa syscall.Sockaddr, ap netip.
 	}
 	var result error
 	werr := rc.Write(func(fd uintptr) bool {
-		switch err := syscall.Connect(int(fd), sa); err {
+		switch err := rawConnect(int(fd), dst); err {
 		case syscall.EALREADY, syscall.EINPROGRESS:
 			return false // not yet: wait for writability
 		case nil, syscall.EISCONN:
@@ -102,10 +104,14 @@ func waitConnect(ctx context.Context, f *os.File, sa syscall.Sockaddr, ap netip.
 	return nil
 }
 
-// zoneOf is the IPv6 scope id of sa (0 for IPv4).
-func zoneOf(sa syscall.Sockaddr) uint32 {
-	if s6, ok := sa.(*syscall.SockaddrInet6); ok {
-		return s6.ZoneId
+// zoneIndex is the interface index of a's IPv6 zone, 0 without a zone
+// (every IPv4 address). It is looked up at each probe, so an interface
+// created again under its name is found.
+func zoneIndex(a netip.Addr) uint32 {
+	if z := a.Zone(); z != "" {
+		if ifi, err := net.InterfaceByName(z); err == nil {
+			return uint32(ifi.Index)
+		}
 	}
 	return 0
 }

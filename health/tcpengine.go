@@ -69,7 +69,7 @@ type tcpProbe struct {
 	e        *entry
 	t        Target
 	fd       int
-	sa       syscall.Sockaddr
+	dst      rawSockaddr
 	seq      uint32 // tells a reused descriptor's events apart
 	idx      int    // index in tcpEngine.list
 	start    time.Time
@@ -209,12 +209,12 @@ func (g *tcpEngine) start(ctx context.Context, e *entry) {
 	}
 	g.s.meter.started.Add(1)
 	start := g.s.now()
-	fd, sa, done, err := openTCP(t)
+	fd, dst, done, err := openTCP(t)
 	if !done {
 		g.seq++
 		ev := syscall.EpollEvent{Events: syscall.EPOLLOUT, Fd: int32(fd), Pad: int32(g.seq)}
 		if err = rawEpollAdd(g.epfd, fd, &ev); err == nil {
-			p := &tcpProbe{e: e, t: t, fd: fd, sa: sa, seq: g.seq, idx: len(g.list), start: start, deadline: start.Add(e.timeout)}
+			p := &tcpProbe{e: e, t: t, fd: fd, dst: dst, seq: g.seq, idx: len(g.list), start: start, deadline: start.Add(e.timeout)}
 			g.probes[int32(fd)] = p
 			g.list = append(g.list, p)
 			g.s.meter.inFlight.Add(1)
@@ -264,7 +264,7 @@ func (g *tcpEngine) expire(ctx context.Context, now time.Time) {
 // stateAtExpiry asks a probe's socket how its connect ended: nil when it is
 // connected, the failure when it failed, a timeout while it is in progress.
 func (g *tcpEngine) stateAtExpiry(p *tcpProbe) error {
-	switch err := syscall.Connect(p.fd, p.sa); err {
+	switch err := rawConnect(p.fd, &p.dst); err {
 	case nil, syscall.EISCONN:
 		return nil
 	case syscall.EALREADY, syscall.EINPROGRESS:
