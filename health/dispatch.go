@@ -24,21 +24,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.mu.Unlock()
 
 	var wg sync.WaitGroup
-	eng := s.startTCPEngine(ctx, &wg)
 	defer func() {
-		if eng != nil {
-			eng.wake()
-		}
 		wg.Wait()
-		if eng != nil {
-			eng.close()
-		}
 		s.closeCheckers()
 		s.mu.Lock()
 		s.running = false
 		s.mu.Unlock()
 	}()
+	if s.runEngine(ctx, &wg) {
+		return nil
+	}
+	return s.dispatchLoop(ctx, &wg)
+}
 
+// dispatchLoop is the dispatcher without a tcp engine: every probe runs on
+// a goroutine of its own.
+func (s *Scheduler) dispatchLoop(ctx context.Context, wg *sync.WaitGroup) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -48,16 +49,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			s.release(due)
 			return nil
 		}
-		var batch []*entry
 		for _, e := range due {
-			if eng != nil && e.target.Spec.Type == check.TCP && !e.target.Path.VIP.IsValid() {
-				batch = append(batch, e)
-				continue
-			}
-			s.launch(ctx, &wg, e)
-		}
-		if len(batch) > 0 {
-			eng.submit(batch)
+			s.launch(ctx, wg, e)
 		}
 		if len(due) > 0 {
 			continue // time moved on while dispatching; look again
@@ -126,20 +119,29 @@ func (s *Scheduler) closeCheckers() {
 	}
 }
 
-// startTCPEngine starts the engine for tcp probes when the tcp checker is
-// the built-in one (tests inject fakes through Options.Checkers). Without an
-// engine, tcp probes run on goroutines like every other type.
-func (s *Scheduler) startTCPEngine(ctx context.Context, wg *sync.WaitGroup) *tcpEngine {
+// runEngine dispatches every probe from the tcp engine's goroutine (this
+// one) until ctx ends, and reports true then. It reports false when there
+// is no engine (the tcp checker is not the built-in one: tests inject fakes
+// through Options.Checkers) or when the engine failed: tcp probes then run
+// on goroutines like every other type.
+func (s *Scheduler) runEngine(ctx context.Context, wg *sync.WaitGroup) bool {
 	if _, ok := s.checkers[check.TCP].(tcpChecker); !ok {
-		return nil
+		return false
 	}
 	eng, err := newTCPEngine(s)
 	if err != nil {
 		s.log.Warn("health tcp probes fall back to a goroutine each", "err", err)
-		return nil
+		return false
 	}
-	wg.Go(func() { eng.run(ctx) })
-	return eng
+	s.engine.Store(eng)
+	err = eng.run(ctx, wg)
+	s.engine.Store(nil)
+	eng.close()
+	if err != nil {
+		s.log.Error("health tcp probes fall back to a goroutine each: the probe engine stopped", "err", err)
+		return ctx.Err() != nil
+	}
+	return true
 }
 
 // rebaseLocked re-anchors starts when Run begins. Targets never probed keep

@@ -107,6 +107,8 @@ type Scheduler struct {
 
 	wake    chan struct{} // the queue head may have moved earlier
 	changes chan struct{}
+	// engine is the tcp engine while it dispatches (Run); poke wakes it.
+	engine atomic.Pointer[tcpEngine]
 }
 
 // published is a Snapshot and the version it was built from.
@@ -172,6 +174,10 @@ func (s *Scheduler) Changes() <-chan struct{} { return s.changes }
 
 // poke wakes the dispatcher without blocking.
 func (s *Scheduler) poke() {
+	if eng := s.engine.Load(); eng != nil {
+		eng.wake()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:

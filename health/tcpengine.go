@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // maxSocketsInFlight bounds the open sockets of probes in flight, the tcp
@@ -18,10 +20,6 @@ import (
 // lower open-files limit lowers it to half that limit (see inFlightLimit),
 // so running out of descriptors never passes for a backend failure.
 const maxSocketsInFlight = 1 << 14
-
-// startsPerTurn bounds the connects the engine starts before it harvests
-// completions again, so a large batch does not hold finished probes unread.
-const startsPerTurn = 512
 
 // inFlightLimit is maxSocketsInFlight, or half the process's open-files
 // limit when that is lower, leaving the other half to everything else.
@@ -34,21 +32,27 @@ func inFlightLimit() int {
 }
 
 // tcpEngine runs the Scheduler's built-in tcp probes without a goroutine, a
-// timer or a netpoller registration each. One goroutine starts every
-// non-blocking connect (openTCP), waits for all of them in its own epoll set
-// (itself waited for in Go's netpoller) and expires them at their deadlines.
-// At thousands of probes per second the per-probe goroutine hand-offs,
-// deadline timers and poller registrations of the goroutine path cost as
-// much CPU as the connects themselves; here a probe costs socket,
-// setsockopt, connect, epoll_ctl, getsockopt and close, and the goroutine
-// wakes once for a whole batch of completions.
+// timer or a netpoller registration each, and dispatches every probe: its
+// goroutine is the Scheduler's dispatcher. One goroutine takes the due
+// entries from the timer heap, starts every non-blocking connect (openTCP)
+// and launches the other types' probes on goroutines of their own, waits for
+// its connects in its own epoll set (itself waited for in Go's netpoller),
+// until the next start or the earliest probe deadline, and expires probes
+// at their deadlines. At thousands of probes per second the per-probe
+// goroutine hand-offs, deadline timers and poller registrations of the
+// goroutine path cost as much CPU as the connects themselves; here a probe
+// costs socket, setsockopt, connect, epoll_ctl, getsockopt and close, and
+// the goroutine wakes once for a whole batch of starts and completions. A
+// dispatcher of its own handing each batch to the engine woke two
+// goroutines, often on two threads, every coalescing cell: under emulation
+// those thread switches cost more than the probes.
 //
 // A busy engine never fails a probe for its own lateness: a probe's timeout
 // starts when its connect starts, every completion already reported is
 // harvested before any deadline is judged, and a probe past its deadline is
 // asked its real state first (a connect that completed meanwhile passes).
 //
-// Everything but pending and the wake pipe is owned by the engine goroutine.
+// Everything but the wake-up is owned by the engine goroutine.
 type tcpEngine struct {
 	s      *Scheduler
 	epfd   int
@@ -60,8 +64,10 @@ type tcpEngine struct {
 	seq    uint32
 	events []syscall.EpollEvent
 
-	mu      sync.Mutex
-	pending []*entry // submitted, not yet started
+	// wakeMu orders wake-ups (from any goroutine: Update, ctx's end) before
+	// close, so no byte is written to a closed, perhaps reused, descriptor.
+	wakeMu sync.RWMutex
+	closed bool
 }
 
 // tcpProbe is one connect in flight.
@@ -102,71 +108,97 @@ func newTCPEngine(s *Scheduler) (*tcpEngine, error) {
 		probes: make(map[int32]*tcpProbe), events: make([]syscall.EpollEvent, 256)}, nil
 }
 
-// submit hands a batch of dispatched tcp entries to the engine. It never
-// blocks: the dispatcher does not wait for a busy engine.
-func (g *tcpEngine) submit(batch []*entry) {
-	g.mu.Lock()
-	g.pending = append(g.pending, batch...)
-	g.mu.Unlock()
-	g.wake()
-}
-
 // wake interrupts the engine's epoll_wait. A full pipe already guarantees a
 // wake-up, so a failed write is fine.
-func (g *tcpEngine) wake() { rawWrite(g.wakeW, []byte{0}) }
+func (g *tcpEngine) wake() {
+	g.wakeMu.RLock()
+	defer g.wakeMu.RUnlock()
+	if !g.closed {
+		rawWrite(g.wakeW, []byte{0})
+	}
+}
 
-// run probes until ctx ends, then closes every socket in flight and
-// releases their entries; results of probes cut short by the stop are not
-// recorded. The caller wakes it once ctx ends, and calls close after it
-// returned.
-func (g *tcpEngine) run(ctx context.Context) {
+// run dispatches and probes until ctx ends (it wakes the engine), then
+// closes every socket in flight and releases their entries; results of
+// probes cut short by the stop are not recorded. Probes of other types are
+// launched on goroutines counted in wg. It returns an error when the engine
+// cannot wait any more (the caller falls back to dispatching without it);
+// the caller calls close after it returned.
+func (g *tcpEngine) run(ctx context.Context, wg *sync.WaitGroup) error {
 	defer g.abort()
+	stop := context.AfterFunc(ctx, g.wake)
+	defer stop()
 	// The epoll set waits in Go's netpoller like any socket (it is readable
 	// while it has events): a goroutine blocked in epoll_wait would hold its
 	// thread and keep the runtime's monitor polling every 20 µs.
 	rc, err := g.file.SyscallConn()
 	if err != nil {
-		g.s.log.Error("health tcp probes stopped", "err", err)
-		return
+		return err
 	}
 	for {
-		more := g.take(ctx)
+		wait := g.dispatch(ctx, wg)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
-		deadline := g.nextDeadline()
-		if more {
-			deadline = time.Unix(1, 0) // only harvest; more to start
-		}
-		_ = g.file.SetReadDeadline(deadline)
+		_ = g.file.SetReadDeadline(g.waitUntil(wait))
 		n := 0
 		werr := rc.Read(func(fd uintptr) bool {
 			n, _ = rawEpollPoll(int(fd), g.events)
 			return n > 0
 		})
 		if werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded) {
-			g.s.log.Error("health tcp probes stopped", "err", werr)
-			return
+			return werr
 		}
 		g.harvest(ctx, n)
 		g.expire(ctx, g.s.now())
 	}
 }
 
-// take starts up to startsPerTurn submitted probes and reports whether more
-// wait.
-func (g *tcpEngine) take(ctx context.Context) (more bool) {
-	g.mu.Lock()
-	n := min(len(g.pending), startsPerTurn)
-	batch := append([]*entry(nil), g.pending[:n]...)
-	g.pending = g.pending[n:]
-	more = len(g.pending) > 0
-	g.mu.Unlock()
-	for _, e := range batch {
-		g.start(ctx, e)
+// dispatch starts every due probe: tcp ones here, others on goroutines of
+// their own (Scheduler.launch). Between batches it harvests completions, so
+// a long backlog does not hold finished probes unread. It returns the time
+// until the next start, at most a load window (the load is judged here).
+func (g *tcpEngine) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration {
+	for {
+		due, wait := g.s.takeDue()
+		g.s.meter.judge(g.s.now())
+		if ctx.Err() != nil {
+			g.s.release(due)
+			return 0
+		}
+		for _, e := range due {
+			if runsInEngine(e.target) {
+				g.start(ctx, e)
+			} else {
+				g.s.launch(ctx, wg, e)
+			}
+		}
+		if len(due) == 0 {
+			if wait < 0 || wait > loadWindow {
+				wait = loadWindow
+			}
+			return wait
+		}
+		if len(g.list) > 0 {
+			n, _ := rawEpollPoll(g.epfd, g.events)
+			g.harvest(ctx, n)
+		}
 	}
-	return more
 }
+
+// waitUntil is when the engine's wait ends: at the next start (wait from
+// now) or the earliest probe deadline, whichever comes first.
+func (g *tcpEngine) waitUntil(wait time.Duration) time.Time {
+	at := g.s.now().Add(wait)
+	if d := g.nextDeadline(); !d.IsZero() && d.Before(at) {
+		return d
+	}
+	return at
+}
+
+// runsInEngine says whether t's probe runs in the tcp engine: a built-in
+// tcp check without a forwarding path.
+func runsInEngine(t Target) bool { return t.Spec.Type == check.TCP && !t.Path.VIP.IsValid() }
 
 // harvest records the completions in the first n events, then every other
 // completion the kernel already has, so no finished probe waits unread
@@ -325,13 +357,11 @@ func (g *tcpEngine) abort() {
 	}
 }
 
-// close releases the entries submitted but never started and closes the
-// engine's descriptors. It runs once neither run nor submit can run again.
+// close closes the engine's descriptors. It runs once run has returned.
 func (g *tcpEngine) close() {
-	g.mu.Lock()
-	g.s.release(g.pending)
-	g.pending = nil
-	g.mu.Unlock()
+	g.wakeMu.Lock()
+	defer g.wakeMu.Unlock()
+	g.closed = true
 	g.file.Close() // closes epfd
 	syscall.Close(g.wakeR)
 	syscall.Close(g.wakeW)

@@ -2,11 +2,11 @@ package health
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -292,9 +292,9 @@ func TestTCPEngineLateExpiryAsksTheSocket(t *testing.T) {
 	}
 }
 
-// TestTCPEngineTimeoutStartsAtStart: probes that waited in the engine's
-// queue longer than their timeout (a busy engine) are timed from when their
-// connect starts, not from their slot, and pass.
+// TestTCPEngineTimeoutStartsAtStart: probes whose slots passed while the
+// engine was not running (a busy engine) are timed from when their connect
+// starts, not from their slot, and pass.
 func TestTCPEngineTimeoutStartsAtStart(t *testing.T) {
 	open := closingListener(t)
 	var oks atomic.Int64
@@ -308,26 +308,30 @@ func TestTCPEngineTimeoutStartsAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := check.Spec{Type: check.TCP, Interval: 5 * time.Second, Timeout: 200 * time.Millisecond}
-	var batch []*entry
+	var targets []Target
 	for i := range 20 {
-		e := newEntry(fmt.Sprint(i), Target{Addr: loopback, Port: open, Spec: spec}, time.Now())
-		e.running = true
-		batch = append(batch, e)
+		targets = append(targets, Target{Addr: loopback, Port: open,
+			Spec: check.Spec{Type: spec.Type, Interval: spec.Interval, Timeout: spec.Timeout, Rise: 1 + i}})
 	}
-	g.submit(batch)
+	s.Update(targets)
+	s.mu.Lock()
+	s.queue.each(func(e *entry) { e.next = time.Now() })
+	s.mu.Unlock()
 	time.Sleep(500 * time.Millisecond) // the engine is not running yet
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { g.run(ctx); close(done) }()
+	done := make(chan error, 1)
+	var wg sync.WaitGroup
+	go func() { done <- g.run(ctx, &wg) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for oks.Load() < 20 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
-	g.wake()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	g.close()
 	if n := oks.Load(); n != 20 {
-		t.Errorf("%d of 20 queued probes passed within their 200 ms, want all", n)
+		t.Errorf("%d of 20 late probes passed within their 200 ms, want all", n)
 	}
 }
