@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/control/metrics"
 	"github.com/anycast-director/director/notify"
 )
 
@@ -43,4 +44,18 @@ func (d *daemon) notifierFollowsConfig() func() string {
 		}
 		return c.Director.Name
 	}
+}
+
+// notificationStats is the notifier's delivery record for the metrics
+// (none before the notifier is built).
+func (d *daemon) notificationStats() []metrics.NotificationStats {
+	if d.notifier == nil {
+		return nil
+	}
+	var out []metrics.NotificationStats
+	for name, s := range d.notifier.Stats() {
+		out = append(out, metrics.NotificationStats{Channel: name, Sent: s.Sent, Failed: s.Failed,
+			Attempts: s.Attempts, Retries: s.Retries, Failing: s.LastError != ""})
+	}
+	return out
 }

@@ -126,6 +126,13 @@ notify:
 	waitFor(t, "a failed delivery to the receiver that is down", 10*time.Second, func() bool {
 		return strings.Contains(logs.String(), "notification failed; retrying")
 	})
+	channel := fmt.Sprintf(`{channel="webhook http://%s/hook"}`, hook.addr)
+	waitFor(t, "the metrics to show the channel failing and retrying", 10*time.Second, func() bool {
+		page := scrape(metrics)
+		return strings.Contains(page, "directord_notification_failing"+channel+" 1") &&
+			metricValue(page, "directord_notification_retries_total"+channel) >= 1 &&
+			metricValue(page, "directord_notifications_sent_total"+channel) == 0
+	})
 
 	hook.start(t)
 	wantBackend := fmt.Sprintf("backend http 127.0.0.1:%d: up -> down on n1", port)
@@ -138,4 +145,23 @@ notify:
 		got := strings.Join(hook.lines(), "\n")
 		return strings.Contains(got, wantBackend) && strings.Contains(got, wantVIP)
 	})
+	waitFor(t, "the metrics to show the deliveries and the channel no longer failing", 10*time.Second, func() bool {
+		page := scrape(metrics)
+		return strings.Contains(page, "directord_notification_failing"+channel+" 0") &&
+			metricValue(page, "directord_notifications_sent_total"+channel) >= 1
+	})
+}
+
+// metricValue returns the value of the sample named exactly series (name
+// and labels) in a metrics page, or -1 when the page has none.
+func metricValue(page, series string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

@@ -142,7 +142,7 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 	var loop *announcer.Loop
 	build := buildinfo.Get()
 	d.metrics, err = metrics.New(metrics.Options{Status: func() *announcer.Status { return loop.Status() },
-		Version: build.Version, Revision: build.Commit, BuildDate: build.Date, Logger: d.log})
+		Notifications: d.notificationStats, Version: build.Version, Revision: build.Commit, BuildDate: build.Date, Logger: d.log})
 	if err != nil {
 		d.close()
 		return nil, fmt.Errorf("metrics: %w", err)

@@ -35,6 +35,9 @@ type Options struct {
 	Version, Revision, BuildDate string
 	// Logger receives HTTP server errors.
 	Logger *slog.Logger
+	// Notifications returns each notification channel's delivery record
+	// (nil: no notification metrics).
+	Notifications func() []NotificationStats
 	// NoProcessMetrics leaves out the Go runtime and process collectors
 	// (tests that compare whole outputs).
 	NoProcessMetrics bool
@@ -116,7 +119,7 @@ func New(opts Options) (*Metrics, error) {
 	build.Set(1)
 	cs := []prometheus.Collector{m.checkDuration, m.checks, m.passDuration, m.passErrors,
 		m.reloads, m.reloadOK, m.reloadTime, m.repairs, build, newStatusCollector(opts.Status),
-		newHealthLoadCollector(opts.Status)}
+		newHealthLoadCollector(opts.Status), newNotifyCollector(opts.Notifications)}
 	if !opts.NoProcessMetrics {
 		cs = append(cs, collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
