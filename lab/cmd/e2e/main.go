@@ -91,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	host := compare.HostInfo()
 	machine := fmt.Sprintf("qemu with software emulation (TCG), %d vCPUs, %d MiB, on a host with %d cores of %s, load average %.1f at the start",
 		vmCPUs, vmMemory, host.Cores, host.CPU, host.LoadBefore)
+	load := sampleLoad(ctx, 10*time.Second)
 	res, err := vm.Run(ctx, vm.Options{
 		Memory:  vmMemory,
 		CPUs:    vmCPUs,
@@ -101,7 +102,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Stdout:  stdout,
 		Logger:  slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}, argv)
+	loadLine := load()
+	fmt.Fprintf(stdout, "e2e: %s\n", loadLine)
 	if data, rerr := os.ReadFile(filepath.Join(out, "RESULTS.md")); rerr == nil && *results != "-" {
+		data = append(data, "\n"+loadLine+"\n"...)
 		if werr := os.WriteFile(*results, data, 0o644); werr != nil {
 			fmt.Fprintf(stderr, "e2e: %v\n", werr)
 		} else {
@@ -136,4 +140,42 @@ func buildUpgrade(ctx context.Context, root, work string) (string, error) {
 		return "", fmt.Errorf("build the upgrade's directord: %w\n%s", err, b)
 	}
 	return out, nil
+}
+
+// sampleLoad samples the host's 1-minute load average every period until
+// the returned function is called, which says what it saw: the start's
+// figure alone hid runs that other work on the machine slowed down.
+func sampleLoad(ctx context.Context, period time.Duration) func() string {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan string, 1)
+	go func() {
+		var sum, peak float64
+		n := 0
+		add := func() {
+			if l := compare.LoadAverage(); l >= 0 {
+				sum, peak, n = sum+l, max(peak, l), n+1
+			}
+		}
+		add()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				add()
+			case <-ctx.Done():
+				add()
+				if n == 0 {
+					done <- "Host load average during the run: unknown."
+					return
+				}
+				done <- fmt.Sprintf("Host load average (1 min) during the run, sampled every %s: mean %.1f, peak %.1f (%d samples). Figures from a run with a mean well above the core count are the machine's as much as directord's.", period, sum/float64(n), peak, n)
+				return
+			}
+		}
+	}()
+	return func() string {
+		cancel()
+		return <-done
+	}
 }
