@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/anycast-director/director/control/controltest"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -132,4 +134,33 @@ func tcpBackend(t *testing.T) int {
 		}
 	}()
 	return lis.Addr().(*net.TCPAddr).Port
+}
+
+// startLocalDaemon starts the built daemon named name with one local
+// service on vipFor(vip), tcp-checked with timing ("interval: 1s, timeout:
+// 500ms"), and waits until its VIP is advertised. It returns the daemon, its
+// folder (API socket d.sock, state in state/), the configuration file and
+// the configuration written there.
+func startLocalDaemon(t *testing.T, name string, vip int, timing string) (d *daemonProc, dir, cfgPath, cfg string) {
+	t.Helper()
+	bin := buildDaemon(t)
+	dir = controltest.ShortTempDir(t)
+	cfgPath = filepath.Join(dir, "directord.yaml")
+	cfg = fmt.Sprintf(`director: { name: %[4]s, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
+api: { socket: %[1]s/d.sock }
+metrics: { listen: "" }
+services:
+  - name: web
+    vip: %[2]s
+    port: 80
+    forwarding: local
+    health: { type: tcp, %[5]s, rise: 1, fall: 2 }
+    backends: [ { address: 127.0.0.1, port: %[3]d } ]
+`, dir, vipFor(vip), tcpBackend(t), name, timing)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d = startDaemonProc(t, filepath.Join(dir, "d.sock"), bin, "run", "-config", cfgPath)
+	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
+	return d, dir, cfgPath, cfg
 }

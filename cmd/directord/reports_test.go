@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/anycast-director/director/control/controltest"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -26,25 +23,7 @@ import (
 // before it. The answer, the event and the log carry the first 20 errors and
 // "... and N more errors"; default clients keep working.
 func TestRejectedReloadsStaySmall(t *testing.T) {
-	bin := buildDaemon(t)
-	dir := controltest.ShortTempDir(t)
-	cfgPath := filepath.Join(dir, "directord.yaml")
-	good := fmt.Sprintf(`director: { name: big, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
-api: { socket: %[1]s/d.sock }
-metrics: { listen: "" }
-services:
-  - name: web
-    vip: %[2]s
-    port: 80
-    forwarding: local
-    health: { type: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }
-    backends: [ { address: 127.0.0.1, port: %[3]d } ]
-`, dir, vipFor(30), tcpBackend(t))
-	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemonProc(t, filepath.Join(dir, "d.sock"), bin, "run", "-config", cfgPath)
-	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
+	d, _, cfgPath, good := startLocalDaemon(t, "big", 30, "interval: 200ms, timeout: 100ms")
 
 	// 15,000 services of four errors each.
 	bad := good + strings.Repeat("  - { name: '', vip: x, port: 0 }\n", 15000)

@@ -3,15 +3,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/anycast-director/director/control/controltest"
 )
 
 // TestFIFOConfigKeepsSignals: the configuration file replaced by a FIFO and
@@ -19,25 +15,7 @@ import (
 // SIGKILL stopped the daemon). The reload is refused at once with what the
 // file is, and SIGTERM still stops the daemon gracefully.
 func TestFIFOConfigKeepsSignals(t *testing.T) {
-	bin := buildDaemon(t)
-	dir := controltest.ShortTempDir(t)
-	cfgPath := filepath.Join(dir, "directord.yaml")
-	cfg := fmt.Sprintf(`director: { name: fifo, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
-api: { socket: %[1]s/d.sock }
-metrics: { listen: "" }
-services:
-  - name: web
-    vip: %[2]s
-    port: 80
-    forwarding: local
-    health: { type: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }
-    backends: [ { address: 127.0.0.1, port: %[3]d } ]
-`, dir, vipFor(20), tcpBackend(t))
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemonProc(t, filepath.Join(dir, "d.sock"), bin, "run", "-config", cfgPath)
-	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
+	d, _, cfgPath, _ := startLocalDaemon(t, "fifo", 20, "interval: 200ms, timeout: 100ms")
 
 	if err := os.Remove(cfgPath); err != nil {
 		t.Fatal(err)

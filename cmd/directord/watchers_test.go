@@ -5,15 +5,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/anycast-director/director/control/controltest"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
 )
 
@@ -60,25 +57,7 @@ func stableRSS(t *testing.T, pid int) int64 {
 // flow-control window and 64 KiB write quota): about 0.3 MB of RSS. At most
 // 256 streams are open (control's TestWatchStreamsCapped).
 func TestIdleWatchersBounded(t *testing.T) {
-	bin := buildDaemon(t)
-	dir := controltest.ShortTempDir(t)
-	cfgPath := filepath.Join(dir, "directord.yaml")
-	cfg := fmt.Sprintf(`director: { name: watch, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
-api: { socket: %[1]s/d.sock }
-metrics: { listen: "" }
-services:
-  - name: web
-    vip: %[2]s
-    port: 80
-    forwarding: local
-    health: { type: tcp, interval: 1s, timeout: 500ms, rise: 1, fall: 2 }
-    backends: [ { address: 127.0.0.1, port: %[3]d } ]
-`, dir, vipFor(40), tcpBackend(t))
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemonProc(t, filepath.Join(dir, "d.sock"), bin, "run", "-config", cfgPath)
-	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
+	d, _, _, _ := startLocalDaemon(t, "watch", 40, "interval: 1s, timeout: 500ms")
 	dial := func() (*grpc.ClientConn, directorv1.DirectorClient) {
 		conn, err := grpc.NewClient("unix://"+d.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
