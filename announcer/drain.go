@@ -38,20 +38,6 @@ func (d *drainer) track(id DestID, draining bool) time.Time {
 	return end
 }
 
-// isNew reports whether service key has never been programmed: not in the
-// previous plan, and none of dests adopted from the kernel at start.
-func (d *drainer) isNew(key ipvs.Key, dests []ipvs.Destination) bool {
-	if _, ok := d.in.Memory.Previous[key]; ok {
-		return false
-	}
-	for _, dest := range dests {
-		if _, ok := d.in.Memory.Adopted[DestID{Service: key, Dest: dest.AddrPort()}]; ok {
-			return false
-		}
-	}
-	return true
-}
-
 // removedDests returns the draining remainder of destinations that were in the
 // previous plan of service key but are no longer configured, until their
 // drain deadline passes.

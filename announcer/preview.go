@@ -52,7 +52,7 @@ func (l *Loop) Preview(ctx context.Context, cfg *config.Config) ([]Change, error
 			return fmt.Errorf("read the advertised routes: %w", err)
 		}
 		in := Input{Health: snap, Overrides: st.overrides, Now: now, Memory: st.mem,
-			ShuttingDown: st.shutdown.active, Advertised: vipSet(inPlace), Eventual: true}
+			ShuttingDown: st.shutdown.active, Advertised: vipSet(inPlace)}
 		in.Config, in.Keys = st.cfg, st.keys
 		before := plan(in)
 		in.Keys = nil
