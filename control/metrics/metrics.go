@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,18 @@ type Metrics struct {
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
 	repairs       *prometheus.CounterVec
+
+	// probes caches the series OnProbe updates, by probeKey.
+	probes sync.Map
+}
+
+// probeKey names one check type's series for one result.
+type probeKey struct{ typ, result string }
+
+// probeSeries are the probe counter and latency histogram of one probeKey.
+type probeSeries struct {
+	checks  prometheus.Counter
+	latency prometheus.Observer
 }
 
 // New builds the registry with every collector registered.
@@ -146,9 +159,22 @@ func (m *Metrics) OnProbe(t health.Target, ok bool, latency time.Duration, err e
 	default:
 		result = "failure"
 	}
-	typ := string(t.Spec.Type)
-	m.checks.WithLabelValues(typ, result).Inc()
-	m.checkDuration.WithLabelValues(typ, result).Observe(latency.Seconds())
+	ps := m.probeSeries(probeKey{typ: string(t.Spec.Type), result: result})
+	ps.checks.Inc()
+	ps.latency.Observe(latency.Seconds())
+}
+
+// probeSeries returns k's series, resolved from the vectors at its first
+// probe: WithLabelValues hashes and checks its label values under a lock,
+// twice per probe, hundreds of times a second, for the same few series.
+func (m *Metrics) probeSeries(k probeKey) *probeSeries {
+	if ps, ok := m.probes.Load(k); ok {
+		return ps.(*probeSeries)
+	}
+	ps := &probeSeries{checks: m.checks.WithLabelValues(k.typ, k.result),
+		latency: m.checkDuration.WithLabelValues(k.typ, k.result)}
+	got, _ := m.probes.LoadOrStore(k, ps)
+	return got.(*probeSeries)
 }
 
 // isTimeout reports whether err is a network timeout.

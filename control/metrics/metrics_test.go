@@ -264,3 +264,17 @@ func TestServeOnAListener(t *testing.T) {
 		t.Errorf("New without Status succeeded")
 	}
 }
+
+// BenchmarkOnProbe is the metrics cost of one completed probe, which the
+// health scheduler's tcp engine pays inline for every probe.
+func BenchmarkOnProbe(b *testing.B) {
+	m, err := New(Options{Status: func() *announcer.Status { return &announcer.Status{} }, NoProcessMetrics: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := health.Target{Spec: check.Spec{Type: check.TCP}}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.OnProbe(t, true, 50*time.Microsecond, nil)
+	}
+}
