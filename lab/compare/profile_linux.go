@@ -42,6 +42,9 @@ func (p *profiler) report() string {
 	for _, args := range [][]string{
 		{"--no-children", "--percent-limit", "0.5", "--sort", "dso,symbol", "-g", "none"},
 		{"--children", "--percent-limit", "3", "--sort", "symbol", "-g", "none"},
+		// Who calls the heaviest symbols: a context switch or the runtime's
+		// monitor is cheap to see and hard to blame without its callers.
+		{"--no-children", "--percent-limit", "4", "--sort", "symbol", "-g", "caller,2,callee,function,percent"},
 	} {
 		out, err := exec.Command("perf", append([]string{"report", "-i", p.data, "--stdio"}, args...)...).CombinedOutput()
 		if err != nil {
