@@ -1,8 +1,10 @@
 package health
 
 import (
+	"fmt"
 	"net/netip"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -134,4 +136,26 @@ func rawRead(fd int, b []byte) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// newTimerFD creates a non-blocking, close-on-exec timerfd on the monotonic
+// clock.
+func newTimerFD() (int, error) {
+	fd, _, e := syscall.RawSyscall(syscall.SYS_TIMERFD_CREATE, 1, // CLOCK_MONOTONIC
+		syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0) // TFD_NONBLOCK, TFD_CLOEXEC
+	if e != 0 {
+		return -1, fmt.Errorf("timerfd_create: %w", e)
+	}
+	return int(fd), nil
+}
+
+// setTimerFD arms the timerfd fd to expire once, d from now (d > 0).
+func setTimerFD(fd int, d time.Duration) error {
+	spec := [4]int64{0, 0, int64(d / time.Second), int64(d % time.Second)} // interval, value
+	_, _, e := syscall.RawSyscall6(syscall.SYS_TIMERFD_SETTIME, uintptr(fd), 0,
+		uintptr(unsafe.Pointer(&spec[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package health
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -59,6 +58,7 @@ type tcpEngine struct {
 	file   *os.File // epfd in Go's netpoller
 	wakeR  int      // read end of the wake pipe, in the epoll set
 	wakeW  int
+	timer  int                 // timerfd in the epoll set: the end of the engine's wait
 	probes map[int32]*tcpProbe // in flight, by file descriptor
 	list   []*tcpProbe         // the same probes, for deadline scans
 	seq    uint32
@@ -82,7 +82,8 @@ type tcpProbe struct {
 	deadline time.Time
 }
 
-// newTCPEngine creates the engine's epoll set and wake pipe.
+// newTCPEngine creates the engine's epoll set with its wake pipe and timer
+// in it.
 func newTCPEngine(s *Scheduler) (*tcpEngine, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
@@ -97,15 +98,27 @@ func newTCPEngine(s *Scheduler) (*tcpEngine, error) {
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p[0], &ev); err != nil {
-		syscall.Close(epfd)
-		syscall.Close(p[0])
-		syscall.Close(p[1])
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	tfd, err := newTimerFD()
+	if err != nil {
+		closeAll(epfd, p[0], p[1])
+		return nil, err
+	}
+	for _, fd := range []int{p[0], tfd} {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			closeAll(epfd, p[0], p[1], tfd)
+			return nil, fmt.Errorf("epoll_ctl: %w", err)
+		}
 	}
 	return &tcpEngine{s: s, epfd: epfd, file: os.NewFile(uintptr(epfd), "tcp-probes"), wakeR: p[0], wakeW: p[1],
-		probes: make(map[int32]*tcpProbe), events: make([]syscall.EpollEvent, 256)}, nil
+		timer: tfd, probes: make(map[int32]*tcpProbe), events: make([]syscall.EpollEvent, 256)}, nil
+}
+
+// closeAll closes descriptors.
+func closeAll(fds ...int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
 }
 
 // wake interrupts the engine's epoll_wait. A full pipe already guarantees a
@@ -140,13 +153,19 @@ func (g *tcpEngine) run(ctx context.Context, wg *sync.WaitGroup) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		_ = g.file.SetReadDeadline(g.waitUntil(wait))
+		// The wait ends through the timerfd, not a read deadline: changing a
+		// deadline moves a runtime timer, and a timer moved earlier wakes
+		// another thread to watch it (netpollBreak or wakep), once per
+		// cell; under emulation that thread traffic cost more than probes.
+		if err := g.arm(g.waitUntil(wait)); err != nil {
+			return err
+		}
 		n := 0
 		werr := rc.Read(func(fd uintptr) bool {
 			n, _ = rawEpollPoll(int(fd), g.events)
 			return n > 0
 		})
-		if werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded) {
+		if werr != nil {
 			return werr
 		}
 		g.harvest(ctx, n)
@@ -207,8 +226,8 @@ func (g *tcpEngine) harvest(ctx context.Context, n int) {
 	for n > 0 {
 		now := g.s.now()
 		for _, ev := range g.events[:n] {
-			if ev.Fd == int32(g.wakeR) {
-				g.drainWake()
+			if ev.Fd == int32(g.wakeR) || ev.Fd == int32(g.timer) {
+				drain(int(ev.Fd))
 				continue
 			}
 			g.complete(ctx, ev, now)
@@ -337,14 +356,22 @@ func (g *tcpEngine) nextDeadline() time.Time {
 	return first
 }
 
-// drainWake empties the wake pipe.
-func (g *tcpEngine) drainWake() {
+// drain empties the wake pipe or reads the timer's expiry count.
+func drain(fd int) {
 	var buf [64]byte
 	for {
-		if n, err := rawRead(g.wakeR, buf[:]); n <= 0 || err != nil {
+		if n, err := rawRead(fd, buf[:]); n <= 0 || err != nil {
 			return
 		}
 	}
+}
+
+// arm sets the timer to expire at at (at once when at has passed).
+func (g *tcpEngine) arm(at time.Time) error {
+	if err := setTimerFD(g.timer, max(at.Sub(g.s.now()), time.Nanosecond)); err != nil {
+		return fmt.Errorf("timerfd_settime: %w", err)
+	}
+	return nil
 }
 
 // abort ends every probe in flight unrecorded.
@@ -363,8 +390,7 @@ func (g *tcpEngine) close() {
 	defer g.wakeMu.Unlock()
 	g.closed = true
 	g.file.Close() // closes epfd
-	syscall.Close(g.wakeR)
-	syscall.Close(g.wakeW)
+	closeAll(g.wakeR, g.wakeW, g.timer)
 }
 
 // connectError phrases a connect failure the way probeError does.
