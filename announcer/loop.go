@@ -301,20 +301,11 @@ func (l *Loop) Run(ctx context.Context) error {
 
 	pace := newPacer(l.now)
 	defer pace.stop()
-	probing := false
 	for needPass := true; ; needPass = true {
 		if needPass {
 			start := l.now()
 			l.pass(ctx, st)
 			pace.passed(start, l.now())
-			if !probing {
-				// The first pass put every service and real server into
-				// IPVS (at weight 0 until their verdicts); the probes start
-				// after it instead of competing with it for the CPU, as
-				// keepalived programs IPVS before its first checks.
-				l.deps.Health.Update(Targets(st.cfg))
-				probing = true
-			}
 			l.rearm(st, resync, wake)
 			if !l.saveChanges(st, pending) {
 				for _, r := range pending {

@@ -48,9 +48,12 @@ type state struct {
 	settingsErr error
 	// routesTouched is set once the advertiser was first given a set.
 	routesTouched bool
-	passes        uint64
-	failed        uint64
-	recent        [slowPasses]time.Duration // durations of the recent passes
+	// probing is set once the health checks have their targets
+	// (startProbing).
+	probing bool
+	passes  uint64
+	failed  uint64
+	recent  [slowPasses]time.Duration // durations of the recent passes
 
 	// read by the route writer's watchdog (Loop.wedgedAt)
 	maxFailed   atomic.Int64
@@ -154,6 +157,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 	l.progressed()
 	var final []routing.Advertisement
 	final, errs = l.program(ctx, &p, &r, errs)
+	l.startProbing(st)
 	if st.withdrawn {
 		final = nil
 	}
@@ -172,6 +176,20 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 		st.verifyTook = st.verifiedAt.Sub(r.start)
 	}
 	l.finish(ctx, st, p, r)
+}
+
+// startProbing hands the health checks their targets once the first pass
+// has programmed IPVS: every service and real server is in the kernel (at
+// weight 0 until their verdicts) before the first probes compete with the
+// writes for the CPU, as keepalived programs IPVS before its checks. At 100
+// services x 10 under emulation, with the probes started first, the 1,200
+// writes of the first pass took 13 s.
+func (l *Loop) startProbing(st *state) {
+	if st.probing {
+		return
+	}
+	st.probing = true
+	l.deps.Health.Update(Targets(st.cfg))
 }
 
 // finish reads what the routing adapter has in place, advances a shutdown,
