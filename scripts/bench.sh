@@ -40,6 +40,9 @@ bench "announcer" -bench PlanAndDiff -benchtime 10x ./announcer
 section "control: GetStatus with 1,000 VIPs x 10 backends over the Unix socket"
 bench "control" -bench GetStatus -benchtime 50x ./control
 
+section "metrics: one probe's counter and latency histogram"
+bench "metrics" -bench OnProbe ./control/metrics
+
 section "directord: RSS and CPU with 1,000 VIPs x 10 backends at 2 s (remote is the figure; loopback also counts the servers' kernel work)"
 bench "daemon footprint" -bench DaemonFootprint -benchtime 1x ./cmd/directord
 
