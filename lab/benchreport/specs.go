@@ -24,6 +24,8 @@ var Specs = []Spec{
 		Bench: "BenchmarkProbeCost", Metric: "allocs/probe", Op: "<=", Target: 1, Format: "%.2f"},
 	{Section: "Health checks", Figure: "the same: context switches per probe (what emulation makes expensive)",
 		Bench: "BenchmarkProbeCost", Metric: "ctxsw/probe", Format: "%.3f"},
+	{Section: "Health checks", Figure: "heap the scheduler holds per target (1,000 tcp targets, steady, with a snapshot)",
+		Bench: "BenchmarkSchedulerHeap", Metric: "heap-B/target", Unit: " B", Format: "%.0f"},
 	{Section: "Health checks", Figure: "metrics cost of one probe (counter and latency histogram)",
 		Bench: "BenchmarkOnProbe", Metric: "ns/op", Unit: " ns", Format: "%.0f"},
 
