@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,27 +22,45 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/anycast-director/director/config"
+	"github.com/anycast-director/director/internal/atomicfile"
 	"github.com/anycast-director/director/lab/netlab"
 	directorv1 "github.com/anycast-director/director/proto/director/v1"
-	"github.com/anycast-director/director/statedir"
 )
 
-// The crash test's numbers: services per configuration, and SIGKILLs.
+// The crash test's numbers: services per configuration, and SIGKILLs
+// (CRASH_KILLS=N runs N instead, for a quick run against a daemon patched
+// to be wrong).
 const (
 	crashServices = 1000
 	crashKills    = 50
 )
 
+// crashKillCount returns the number of kills: CRASH_KILLS, else crashKills.
+func crashKillCount(t *testing.T) int {
+	s := os.Getenv("CRASH_KILLS")
+	if s == "" {
+		return crashKills
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("CRASH_KILLS=%q: want a number of kills, 1 or more", s)
+	}
+	return n
+}
+
 // Addresses of the crash lab: the director and one real server namespace
-// with both backend addresses, on one veth pair; a service and an address
-// of someone else's on the director.
+// with both backend addresses, on one veth pair; services and an address
+// of someone else's on the director: one on an address of its own, one on
+// a VIP of ours but another port (ours only by the key, so never ours).
 const (
 	crashDirectorIP = "10.66.0.1"
 	crashBackend1   = "10.66.0.21"
 	crashBackend2   = "10.66.0.22"
-	foreignService  = "198.51.100.1:53"
 	foreignAddr     = "192.0.2.99"
 )
+
+// foreignServices are someone else's IPVS services on the director.
+var foreignServices = []string{"198.51.100.1:53", "198.18.0.1:8080"}
 
 // crashLab is the crash test's director: its files, its kernel and its
 // daemon process.
@@ -54,20 +74,30 @@ type crashLab struct {
 	kern     *ipvsReader
 	proc     *netlab.Proc
 	versions []string // the configuration files the cycles switch between
+	watch    *fileWatch
 }
 
 // TestVMCrashAnywhere kills directord with SIGKILL at 50 random moments
-// while it reloads, applies operator overrides and rolls back a
-// configuration of 1,000 IPVS services. After every kill:
+// (CRASH_KILLS=N: N) while it reloads, applies operator overrides and rolls
+// back a configuration of 1,000 IPVS services; after the first kill and
+// after one in five of the others, the configuration file changes while the
+// daemon is down (services it owned are gone from it). After every kill:
 //   - no file of the state directory is half-written: state.json reads back,
 //     every kept configuration matches its digest, nothing was set aside,
-//     and the configuration file (which a rollback writes) is one of the
-//     versions, whole;
-//   - the daemon started again converges to exactly the IPVS state that a
+//     and the configuration file (which a rollback writes) and its backups
+//     are each one of the versions, whole (checkStateFiles);
+//   - no such file was ever written under its final name rather than
+//     renamed over it (inPlaceWrites, from inotify): a kill rarely lands in
+//     the microseconds a write in place lasts, the events show it always;
+//   - the daemon started again removes the temporary files of the killed
+//     one (leftTemporaries) and converges to exactly the IPVS state that a
 //     clean start (no services of ours in the kernel) from the same
-//     configuration file and the same state directory gives;
-//   - someone else's IPVS service and address, present throughout, are
-//     untouched.
+//     configuration file and the same state directory gives (diffKernel);
+//   - someone else's IPVS services and address, present throughout, are
+//     untouched (diffForeign).
+//
+// The comparisons are plain functions, made to fail on fabricated wrong
+// outcomes by crash_checks_fail_test.go.
 func TestVMCrashAnywhere(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("CRASH_SEED"); s != "" {
@@ -76,41 +106,72 @@ func TestVMCrashAnywhere(t *testing.T) {
 	t.Logf("random seed %d (rerun with CRASH_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
 	l := newCrashLab(t)
-	foreign := l.foreignState()
+	foreign := l.readForeign()
 	l.write(0)
 	start := time.Now()
 	l.start()
 	l.waitConverged("first start")
 	t.Logf("first start converged in %s", time.Since(start).Round(time.Millisecond))
-	refs := map[string]string{} // (file digest, overrides) -> the kernel state of a clean start
+	l.watch = watchFiles(t, l.stateDir, l.cfgPath)
+	refs := map[string]map[string]kernelService{} // (file digest, overrides) -> the kernel state of a clean start
 	began := time.Now()
+	n := crashKillCount(t)
 	var kills []string
-	for i := range crashKills {
+	for i := range n {
 		action := l.act(rng)
 		delay := time.Duration(rng.IntN(2500)) * time.Millisecond
 		time.Sleep(delay)
 		l.kill()
-		kills = append(kills, fmt.Sprintf("%s+%s", action, delay))
-		l.checkFilesWhole(i)
+		kill := fmt.Sprintf("%s+%s", action, delay)
+		if i == 0 || rng.IntN(5) == 0 {
+			kill += "+" + l.editWhileDown(rng)
+		}
+		kills = append(kills, kill)
+		what := fmt.Sprintf("kill %d (%s)", i+1, kill)
+		l.failOn(what, "a file the daemon writes is damaged", checkStateFiles(l.stateDir, l.cfgPath, l.versions), t.Fatalf)
+		l.failOn(what, "a file was written in place", inPlaceWrites(l.watch.drain(), stateFinal(l.stateDir, l.cfgPath)), t.Errorf)
+		left := temporaries(l.stateDir, l.cfgPath)
 		snapshot := l.copyState()
 		restart := time.Now()
 		l.start()
-		got, key := l.waitConverged(fmt.Sprintf("restart %d after %s", i+1, kills[i]))
-		t.Logf("kill %d after %s: converged %s after the restart", i+1, kills[i], time.Since(restart).Round(time.Millisecond))
-		if l.foreignState() != foreign {
-			t.Fatalf("kill %d (%s): someone else's service or address changed:\n%s\nwas:\n%s", i+1, kills[i], l.foreignState(), foreign)
-		}
+		got, key := l.waitConverged("restart after " + what)
+		t.Logf("%s: converged %s after the restart", what, time.Since(restart).Round(time.Millisecond))
+		l.failOn(what, "the restart did not clean up", leftTemporaries(left, temporaries(l.stateDir, l.cfgPath)), t.Fatalf)
+		l.failOn(what, "someone else's state changed", diffForeign(foreign, l.readForeign()), t.Fatalf)
 		want, ok := refs[key]
 		if !ok {
 			want = l.cleanStart(snapshot, key)
 			refs[key] = want
 		}
-		if got != want {
-			t.Fatalf("kill %d (%s): after the restart the kernel differs from a clean start with the same configuration and state (%s):\n%s",
-				i+1, kills[i], key, lineDiff(want, got))
-		}
+		l.failOn(what, "after the restart the kernel differs from a clean start with the same configuration and state ("+key+")", diffKernel(want, got), t.Fatalf)
 	}
-	t.Logf("%d kills in %s (%d clean starts for reference): %s", crashKills, time.Since(began).Round(time.Second), len(refs), strings.Join(kills, " "))
+	t.Logf("%d kills in %s (%d clean starts for reference): %s", n, time.Since(began).Round(time.Second), len(refs), strings.Join(kills, " "))
+}
+
+// failOn reports problems, if any, with fail (t.Fatalf or t.Errorf).
+func (l *crashLab) failOn(what, summary string, problems []string, fail func(string, ...any)) {
+	l.t.Helper()
+	if len(problems) > 0 {
+		fail("%s: %s:\n%s", what, summary, strings.Join(problems, "\n"))
+	}
+}
+
+// editWhileDown makes the configuration file a version with another set of
+// services than it has, as an operator editing it while the daemon is
+// down would: the services the killed daemon owned and the new version
+// does not have must go at the next start. It returns what it did.
+func (l *crashLab) editWhileDown(rng *rand.Rand) string {
+	l.t.Helper()
+	data, err := os.ReadFile(l.cfgPath)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	v := 1 // versions 0 and 2 have the same services, version 1 others
+	if slices.Index(l.versions, string(data)) == 1 {
+		v = 2 * rng.IntN(2)
+	}
+	l.write(v)
+	return fmt.Sprintf("edit-v%d", v)
 }
 
 func newCrashLab(t *testing.T) *crashLab {
@@ -127,8 +188,10 @@ func newCrashLab(t *testing.T) *crashLab {
 	rs.start(t)
 	t.Cleanup(rs.stop)
 	l.ns.MustRun("ip", "addr", "add", foreignAddr+"/32", "dev", "lo")
-	l.ns.MustRun("ipvsadm", "-A", "-t", foreignService, "-s", "rr")
-	l.ns.MustRun("ipvsadm", "-a", "-t", foreignService, "-r", "10.9.9.9:53", "-g", "-w", "7")
+	for i, svc := range foreignServices {
+		l.ns.MustRun("ipvsadm", "-A", "-t", svc, "-s", "rr")
+		l.ns.MustRun("ipvsadm", "-a", "-t", svc, "-r", fmt.Sprintf("10.9.9.%d:53", 9+i), "-g", "-w", strconv.Itoa(7+i))
+	}
 	for v := range 3 {
 		l.versions = append(l.versions, crashConfig(l.dir, v))
 	}
@@ -170,10 +233,12 @@ services:
 	return b.String()
 }
 
-// write makes version v the configuration file.
+// write makes version v the configuration file, replaced whole (as an
+// editor or configuration management does), so the daemon never reads
+// half of it and inPlaceWrites can hold directord's writes to the rule.
 func (l *crashLab) write(v int) {
 	l.t.Helper()
-	if err := os.WriteFile(l.cfgPath, []byte(l.versions[v]), 0o644); err != nil {
+	if err := atomicfile.Write(l.cfgPath, []byte(l.versions[v]), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -266,29 +331,6 @@ func (l *crashLab) call(f func(context.Context, directorv1.DirectorClient) error
 	return f(ctx, directorv1.NewDirectorClient(conn))
 }
 
-// checkFilesWhole fails the test unless every file the daemon writes is
-// whole after a kill.
-func (l *crashLab) checkFilesWhole(i int) {
-	l.t.Helper()
-	f, err := statedir.NewStore(l.stateDir).Read()
-	if err != nil || f == nil {
-		l.t.Fatalf("kill %d: the state file does not read back: %v (%v)", i+1, err, f)
-	}
-	for _, c := range f.Configs {
-		data, err := os.ReadFile(filepath.Join(l.stateDir, statedir.ConfigsDir, c.Digest+".yaml"))
-		if err != nil || config.Digest(data) != c.Digest {
-			l.t.Fatalf("kill %d: kept configuration %d (%s) is missing or damaged: %v", i+1, c.Version, c.Digest, err)
-		}
-	}
-	if aside, _ := filepath.Glob(filepath.Join(l.stateDir, statedir.FileName+".bad-*")); len(aside) > 0 {
-		l.t.Fatalf("kill %d: a state file was set aside: %v", i+1, aside)
-	}
-	data, err := os.ReadFile(l.cfgPath)
-	if err != nil || !slices.Contains(l.versions, string(data)) {
-		l.t.Fatalf("kill %d: the configuration file is not one of the versions (%d bytes, %v)", i+1, len(data), err)
-	}
-}
-
 // copyState copies the state directory as the kill left it.
 func (l *crashLab) copyState() string {
 	l.t.Helper()
@@ -302,18 +344,18 @@ func (l *crashLab) copyState() string {
 // cleanStart measures the reference for key: the daemon stopped, every
 // IPVS service and VIP of ours removed from the kernel, the state directory
 // as snapshot had it, a fresh start on the same file.
-func (l *crashLab) cleanStart(snapshot, key string) string {
+func (l *crashLab) cleanStart(snapshot, key string) map[string]kernelService {
 	l.t.Helper()
 	l.kill()
+	l.failOn("before the clean start for "+key, "a file was written in place", inPlaceWrites(l.watch.drain(), stateFinal(l.stateDir, l.cfgPath)), l.t.Errorf)
+	l.watch.close()
 	k, err := l.kern.read()
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	var ipvsCmds, addrCmds strings.Builder
-	for svc := range k {
-		if svc != foreignService {
-			fmt.Fprintf(&ipvsCmds, "-D -t %s\n", svc)
-		}
+	for svc := range ourServices(k, foreignServices) {
+		fmt.Fprintf(&ipvsCmds, "-D -t %s\n", svc)
 	}
 	for _, a := range loAddrs(l.t, l.ns) {
 		if strings.HasPrefix(a, "198.18.") {
@@ -328,6 +370,7 @@ func (l *crashLab) cleanStart(snapshot, key string) string {
 	if out, err := exec.Command("cp", "-a", snapshot, l.stateDir).CombinedOutput(); err != nil {
 		l.t.Fatalf("restore the state: %v\n%s", err, out)
 	}
+	l.watch = watchFiles(l.t, l.stateDir, l.cfgPath)
 	l.start()
 	got, gotKey := l.waitConverged("clean start for " + key)
 	if gotKey != key {
@@ -351,14 +394,16 @@ func (l *crashLab) batch(command, commands string) {
 }
 
 // waitConverged waits until the daemon runs the file's configuration, has
-// every verdict, and the kernel holds exactly the configured services,
-// unchanged for settleFor (longer than drain_delay, so no destination is
-// still draining); it returns that kernel state (ours only) and the key of
-// what it runs: the file's digest and the overrides. It logs how long the
-// daemon took to run the file's configuration and to settle.
-func (l *crashLab) waitConverged(what string) (string, string) {
+// every verdict, and the kernel holds exactly the configured services of
+// ours (convergenceGap), unchanged for settleFor (longer than drain_delay,
+// so no destination is still draining); it returns that kernel state (ours
+// only, connection counts zeroed) and the key of what it runs: the file's
+// digest and the overrides. It logs how long the daemon took to run the
+// file's configuration and to settle.
+func (l *crashLab) waitConverged(what string) (map[string]kernelService, string) {
 	l.t.Helper()
 	const settleFor = 1500 * time.Millisecond
+	var ours map[string]kernelService
 	var dump, key string
 	var changed, running time.Time
 	began := time.Now()
@@ -384,10 +429,15 @@ func (l *crashLab) waitConverged(what string) (string, string) {
 		if err != nil {
 			return err
 		}
-		if len(k)-1 != len(s.GetServices()) {
-			return fmt.Errorf("the kernel has %d services of ours, the configuration %d", len(k)-1, len(s.GetServices()))
+		ours = withoutCounts(ourServices(k, foreignServices))
+		var configured []string
+		for _, svc := range s.GetServices() {
+			configured = append(configured, fmt.Sprintf("%s:%d", svc.GetVip(), svc.GetPort()))
 		}
-		if d := kernelDump(k); d != dump {
+		if gap := convergenceGap(ours, configured); len(gap) > 0 {
+			return errors.New(strings.Join(gap, "; "))
+		}
+		if d := kernelDump(ours); d != dump {
 			dump, changed = d, time.Now()
 		}
 		if time.Since(changed) < settleFor {
@@ -405,56 +455,33 @@ func (l *crashLab) waitConverged(what string) (string, string) {
 	}
 	l.t.Logf("%s: running the file's configuration after %s, the kernel settled after %s", what,
 		running.Sub(began).Round(time.Millisecond), changed.Sub(began).Round(time.Millisecond))
-	return dump, key
+	return ours, key
 }
 
-// kernelDump renders our services (all but the foreign one) in a stable
-// form: key, scheduler, destinations in kernel order with weights.
+// kernelDump renders services in a stable form, to see when they change.
 func kernelDump(k map[string]kernelService) string {
 	var lines []string
 	for svc, s := range k {
-		if svc == foreignService {
-			continue
-		}
-		var ds []string
-		for _, d := range s.Dests {
-			ds = append(ds, fmt.Sprintf("%s/%s/%d", d.Addr, d.Fwd, d.Weight))
-		}
-		lines = append(lines, fmt.Sprintf("%s %s %s", svc, s.Scheduler, strings.Join(ds, " ")))
+		lines = append(lines, svc+" "+s.String())
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
 
-// foreignState renders someone else's service and address as the kernel
-// has them.
-func (l *crashLab) foreignState() string {
+// readForeign reads someone else's services and address as the kernel
+// has them, connection counts zeroed.
+func (l *crashLab) readForeign() foreignState {
 	l.t.Helper()
 	k, err := l.kern.read()
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	s := k[foreignService]
-	has := slices.Contains(loAddrs(l.t, l.ns), foreignAddr+"/32")
-	return fmt.Sprintf("%s %s %v; address %s present %v", foreignService, s.Scheduler, s.Dests, foreignAddr, has)
-}
-
-// lineDiff lists the lines only in want (-) or only in got (+), at most 20.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var out []string
-	for _, x := range w {
-		if !slices.Contains(g, x) {
-			out = append(out, "- "+x)
+	f := foreignState{Services: map[string]kernelService{}, Addrs: map[string]bool{}}
+	for key, s := range withoutCounts(k) {
+		if slices.Contains(foreignServices, key) {
+			f.Services[key] = s
 		}
 	}
-	for _, x := range g {
-		if !slices.Contains(w, x) {
-			out = append(out, "+ "+x)
-		}
-	}
-	if len(out) > 20 {
-		out = append(out[:20], fmt.Sprintf("... and %d more", len(out)-20))
-	}
-	return strings.Join(out, "\n")
+	f.Addrs[foreignAddr] = slices.Contains(loAddrs(l.t, l.ns), foreignAddr+"/32")
+	return f
 }

@@ -30,32 +30,6 @@ import (
 // (/proc/net/ip_vs in kernel list order, ipvsadm), directorctl and the
 // metrics endpoint.
 
-// kernelDest is one destination as /proc/net/ip_vs lists it.
-type kernelDest struct {
-	Addr     string // "10.77.0.11:80"
-	Fwd      string // Route, Tunnel, Masq
-	Weight   int
-	Active   int
-	Inactive int
-}
-
-// kernelService is one virtual service with its destinations in kernel list
-// order (the order the mh table is built from; ipvsadm -Ln sorts them).
-type kernelService struct {
-	Scheduler string
-	Dests     []kernelDest
-}
-
-// dest returns the destination at addr.
-func (s kernelService) dest(addr string) (kernelDest, bool) {
-	for _, d := range s.Dests {
-		if d.Addr == addr {
-			return d, true
-		}
-	}
-	return kernelDest{}, false
-}
-
 // ipvsReader reads /proc/net/ip_vs of the director's namespace through a
 // file opened inside it, so polling needs no namespace switch and keeps
 // working while the daemon is down.
