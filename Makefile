@@ -54,6 +54,7 @@ test-vm: build
 	DIRECTORCTL_BIN=$(CURDIR)/$(BIN)/directorctl DIRECTORD_BIN=$(CURDIR)/$(BIN)/directord $(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m -skip '^(TestVMConsole|TestVMCrashAnywhere)$$' ./ipvs/... ./lab/vm/internal/selftest ./lab/compare ./cmd/directord
 	# Crash anywhere (50 SIGKILLs with 1,000 services): its own VM, so its minutes do not eat the
 	# others' budget (each kill, restart and check took 8 to 16 s at a load average of 20 on 2 cores).
+	# CRASH_KILLS=10 (environment) runs 10 kills instead of 50, to try it on a patched daemon.
 	$(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 30m -run '^TestVMCrashAnywhere$$' ./cmd/directord
 	# The console in Chromium: its own VM, as Chromium takes minutes to start under emulation.
 	$(GO) run ./lab/vm/cmd/vmtest -tags vm -timeout 15m -run '^TestVMConsole$$' ./cmd/directord

@@ -124,7 +124,7 @@ func foreignBefore() foreignState {
 	return foreignState{
 		Services: map[string]kernelService{
 			"198.51.100.1:53": {Scheduler: "rr", Dests: []kernelDest{{Addr: "10.9.9.9:53", Fwd: "Route", Weight: 7}}},
-			"198.18.0.1:8080": {Scheduler: "rr", Dests: []kernelDest{{Addr: "10.9.9.10:53", Fwd: "Route", Weight: 8}}},
+			"198.18.0.1:8080": {Scheduler: "rr", Dests: []kernelDest{{Addr: "10.9.9.10:8080", Fwd: "Route", Weight: 8}}},
 		},
 		Addrs: map[string]bool{"192.0.2.99": true},
 	}
@@ -138,7 +138,7 @@ func TestDiffForeignReportsAnyChange(t *testing.T) {
 	}{
 		{"untouched", func(*foreignState) {}, nil},
 		{"service removed", func(f *foreignState) { delete(f.Services, "198.18.0.1:8080") },
-			[]string{"someone else's service 198.18.0.1:8080 was removed (it was rr 10.9.9.10:53/Route/8)"}},
+			[]string{"someone else's service 198.18.0.1:8080 was removed (it was rr 10.9.9.10:8080/Route/8)"}},
 		{"weight changed", func(f *foreignState) { f.Services["198.51.100.1:53"].Dests[0].Weight = 0 },
 			[]string{"someone else's service 198.51.100.1:53 changed: rr 10.9.9.9:53/Route/0, it was rr 10.9.9.9:53/Route/7"}},
 		{"destination removed", func(f *foreignState) {
@@ -148,7 +148,7 @@ func TestDiffForeignReportsAnyChange(t *testing.T) {
 			s := f.Services["198.18.0.1:8080"]
 			s.Scheduler = "mh"
 			f.Services["198.18.0.1:8080"] = s
-		}, []string{"someone else's service 198.18.0.1:8080 changed: mh 10.9.9.10:53/Route/8, it was rr 10.9.9.10:53/Route/8"}},
+		}, []string{"someone else's service 198.18.0.1:8080 changed: mh 10.9.9.10:8080/Route/8, it was rr 10.9.9.10:8080/Route/8"}},
 		{"address removed", func(f *foreignState) { f.Addrs["192.0.2.99"] = false },
 			[]string{"someone else's address 192.0.2.99: present false, it was true"}},
 	}
