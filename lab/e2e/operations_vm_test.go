@@ -199,8 +199,8 @@ func (e *env) timingChange(t *testing.T) {
 	op := e.measureOp(t, Operation{Event: sc, Director: "d1, d2, d3"}, func(ctx context.Context) error {
 		return e.reconfigureAll(ctx, from, to)
 	})
-	e.checkOp(t, sc, op, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
-	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
+	e.checkNoFailedRequest(t, sc, op)
+	e.checkNoBrokenConnection(t, sc, op)
 	e.checkOp(t, sc, op, "the router's route did not change", op.RouteChanges == 0, "%d changes", op.RouteChanges)
 	if err := e.allProgrammed(); err != nil {
 		e.check(t, sc, "every backend stays at weight 1", false, "%v", err)
@@ -260,17 +260,43 @@ func (e *env) waitDigest(ctx context.Context, node, digest string, timeout time.
 
 // restart: SIGTERM and start on one director.
 func (e *env) restart(t *testing.T, gr bool) {
-	const sc, victim = "directord restarted (SIGTERM, start)", "d1"
+	const sc = "directord restarted (SIGTERM, start)"
+	op := e.restartOp(t, sc, "d1", syscall.SIGTERM, nil)
+	e.checkNoFailedRequest(t, sc, op)
+	e.checkRoute(t, sc, op, gr)
+}
+
+// restartOp stops victim's daemon with sig and starts it again under the
+// traffic (after prepare, if any), records the row with the time to serve
+// again, and checks what every restart promises: no connection broke.
+func (e *env) restartOp(t *testing.T, sc, victim string, sig syscall.Signal, prepare func(context.Context) error) Operation {
+	t.Helper()
 	var back time.Duration
 	op := e.measureOp(t, Operation{Event: sc, Director: victim, Touched: []string{victim}}, func(ctx context.Context) error {
+		if prepare != nil {
+			if err := prepare(ctx); err != nil {
+				return err
+			}
+		}
 		var err error
-		back, err = e.restartDaemon(ctx, victim, syscall.SIGTERM)
+		back, err = e.restartDaemon(ctx, victim, sig)
 		return err
 	})
 	e.setLastBack(back)
-	e.checkOp(t, sc, op, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
+	e.checkNoBrokenConnection(t, sc, op)
+	return op
+}
+
+// checkNoBrokenConnection checks an operation's long-lived connections.
+func (e *env) checkNoBrokenConnection(t *testing.T, sc string, op Operation) {
+	t.Helper()
 	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
-	e.checkRoute(t, sc, op, gr)
+}
+
+// checkNoFailedRequest checks an operation's request stream.
+func (e *env) checkNoFailedRequest(t *testing.T, sc string, op Operation) {
+	t.Helper()
+	e.checkOp(t, sc, op, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
 }
 
 // setLastBack fills in the time to serve again of the last row.
@@ -289,18 +315,10 @@ func (e *env) upgrade(t *testing.T, gr bool) {
 	if bin == "" {
 		e.fatal(t, sc, fmt.Errorf("E2E_UPGRADE_BIN is not set: run the lab through make e2e, which builds the upgrade"))
 	}
-	var back time.Duration
-	op := e.measureOp(t, Operation{Event: sc, Director: victim, Touched: []string{victim}}, func(ctx context.Context) error {
-		if err := e.lab.ReplaceFile(ctx, victim, directordPath, bin); err != nil {
-			return err
-		}
-		var err error
-		back, err = e.restartDaemon(ctx, victim, syscall.SIGTERM)
-		return err
+	op := e.restartOp(t, sc, victim, syscall.SIGTERM, func(ctx context.Context) error {
+		return e.lab.ReplaceFile(ctx, victim, directordPath, bin)
 	})
-	e.setLastBack(back)
-	e.checkOp(t, sc, op, "no request failed", op.Failed == 0 && op.Requests > 0, "%d of %d failed", op.Failed, op.Requests)
-	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
+	e.checkNoFailedRequest(t, sc, op)
 	e.checkRoute(t, sc, op, gr)
 	out, err := e.metricsPage(ctx, victim)
 	e.check(t, sc, victim+" runs the new build", err == nil && strings.Contains(out, `version="`+upgradeVersion+`"`),
@@ -320,14 +338,7 @@ func buildInfo(page string) string {
 // killDaemon: SIGKILL and start on one director; its IPVS keeps
 // forwarding, so no connection may break.
 func (e *env) killDaemon(t *testing.T) {
-	const sc, victim = "directord killed (SIGKILL) and started", "d3"
-	var back time.Duration
-	op := e.measureOp(t, Operation{Event: sc, Director: victim, Touched: []string{victim}}, func(ctx context.Context) error {
-		var err error
-		back, err = e.restartDaemon(ctx, victim, syscall.SIGKILL)
-		return err
-	})
-	e.setLastBack(back)
-	e.checkOp(t, sc, op, "no connection broke", op.Broken == 0 && op.Opened == holdConns, "%d of %d broke", op.Broken, op.Opened)
+	const sc = "directord killed (SIGKILL) and started"
+	op := e.restartOp(t, sc, "d3", syscall.SIGKILL, nil)
 	e.measured(t, sc, "failed requests and route changes", true, "%d of %d failed, %d route changes", op.Failed, op.Requests, op.RouteChanges)
 }
