@@ -153,7 +153,11 @@ func (s *Scheduler) rebaseLocked(now time.Time) {
 	s.queue.each(func(e *entry) {
 		switch {
 		case !e.dispatched:
-			e.next = e.next.Add(now.Sub(e.spreadAt))
+			d := now.Sub(e.spreadAt)
+			e.next = e.next.Add(d)
+			if !e.cadence.IsZero() {
+				e.cadence = e.cadence.Add(d)
+			}
 			e.spreadAt = now
 		case e.next.Before(now):
 			e.next = nextSlot(e.next, now, e.interval)
@@ -187,7 +191,12 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 			return due, s.dueAt(e).Sub(now)
 		}
 		s.noteLateness(e, now)
-		e.next = nextSlot(e.next, now, time.Duration(float64(e.interval)*stretch))
+		iv := time.Duration(float64(e.interval) * stretch)
+		if e.cadence.IsZero() {
+			e.next = nextSlot(e.next, now, iv)
+		} else { // a learning first probe: the next one keeps the cadence
+			e.next, e.cadence = nextSlot(e.cadence.Add(-iv), now, iv), time.Time{}
+		}
 		s.queue.moved(e)
 		if e.running {
 			s.meter.skip(SkipBusy, 1)

@@ -22,6 +22,10 @@ type entry struct {
 	// the first probe. Run uses them to re-anchor starts chosen before it ran.
 	spreadAt   time.Time
 	dispatched bool
+	// cadence, when set, is the slot the probes after a learning first probe
+	// keep (spreadLocked): the first probe comes early, the rest on the
+	// cadence spread over the interval. Zero once taken.
+	cadence time.Time
 
 	// running is set while a probe is dispatched or in flight, so probes of one
 	// target never overlap; cancel aborts that probe when the target is removed.

@@ -16,6 +16,10 @@ const (
 	DefaultExecConcurrency = 128
 	// DefaultInterval applies to a Spec without an Interval.
 	DefaultInterval = time.Second
+	// DefaultLearnRate is the Options.LearnRate directord uses: 1,000
+	// new targets are learned within half a second; 10,000 at a 2 s
+	// interval, as without it, over their interval.
+	DefaultLearnRate = 2000
 	// DefaultCoalesce is Options.Coalesce when it is 0.
 	DefaultCoalesce = 50 * time.Millisecond
 	// maxBatch bounds how many due probes the dispatcher takes per lock hold,
@@ -53,6 +57,15 @@ type Options struct {
 	// Interval. 0 is DefaultCoalesce; a negative value dispatches every
 	// probe at its slot.
 	Coalesce time.Duration
+	// LearnRate, when positive, brings the first probes of a batch of new
+	// targets forward: they go out at up to this many per second (spread
+	// evenly over that window) instead of over a whole interval, and each
+	// target's later probes keep their cadence spread over the interval.
+	// A backend without a verdict carries no traffic, so learning it sooner
+	// costs a short burst and saves up to an interval of start-up. Exec
+	// checks, each a process, keep their first probes spread. 0 spreads
+	// every first probe over its interval; directord uses DefaultLearnRate.
+	LearnRate float64
 	// Checkers overrides the checker per Type; types it does not name use
 	// DefaultCheckers. Tests inject fakes here.
 	Checkers map[check.Type]Checker
@@ -88,6 +101,8 @@ type Scheduler struct {
 	checkers map[check.Type]Checker
 	forward  Checker // the forwarding check (forward.go)
 	coalesce time.Duration
+	// learnRate is Options.LearnRate.
+	learnRate float64
 
 	// sockets bounds the sockets of probes in flight (the tcp engine's and
 	// the goroutine probes'); goProbes and execs bound goroutine probes.
@@ -124,16 +139,17 @@ func NewScheduler(logger *slog.Logger, opts Options) *Scheduler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{
-		log:      logger,
-		now:      opts.Now,
-		onProbe:  opts.OnProbe,
-		checkers: DefaultCheckers(),
-		forward:  opts.Forwarding,
-		coalesce: opts.Coalesce,
-		rand:     opts.Rand,
-		entries:  make(map[string]*entry),
-		wake:     make(chan struct{}, 1),
-		changes:  make(chan struct{}, 1),
+		log:       logger,
+		now:       opts.Now,
+		onProbe:   opts.OnProbe,
+		checkers:  DefaultCheckers(),
+		forward:   opts.Forwarding,
+		coalesce:  opts.Coalesce,
+		learnRate: opts.LearnRate,
+		rand:      opts.Rand,
+		entries:   make(map[string]*entry),
+		wake:      make(chan struct{}, 1),
+		changes:   make(chan struct{}, 1),
 	}
 	if s.now == nil {
 		s.now = time.Now

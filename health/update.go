@@ -2,6 +2,8 @@ package health
 
 import (
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // Update replaces the set of targets. Targets with equal Keys are probed once.
@@ -14,8 +16,8 @@ import (
 // not send a healthy backend back through rise, and the new timing applies
 // from the next probe. Other new targets get their first probe at random
 // offsets in [0, Interval), stratified so a batch covers the interval evenly
-// and start-up has no burst; until that probe they appear in the Snapshot as
-// Unknown.
+// and start-up has no burst, or sooner with Options.LearnRate; until that
+// probe they appear in the Snapshot as Unknown.
 func (s *Scheduler) Update(targets []Target) {
 	// Keys are formatted outside the lock: for ten thousand targets that is
 	// the bulk of the work, and probes finishing meanwhile need the lock.
@@ -104,9 +106,9 @@ func (e *entry) carry(src *entry, now time.Time) {
 	e.result = src.result
 	e.damp = src.damp.Retune(e.target.Spec.Rise, e.target.Spec.Fall)
 	e.dispatched, e.spreadAt = src.dispatched, src.spreadAt
-	e.next = src.next
+	e.next, e.cadence = src.next, src.cadence
 	if src.index < 0 || e.next.After(now.Add(e.interval)) {
-		e.next, e.spreadAt = now.Add(e.interval), now
+		e.next, e.spreadAt, e.cadence = now.Add(e.interval), now, time.Time{}
 	}
 }
 
@@ -137,28 +139,50 @@ func (s *Scheduler) removeLocked(e *entry) {
 	delete(s.entries, e.key)
 }
 
-// spreadLocked queues new entries with first-probe offsets in [0, Interval).
+// spreadLocked queues new entries with cadence offsets in [0, Interval).
 // Entries sharing an interval are shuffled into n equal strata, one each, with
 // a uniform offset inside the stratum: every offset is still uniform on the
 // interval, but n targets land evenly instead of clumping as n independent
-// draws would.
+// draws would. With Options.LearnRate, when n/LearnRate is shorter than the
+// interval, each entry's first probe comes earlier, in the same stratum of
+// that shorter learning window, and its next keeps the cadence at least half
+// an interval later.
 func (s *Scheduler) spreadLocked(added []*entry, now time.Time) {
-	groups := make(map[time.Duration][]*entry)
-	var order []time.Duration
-	for _, e := range added {
-		if _, ok := groups[e.interval]; !ok {
-			order = append(order, e.interval)
-		}
-		groups[e.interval] = append(groups[e.interval], e)
+	// Entries are grouped by interval, and exec checks (never learned
+	// early) apart from the rest.
+	type group struct {
+		interval time.Duration
+		exec     bool
 	}
-	for _, iv := range order {
-		g := groups[iv]
+	groups := make(map[group][]*entry)
+	var order []group
+	for _, e := range added {
+		k := group{e.interval, e.target.Spec.Type == check.Exec}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], e)
+	}
+	for _, k := range order {
+		g, iv := groups[k], k.interval
 		n := float64(len(g))
+		learn := iv
+		if s.learnRate > 0 && !k.exec {
+			learn = time.Duration(n / s.learnRate * float64(time.Second))
+		}
 		for i, slot := range s.rand.Perm(len(g)) {
-			off := time.Duration((float64(slot) + s.rand.Float64()) / n * float64(iv))
-			g[i].next = now.Add(min(off, iv-1))
-			g[i].spreadAt = now
-			s.queue.push(g[i])
+			e := g[i]
+			at := (float64(slot) + s.rand.Float64()) / n
+			e.next = now.Add(min(time.Duration(at*float64(iv)), iv-1))
+			e.spreadAt = now
+			if learn < iv {
+				first := now.Add(time.Duration(at * float64(learn)))
+				if e.next.Sub(first) < iv/2 {
+					e.next = e.next.Add(iv)
+				}
+				e.next, e.cadence = first, e.next
+			}
+			s.queue.push(e)
 		}
 	}
 }

@@ -148,7 +148,7 @@ func newDaemon(path string, cfg *config.Config, log *slog.Logger, level *slog.Le
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	d.metrics.DeclareRepairKinds(repairKinds()...)
-	d.health = health.NewScheduler(d.log, health.Options{OnProbe: d.metrics.OnProbe})
+	d.health = health.NewScheduler(d.log, health.Options{OnProbe: d.metrics.OnProbe, LearnRate: health.DefaultLearnRate})
 	loop = announcer.New(cfg, announcer.Deps{Health: d.health, IPVS: plane, VIPs: vips, Routes: d.routes},
 		d.log, announcer.Options{OnPass: d.onPass, State: d.state, Restored: restored})
 	d.loop = loop
@@ -301,7 +301,7 @@ func (d *daemon) reloadOnSignal(ctx context.Context, reloads <-chan struct{}) {
 			return
 		case <-reloads:
 			d.manager.reloading()
-			_, v, err := d.reload(announcer.WithReason(ctx, "SIGHUP"), false)
+			_, v, err := d.reloadFile(announcer.WithReason(ctx, "SIGHUP"), false, false)
 			if err != nil {
 				d.log.Error("reload rejected; the running configuration stays", "err", err)
 			}
