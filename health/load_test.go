@@ -1,0 +1,63 @@
+package health
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// TestLoadMeterStretchFollowsLateShare: a window with more than a tenth of
+// its probes late doubles the stretch; windows with a stray late start (half
+// a percent: a collection, a busy host) still relax it, by steps, back to
+// 1; windows with a few percent late hold it; and a slot skipped at the
+// in-flight limit is never calm. Relaxing only after windows with no late
+// start at all kept a director at 10,000 targets at the maximum stretch.
+func TestLoadMeterStretchFollowsLateShare(t *testing.T) {
+	m := &loadMeter{log: slog.New(slog.DiscardHandler)}
+	now := time.Unix(0, 0)
+	m.judge(now)
+	window := func(started, late, limit uint64) float64 {
+		m.started.Add(started)
+		m.lateStarts.Add(late)
+		m.skip(SkipLimit, limit)
+		now = now.Add(loadWindow)
+		m.judge(now)
+		return m.stretch()
+	}
+	if got := window(1000, 200, 0); got != 2 {
+		t.Fatalf("stretch %v after a window with 20%% late, want 2", got)
+	}
+	if got := window(1000, 300, 0); got != 4 {
+		t.Fatalf("stretch %v after a second slow window, want 4", got)
+	}
+	for i := range 10 {
+		if got := window(1000, 50, 0); got != 4 {
+			t.Fatalf("stretch %v after %d windows with 5%% late, want held at 4", got, i+1)
+		}
+	}
+	for i := range 6 {
+		if got := window(1000, 0, 1); got != 4 {
+			t.Fatalf("stretch %v after %d windows with a slot skipped at the limit, want held at 4", got, i+1)
+		}
+	}
+	var seen []float64
+	for range 30 {
+		if got := window(1000, 5, 0); len(seen) == 0 || got != seen[len(seen)-1] {
+			seen = append(seen, got)
+		}
+	}
+	if seen[len(seen)-1] != 1 {
+		t.Fatalf("stretch went %v over 30 windows with 0.5%% late, want back to 1", seen)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] >= seen[i-1] || seen[i] < seen[i-1]/2 {
+			t.Fatalf("stretch went %v, want it to relax by steps gentler than halving", seen)
+		}
+	}
+	if l := m.snapshot(); l.Stretch != 1 || !l.Overloaded {
+		t.Errorf("Load %+v with stray late starts, want stretch 1 and overload still reported", l)
+	}
+	if got := window(1000, 0, 0); got != 1 || m.snapshot().Overloaded {
+		t.Errorf("after a clean window: stretch %v, overloaded %v; want 1 and keeping up", got, m.snapshot().Overloaded)
+	}
+}
