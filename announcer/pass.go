@@ -129,34 +129,42 @@ type passResult struct {
 	err      error
 	inPlace  []routing.Advertisement // what the routing adapter has after the pass
 	wedged   bool                    // the route writer kept every VIP withdrawn
+	phases   phases                  // where the pass's time went
 }
 
 // pass runs one reconcile: plan, withdraw, program, advertise, publish.
 func (l *Loop) pass(ctx context.Context, st *state) {
 	r := passResult{start: l.now()}
+	r.phases = newPhases(r.start)
 	l.progressed()
 	var next time.Time
 	st.overrides, next = st.overrides.prune(r.start)
 	snap := l.deps.Health.Snapshot()
 	l.healthEvents(st, snap, r.start)
+	r.phases.mark(l.now(), "health")
 	var errs []error
 	inPlace, err := l.routes.advertised(ctx)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read the advertised routes: %w", err))
 	}
+	r.phases.mark(l.now(), "routes")
 	p := plan(Input{Config: st.cfg, Health: snap, Overrides: st.overrides, Now: r.start,
 		Memory: st.mem, ShuttingDown: st.shutdown.active, Keys: st.keys, Advertised: vipSet(inPlace)})
+	r.phases.mark(l.now(), "plan")
+	l.progressed()
 	leave := st.leaveRoutes(&p, inPlace)
 	if !leave {
 		errs = append(errs, l.withdrawFirst(ctx, st, p, inPlace))
 	}
 	verifying := st.verify
 	l.verify(ctx, st)
+	r.phases.mark(l.now(), "verify")
 	l.progressed()
 	l.recordNewServices(ctx, st, &p)
 	l.progressed()
 	var final []routing.Advertisement
 	final, errs = l.program(ctx, &p, &r, errs)
+	r.phases.mark(l.now(), "program")
 	l.startProbing(st)
 	if st.withdrawn {
 		final = nil
@@ -167,6 +175,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 			errs = append(errs, fmt.Errorf("advertise: %w", err))
 		}
 	}
+	r.phases.mark(l.now(), "advertise")
 	st.last, st.mem = p, p.Memory
 	r.err = errors.Join(errs...)
 	l.failures(ctx, st, r.err, r.start)
@@ -175,7 +184,10 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 		st.verifiedAt = l.now()
 		st.verifyTook = st.verifiedAt.Sub(r.start)
 	}
-	l.finish(ctx, st, p, r)
+	l.finish(ctx, st, p, &r)
+	if r.phases.total() >= slowPassLog {
+		l.log.Info("slow reconcile pass", "took", r.phases.total().Round(time.Millisecond), "reason", r.phases.String())
+	}
 }
 
 // startProbing hands the health checks their targets once the first pass
@@ -195,7 +207,7 @@ func (l *Loop) startProbing(st *state) {
 // finish reads what the routing adapter has in place, advances a shutdown,
 // publishes status, and tells the route writer the pass finished: a loop that
 // was wedged runs another pass, which announces again.
-func (l *Loop) finish(ctx context.Context, st *state, p Plan, r passResult) {
+func (l *Loop) finish(ctx context.Context, st *state, p Plan, r *passResult) {
 	inPlace, err := l.routes.advertised(ctx)
 	if err != nil {
 		l.log.Warn("reading the advertised routes for status", "err", err)
@@ -204,7 +216,9 @@ func (l *Loop) finish(ctx context.Context, st *state, p Plan, r passResult) {
 	r.inPlace = inPlace
 	st.recordApplied(&p, r.apply, r.applyErr)
 	l.shutdownStep(st, r.start, len(inPlace) > 0)
-	l.publish(ctx, st, p, r)
+	r.phases.mark(l.now(), "status")
+	l.publish(ctx, st, p, *r)
+	r.phases.mark(l.now(), "publish")
 	if l.routes.passFinished(ctx) {
 		l.log.Info("announcer loop recovered; VIPs may be advertised again")
 		l.events.Append(Event{Time: l.now(), Kind: EventDirector, Subject: st.cfg.Director.Name,
