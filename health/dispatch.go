@@ -166,8 +166,8 @@ func (s *Scheduler) rebaseLocked(now time.Time) {
 }
 
 // takeDue pops up to maxBatch entries whose start has come, marks them running
-// and requeues them at their next slot (the interval stretched while the
-// scheduler is overloaded). Entries still running from their last slot are
+// and requeues them at their next slot. While the scheduler is overloaded
+// (stretch > 1) each target probes only one slot in stretch, on average. Entries still running from their last slot are
 // skipped for this one: probes of a target never overlap. wait is the time
 // until the next start, or -1 when nothing is queued.
 //
@@ -190,14 +190,27 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 		if !e.next.Before(horizon) || e.next.Sub(now) > e.interval/8 {
 			return due, s.dueAt(e).Sub(now)
 		}
-		s.noteLateness(e, now)
-		iv := time.Duration(float64(e.interval) * stretch)
+		slot := e.next
 		if e.cadence.IsZero() {
-			e.next = nextSlot(e.next, now, iv)
+			e.next = nextSlot(e.next, now, e.interval)
 		} else { // a learning first probe: the next one keeps the cadence
-			e.next, e.cadence = nextSlot(e.cadence.Add(-iv), now, iv), time.Time{}
+			e.next, e.cadence = nextSlot(e.cadence.Add(-e.interval), now, e.interval), time.Time{}
 		}
 		s.queue.moved(e)
+		if stretch > 1 && e.dispatched {
+			// Overloaded: probe one slot in stretch. Each target keeps
+			// its place in the interval, so the probes that remain stay
+			// spread as evenly as all of them were; stretching the
+			// interval itself bunched them (the targets taken while the
+			// stretch grew all moved to the same part of the longer
+			// interval, leaving seconds with nothing due and then a burst
+			// that overloaded the director again).
+			if e.credit += 1 / stretch; e.credit < 1 {
+				continue
+			}
+			e.credit--
+		}
+		s.noteLateness(slot, e.interval, now)
 		if e.running {
 			s.meter.skip(SkipBusy, 1)
 			s.log.Debug("health probe skipped: previous probe still running",
@@ -216,13 +229,13 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 // noteLateness counts a start taken late: more than a quarter of its
 // interval (at least 100 ms) after its slot is a sign of overload, and
 // whole intervals late are slots missed.
-func (s *Scheduler) noteLateness(e *entry, now time.Time) {
-	late := now.Sub(e.next)
-	if late <= max(e.interval/4, 100*time.Millisecond) {
+func (s *Scheduler) noteLateness(slot time.Time, interval time.Duration, now time.Time) {
+	late := now.Sub(slot)
+	if late <= max(interval/4, 100*time.Millisecond) {
 		return
 	}
 	s.meter.lateStarts.Add(1)
-	if missed := late / e.interval; missed > 0 {
+	if missed := late / interval; missed > 0 {
 		s.meter.skip(SkipLate, uint64(missed))
 	}
 }

@@ -64,7 +64,8 @@ type Load struct {
 	Reason string
 	// Since is when the current overload began (zero when not overloaded).
 	Since time.Time
-	// Stretch multiplies every interval (1 when keeping up, up to 8).
+	// Stretch multiplies every interval on average: each target probes one
+	// slot in Stretch (1 when keeping up, up to 8).
 	Stretch float64
 	// Demanded is the probe rate the targets ask for, per second.
 	Demanded float64

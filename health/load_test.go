@@ -2,7 +2,9 @@ package health
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -60,4 +62,61 @@ func TestLoadMeterStretchFollowsLateShare(t *testing.T) {
 	if got := window(1000, 0, 0); got != 1 || m.snapshot().Overloaded {
 		t.Errorf("after a clean window: stretch %v, overloaded %v; want 1 and keeping up", got, m.snapshot().Overloaded)
 	}
+}
+
+// TestSchedulerOverloadThinsEvenly: after a stall, an overloaded scheduler
+// probes fewer slots, and the probes that remain stay spread over the
+// interval as all of them were. Stretching the interval itself moved every
+// target taken during the stall to the same part of the longer interval:
+// whole seconds with nothing due, then a burst that overloaded the
+// director again (seen at 10,000 targets under emulation).
+func TestSchedulerOverloadThinsEvenly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var skew atomic.Int64
+		f := newFake(nil)
+		s := newTestScheduler(f, Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+		const n = 1000
+		var targets []Target
+		for i := range n {
+			targets = append(targets, tcpTarget(uint16(1000+i), time.Second))
+		}
+		s.Update(targets)
+		stop := startScheduler(t, s)
+		defer stop()
+		time.Sleep(3 * time.Second)
+		skew.Store(int64(1500 * time.Millisecond))
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		stretch := s.Load().Stretch
+		if stretch < 2 {
+			t.Fatalf("stretch %v after a stall, want at least 2", stretch)
+		}
+		from := time.Now()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if l := s.Load(); l.Stretch != stretch {
+			t.Fatalf("stretch went from %v to %v while measuring; the test needs it steady", stretch, l.Stretch)
+		}
+		buckets := make([]int, 20)
+		total := 0
+		for _, tg := range targets {
+			for _, at := range f.startTimes(ap(tg)) {
+				if d := at.Sub(from); d >= 0 && d < 2*time.Second {
+					buckets[d/(100*time.Millisecond)]++
+					total++
+				}
+			}
+		}
+		want := float64(2*n) / stretch // probes in 2 s at the stretched rate
+		if float64(total) < 0.8*want || float64(total) > 1.2*want {
+			t.Errorf("%d probes in 2 s at stretch %v, want about %.0f", total, stretch, want)
+		}
+		mean := float64(total) / float64(len(buckets))
+		for i, c := range buckets {
+			if float64(c) < 0.5*mean || float64(c) > 1.5*mean {
+				t.Errorf("probes per 100 ms while overloaded: %v (bucket %d off the mean %.0f by more than half)", buckets, i, mean)
+				break
+			}
+		}
+	})
 }

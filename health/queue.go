@@ -26,6 +26,10 @@ type entry struct {
 	// keep (spreadLocked): the first probe comes early, the rest on the
 	// cadence spread over the interval. Zero once taken.
 	cadence time.Time
+	// credit thins an overloaded scheduler's slots: each slot adds
+	// 1/stretch, and a slot is probed when it reaches 1. It starts at a
+	// random value, so targets skip different slots.
+	credit float64
 
 	// running is set while a probe is dispatched or in flight, so probes of one
 	// target never overlap; cancel aborts that probe when the target is removed.

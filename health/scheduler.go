@@ -92,7 +92,8 @@ type Options struct {
 // probes in flight are at their limit, the dispatcher is late) is skipped,
 // never queued, so there is no catch-up burst either. When the scheduler
 // cannot keep up it probes less often and says so (Load, and the log): it
-// stretches every interval, and a timeout it noticed late is discarded
+// stretches every interval (probing one slot in Load.Stretch, each target
+// keeping its place), and a timeout it noticed late is discarded
 // rather than blamed on the backend.
 type Scheduler struct {
 	log      *slog.Logger

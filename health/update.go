@@ -106,7 +106,7 @@ func (e *entry) carry(src *entry, now time.Time) {
 	e.result = src.result
 	e.damp = src.damp.Retune(e.target.Spec.Rise, e.target.Spec.Fall)
 	e.dispatched, e.spreadAt = src.dispatched, src.spreadAt
-	e.next, e.cadence = src.next, src.cadence
+	e.next, e.cadence, e.credit = src.next, src.cadence, src.credit
 	if src.index < 0 || e.next.After(now.Add(e.interval)) {
 		e.next, e.spreadAt, e.cadence = now.Add(e.interval), now, time.Time{}
 	}
@@ -174,7 +174,7 @@ func (s *Scheduler) spreadLocked(added []*entry, now time.Time) {
 			e := g[i]
 			at := (float64(slot) + s.rand.Float64()) / n
 			e.next = now.Add(min(time.Duration(at*float64(iv)), iv-1))
-			e.spreadAt = now
+			e.spreadAt, e.credit = now, s.rand.Float64()
 			if learn < iv {
 				first := now.Add(time.Duration(at * float64(learn)))
 				if e.next.Sub(first) < iv/2 {
