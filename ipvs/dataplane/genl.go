@@ -20,6 +20,7 @@ type genlConn struct {
 	fd     int
 	family uint16
 	seq    uint32
+	buf    []byte // receive buffer, reused: every IPVS write reads an ack
 }
 
 // genlTimeout bounds every request: the kernel answers IPVS requests at once,
@@ -118,10 +119,13 @@ func (c *genlConn) exchange(family uint16, cmd, version uint8, flags uint16, att
 	return c.receive(seq)
 }
 
-// receive reads the answer to request seq: payloads until NLMSG_DONE or the
-// ack, or the kernel's error.
+// receive reads the answer to request seq: payloads (copied out of the
+// reused buffer) until NLMSG_DONE or the ack, or the kernel's error.
 func (c *genlConn) receive(seq uint32) ([][]byte, error) {
-	buf := make([]byte, 64<<10)
+	if c.buf == nil {
+		c.buf = make([]byte, 64<<10)
+	}
+	buf := c.buf
 	var out [][]byte
 	for {
 		n, _, err := unix.Recvfrom(c.fd, buf, 0)
@@ -152,7 +156,7 @@ func (c *genlConn) receive(seq uint32) ([][]byte, error) {
 				return out, nil // the ack
 			}
 			if len(m.Data) >= unix.GENL_HDRLEN {
-				out = append(out, m.Data[unix.GENL_HDRLEN:])
+				out = append(out, append([]byte(nil), m.Data[unix.GENL_HDRLEN:]...))
 			}
 			if m.Header.Flags&unix.NLM_F_MULTI == 0 {
 				return out, nil

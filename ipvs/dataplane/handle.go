@@ -91,7 +91,7 @@ func defaultConfig() config {
 		now:       time.Now,
 		procIPVS:  "/proc/net/ip_vs",
 		sysctlDir: "/proc/sys/net/ipv4/vs",
-		newKernel: func(nsPath string) (kernel, error) { return moby.New(nsPath) },
+		newKernel: openKernel,
 		procDests: true,
 		newSync:   openSync,
 	}

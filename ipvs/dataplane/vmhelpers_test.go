@@ -138,7 +138,7 @@ func openCounted(tb testing.TB, ns netns, opts ...Option) (*Handle, *countingKer
 	var ck *countingKernel
 	opts = append(opts, func(c *config) {
 		c.newKernel = func(p string) (kernel, error) {
-			k, err := moby.New(p)
+			k, err := openKernel(p)
 			if err != nil {
 				return nil, err
 			}
