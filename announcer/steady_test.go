@@ -234,3 +234,62 @@ func TestLoopCountersDoNotHoldUpPasses(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopLongPassIsNotPacedIntoTheWatchdog: a pass that moves for 5 s
+// (longer than the watchdog's 3 s here) while verdicts keep changing is
+// followed by the next pass within a second; pacing used to wait as long as
+// the pass took, and the watchdog saw no pass finish and none running for
+// longer than its bound.
+func TestLoopLongPassIsNotPacedIntoTheWatchdog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, w, l := upLoop(t)
+		if bound := time.Duration(cfg.Director.MaxFailedResyncs) * cfg.Director.ResyncInterval; bound >= 5*time.Second {
+			t.Fatalf("watchdog bound %s; the test needs it under the 5 s pass", bound)
+		}
+		steps := make(chan struct{})
+		w.mu.Lock()
+		w.steps = steps
+		runs := w.applyRuns
+		w.mu.Unlock()
+		go func() {
+			for range 10 {
+				time.Sleep(500 * time.Millisecond)
+				steps <- struct{}{}
+			}
+			close(steps)
+		}()
+		l.Poke()
+		start := time.Now()
+		var wedged []time.Duration
+		var longEnded time.Duration
+		for i := range 100 {
+			st := down
+			if i%2 == 0 {
+				st = up
+			}
+			w.setHealth(healthOf(cfg, map[string]health.State{"10.0.2.21": up, "10.0.2.22": st, "10.0.2.31": up}))
+			time.Sleep(100 * time.Millisecond)
+			if l.Wedged() {
+				wedged = append(wedged, time.Since(start))
+			}
+			w.mu.Lock()
+			if n := w.applyRuns; n == runs+1 && longEnded == 0 {
+				longEnded = time.Since(start)
+			}
+			w.mu.Unlock()
+		}
+		if len(wedged) > 0 {
+			t.Errorf("loop seen as wedged at %v after a 5 s pass that kept moving", wedged)
+		}
+		if longEnded < 5*time.Second {
+			t.Fatalf("the long pass ended after %s, want 5 s", longEnded)
+		}
+		w.mu.Lock()
+		n := w.applyRuns - runs
+		w.mu.Unlock()
+		// 10 s: the 5 s pass, then passes of no time at most a second apart.
+		if n < 5 {
+			t.Errorf("%d passes in the 10 s from a 5 s pass, want the next within a second of it and more after", n)
+		}
+	})
+}
