@@ -210,7 +210,11 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 			}
 			e.credit--
 		}
-		s.noteLateness(slot, e.interval, now)
+		if e.dispatched {
+			// A first probe late is the learning burst queueing (Options.
+			// LearnRate), not a sign the director cannot keep its cadence.
+			s.noteLateness(slot, e.interval, now)
+		}
 		if e.running {
 			s.meter.skip(SkipBusy, 1)
 			s.log.Debug("health probe skipped: previous probe still running",

@@ -1,6 +1,7 @@
 package health
 
 import (
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -84,6 +85,38 @@ func TestSchedulerLearnsSoonThenKeepsCadence(t *testing.T) {
 		}
 		if late < len(execs)/2 {
 			t.Errorf("%d of %d exec first probes after 500ms, want them spread over the 2s interval", late, len(execs))
+		}
+	})
+}
+
+// TestSchedulerLearningBurstIsNotOverload: first probes that start late
+// (the director takes longer than n/LearnRate for the learning burst, here
+// a 600 ms stall during it) do not stretch the intervals: the burst ends by
+// itself, and stretching for it left the director probing every other slot
+// for seconds after start-up.
+func TestSchedulerLearningBurstIsNotOverload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var skew atomic.Int64
+		f := newFake(nil)
+		s := newTestScheduler(f, Options{LearnRate: 2000, Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+		var targets []Target
+		for i := range 1000 {
+			targets = append(targets, tcpTarget(uint16(1000+i), 2*time.Second))
+		}
+		s.Update(targets)
+		stop := startScheduler(t, s)
+		defer stop()
+		time.Sleep(200 * time.Millisecond)
+		skew.Store(int64(600 * time.Millisecond))
+		time.Sleep(900 * time.Millisecond)
+		synctest.Wait()
+		for _, tg := range targets {
+			if len(f.startTimes(ap(tg))) == 0 {
+				t.Fatalf("%s not probed 1.1 s after start", ap(tg))
+			}
+		}
+		if l := s.Load(); l.Stretch != 1 {
+			t.Errorf("Load %+v after a late learning burst, want the intervals unstretched", l)
 		}
 	})
 }
