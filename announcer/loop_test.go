@@ -23,6 +23,12 @@ import (
 func startLoop(t *testing.T, cfg *config.Config, w *world) (*Loop, context.CancelFunc) {
 	t.Helper()
 	l := New(cfg, w.deps(), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	return l, runLoop(t, l)
+}
+
+// runLoop runs l until the returned stop is called, which waits for Run to
+// return context.Canceled.
+func runLoop(t *testing.T, l *Loop) (stop func()) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
@@ -31,7 +37,7 @@ func startLoop(t *testing.T, cfg *config.Config, w *world) (*Loop, context.Cance
 			t.Errorf("Run returned %v, want context.Canceled", err)
 		}
 	}()
-	return l, func() { cancel(); <-done }
+	return func() { cancel(); <-done }
 }
 
 func twoServiceConfig() *config.Config {

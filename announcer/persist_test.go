@@ -1,8 +1,6 @@
 package announcer
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,15 +41,8 @@ func startWithState(t *testing.T, cfg *config.Config, w *world, dir string) *dae
 	restored := store.Restore(time.Now())
 	wr := statedir.NewWriter(store, log, statedir.WriterOptions{Restored: restored})
 	l := New(cfg, w.deps(), log, Options{State: wr, Restored: &restored})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := l.Run(ctx); !errors.Is(err, context.Canceled) {
-			t.Errorf("Run returned %v, want context.Canceled", err)
-		}
-	}()
-	return &daemonRun{l: l, writer: wr, stop: func() { cancel(); <-done; wr.Close() }}
+	stop := runLoop(t, l)
+	return &daemonRun{l: l, writer: wr, stop: func() { stop(); wr.Close() }}
 }
 
 // yamlConfig parses a real configuration file (the history keeps files, so

@@ -2,8 +2,6 @@ package announcer
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -40,15 +38,7 @@ func TestLoopLogsWhereASlowPassWent(t *testing.T) {
 		w.setHealth(healthOf(cfg, allUp))
 		var logs syncBuffer
 		l := New(cfg, w.deps(), slog.New(slog.NewTextHandler(&logs, nil)), Options{})
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := l.Run(ctx); !errors.Is(err, context.Canceled) {
-				t.Errorf("Run returned %v, want context.Canceled", err)
-			}
-		}()
-		defer func() { cancel(); <-done }()
+		defer runLoop(t, l)()
 		synctest.Wait()
 		if strings.Contains(logs.String(), "slow reconcile pass") {
 			t.Fatalf("quick passes logged as slow:\n%s", logs.String())
