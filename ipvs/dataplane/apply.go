@@ -75,8 +75,9 @@ func (e *entry) distrust() {
 // restarted daemon adopts existing services and their connections instead of
 // re-creating them; services the kernel already holds as desired are not
 // diffed. In between it trusts its record of the kernel (what it read and
-// wrote since), re-reading only services that differ from want or that have
-// draining destinations. A no-op Apply therefore costs one comparison per
+// wrote since): services that differ from want are written from the record,
+// read first only when draining, being deleted or distrusted after a
+// failure, and read after a write the kernel refuses (applyService). A no-op Apply therefore costs one comparison per
 // service and no netlink request; when want lists the same keys in the same
 // order as the last call, with destinations in canonical order (as the
 // announcer's plan does), that comparison runs position by position with no
@@ -308,41 +309,6 @@ func (h *Handle) fullRead(ctx context.Context, rep *Report) (skip map[ipvs.Key]b
 	}
 	h.lastFull = h.cfg.now()
 	return skip, drift, nil
-}
-
-// applyService diffs and writes one owned service at now.
-func (h *Handle) applyService(k ipvs.Key, e *entry, want *ipvs.Service, fresh bool, now time.Time, rep *Report) {
-	if !fresh && e.exists {
-		ds, err := h.readDests(k)
-		rep.Reads++
-		if err != nil {
-			rep.Failed[k] = err
-			e.distrust()
-			return
-		}
-		e.have.Destinations = ds
-	}
-	var have *ipvs.Service
-	if e.exists {
-		have = &e.have
-	}
-	ops := ipvs.DiffService(want, have, now)
-	for _, op := range ops {
-		rep.Ops++
-		if err := h.exec(op); err != nil {
-			rep.Failed[k] = err
-			e.distrust()
-			h.log.Warn("IPVS write failed", "vip", k.String(), "reason", op.String(), "err", err)
-			h.refreshFingerprint(k, e)
-			return
-		}
-		h.log.Debug("IPVS write", "vip", k.String(), "reason", op.String())
-		e.record(op)
-	}
-	if len(ops) > 0 {
-		h.log.Info("IPVS service programmed", "vip", k.String(), "ops", len(ops), "reason", ops[0].Reason)
-	}
-	h.refreshFingerprint(k, e)
 }
 
 func (h *Handle) refreshFingerprint(k ipvs.Key, e *entry) {
