@@ -283,7 +283,7 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 	st.verify = true
 	l.running.Store(cfg)
 	st.mem.LastHealth = st.last.Verdicts()
-	l.deps.Health.Update(Targets(cfg))
+	l.deps.Health.Update(targetsKeyed(cfg, st.keys))
 	if err := l.routes.reconfigure(ctx, cfg); err != nil {
 		l.log.Error("routing reconfiguration failed", "err", err)
 	}

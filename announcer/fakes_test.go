@@ -21,7 +21,7 @@ import (
 // checks the safety invariants and fails the test on an impossible or unsafe
 // operation rather than merely recording calls.
 type world struct {
-	t   *testing.T
+	t   testing.TB
 	mu  sync.Mutex
 	log []string // operation log, for ordering assertions
 
@@ -66,7 +66,7 @@ type world struct {
 	sets   int
 }
 
-func newWorld(t *testing.T, vips ...string) *world {
+func newWorld(t testing.TB, vips ...string) *world {
 	w := &world{t: t, snap: health.Snapshot{}, changes: make(chan struct{}, 1),
 		services: map[ipvs.Key]ipvs.Service{}, owned: map[ipvs.Key]bool{}, failKeys: map[ipvs.Key]error{},
 		bound: map[netip.Addr]bool{}, ads: map[netip.Prefix]routing.Advertisement{}, allow: map[netip.Addr]bool{}}

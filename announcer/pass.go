@@ -201,7 +201,7 @@ func (l *Loop) startProbing(st *state) {
 		return
 	}
 	st.probing = true
-	l.deps.Health.Update(Targets(st.cfg))
+	l.deps.Health.Update(targetsKeyed(st.cfg, st.keys))
 }
 
 // finish reads what the routing adapter has in place, advances a shutdown,

@@ -40,15 +40,27 @@ func targetFor(svc *config.Service, b config.Backend) health.Target {
 // Targets returns every health target the configuration needs, deduplicated
 // by key, in configuration order.
 func Targets(cfg *config.Config) []health.Target {
-	seen := map[string]bool{}
-	var out []health.Target
+	return targetsKeyed(cfg, TargetKeys(cfg))
+}
+
+// targetsKeyed is Targets with the keys already computed (TargetKeys(cfg),
+// which the loop keeps): a key hashes the check, and a reload need not hash
+// every target twice.
+func targetsKeyed(cfg *config.Config, keys [][]string) []health.Target {
+	n := 0
+	for _, ks := range keys {
+		n += len(ks)
+	}
+	// Sized once: a target is a few hundred bytes, and growing the slice
+	// to 10,000 of them copied megabytes on every reload.
+	seen := make(map[string]bool, n)
+	out := make([]health.Target, 0, n)
 	for i := range cfg.Services {
 		svc := &cfg.Services[i]
-		for _, b := range backendsOf(svc) {
-			t := targetFor(svc, b)
-			if k := t.Key(); !seen[k] {
+		for j, b := range backendsOf(svc) {
+			if k := keys[i][j]; !seen[k] {
 				seen[k] = true
-				out = append(out, t)
+				out = append(out, targetFor(svc, b))
 			}
 		}
 	}

@@ -26,6 +26,9 @@ type decoder struct {
 	// found while expanding is reported where the outermost alias is used,
 	// which is the line an operator wrote, not inside the anchor.
 	uses []aliasUse
+	// fields caches fieldIndex per raw struct type: a large file has the
+	// same few structs thousands of times.
+	fields map[reflect.Type]map[string]int
 }
 
 // aliasUse is an alias being expanded and the field path where it is used.
@@ -51,7 +54,12 @@ const maxVisits = 2 * maxValues
 // when aliases exhausted the visit budget: rc is then incomplete, and
 // validating it would only add follow-on errors.
 func decodeRoot(r *report, root *yaml.Node, rc *rawConfig) bool {
-	d := &decoder{r: r, active: make(map[*yaml.Node]bool), budget: min(16*countNodes(root)+100000, maxVisits)}
+	nodes := countNodes(root)
+	d := &decoder{r: r, active: make(map[*yaml.Node]bool), budget: min(16*nodes+100000, maxVisits),
+		fields: make(map[reflect.Type]map[string]int)}
+	// Every key and list item gets a line (r.lines): sized once, the map
+	// is not grown (rehashed) over and over while a large file is decoded.
+	r.lines = make(map[string]int, nodes/2)
 	r.lines[""] = root.Line
 	if root.Kind != yaml.MappingNode {
 		r.errAt(root.Line, PathDocument, "expected a mapping of sections, got %s", describe(root)).
@@ -301,7 +309,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	t := v.Type()
 	for _, p := range d.pairs(n, path) {
 		kp := fieldPath(path, p.key)
-		i, ok := fieldIndex(t, p.key)
+		i, ok := d.fieldIndex(t, p.key)
 		if !ok {
 			d.unknownKey(p, t, path, kp)
 			continue
@@ -326,13 +334,17 @@ func (d *decoder) unknownKey(p pair, t reflect.Type, path, kp string) {
 }
 
 // fieldIndex finds the struct field whose yaml tag is key.
-func fieldIndex(t reflect.Type, key string) (int, bool) {
-	for i := 0; i < t.NumField(); i++ {
-		if t.Field(i).Tag.Get("yaml") == key {
-			return i, true
+func (d *decoder) fieldIndex(t reflect.Type, key string) (int, bool) {
+	byKey, ok := d.fields[t]
+	if !ok {
+		byKey = make(map[string]int, t.NumField())
+		for i := t.NumField() - 1; i >= 0; i-- {
+			byKey[t.Field(i).Tag.Get("yaml")] = i // the first field wins
 		}
+		d.fields[t] = byKey
 	}
-	return 0, false
+	i, ok := byKey[key]
+	return i, ok
 }
 
 // keyNames lists the keys a raw struct accepts, in field order.
