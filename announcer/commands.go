@@ -279,8 +279,8 @@ func (st *state) versions() []ConfigVersion {
 func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why string) ConfigVersion {
 	now := l.now()
 	why = withOperatorReason(ctx, why)
+	st.verifyReload(cfg)
 	v, added := st.load(cfg, now, whoFrom(ctx), why)
-	st.verify = true
 	l.running.Store(cfg)
 	st.mem.LastHealth = st.last.Verdicts()
 	l.deps.Health.Update(targetsKeyed(cfg, st.keys))

@@ -313,6 +313,7 @@ func (f fakeIPVS) Resync() {
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
 	f.w.resyncs++
+	f.w.log = append(f.w.log, "ipvs.Resync")
 }
 
 func (f fakeIPVS) Current(_ context.Context, keys []ipvs.Key) ([]ipvs.Service, error) {

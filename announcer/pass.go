@@ -40,6 +40,9 @@ type state struct {
 	// and services) instead of trusting the data plane's record: set at
 	// start, on reload and on every resync tick (settings.go).
 	verify bool
+	// verifyNext makes the pass after the next one read back: a reload
+	// that keeps the settings is applied first (verifyReload).
+	verifyNext bool
 	// verifiedAt is when the last pass that read the kernel back ended,
 	// verifyTook how long it took (verifyDue).
 	verifiedAt  time.Time
@@ -184,6 +187,7 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 		st.verifiedAt = l.now()
 		st.verifyTook = st.verifiedAt.Sub(r.start)
 	}
+	l.verifyLater(st, verifying)
 	l.finish(ctx, st, p, &r)
 	if r.phases.total() >= slowPassLog {
 		l.log.Info("slow reconcile pass", "took", r.phases.total().Round(time.Millisecond), "reason", r.phases.String())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -60,6 +61,41 @@ func TestLoopVerifiesKernelOnTicksAndReloads(t *testing.T) {
 		}
 		if !l.Status().Sync.Configured {
 			t.Errorf("status does not show sync configured: %+v", l.Status().Sync)
+		}
+	})
+}
+
+// TestLoopReloadAppliesBeforeReadingBack: a reload that keeps the settings
+// programs the new weights from the data plane's record, and the pass right
+// after it reads the kernel back; before, the reload's own pass read every
+// service back first, about half of SIGHUP to applied under emulation.
+func TestLoopReloadAppliesBeforeReadingBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, w, l := upLoop(t)
+		_, resyncs, _ := w.settingsCalls()
+		w.mu.Lock()
+		w.log = nil
+		w.mu.Unlock()
+		next := cfg.Clone()
+		next.Digest = "v2"
+		next.Services[0].Backends[0].Weight = 3
+		if _, err := l.Reload(t.Context(), next); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.weights("198.18.0.10"); got != "10.0.2.21:80=3 10.0.2.22:80=1" {
+			t.Errorf("kernel when Reload returned: %s, want the new weight", got)
+		}
+		synctest.Wait()
+		w.mu.Lock()
+		log := slices.Clone(w.log)
+		w.mu.Unlock()
+		apply := slices.IndexFunc(log, func(s string) bool { return strings.HasPrefix(s, "ipvs.Apply") })
+		resync := slices.Index(log, "ipvs.Resync")
+		if apply < 0 || resync < apply {
+			t.Errorf("operations after the reload: %q; want IPVS applied first, then read back", log)
+		}
+		if _, r, _ := w.settingsCalls(); r != resyncs+1 {
+			t.Errorf("read-backs after the reload: %d, want 1", r-resyncs)
 		}
 	})
 }
