@@ -180,6 +180,7 @@ func (r *runner) steady(ctx context.Context, d *daemon, _ string, res *Run) erro
 	res.CPUSeconds = (c1 - c0).Seconds()
 	res.SteadyWrites = w1.Sub(w0)
 	res.RSS, res.RSSLargest = d.rss()
+	r.save(fmt.Sprintf("%s-%s-%d.memory.txt", fileName(r.s.Name()), d.kind, res.Rep+1), memoryBreakdown(d.pids()))
 	if !d.alive() {
 		return fmt.Errorf("%s exited", d.kind)
 	}

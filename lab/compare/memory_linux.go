@@ -1,0 +1,101 @@
+package compare
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// memoryBreakdown describes where each of pids' resident memory lies, from
+// /proc/PID/smaps: anonymous memory (a Go daemon's heap, stacks and runtime
+// metadata; a C daemon's malloc arenas) apart from the file pages of its
+// executable and libraries (code and read-only data it touched, which the
+// page cache holds anyway and the kernel can reclaim), by mapping.
+func memoryBreakdown(pids []int) string {
+	var b strings.Builder
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+		if err != nil {
+			fmt.Fprintf(&b, "pid %d: %v\n", pid, err)
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		fmt.Fprintf(&b, "pid %d (%s)\n", pid, strings.TrimSpace(string(comm)))
+		writeMappings(&b, smapsRSS(data))
+	}
+	return b.String()
+}
+
+// mappingRSS is the resident memory of the mappings sharing a name and
+// permissions, in kB.
+type mappingRSS struct {
+	name       string
+	rss, dirty int64
+	anon       int64
+}
+
+// smapsRSS sums smaps' Rss, Private_Dirty and Anonymous per mapping name and
+// permissions (anonymous mappings are named [anon]).
+func smapsRSS(smaps []byte) []mappingRSS {
+	sums := map[string]*mappingRSS{}
+	var cur *mappingRSS
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(f[0], ":") { // a mapping's header: range perms offset dev inode [path]
+			name := "[anon]"
+			if len(f) >= 6 {
+				name = f[5]
+			}
+			if len(f) >= 2 {
+				name += " " + f[1]
+			}
+			if sums[name] == nil {
+				sums[name] = &mappingRSS{name: name}
+			}
+			cur = sums[name]
+			continue
+		}
+		if cur == nil || len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Rss:":
+			cur.rss += kb
+		case "Private_Dirty:":
+			cur.dirty += kb
+		case "Anonymous:":
+			cur.anon += kb
+		}
+	}
+	out := make([]mappingRSS, 0, len(sums))
+	for _, m := range sums {
+		if m.rss > 0 {
+			out = append(out, *m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rss > out[j].rss })
+	return out
+}
+
+// writeMappings writes the anonymous and file-backed totals, then each
+// mapping's share.
+func writeMappings(b *strings.Builder, ms []mappingRSS) {
+	var rss, anon int64
+	for _, m := range ms {
+		rss += m.rss
+		anon += m.anon
+	}
+	fmt.Fprintf(b, "  RSS %d kB: anonymous %d kB, file pages %d kB\n", rss, anon, rss-anon)
+	for _, m := range ms {
+		fmt.Fprintf(b, "  %8d kB (anonymous %d, dirty %d)  %s\n", m.rss, m.anon, m.dirty, m.name)
+	}
+}

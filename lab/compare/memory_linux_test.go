@@ -1,0 +1,51 @@
+package compare
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSmapsRSS sums a daemon's smaps per mapping and splits anonymous memory
+// from file pages.
+func TestSmapsRSS(t *testing.T) {
+	smaps := `00400000-00402000 r--p 00000000 00:20 123   /usr/sbin/directord
+Rss:                   8 kB
+Private_Dirty:         0 kB
+Anonymous:             0 kB
+00402000-00ecb000 r-xp 00002000 00:20 123   /usr/sbin/directord
+Rss:                8548 kB
+Private_Dirty:         0 kB
+Anonymous:             0 kB
+01ba8000-01ba9000 r--p 017a7000 00:20 123   /usr/sbin/directord
+Rss:                   4 kB
+Private_Dirty:         4 kB
+Anonymous:             4 kB
+c000000000-c004000000 rw-p 00000000 00:00 0
+Rss:                9000 kB
+Private_Dirty:      9000 kB
+Anonymous:          9000 kB
+7f0000000000-7f0000100000 rw-p 00000000 00:00 0
+Rss:                 300 kB
+Private_Dirty:       300 kB
+Anonymous:           300 kB
+`
+	ms := smapsRSS([]byte(smaps))
+	want := []mappingRSS{
+		{name: "[anon] rw-p", rss: 9300, dirty: 9300, anon: 9300},
+		{name: "/usr/sbin/directord r-xp", rss: 8548},
+		{name: "/usr/sbin/directord r--p", rss: 12, dirty: 4, anon: 4},
+	}
+	if len(ms) != len(want) {
+		t.Fatalf("got %+v, want %+v", ms, want)
+	}
+	for i := range want {
+		if ms[i] != want[i] {
+			t.Errorf("mapping %d: got %+v, want %+v", i, ms[i], want[i])
+		}
+	}
+	var b strings.Builder
+	writeMappings(&b, ms)
+	if !strings.Contains(b.String(), "RSS 17860 kB: anonymous 9304 kB, file pages 8556 kB") {
+		t.Errorf("totals wrong:\n%s", b.String())
+	}
+}
