@@ -45,18 +45,20 @@ type Event struct {
 // sequence number. It is safe for concurrent use.
 type EventLog struct {
 	mu     sync.Mutex
-	ring   []Event
-	next   uint64 // sequence of the next event
+	ring   []Event // grows to size as events come, then wraps
+	next   uint64  // sequence of the next event
 	notify chan struct{}
 	size   int // the ring's capacity, fixed at construction
 }
 
-// NewEventLog keeps up to size events.
+// NewEventLog keeps up to size events. The ring grows as events come: a
+// director with few services never holds the memory of a full one (4,096
+// events are half a MiB).
 func NewEventLog(size int) *EventLog {
 	if size < 1 {
 		size = 1
 	}
-	return &EventLog{ring: make([]Event, 0, size), next: 1, notify: make(chan struct{}), size: size}
+	return &EventLog{next: 1, notify: make(chan struct{}), size: size}
 }
 
 // maxEventText bounds each text field of an event. The ring keeps 4,096
@@ -74,10 +76,10 @@ func (l *EventLog) Append(e Event) Event {
 	defer l.mu.Unlock()
 	e.Seq = l.next
 	l.next++
-	if len(l.ring) < cap(l.ring) {
+	if len(l.ring) < l.size {
 		l.ring = append(l.ring, e)
 	} else {
-		l.ring[int(e.Seq-1)%cap(l.ring)] = e
+		l.ring[int(e.Seq-1)%l.size] = e
 	}
 	close(l.notify)
 	l.notify = make(chan struct{})
@@ -110,7 +112,7 @@ func (l *EventLog) SinceAtMost(after uint64, n int) (events []Event, newest uint
 	}
 	end := min(newest, after+uint64(max(n, 0)))
 	for seq := after + 1; seq <= end; seq++ {
-		events = append(events, l.ring[int(seq-1)%cap(l.ring)])
+		events = append(events, l.ring[int(seq-1)%l.size])
 	}
 	return events, newest, lost, l.notify
 }

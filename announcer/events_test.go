@@ -25,3 +25,23 @@ func TestEventTextsBounded(t *testing.T) {
 		t.Errorf("stored %+v", events)
 	}
 }
+
+// TestEventLogGrowsWithEvents: a log of 4,096 events holds memory for the
+// events it has, not for 4,096 (half a MiB) from the start, and still wraps
+// at its size.
+func TestEventLogGrowsWithEvents(t *testing.T) {
+	l := NewEventLog(100)
+	for range 10 {
+		l.Append(Event{Kind: "backend"})
+	}
+	if c := cap(l.ring); c >= 100 {
+		t.Errorf("10 events hold a ring of capacity %d, want it to grow with the events", c)
+	}
+	for range 200 {
+		l.Append(Event{Kind: "backend"})
+	}
+	events, newest, lost, _ := l.Since(0)
+	if len(events) != 100 || !lost || newest != 210 || events[0].Seq != 111 || events[99].Seq != 210 {
+		t.Errorf("after 210 events: %d events (%d..%d), newest %d, lost %v; want the last 100, 111..210, lost", len(events), events[0].Seq, events[len(events)-1].Seq, newest, lost)
+	}
+}
