@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -72,20 +73,40 @@ func serveBenchListener(kind string) int {
 			go serveLean(ln)
 		}
 	default:
-		for range runtime.GOMAXPROCS(0) {
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
+		// "tcp" also answers on 127.0.0.2-10 (benchAddr), the same port:
+		// ten real servers, as a service of the comparison has.
+		lns := []net.Listener{ln}
+		for i := 1; i < 10; i++ {
+			more, err := net.Listen("tcp", netip.AddrPortFrom(benchAddr(i), uint16(ln.Addr().(*net.TCPAddr).Port)).String())
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			lns = append(lns, more)
+		}
+		for _, l := range lns {
+			for range runtime.GOMAXPROCS(0) {
+				go acceptAndClose(l)
+			}
 		}
 	}
 	io.Copy(io.Discard, os.Stdin) // the parent closes stdin (or dies) to stop us
 	return 0
+}
+
+// benchAddr is the i-th (0-9) loopback address the "tcp" bench listener
+// answers on: 127.0.0.1-10.
+func benchAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}) }
+
+// acceptAndClose accepts connections on ln and closes them until ln closes.
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
 }
 
 // leanAnswer is what the lean listener sends to every request.

@@ -74,7 +74,7 @@ func (s *Scheduler) dispatchLoop(ctx context.Context, wg *sync.WaitGroup) error 
 // holds only its own goroutine, and nothing else waits for it.
 func (s *Scheduler) launch(ctx context.Context, wg *sync.WaitGroup, e *entry) {
 	held := []*budget{&s.goProbes}
-	if e.target.Spec.Type == check.Exec {
+	if e.spec.Type == check.Exec {
 		held = append(held, &s.execs)
 	} else {
 		held = append(held, &s.sockets)
@@ -103,7 +103,7 @@ func (s *Scheduler) launch(ctx context.Context, wg *sync.WaitGroup, e *entry) {
 func (s *Scheduler) skipLimit(e *entry) {
 	s.meter.skip(SkipLimit, 1)
 	s.log.Debug("health probe skipped: too many probes in flight",
-		"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "check", e.target.Spec.Type)
+		"backend", netip.AddrPortFrom(e.addr, e.port), "check", e.spec.Type)
 	s.release([]*entry{e})
 }
 
@@ -218,7 +218,7 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 		if e.running {
 			s.meter.skip(SkipBusy, 1)
 			s.log.Debug("health probe skipped: previous probe still running",
-				"backend", netip.AddrPortFrom(e.target.Addr, e.target.Port), "check", e.target.Spec.Type)
+				"backend", netip.AddrPortFrom(e.addr, e.port), "check", e.spec.Type)
 			continue
 		}
 		e.running, e.dispatched = true, true

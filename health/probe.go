@@ -67,7 +67,7 @@ func (s *Scheduler) begin(e *entry, cancel context.CancelFunc) (Target, bool) {
 		return Target{}, false
 	}
 	e.cancel = cancel
-	return e.target, true
+	return e.target(), true
 }
 
 // record ends e's probe that ran from start to end with outcome err: it

@@ -95,18 +95,40 @@ func usage(b *testing.B) resources {
 }
 
 // BenchmarkSchedulerHeap reports the heap a Scheduler holds per target in
-// steady state: 1,000 distinct tcp targets (the comparison's N=100 x 10)
-// probed for two intervals against a listener, then a Snapshot taken, as
-// the announcer takes one each pass. Live bytes after a GC, divided by the
-// targets: the part of directord's memory that grows with its targets.
+// steady state: 1,000 tcp targets probed for two intervals against a
+// listener, then a Snapshot taken, as the announcer takes one each pass.
+// Live bytes after a GC, divided by the targets: the part of directord's
+// memory that grows with its targets. Two ways:
+//
+//   - service-checks: the comparison's N=100 x 10: 100 services, each with
+//     its own check, on 10 real servers (127.0.0.1-10);
+//   - distinct-checks: every target's check differs (the timeout), so no
+//     two share a spec.
 func BenchmarkSchedulerHeap(b *testing.B) {
 	port := benchListener(b, "tcp")
 	const n, interval = 1000, 500 * time.Millisecond
-	targets := make([]Target, n)
-	for i := range targets {
-		targets[i] = Target{Addr: loopback, Port: port, Spec: check.Spec{Type: check.TCP,
-			Interval: interval, Timeout: 250*time.Millisecond + time.Duration(i)*time.Microsecond, Rise: 1, Fall: 3}}
+	spec := func(i int) check.Spec {
+		return check.Spec{Type: check.TCP, Interval: interval, Timeout: 250*time.Millisecond + time.Duration(i)*time.Microsecond, Rise: 1, Fall: 3}
 	}
+	b.Run("service-checks", func(b *testing.B) {
+		targets := make([]Target, n)
+		for i := range targets {
+			targets[i] = Target{Addr: benchAddr(i % 10), Port: port, Spec: spec(i / 10)}
+		}
+		measureSchedulerHeap(b, targets, interval)
+	})
+	b.Run("distinct-checks", func(b *testing.B) {
+		targets := make([]Target, n)
+		for i := range targets {
+			targets[i] = Target{Addr: loopback, Port: port, Spec: spec(i)}
+		}
+		measureSchedulerHeap(b, targets, interval)
+	})
+}
+
+// measureSchedulerHeap runs a Scheduler on targets for two intervals and
+// reports the live heap it holds per target, every target up.
+func measureSchedulerHeap(b *testing.B, targets []Target, interval time.Duration) {
 	for b.Loop() {
 		before := liveHeap()
 		s := NewScheduler(nil, Options{})
@@ -121,10 +143,15 @@ func BenchmarkSchedulerHeap(b *testing.B) {
 		if err := <-done; err != nil {
 			b.Fatal(err)
 		}
-		if len(snap) != n {
-			b.Fatalf("snapshot has %d targets, want %d", len(snap), n)
+		if len(snap) != len(targets) {
+			b.Fatalf("snapshot has %d targets, want %d", len(snap), len(targets))
 		}
-		b.ReportMetric(float64(after-before)/n, "heap-B/target")
+		for k, r := range snap {
+			if r.State != Up {
+				b.Fatalf("%s is %s (%s), want every target up", k, r.State, r.Reason)
+			}
+		}
+		b.ReportMetric(float64(after-before)/float64(len(targets)), "heap-B/target")
 		runtime.KeepAlive(s)
 	}
 }

@@ -3,14 +3,24 @@ package health
 import (
 	"container/heap"
 	"context"
+	"net/netip"
 	"time"
+
+	"github.com/anycast-director/director/health/check"
 )
 
 // entry is one deduplicated target inside the Scheduler. Every field is guarded
 // by Scheduler.mu.
 type entry struct {
-	key      string
-	target   Target
+	key string
+	// addr, port, path and spec are the Target probed. spec is shared by
+	// the entries whose checks are identical (a service's backends; Update
+	// interns it) and never modified: a copy in every entry was 300 bytes
+	// per target.
+	addr     netip.Addr
+	port     uint16
+	path     Path
+	spec     *check.Spec
 	interval time.Duration
 	timeout  time.Duration
 
@@ -153,9 +163,30 @@ func nextSlot(scheduled, now time.Time, interval time.Duration) time.Time {
 	return next
 }
 
-// cloneTarget deep-copies the slices of t, so a caller reusing its slices after
-// Update cannot race with probes.
-func cloneTarget(t Target) Target {
-	t.Spec = t.Spec.Clone()
-	return t
+// target is the Target e probes.
+func (e *entry) target() Target {
+	return Target{Addr: e.addr, Port: e.port, Spec: *e.spec, Path: e.path}
+}
+
+// specs interns the check specs of the targets an Update adds: targets with
+// identical specs share one copy, deep-copied from the caller's so a caller
+// reusing its slices after Update cannot race with probes.
+type specs struct {
+	byEncoding map[string]*check.Spec
+	buf        []byte
+}
+
+// intern returns the shared copy of s.
+func (in *specs) intern(s *check.Spec) *check.Spec {
+	in.buf = s.AppendTiming(s.AppendProbe(in.buf[:0])) // every field of a Spec
+	if p, ok := in.byEncoding[string(in.buf)]; ok {
+		return p
+	}
+	if in.byEncoding == nil {
+		in.byEncoding = make(map[string]*check.Spec)
+	}
+	p := new(check.Spec)
+	*p = s.Clone()
+	in.byEncoding[string(in.buf)] = p
+	return p
 }

@@ -105,7 +105,7 @@ func TestSchedulerDedup(t *testing.T) {
 		f := newFake(nil)
 		s := newTestScheduler(f, Options{})
 		a, b := tcpTarget(80, time.Second), tcpTarget(81, time.Second)
-		s.Update([]Target{a, b, a, cloneTarget(a)})
+		s.Update([]Target{a, b, a, {Addr: a.Addr, Port: a.Port, Spec: a.Spec.Clone()}})
 		stop := startScheduler(t, s)
 		time.Sleep(3 * time.Second)
 		stop()

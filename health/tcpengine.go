@@ -186,7 +186,7 @@ func (g *tcpEngine) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Durat
 			return 0
 		}
 		for _, e := range due {
-			if runsInEngine(e.target) {
+			if runsInEngine(e) {
 				g.start(ctx, e)
 			} else {
 				g.s.launch(ctx, wg, e)
@@ -215,9 +215,9 @@ func (g *tcpEngine) waitUntil(wait time.Duration) time.Time {
 	return at
 }
 
-// runsInEngine says whether t's probe runs in the tcp engine: a built-in
+// runsInEngine says whether e's probe runs in the tcp engine: a built-in
 // tcp check without a forwarding path.
-func runsInEngine(t Target) bool { return t.Spec.Type == check.TCP && !t.Path.VIP.IsValid() }
+func runsInEngine(e *entry) bool { return e.spec.Type == check.TCP && !e.path.VIP.IsValid() }
 
 // harvest records the completions in the first n events, then every other
 // completion the kernel already has, so no finished probe waits unread

@@ -134,8 +134,8 @@ func TestTCPEngineLimitSkipsSlot(t *testing.T) {
 	defer g.abort()
 	s.sockets.limit = 1
 	spec := check.Spec{Type: check.TCP, Interval: time.Second, Timeout: time.Second}
-	a := newEntry("a", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
-	b := newEntry("b", Target{Addr: loopback, Port: full, Spec: spec}, time.Now())
+	a := newEntry("a", &Target{Addr: loopback, Port: full, Spec: spec}, &spec, time.Now())
+	b := newEntry("b", &Target{Addr: loopback, Port: full, Spec: spec}, &spec, time.Now())
 	a.running, b.running = true, true
 	g.start(t.Context(), a)
 	g.start(t.Context(), b)
@@ -271,7 +271,7 @@ func TestTCPEngineLateExpiryAsksTheSocket(t *testing.T) {
 	defer g.close()
 	defer g.abort()
 	spec := check.Spec{Type: check.TCP, Interval: 5 * time.Second, Timeout: 1500 * time.Millisecond}
-	e := newEntry("late", Target{Addr: loopback, Port: port, Spec: spec}, time.Now())
+	e := newEntry("late", &Target{Addr: loopback, Port: port, Spec: spec}, &spec, time.Now())
 	e.running = true
 	g.start(t.Context(), e)
 	if len(g.list) != 1 {

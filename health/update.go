@@ -27,6 +27,7 @@ func (s *Scheduler) Update(targets []Target) {
 	}
 	want := make(map[string]struct{}, len(targets))
 	var added []*entry
+	var shared specs
 	s.mu.Lock()
 	now := s.now()
 	for i, k := range keys {
@@ -37,7 +38,7 @@ func (s *Scheduler) Update(targets []Target) {
 		if _, ok := s.entries[k]; ok {
 			continue
 		}
-		added = append(added, newEntry(k, cloneTarget(targets[i]), now))
+		added = append(added, newEntry(k, &targets[i], shared.intern(&targets[i].Spec), now))
 	}
 	fresh := s.carryLocked(added, now)
 	removed := 0
@@ -104,7 +105,7 @@ func (s *Scheduler) carryLocked(added []*entry, now time.Time) (fresh []*entry) 
 // and a longer one from the next probe.
 func (e *entry) carry(src *entry, now time.Time) {
 	e.result = src.result
-	e.damp = src.damp.Retune(e.target.Spec.Rise, e.target.Spec.Fall)
+	e.damp = src.damp.Retune(e.spec.Rise, e.spec.Fall)
 	e.dispatched, e.spreadAt = src.dispatched, src.spreadAt
 	e.next, e.cadence, e.credit = src.next, src.cadence, src.credit
 	if src.index < 0 || e.next.After(now.Add(e.interval)) {
@@ -112,8 +113,9 @@ func (e *entry) carry(src *entry, now time.Time) {
 	}
 }
 
-// newEntry builds the queue entry for a new target with defaults applied.
-func newEntry(key string, t Target, now time.Time) *entry {
+// newEntry builds the queue entry for a new target with defaults applied;
+// spec is t's Spec, interned.
+func newEntry(key string, t *Target, spec *check.Spec, now time.Time) *entry {
 	interval := t.Spec.Interval
 	if interval <= 0 {
 		interval = DefaultInterval
@@ -123,7 +125,7 @@ func newEntry(key string, t Target, now time.Time) *entry {
 		timeout = interval
 	}
 	return &entry{
-		key: key, target: t, interval: interval, timeout: timeout, index: -1,
+		key: key, addr: t.Addr, port: t.Port, path: t.Path, spec: spec, interval: interval, timeout: timeout, index: -1,
 		damp:   NewDampener(t.Spec.Rise, t.Spec.Fall),
 		result: Result{State: Unknown, Reason: "waiting for first probe", Since: now},
 	}
@@ -157,7 +159,7 @@ func (s *Scheduler) spreadLocked(added []*entry, now time.Time) {
 	groups := make(map[group][]*entry)
 	var order []group
 	for _, e := range added {
-		k := group{e.interval, e.target.Spec.Type == check.Exec}
+		k := group{e.interval, e.spec.Type == check.Exec}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
