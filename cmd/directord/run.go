@@ -41,6 +41,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "directord run: unexpected argument %q (use -config FILE)\n", fs.Arg(0))
 		return exitUsage
 	}
+	gc := applyGCDefault(os.Getenv)
 	cfg, err := config.Load(*path)
 	if err != nil {
 		printConfigErrors(stderr, err)
@@ -48,6 +49,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	log := newLogger(stderr, cfg.Log, level)
+	log.Info("memory settings", "reason", gc)
 	if err := checkCapabilities(cfg); err != nil {
 		log.Error("start failed", "err", err)
 		return exitFail
