@@ -86,16 +86,28 @@ func smapsRSS(smaps []byte) []mappingRSS {
 	return out
 }
 
+// smallMapping is the resident size (kB) under which mappings are summed
+// into one line: keepalived maps some fifty libraries of a few pages each.
+const smallMapping = 100
+
 // writeMappings writes the anonymous and file-backed totals, then each
-// mapping's share.
+// mapping's share, the small ones summed.
 func writeMappings(b *strings.Builder, ms []mappingRSS) {
-	var rss, anon int64
+	var rss, anon, smallRSS, smallAnon int64
+	small := 0
 	for _, m := range ms {
 		rss += m.rss
 		anon += m.anon
 	}
 	fmt.Fprintf(b, "  RSS %d kB: anonymous %d kB, file pages %d kB\n", rss, anon, rss-anon)
 	for _, m := range ms {
+		if m.rss < smallMapping {
+			small, smallRSS, smallAnon = small+1, smallRSS+m.rss, smallAnon+m.anon
+			continue
+		}
 		fmt.Fprintf(b, "  %8d kB (anonymous %d, dirty %d)  %s\n", m.rss, m.anon, m.dirty, m.name)
+	}
+	if small > 0 {
+		fmt.Fprintf(b, "  %8d kB (anonymous %d)  %d mappings of less than %d kB each\n", smallRSS, smallAnon, small, smallMapping)
 	}
 }

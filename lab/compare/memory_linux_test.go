@@ -45,7 +45,8 @@ Anonymous:           300 kB
 	}
 	var b strings.Builder
 	writeMappings(&b, ms)
-	if !strings.Contains(b.String(), "RSS 17860 kB: anonymous 9304 kB, file pages 8556 kB") {
+	if !strings.Contains(b.String(), "RSS 17860 kB: anonymous 9304 kB, file pages 8556 kB") ||
+		!strings.Contains(b.String(), "12 kB (anonymous 4)  1 mappings of less than 100 kB each") {
 		t.Errorf("totals wrong:\n%s", b.String())
 	}
 }
