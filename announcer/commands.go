@@ -283,7 +283,7 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 	v, added := st.load(cfg, now, whoFrom(ctx), why)
 	l.running.Store(cfg)
 	st.mem.LastHealth = st.last.Verdicts()
-	l.deps.Health.Update(targetsKeyed(cfg, st.keys))
+	l.updateHealth(st)
 	if err := l.routes.reconfigure(ctx, cfg); err != nil {
 		l.log.Error("routing reconfiguration failed", "err", err)
 	}

@@ -18,10 +18,13 @@ import (
 
 // state is everything the loop goroutine owns.
 type state struct {
-	cfg       *config.Config
-	keys      [][]string // TargetKeys(cfg)
-	last      Plan       // the last pass's plan
-	history   []loaded   // newest last
+	cfg  *config.Config
+	keys [][]string // TargetKeys(cfg)
+	// checked holds the keys the health checks were last given
+	// (updateHealth); nil before the first time.
+	checked   [][]string
+	last      Plan     // the last pass's plan
+	history   []loaded // newest last
 	keep      int
 	nextVer   int
 	overrides Overrides
@@ -205,7 +208,7 @@ func (l *Loop) startProbing(st *state) {
 		return
 	}
 	st.probing = true
-	l.deps.Health.Update(targetsKeyed(st.cfg, st.keys))
+	l.updateHealth(st)
 }
 
 // finish reads what the routing adapter has in place, advances a shutdown,

@@ -202,3 +202,42 @@ func TestVerifyCutShortByShutdownIsNoFailure(t *testing.T) {
 		t.Errorf("a cancelled read was logged as an error:\n%s", logged.String())
 	}
 }
+
+// TestLoopReloadGivesHealthOnlyChangedTargets: a reload that changes a
+// weight leaves the health checks alone (their targets are the same); one
+// that changes a check hands them the new targets.
+func TestLoopReloadGivesHealthOnlyChangedTargets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, w, l := upLoop(t)
+		updates := func() int {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return len(slices.DeleteFunc(slices.Clone(w.log), func(s string) bool { return !strings.HasPrefix(s, "health.Update") }))
+		}
+		before := updates()
+		weight := cfg.Clone()
+		weight.Digest = "v2"
+		weight.Services[0].Backends[0].Weight = 3
+		if _, err := l.Reload(t.Context(), weight); err != nil {
+			t.Fatal(err)
+		}
+		if n := updates() - before; n != 0 {
+			t.Errorf("a weight change gave the health checks their targets %d times, want none", n)
+		}
+		check := weight.Clone()
+		check.Digest = "v3"
+		check.Services[1].Health.Interval = 3 * time.Second
+		if _, err := l.Reload(t.Context(), check); err != nil {
+			t.Fatal(err)
+		}
+		w.mu.Lock()
+		targets := slices.Clone(w.targets)
+		w.mu.Unlock()
+		if n := updates() - before; n != 1 {
+			t.Errorf("a check change gave the health checks their targets %d times, want once", n)
+		}
+		if !slices.ContainsFunc(targets, func(tg health.Target) bool { return tg.Spec.Interval == 3*time.Second }) {
+			t.Errorf("the health checks do not have the new interval: %+v", targets)
+		}
+	})
+}

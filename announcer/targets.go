@@ -1,6 +1,8 @@
 package announcer
 
 import (
+	"slices"
+
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/health"
 )
@@ -65,4 +67,17 @@ func targetsKeyed(cfg *config.Config, keys [][]string) []health.Target {
 		}
 	}
 	return out
+}
+
+// updateHealth hands the health checks the targets of the running
+// configuration, unless they were given these very targets last time (a
+// reload that changes weights, names or anything but the checks): the
+// scheduler would keep every target as it is, and building and keying the
+// targets again cost tens of milliseconds per 1,000 under emulation.
+func (l *Loop) updateHealth(st *state) {
+	if st.checked != nil && slices.EqualFunc(st.checked, st.keys, slices.Equal[[]string]) {
+		return
+	}
+	l.deps.Health.Update(targetsKeyed(st.cfg, st.keys))
+	st.checked = st.keys
 }
