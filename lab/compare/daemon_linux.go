@@ -106,6 +106,8 @@ func (d *daemon) pids() []int {
 type stat struct {
 	ppid int
 	cpu  time.Duration // utime + stime + cutime + cstime
+	// system is stime + cstime: the part of cpu spent in the kernel.
+	system time.Duration
 }
 
 // procStat reads /proc/PID/stat. CPU times are in USER_HZ (100 per second).
@@ -123,24 +125,35 @@ func procStat(pid int) (stat, error) {
 	}
 	var st stat
 	st.ppid, _ = strconv.Atoi(f[1])
-	var ticks int64
+	var ticks, sys int64
 	for _, i := range []int{11, 12, 13, 14} {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
 		ticks += v
+		if i == 12 || i == 14 {
+			sys += v
+		}
 	}
 	st.cpu = time.Duration(ticks) * 10 * time.Millisecond
+	st.system = time.Duration(sys) * 10 * time.Millisecond
 	return st, nil
 }
 
 // cpu is the CPU time the daemon's processes used so far.
 func (d *daemon) cpu() time.Duration {
-	var sum time.Duration
+	total, _ := d.cpuSplit()
+	return total
+}
+
+// cpuSplit is the CPU time the daemon's processes used so far, and the part
+// of it spent in the kernel (system time).
+func (d *daemon) cpuSplit() (total, system time.Duration) {
 	for _, pid := range d.pids() {
 		if st, err := procStat(pid); err == nil {
-			sum += st.cpu
+			total += st.cpu
+			system += st.system
 		}
 	}
-	return sum
+	return total, system
 }
 
 // rss is the resident memory of the daemon's processes, summed (keepalived's

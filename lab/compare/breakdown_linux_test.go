@@ -3,6 +3,7 @@ package compare
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSmapsRSS sums a daemon's smaps per mapping and splits anonymous memory
@@ -48,5 +49,15 @@ Anonymous:           300 kB
 	if !strings.Contains(b.String(), "RSS 17860 kB: anonymous 9304 kB, file pages 8556 kB") ||
 		!strings.Contains(b.String(), "12 kB (anonymous 4)  1 mappings of less than 100 kB each") {
 		t.Errorf("totals wrong:\n%s", b.String())
+	}
+}
+
+// TestCPUBreakdown splits the steady window's CPU into user and system, per
+// probe.
+func TestCPUBreakdown(t *testing.T) {
+	got := cpuBreakdown(3*time.Second, 2*time.Second, 1000)
+	want := "steady window: 1000 probes; CPU 3.00 s (3.000 ms per probe): user 1.00 s (1.000 ms per probe), system 2.00 s (2.000 ms per probe)\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // memoryBreakdown describes where each of pids' resident memory lies, from
@@ -110,4 +111,19 @@ func writeMappings(b *strings.Builder, ms []mappingRSS) {
 	if small > 0 {
 		fmt.Fprintf(b, "  %8d kB (anonymous %d)  %d mappings of less than %d kB each\n", smallRSS, smallAnon, small, smallMapping)
 	}
+}
+
+// cpuBreakdown says how a daemon's CPU time over the steady window splits
+// between its own code (user) and the kernel's work on its behalf (system:
+// sockets, connects, netlink), in total and per completed probe.
+func cpuBreakdown(total, system time.Duration, probes uint64) string {
+	user := total - system
+	per := func(d time.Duration) string {
+		if probes == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f ms", d.Seconds()*1000/float64(probes))
+	}
+	return fmt.Sprintf("steady window: %d probes; CPU %.2f s (%s per probe): user %.2f s (%s per probe), system %.2f s (%s per probe)\n",
+		probes, total.Seconds(), per(total), user.Seconds(), per(user), system.Seconds(), per(system))
 }
