@@ -37,9 +37,12 @@ type mappingRSS struct {
 	name       string
 	rss, dirty int64
 	anon       int64
+	// huge is the anonymous memory in transparent huge pages (2 MiB each:
+	// a sparse heap in them is resident far beyond what it uses).
+	huge int64
 }
 
-// smapsRSS sums smaps' Rss, Private_Dirty and Anonymous per mapping name and
+// smapsRSS sums smaps' Rss, Private_Dirty, Anonymous and AnonHugePages per mapping name and
 // permissions (anonymous mappings are named [anon]).
 func smapsRSS(smaps []byte) []mappingRSS {
 	sums := map[string]*mappingRSS{}
@@ -75,6 +78,8 @@ func smapsRSS(smaps []byte) []mappingRSS {
 			cur.dirty += kb
 		case "Anonymous:":
 			cur.anon += kb
+		case "AnonHugePages:":
+			cur.huge += kb
 		}
 	}
 	out := make([]mappingRSS, 0, len(sums))
@@ -94,19 +99,20 @@ const smallMapping = 100
 // writeMappings writes the anonymous and file-backed totals, then each
 // mapping's share, the small ones summed.
 func writeMappings(b *strings.Builder, ms []mappingRSS) {
-	var rss, anon, smallRSS, smallAnon int64
+	var rss, anon, huge, smallRSS, smallAnon int64
 	small := 0
 	for _, m := range ms {
 		rss += m.rss
 		anon += m.anon
+		huge += m.huge
 	}
-	fmt.Fprintf(b, "  RSS %d kB: anonymous %d kB, file pages %d kB\n", rss, anon, rss-anon)
+	fmt.Fprintf(b, "  RSS %d kB: anonymous %d kB (in transparent huge pages %d kB), file pages %d kB\n", rss, anon, huge, rss-anon)
 	for _, m := range ms {
 		if m.rss < smallMapping {
 			small, smallRSS, smallAnon = small+1, smallRSS+m.rss, smallAnon+m.anon
 			continue
 		}
-		fmt.Fprintf(b, "  %8d kB (anonymous %d, dirty %d)  %s\n", m.rss, m.anon, m.dirty, m.name)
+		fmt.Fprintf(b, "  %8d kB (anonymous %d, huge pages %d, dirty %d)  %s\n", m.rss, m.anon, m.huge, m.dirty, m.name)
 	}
 	if small > 0 {
 		fmt.Fprintf(b, "  %8d kB (anonymous %d)  %d mappings of less than %d kB each\n", smallRSS, smallAnon, small, smallMapping)

@@ -25,6 +25,7 @@ c000000000-c004000000 rw-p 00000000 00:00 0
 Rss:                9000 kB
 Private_Dirty:      9000 kB
 Anonymous:          9000 kB
+AnonHugePages:      6144 kB
 7f0000000000-7f0000100000 rw-p 00000000 00:00 0
 Rss:                 300 kB
 Private_Dirty:       300 kB
@@ -32,7 +33,7 @@ Anonymous:           300 kB
 `
 	ms := smapsRSS([]byte(smaps))
 	want := []mappingRSS{
-		{name: "[anon] rw-p", rss: 9300, dirty: 9300, anon: 9300},
+		{name: "[anon] rw-p", rss: 9300, dirty: 9300, anon: 9300, huge: 6144},
 		{name: "/usr/sbin/directord r-xp", rss: 8548},
 		{name: "/usr/sbin/directord r--p", rss: 12, dirty: 4, anon: 4},
 	}
@@ -46,7 +47,7 @@ Anonymous:           300 kB
 	}
 	var b strings.Builder
 	writeMappings(&b, ms)
-	if !strings.Contains(b.String(), "RSS 17860 kB: anonymous 9304 kB, file pages 8556 kB") ||
+	if !strings.Contains(b.String(), "RSS 17860 kB: anonymous 9304 kB (in transparent huge pages 6144 kB), file pages 8556 kB") ||
 		!strings.Contains(b.String(), "12 kB (anonymous 4)  1 mappings of less than 100 kB each") {
 		t.Errorf("totals wrong:\n%s", b.String())
 	}
