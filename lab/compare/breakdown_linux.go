@@ -121,8 +121,9 @@ func writeMappings(b *strings.Builder, ms []mappingRSS) {
 
 // cpuBreakdown says how a daemon's CPU time over the steady window splits
 // between its own code (user) and the kernel's work on its behalf (system:
-// sockets, connects, netlink), in total and per completed probe.
-func cpuBreakdown(total, system time.Duration, probes uint64) string {
+// sockets, connects, netlink, and page faults, counted apart), in total and
+// per completed probe.
+func cpuBreakdown(total, system time.Duration, faults int64, probes uint64) string {
 	user := total - system
 	per := func(d time.Duration) string {
 		if probes == 0 {
@@ -130,6 +131,6 @@ func cpuBreakdown(total, system time.Duration, probes uint64) string {
 		}
 		return fmt.Sprintf("%.3f ms", d.Seconds()*1000/float64(probes))
 	}
-	return fmt.Sprintf("steady window: %d probes; CPU %.2f s (%s per probe): user %.2f s (%s per probe), system %.2f s (%s per probe)\n",
-		probes, total.Seconds(), per(total), user.Seconds(), per(user), system.Seconds(), per(system))
+	return fmt.Sprintf("steady window: %d probes; CPU %.2f s (%s per probe): user %.2f s (%s per probe), system %.2f s (%s per probe); %d minor page faults\n",
+		probes, total.Seconds(), per(total), user.Seconds(), per(user), system.Seconds(), per(system), faults)
 }

@@ -56,8 +56,8 @@ Anonymous:           300 kB
 // TestCPUBreakdown splits the steady window's CPU into user and system, per
 // probe.
 func TestCPUBreakdown(t *testing.T) {
-	got := cpuBreakdown(3*time.Second, 2*time.Second, 1000)
-	want := "steady window: 1000 probes; CPU 3.00 s (3.000 ms per probe): user 1.00 s (1.000 ms per probe), system 2.00 s (2.000 ms per probe)\n"
+	got := cpuBreakdown(3*time.Second, 2*time.Second, 420, 1000)
+	want := "steady window: 1000 probes; CPU 3.00 s (3.000 ms per probe): user 1.00 s (1.000 ms per probe), system 2.00 s (2.000 ms per probe); 420 minor page faults\n"
 	if got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}

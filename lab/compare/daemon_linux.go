@@ -108,6 +108,9 @@ type stat struct {
 	cpu  time.Duration // utime + stime + cutime + cstime
 	// system is stime + cstime: the part of cpu spent in the kernel.
 	system time.Duration
+	// faults counts the minor page faults (minflt + cminflt): under
+	// emulation each costs system time.
+	faults int64
 }
 
 // procStat reads /proc/PID/stat. CPU times are in USER_HZ (100 per second).
@@ -126,6 +129,10 @@ func procStat(pid int) (stat, error) {
 	var st stat
 	st.ppid, _ = strconv.Atoi(f[1])
 	var ticks, sys int64
+	for _, i := range []int{7, 8} { // minflt, cminflt
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		st.faults += v
+	}
 	for _, i := range []int{11, 12, 13, 14} {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
 		ticks += v
@@ -140,20 +147,21 @@ func procStat(pid int) (stat, error) {
 
 // cpu is the CPU time the daemon's processes used so far.
 func (d *daemon) cpu() time.Duration {
-	total, _ := d.cpuSplit()
+	total, _, _ := d.cpuSplit()
 	return total
 }
 
-// cpuSplit is the CPU time the daemon's processes used so far, and the part
-// of it spent in the kernel (system time).
-func (d *daemon) cpuSplit() (total, system time.Duration) {
+// cpuSplit is the CPU time the daemon's processes used so far, the part of
+// it spent in the kernel (system time), and their minor page faults.
+func (d *daemon) cpuSplit() (total, system time.Duration, faults int64) {
 	for _, pid := range d.pids() {
 		if st, err := procStat(pid); err == nil {
 			total += st.cpu
 			system += st.system
+			faults += st.faults
 		}
 	}
-	return total, system
+	return total, system, faults
 }
 
 // rss is the resident memory of the daemon's processes, summed (keepalived's

@@ -155,7 +155,7 @@ func (r *runner) steady(ctx context.Context, d *daemon, _ string, res *Run) erro
 		return err
 	}
 	p0, t0 := r.topo.probes(), time.Now()
-	c0, s0 := d.cpuSplit()
+	c0, s0, f0 := d.cpuSplit()
 	w0, err := r.writes.read()
 	if err != nil {
 		return err
@@ -171,7 +171,7 @@ func (r *runner) steady(ctx context.Context, d *daemon, _ string, res *Run) erro
 		r.save(fmt.Sprintf("%s-%s-%d.perf.txt", fileName(r.s.Name()), d.kind, res.Rep+1), prof.report())
 	}
 	p1, t1 := r.topo.probes(), time.Now()
-	c1, s1 := d.cpuSplit()
+	c1, s1, f1 := d.cpuSplit()
 	w1, err := r.writes.read()
 	if err != nil {
 		return err
@@ -183,7 +183,7 @@ func (r *runner) steady(ctx context.Context, d *daemon, _ string, res *Run) erro
 	res.SteadyWrites = w1.Sub(w0)
 	res.RSS, res.RSSLargest = d.rss()
 	r.save(fmt.Sprintf("%s-%s-%d.memory.txt", fileName(r.s.Name()), d.kind, res.Rep+1), memoryBreakdown(d.pids()))
-	r.save(fmt.Sprintf("%s-%s-%d.cpu.txt", fileName(r.s.Name()), d.kind, res.Rep+1), cpuBreakdown(c1-c0, s1-s0, res.Probes))
+	r.save(fmt.Sprintf("%s-%s-%d.cpu.txt", fileName(r.s.Name()), d.kind, res.Rep+1), cpuBreakdown(c1-c0, s1-s0, f1-f0, res.Probes))
 	if !d.alive() {
 		return fmt.Errorf("%s exited", d.kind)
 	}
