@@ -78,6 +78,9 @@ type Memory struct {
 	// down after a failed probe), so a restart does not zero the weights of a
 	// service that is carrying traffic. Entries go once their backend settles.
 	Adopted map[DestID]int
+	// HeldSince is when each service's new backends began to wait outside
+	// the kernel for their first verdicts (see holdNew).
+	HeldSince map[ipvs.Key]time.Time
 }
 
 // BackendID identifies a backend of a named service across reloads.
@@ -164,6 +167,9 @@ type BackendPlan struct {
 	Draining bool
 	// Deleted says its drain deadline has passed: it is no longer in IPVS.
 	Deleted bool
+	// Held says it is new and not in IPVS yet: it waits for the first
+	// verdicts of the service's other new backends (see holdNew).
+	Held bool
 	// Reason explains Effective.
 	Reason string
 	// Override describes an active operator override ("" when none).
@@ -180,6 +186,7 @@ func plan(in Input) Plan {
 		Previous:      make(map[ipvs.Key]ipvs.Service, len(cfg.Services)),
 		LastHealth:    map[BackendID]health.Result{},
 		Adopted:       map[DestID]int{},
+		HeldSince:     map[ipvs.Key]time.Time{},
 	}}
 	wake := func(t time.Time) {
 		if t.After(now) && (p.Wake.IsZero() || t.Before(p.Wake)) {
@@ -242,18 +249,16 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 		}
 		sp.Backends = append(sp.Backends, bp)
 	}
+	if !local {
+		dests = d.holdNew(key, &sp, dests)
+	}
 	sp.OK = sp.Healthy >= sp.MinHealthy
 	if local {
 		return sp, nil
 	}
-	// A new service enters IPVS at once, its backends without a verdict at
-	// weight 0 (learning): every service and real server is in the kernel
-	// as soon as the configuration is loaded, and each verdict then costs
-	// one weight write. Holding a service back until all of its backends
-	// had a verdict saved that write but left it out of the kernel for the
-	// whole learn period: at 100 services x 10 under emulation the last
-	// service entered IPVS 38 s after start, keepalived's 6 s. Its VIP is
-	// advertised only once learned and servable, as before.
+	// A new service enters IPVS at once; its new backends follow together
+	// once each has a first verdict (holdNew). Its VIP is advertised only
+	// once learned and servable.
 	dests = append(dests, d.removedDests(key, dests)...)
 	ipvs.SortCanonical(dests)
 	return sp, &ipvs.Service{Key: key, Scheduler: svc.Scheduler, Flags: svc.SchedulerFlags,

@@ -133,14 +133,14 @@ func TestPlanLearnHoldDownWithdraw(t *testing.T) {
 	cfg := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.22"))
 	key := "tcp/198.18.0.10:80"
 	runScenario(t, []step{
-		// A new service is programmed at once, every backend without a
-		// verdict at weight 0; each verdict sets its weight.
-		{name: "nothing checked yet: in IPVS at weight 0", cfg: cfg,
+		// A new service is programmed at once; its backends enter
+		// together once each has a first verdict (TestPlanHoldsNewBackends).
+		{name: "nothing checked yet: the service without destinations", cfg: cfg,
 			wantReasons: map[string]string{"198.18.0.10": "learning"},
-			wantDests:   map[string][]string{key: {"10.0.2.21:80 w0", "10.0.2.22:80 w0"}}},
-		{name: "one verdict, still learning: its weight", at: time.Second, health: map[string]health.State{"10.0.2.21": up},
+			wantDests:   map[string][]string{key: nil}},
+		{name: "one verdict, still learning: held for the other", at: time.Second, health: map[string]health.State{"10.0.2.21": up},
 			wantReasons: map[string]string{"198.18.0.10": "learning"},
-			wantDests:   map[string][]string{key: {"10.0.2.21:80 w1", "10.0.2.22:80 w0"}}},
+			wantDests:   map[string][]string{key: nil}},
 		{name: "learned, hold-down starts", at: 2 * time.Second,
 			health:      map[string]health.State{"10.0.2.21": up, "10.0.2.22": up},
 			wantReasons: map[string]string{"198.18.0.10": "hold-down 2/2"},

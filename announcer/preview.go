@@ -75,6 +75,7 @@ func diffPlans(before, after Plan, now time.Time) []Change {
 		old[s.Key] = s
 	}
 	seen := map[ipvs.Key]bool{}
+	held := heldAdds(before, after)
 	for _, s := range after.IPVS {
 		seen[s.Key] = true
 		o, ok := old[s.Key]
@@ -82,12 +83,14 @@ func diffPlans(before, after Plan, now time.Time) []Change {
 			out = append(out, Change{Kind: "service", Action: "add", Subject: s.Key.String(),
 				Detail: fmt.Sprintf("scheduler %s %s", s.Scheduler, strings.Join(s.Flags, ","))})
 			out = append(out, diffDests(s.Key, nil, live(s.Destinations, now))...)
+			out = append(out, held[s.Key]...)
 			continue
 		}
 		if d := serviceDelta(o, s); d != "" {
 			out = append(out, Change{Kind: "service", Action: "change", Subject: s.Key.String(), Detail: d})
 		}
 		out = append(out, diffDests(s.Key, live(o.Destinations, now), live(s.Destinations, now))...)
+		out = append(out, held[s.Key]...)
 	}
 	for _, s := range before.IPVS {
 		if !seen[s.Key] {
@@ -95,6 +98,31 @@ func diffPlans(before, after Plan, now time.Time) []Change {
 		}
 	}
 	out = append(out, diffRoutes(before.VIPs, after.VIPs)...)
+	return out
+}
+
+// heldAdds lists the backends that after adds once they have a first
+// verdict (holdNew): they are not in its IPVS state yet, but the change is
+// the operator's to see.
+func heldAdds(before, after Plan) map[ipvs.Key][]Change {
+	was := map[string]bool{}
+	for _, sp := range before.Services {
+		for _, bp := range sp.Backends {
+			if bp.Held {
+				was[sp.Key.String()+" -> "+netip.AddrPortFrom(bp.Address, bp.Port).String()] = true
+			}
+		}
+	}
+	out := map[ipvs.Key][]Change{}
+	for _, sp := range after.Services {
+		for _, bp := range sp.Backends {
+			subject := sp.Key.String() + " -> " + netip.AddrPortFrom(bp.Address, bp.Port).String()
+			if bp.Held && !was[subject] {
+				out[sp.Key] = append(out[sp.Key], Change{Kind: "destination", Action: "add", Subject: subject,
+					Detail: fmt.Sprintf("weight %d when healthy; it enters IPVS once it and the service's other new backends have a first verdict", bp.Configured)})
+			}
+		}
+	}
 	return out
 }
 

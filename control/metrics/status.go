@@ -211,7 +211,7 @@ func (c *statusCollector) collectService(e emitter, s *announcer.ServiceStatus) 
 		if b.Health.Probes > 0 {
 			e.gauge(c.backendLatency, b.Health.Latency.Seconds(), s.Name, be)
 		}
-		if ipvsService && !b.Deleted {
+		if ipvsService && !b.Deleted && !b.Held {
 			emitStats(e, c.dstConns, c.dstPackets, c.dstBytes, b.Counters, s.Name, be)
 			e.gauge(c.dstActive, float64(b.Counters.ActiveConns), s.Name, be)
 			e.gauge(c.dstInactive, float64(b.Counters.InactiveConns), s.Name, be)
