@@ -127,6 +127,7 @@ func (l *Loop) vipEvent(st *state, vp VIPPlan, on bool, now time.Time) {
 // timing) is compared with the one it replaced.
 func (l *Loop) healthEvents(st *state, snap health.Snapshot, now time.Time) {
 	if st.prevHealth != nil {
+		firstUp := 0
 		var prevByProbe map[string]health.Result
 		for key, r := range snap {
 			old, ok := st.prevHealth[key]
@@ -142,10 +143,18 @@ func (l *Loop) healthEvents(st *state, snap health.Snapshot, now time.Time) {
 			if !ok && r.State == health.Unknown {
 				continue
 			}
+			if old.State == health.Unknown && r.State == health.Up {
+				firstUp++
+			}
 			subject := targetName(key)
 			l.log.Debug("backend health changed", "backend", subject, "reason", r.Reason, "state", r.State.String())
 			l.events.Append(Event{Time: now, Kind: EventHealth, Subject: subject,
 				From: old.State.String(), To: r.State.String(), Reason: r.Reason})
+		}
+		if firstUp > 0 {
+			// The health checker logs these at debug level only.
+			l.log.Info("backends passed their first health check", "count", firstUp,
+				"reason", "each is in the event log; a first failure is logged one by one")
 		}
 	}
 	st.prevHealth = snap

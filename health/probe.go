@@ -110,7 +110,16 @@ func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error
 			"ok", err == nil, "latency", latency, "err", err)
 	}
 	if changed {
-		s.log.Info("health state changed", "backend", netip.AddrPortFrom(t.Addr, t.Port),
+		// A first verdict that is Up is routine: at start-up every target
+		// has one, and a line each (thousands, each costing about as much
+		// CPU as a probe under emulation) slowed the learn burst. The
+		// announcer logs how many passed in each pass; a first verdict of
+		// Down, and every later change, is logged here one by one.
+		level := slog.LevelInfo
+		if prev == Unknown && res.State == Up {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "health state changed", "backend", netip.AddrPortFrom(t.Addr, t.Port),
 			"check", t.Spec.Type, "state", res.State, "reason", res.Reason)
 		select {
 		case s.changes <- struct{}{}:
