@@ -15,6 +15,9 @@ import (
 // holdView renders a plan's destinations of its first service and which of
 // its backends are held, with the service's healthy count.
 func holdView(p Plan) string {
+	if len(p.IPVS) == 0 {
+		return fmt.Sprintf("ipvs none held %d healthy %d", len(p.Services[0].Backends), p.Services[0].Healthy)
+	}
 	var ds []string
 	for _, d := range p.IPVS[0].Destinations {
 		ds = append(ds, fmt.Sprintf("%s w%d", d.Address, d.Weight))
@@ -31,7 +34,8 @@ func holdView(p Plan) string {
 // TestPlanHoldsNewBackends: a service's backends that are not in the kernel
 // yet wait outside it until each has a first verdict, and then enter
 // together at their verdicts' weights (one write each); a held backend does
-// not count as healthy. Backends already in the kernel (planned before, or
+// not count as healthy. A new service with nothing to program waits with
+// them, so it is created with its destinations (and mh built once). Backends already in the kernel (planned before, or
 // adopted after a restart) are never held, and a target that never gets a
 // verdict stops holding the others after maxHold.
 func TestPlanHoldsNewBackends(t *testing.T) {
@@ -47,7 +51,7 @@ func TestPlanHoldsNewBackends(t *testing.T) {
 		}
 		return p
 	}
-	p := step("no verdict", two, 0, nil, "ipvs [] held [10.0.2.22 10.0.2.21] healthy 0")
+	p := step("no verdict: the service waits too", two, 0, nil, "ipvs none held 2 healthy 0")
 	if p.Wake != t0.Add(maxHold) {
 		t.Errorf("wake at %v, want the hold's end %v", p.Wake.Sub(t0), maxHold)
 	}
@@ -55,7 +59,7 @@ func TestPlanHoldsNewBackends(t *testing.T) {
 		t.Errorf("held backend's reason %q does not say why", r)
 	}
 	step("one up, one unknown", two, time.Second, map[string]health.State{"10.0.2.21": up},
-		"ipvs [] held [10.0.2.22 10.0.2.21] healthy 0")
+		"ipvs none held 2 healthy 0")
 	step("both known", two, 2*time.Second, map[string]health.State{"10.0.2.21": up, "10.0.2.22": down},
 		"ipvs [10.0.2.22 w0 10.0.2.21 w1] held [] healthy 1")
 	both := map[string]health.State{"10.0.2.21": up, "10.0.2.22": up}
@@ -70,4 +74,7 @@ func TestPlanHoldsNewBackends(t *testing.T) {
 	mem = Memory{Adopted: map[DestID]int{{Service: key, Dest: netip.MustParseAddrPort("10.0.2.21:80")}: 3}}
 	step("restart: the adopted backend stays, the other is held", two, 0, nil,
 		"ipvs [10.0.2.21 w3] held [10.0.2.22] healthy 0")
+	mem = Memory{Previous: map[ipvs.Key]ipvs.Service{key: {Key: key, Scheduler: "mh"}}}
+	step("a service already in the kernel stays there while its backends are held", two, 0, nil,
+		"ipvs [] held [10.0.2.22 10.0.2.21] healthy 0")
 }

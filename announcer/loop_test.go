@@ -261,7 +261,8 @@ func TestLoopPreviewChangesNothing(t *testing.T) {
 		w.mu.Lock()
 		applies := w.applyRuns
 		w.mu.Unlock()
-		cfg2 := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.23"))
+		cfg2 := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.23"),
+			webService("api", "198.18.0.12", 1, "10.0.2.41"))
 		cfg2.Director.HoldDown = 0
 		changes, err := l.Preview(t.Context(), cfg2)
 		if err != nil {
@@ -275,8 +276,12 @@ func TestLoopPreviewChangesNothing(t *testing.T) {
 			"change destination tcp/198.18.0.10:80 -> 10.0.2.22:80",
 			"add destination tcp/198.18.0.10:80 -> 10.0.2.23:80",
 			"change destination tcp/198.18.0.11:80 -> 10.0.2.31:80",
+			"add service tcp/198.18.0.12:80", // with its real servers, once learned
+			"add destination tcp/198.18.0.12:80 -> 10.0.2.41:80",
+			"add route 198.18.0.12/32",
 			"remove route 198.18.0.11/32",
 			"reset health web 10.0.2.23:80",
+			"reset health api 10.0.2.41:80",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("preview (-want +got):\n%s", diff)

@@ -249,16 +249,14 @@ func planService(svc *config.Service, keys []string, in Input, d *drainer) (Serv
 		}
 		sp.Backends = append(sp.Backends, bp)
 	}
+	waiting := false
 	if !local {
-		dests = d.holdNew(key, &sp, dests)
+		dests, waiting = d.holdNew(key, &sp, dests)
 	}
 	sp.OK = sp.Healthy >= sp.MinHealthy
-	if local {
+	if local || waiting {
 		return sp, nil
 	}
-	// A new service enters IPVS at once; its new backends follow together
-	// once each has a first verdict (holdNew). Its VIP is advertised only
-	// once learned and servable.
 	dests = append(dests, d.removedDests(key, dests)...)
 	ipvs.SortCanonical(dests)
 	return sp, &ipvs.Service{Key: key, Scheduler: svc.Scheduler, Flags: svc.SchedulerFlags,

@@ -133,14 +133,14 @@ func TestPlanLearnHoldDownWithdraw(t *testing.T) {
 	cfg := testConfig(webService("web", "198.18.0.10", 1, "10.0.2.21", "10.0.2.22"))
 	key := "tcp/198.18.0.10:80"
 	runScenario(t, []step{
-		// A new service is programmed at once; its backends enter
-		// together once each has a first verdict (TestPlanHoldsNewBackends).
-		{name: "nothing checked yet: the service without destinations", cfg: cfg,
+		// A new service enters IPVS with its backends once each has a
+		// first verdict (TestPlanHoldsNewBackends).
+		{name: "nothing checked yet: not in IPVS", cfg: cfg,
 			wantReasons: map[string]string{"198.18.0.10": "learning"},
-			wantDests:   map[string][]string{key: nil}},
+			wantDests:   map[string][]string{}},
 		{name: "one verdict, still learning: held for the other", at: time.Second, health: map[string]health.State{"10.0.2.21": up},
 			wantReasons: map[string]string{"198.18.0.10": "learning"},
-			wantDests:   map[string][]string{key: nil}},
+			wantDests:   map[string][]string{}},
 		{name: "learned, hold-down starts", at: 2 * time.Second,
 			health:      map[string]health.State{"10.0.2.21": up, "10.0.2.22": up},
 			wantReasons: map[string]string{"198.18.0.10": "hold-down 2/2"},

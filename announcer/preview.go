@@ -92,6 +92,16 @@ func diffPlans(before, after Plan, now time.Time) []Change {
 		out = append(out, diffDests(s.Key, live(o.Destinations, now), live(s.Destinations, now))...)
 		out = append(out, held[s.Key]...)
 	}
+	for _, sp := range after.Services {
+		// A new service that waits for its real servers' first verdicts
+		// (holdNew) is not in after's IPVS state yet.
+		if !seen[sp.Key] && len(held[sp.Key]) > 0 {
+			seen[sp.Key] = true
+			out = append(out, Change{Kind: "service", Action: "add", Subject: sp.Key.String(),
+				Detail: "with its real servers, once each has a first verdict"})
+			out = append(out, held[sp.Key]...)
+		}
+	}
 	for _, s := range before.IPVS {
 		if !seen[s.Key] {
 			out = append(out, Change{Kind: "service", Action: "remove", Subject: s.Key.String()})
