@@ -4,6 +4,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // gcPercent returns the collector's current target.
@@ -35,5 +37,20 @@ func TestApplyGCDefault(t *testing.T) {
 		if !strings.Contains(msg, tc.says) {
 			t.Errorf("env %v: %q does not say %s", tc.env, msg, tc.says)
 		}
+	}
+}
+
+// TestDisableHugePages: directord's process is kept out of transparent huge
+// pages (the kernel reports the flag back).
+func TestDisableHugePages(t *testing.T) {
+	if err := disableHugePages(); err != nil {
+		t.Fatal(err)
+	}
+	on, err := unix.PrctlRetInt(unix.PR_GET_THP_DISABLE, 0, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on != 1 {
+		t.Errorf("PR_GET_THP_DISABLE = %d after disableHugePages, want 1", on)
 	}
 }

@@ -41,7 +41,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "directord run: unexpected argument %q (use -config FILE)\n", fs.Arg(0))
 		return exitUsage
 	}
-	gc := applyGCDefault(os.Getenv)
+	gc := applyMemorySettings(os.Getenv)
 	cfg, err := config.Load(*path)
 	if err != nil {
 		printConfigErrors(stderr, err)
