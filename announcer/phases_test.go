@@ -1,10 +1,9 @@
 package announcer
 
 import (
-	"bytes"
+	"github.com/anycast-director/director/internal/syncbuf"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,23 +11,8 @@ import (
 	"github.com/anycast-director/director/health"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer safe for a logger and a reader at once.
+type syncBuffer = syncbuf.Buffer
 
 // TestLoopLogsWhereASlowPassWent: a pass whose IPVS programming takes 2 s
 // is logged as slow, naming the step; a quick pass is not logged.

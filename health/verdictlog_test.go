@@ -1,38 +1,23 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/anycast-director/director/health/check"
+	"github.com/anycast-director/director/internal/syncbuf"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the scheduler's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the logged lines that contain every one of parts.
-func (l *lockedBuffer) lines(parts ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// linesWith returns the lines of logs that contain every one of parts.
+func linesWith(logs string, parts ...string) []string {
 	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(logs, "\n") {
 		match := line != ""
 		for _, p := range parts {
 			match = match && strings.Contains(line, p)
@@ -56,7 +41,7 @@ func TestSchedulerLogsFirstUpAtDebug(t *testing.T) {
 			}
 			return nil
 		})
-		var buf lockedBuffer
+		var buf syncbuf.Buffer
 		opts := Options{Checkers: map[check.Type]Checker{check.TCP: f}, Coalesce: -1}
 		s := NewScheduler(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), opts)
 		s.Update([]Target{tcpTarget(80, time.Second), tcpTarget(81, time.Second)})
@@ -65,19 +50,19 @@ func TestSchedulerLogsFirstUpAtDebug(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		changed := `msg="health state changed" backend=10.0.0.1:`
-		if got := buf.lines("level=DEBUG", changed+"80 ", "state=up"); len(got) != 1 {
+		if got := linesWith(buf.String(), "level=DEBUG", changed+"80 ", "state=up"); len(got) != 1 {
 			t.Errorf("first Up of :80 logged at debug %d times, want once", len(got))
 		}
-		if got := buf.lines("level=INFO", changed+"80 "); len(got) != 0 {
+		if got := linesWith(buf.String(), "level=INFO", changed+"80 "); len(got) != 0 {
 			t.Errorf("first Up of :80 logged at info: %q", got)
 		}
-		if got := buf.lines("level=INFO", changed+"81 ", "state=down"); len(got) != 1 {
+		if got := linesWith(buf.String(), "level=INFO", changed+"81 ", "state=down"); len(got) != 1 {
 			t.Errorf("first Down of :81 logged at info %d times, want once", len(got))
 		}
 		failA.Store(true)
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
-		if got := buf.lines("level=INFO", changed+"80 ", "state=down"); len(got) != 1 {
+		if got := linesWith(buf.String(), "level=INFO", changed+"80 ", "state=down"); len(got) != 1 {
 			t.Errorf(":80 going down logged at info %d times, want once", len(got))
 		}
 	})

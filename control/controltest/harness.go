@@ -2,12 +2,12 @@ package controltest
 
 import (
 	"context"
+	"github.com/anycast-director/director/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -269,21 +269,4 @@ func Backend(s *announcer.Status, service, addr string) (announcer.BackendStatus
 }
 
 // SyncBuffer is a goroutine-safe log sink the tests read.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-// Write appends p; it is io.Writer for loggers on several goroutines.
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns everything written so far.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type SyncBuffer = syncbuf.Buffer
