@@ -49,9 +49,7 @@ func (d *drainer) removedDests(key ipvs.Key, current []ipvs.Destination) []ipvs.
 	var out []ipvs.Destination
 	for _, pd := range prev.Destinations {
 		// Services have a handful of destinations: a scan beats a map.
-		if slices.ContainsFunc(current, func(c ipvs.Destination) bool {
-			return c.Address == pd.Address && c.Port == pd.Port
-		}) {
+		if inDests(current, pd.AddrPort()) {
 			continue
 		}
 		pd.DrainUntil = d.track(DestID{Service: key, Dest: pd.AddrPort()}, true)
