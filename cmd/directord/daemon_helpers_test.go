@@ -144,6 +144,17 @@ func tcpBackend(t *testing.T) int {
 func startLocalDaemon(t *testing.T, name string, vip int, timing string) (d *daemonProc, dir, cfgPath, cfg string) {
 	t.Helper()
 	bin := buildDaemon(t)
+	dir, cfgPath, cfg = writeLocalConfig(t, name, vip, timing)
+	d = startDaemonProc(t, filepath.Join(dir, "d.sock"), bin, "run", "-config", cfgPath)
+	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
+	return d, dir, cfgPath, cfg
+}
+
+// writeLocalConfig writes startLocalDaemon's configuration (one service,
+// local forwarding, one tcp backend on loopback, health timing as given) into
+// a fresh directory and returns the directory, the file and its text.
+func writeLocalConfig(t *testing.T, name string, vip int, timing string) (dir, cfgPath, cfg string) {
+	t.Helper()
 	dir = controltest.ShortTempDir(t)
 	cfgPath = filepath.Join(dir, "directord.yaml")
 	cfg = fmt.Sprintf(`director: { name: %[4]s, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
@@ -160,7 +171,5 @@ services:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d = startDaemonProc(t, filepath.Join(dir, "d.sock"), bin, "run", "-config", cfgPath)
-	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
-	return d, dir, cfgPath, cfg
+	return dir, cfgPath, cfg
 }

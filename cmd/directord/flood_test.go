@@ -173,22 +173,7 @@ func TestFloodCannotTakeProbesDescriptors(t *testing.T) {
 // listener caps are a sixteenth of that limit.
 func TestOpenFilesLimitRaised(t *testing.T) {
 	bin := buildDaemon(t)
-	dir := controltest.ShortTempDir(t)
-	cfgPath := filepath.Join(dir, "directord.yaml")
-	cfg := fmt.Sprintf(`director: { name: nofile, announce: none, hold_down: 0s, graceful_shutdown: 0s, linger: 0s, state_dir: %[1]s/state }
-api: { socket: %[1]s/d.sock }
-metrics: { listen: "" }
-services:
-  - name: web
-    vip: %[2]s
-    port: 80
-    forwarding: local
-    health: { type: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }
-    backends: [ { address: 127.0.0.1, port: %[3]d } ]
-`, dir, vipFor(50), tcpBackend(t))
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, cfgPath, _ := writeLocalConfig(t, "nofile", 50, "interval: 200ms, timeout: 100ms")
 	d := startDaemonProc(t, filepath.Join(dir, "d.sock"), "prlimit", "--nofile=512:2048", "--", bin, "run", "-config", cfgPath)
 	d.waitStatus("the VIP advertised", 15*time.Second, vipAdvertised)
 	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", d.pid()))
