@@ -165,22 +165,37 @@ func (d *daemon) cpuSplit() (total, system time.Duration, faults int64) {
 }
 
 // rss is the resident memory of the daemon's processes, summed (keepalived's
-// parent and checker are counted both), and the largest single process's.
-func (d *daemon) rss() (sum, largest int64) {
+// parent and checker are counted both), the largest single process's, and
+// the anonymous part of the sum: the memory the daemon itself holds, without
+// the pages of its binary and libraries that the page cache shares and can
+// drop.
+func (d *daemon) rss() (sum, largest, anon int64) {
 	for _, pid := range d.pids() {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if kb, ok := statusKB(line, "VmRSS:"); ok {
 				sum += kb * 1024
 				largest = max(largest, kb*1024)
 			}
+			if kb, ok := statusKB(line, "RssAnon:"); ok {
+				anon += kb * 1024
+			}
 		}
 	}
-	return sum, largest
+	return sum, largest, anon
+}
+
+// statusKB parses a /proc/PID/status line "name   123 kB".
+func statusKB(line, name string) (int64, bool) {
+	v, ok := strings.CutPrefix(line, name)
+	if !ok {
+		return 0, false
+	}
+	kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+	return kb, err == nil
 }
 
 // signal sends sig to the daemon's main process (keepalived's parent relays

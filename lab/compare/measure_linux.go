@@ -181,7 +181,7 @@ func (r *runner) steady(ctx context.Context, d *daemon, _ string, res *Run) erro
 	res.ProbeRate = float64(res.Probes) / res.SteadySeconds
 	res.CPUSeconds = (c1 - c0).Seconds()
 	res.SteadyWrites = w1.Sub(w0)
-	res.RSS, res.RSSLargest = d.rss()
+	res.RSS, res.RSSLargest, res.RSSAnon = d.rss()
 	r.save(fmt.Sprintf("%s-%s-%d.memory.txt", fileName(r.s.Name()), d.kind, res.Rep+1), memoryBreakdown(d.pids()))
 	r.save(fmt.Sprintf("%s-%s-%d.cpu.txt", fileName(r.s.Name()), d.kind, res.Rep+1), cpuBreakdown(c1-c0, s1-s0, f1-f0, res.Probes))
 	if !d.alive() {

@@ -59,6 +59,7 @@ var Figures = []Figure{
 	{Name: "daemon CPU per completed probe", Unit: " ms", Value: Run.CPUPerProbe, Goal: 0.5, Format: "%.3f"},
 	{Name: "daemon CPU, % of one core", Unit: " %", Value: Run.CPUPercent, Goal: 1, Format: "%.1f"},
 	{Name: "RSS (all the daemon's processes)", Unit: " MiB", Value: func(r Run) float64 { return mib(r.RSS) }, Goal: 1, Format: "%.1f"},
+	{Name: "RSS: anonymous part (without the binary's and libraries' file pages)", Unit: " MiB", Value: func(r Run) float64 { return mib(r.RSSAnon) }, Format: "%.1f"},
 	{Name: "start-up: every service and real server in IPVS", Unit: " s", Value: func(r Run) float64 { return r.StartInIPVS }, Goal: 1, Format: "%.2f"},
 	{Name: "start-up: health settled (every weight right)", Unit: " s", Value: func(r Run) float64 { return r.StartSettled }, Goal: 1, Format: "%.2f"},
 	{Name: "start-up: IPVS writes", Unit: "", Value: func(r Run) float64 { return float64(r.StartWrites.Commands) }, Goal: 1, Format: "%.0f"},
@@ -258,7 +259,9 @@ const methodText = `
 - **CPU** is the daemon's processes' user+system time (keepalived: parent and
   checker) over a steady window with every server healthy; per completed
   probe it divides by the probes the listeners accepted in that window.
-  **RSS** sums the daemon's processes.
+  **RSS** sums the daemon's processes; its anonymous part leaves out the
+  pages of the binary and shared libraries (the page cache shares those and
+  can drop them), which is what the daemon itself holds.
 - **IPVS writes** are counted in the guest kernel with kprobes on the IPVS
   set commands (netlink and setsockopt), whichever way a daemon writes.
   "Other" writes are those beyond the N that the change itself needs.

@@ -31,6 +31,10 @@ type Run struct {
 	// end of the steady window; RSSLargest is its largest process's.
 	RSS        int64 `json:"rss_bytes"`
 	RSSLargest int64 `json:"rss_largest_bytes"`
+	// RSSAnon is the anonymous part of RSS (heap, stacks, written data):
+	// what the daemon holds beyond the binary's pages that the page cache
+	// shares and can reclaim.
+	RSSAnon int64 `json:"rss_anon_bytes"`
 
 	// Detection: real server 0 stops answering, to weight 0 in every
 	// service; Recovery: it answers again, to its weight back everywhere.
