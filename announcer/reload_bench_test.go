@@ -69,16 +69,7 @@ func benchReload(b *testing.B, n int) {
 		all[fmt.Sprintf("10.100.0.%d", 10+j)] = health.Up
 	}
 	w.setHealth(healthOf(cfg, all))
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := statedir.NewStore(dir)
-	restored := store.Restore(time.Now())
-	wr := statedir.NewWriter(store, log, statedir.WriterOptions{Restored: restored})
-	defer wr.Close()
-	l := New(cfg, w.deps(), log, Options{State: wr, Restored: &restored})
-	ctx, cancel := context.WithCancel(b.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	l, ctx := runBenchLoop(b, cfg, w, dir)
 	waitWeight(b, w, l, 0, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -96,6 +87,21 @@ func benchReload(b *testing.B, n int) {
 	// CPU time (all threads, GC included): steadier than the wall clock on
 	// a shared machine.
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/reload")
+}
+
+// runBenchLoop runs a loop on cfg against w's fakes, with a real state
+// directory in dir and logs discarded, until the benchmark ends.
+func runBenchLoop(b *testing.B, cfg *config.Config, w *world, dir string) (*Loop, context.Context) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := statedir.NewStore(dir)
+	restored := store.Restore(time.Now())
+	wr := statedir.NewWriter(store, log, statedir.WriterOptions{Restored: restored})
+	l := New(cfg, w.deps(), log, Options{State: wr, Restored: &restored})
+	ctx, cancel := context.WithCancel(b.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done; wr.Close() })
+	return l, ctx
 }
 
 // waitWeight waits until a pass of configuration version v (0: any) has

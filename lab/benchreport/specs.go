@@ -31,6 +31,10 @@ var Specs = []Spec{
 
 	{Section: "Decisions and API", Figure: "`plan()` + `ipvs.Diff`, 10,000 services x 5 backends",
 		Bench: "BenchmarkPlanAndDiff", Metric: "ms/plan+diff", Op: "<", Target: 50, Unit: " ms", Format: "%.1f"},
+	{Section: "Decisions and API", Figure: "reload of one weight in 1,000 services x 10: parse to applied (fake kernel), CPU",
+		Bench: "BenchmarkReloadOneWeight/1000", Metric: "cpu-ms/reload", Unit: " ms", Format: "%.0f"},
+	{Section: "Decisions and API", Figure: "the pass a health change causes at 1,000 services x 10 (fake kernel), CPU",
+		Bench: "BenchmarkHealthChangePass/1000", Metric: "cpu-ms/pass", Unit: " ms", Format: "%.1f"},
 	{Section: "Decisions and API", Figure: "`GetStatus`, 1,000 VIPs x 10 backends, over the Unix socket",
 		Bench: "BenchmarkGetStatus", Metric: "ms/op", Op: "<", Target: 20, Unit: " ms", Format: "%.1f"},
 
