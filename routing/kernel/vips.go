@@ -291,6 +291,8 @@ func (v *VIPs) unbindUnwanted(ctx context.Context, ifindex int, cur bound, want 
 			remove = append(remove, p)
 		}
 	}
+	var unbound []netip.Prefix
+	defer func() { v.logVIPs("unbound VIP", unbound) }()
 	for _, p := range remove {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -300,17 +302,38 @@ func (v *VIPs) unbindUnwanted(ctx context.Context, ifindex int, cur bound, want 
 			continue
 		}
 		if !want[p] {
-			v.log.Info("unbound VIP", "vip", p.Addr())
+			unbound = append(unbound, p)
 		}
 	}
 	return nil
+}
+
+// vipLinesMax is how many VIPs one Set logs line by line; more are logged
+// in one line with their count (and each at debug): a start-up binding
+// 1,000 VIPs wrote 1,000 lines.
+const vipLinesMax = 8
+
+// logVIPs logs what one Set did (msg: "bound VIP" or "unbound VIP") to ps.
+func (v *VIPs) logVIPs(msg string, ps []netip.Prefix) {
+	if len(ps) <= vipLinesMax {
+		for _, p := range ps {
+			v.log.Info(msg, "vip", p.Addr())
+		}
+		return
+	}
+	for _, p := range ps {
+		v.log.Debug(msg, "vip", p.Addr())
+	}
+	v.log.Info(msg+"s", "count", len(ps), "first", ps[0].Addr(), "last", ps[len(ps)-1].Addr(),
+		"reason", "each is logged at debug level")
 }
 
 // bindMissing binds the wanted VIPs that are not bound yet, using (with a
 // warning, once) a VIP someone else made local already, and returns what it
 // added. Failures go to errs; the error is the context's.
 func (v *VIPs) bindMissing(ctx context.Context, ifindex int, cur bound, want map[netip.Prefix]bool, errs *[]error) ([]netip.Prefix, error) {
-	var added []netip.Prefix
+	var added, logged []netip.Prefix
+	defer func() { v.logVIPs("bound VIP", logged) }()
 	for _, p := range sortedPrefixes(want) {
 		if cur.owned[p] {
 			continue
@@ -335,7 +358,7 @@ func (v *VIPs) bindMissing(ctx context.Context, ifindex int, cur bound, want map
 			v.repaired(p)
 			continue
 		}
-		v.log.Info("bound VIP", "vip", p.Addr())
+		logged = append(logged, p)
 	}
 	return added, nil
 }

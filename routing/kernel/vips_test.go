@@ -426,3 +426,43 @@ func TestVIPsRepairCounted(t *testing.T) {
 		t.Errorf("a VIP unbound on purpose and wanted again counted as a repair: %v", repaired)
 	}
 }
+
+// TestVIPsLogsManyBindingsInOneLine: a Set that binds or unbinds a handful
+// of VIPs logs each; one that binds or unbinds many (a start-up at 1,000
+// VIPs) logs one line with the count, and each VIP at debug level only.
+func TestVIPsLogsManyBindingsInOneLine(t *testing.T) {
+	k := newFakeKernel(t)
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	v := newVIPs(log, VIPOptions{Interface: "lo", Protocol: testProto}, k, &addrBinder{k: k, proto: testProto, iface: "lo"}, nil)
+	var many []netip.Addr
+	for i := range 20 {
+		many = append(many, netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}))
+	}
+	steps := []struct {
+		name string
+		set  []netip.Addr
+		want []string
+	}{
+		{"20 bound", many, []string{`msg="bound VIPs" interface=lo binding=address count=20 first=198.18.1.0 last=198.18.1.19 reason="each is logged at debug level"`}},
+		{"17 unbound", many[:3], []string{`msg="unbound VIPs" interface=lo binding=address count=17 first=198.18.1.3 last=198.18.1.19 reason="each is logged at debug level"`}},
+		{"2 bound, 1 unbound", addrs("198.18.1.0", "198.18.1.1", "198.18.2.1", "198.18.2.2"), []string{
+			`msg="unbound VIP" interface=lo binding=address vip=198.18.1.2`, `msg="bound VIP" interface=lo binding=address vip=198.18.2.1`,
+			`msg="bound VIP" interface=lo binding=address vip=198.18.2.2`}},
+	}
+	for _, st := range steps {
+		logs.Reset()
+		if err := v.Set(context.Background(), st.set); err != nil {
+			t.Fatalf("%s: Set: %v", st.name, err)
+		}
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			if _, rest, ok := strings.Cut(line, "level=INFO "); ok {
+				got = append(got, rest)
+			}
+		}
+		if diff := cmp.Diff(st.want, got); diff != "" {
+			t.Errorf("%s: info lines (-want +got):\n%s", st.name, diff)
+		}
+	}
+}
