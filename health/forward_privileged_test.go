@@ -5,7 +5,6 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -87,21 +86,7 @@ func TestPrivilegedForwardingCheck(t *testing.T) {
 }
 
 // listenAny accepts on every address of port 80 until killed.
-func listenAny(t *testing.T) {
-	ln, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", fwdServedPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	os.Stdout.WriteString("listening\n")
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		c.Close()
-	}
-}
+func listenAny(t *testing.T) { listenAndClose(t, "tcp4", fmt.Sprintf("0.0.0.0:%d", fwdServedPort)) }
 
 // probeForwarding runs the forwarding check from the director's namespace.
 func probeForwarding(t *testing.T) {

@@ -138,19 +138,27 @@ func TestSchedulerSpreadsFirstProbes(t *testing.T) {
 
 		// Stratified offsets: every 100 ms window of the first interval holds
 		// exactly n/10 first probes, none at the start instant.
-		buckets := make([]int, 10)
-		for _, tg := range targets {
-			st := f.startTimes(ap(tg))
-			if len(st) != 1 {
-				t.Fatalf("%s probed %d times in the first interval, want 1", ap(tg), len(st))
-			}
-			buckets[st[0].Sub(start)/(100*time.Millisecond)]++
-		}
+		buckets := firstProbesPerWindow(t, f, targets, start)
 		want := []int{20, 20, 20, 20, 20, 20, 20, 20, 20, 20}
 		if diff := cmp.Diff(want, buckets); diff != "" {
 			t.Errorf("first probes per 100ms window (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// firstProbesPerWindow counts the targets' probes per 100 ms window of the
+// second after from, failing unless each target was probed exactly once.
+func firstProbesPerWindow(t *testing.T, f *fakeChecker, targets []Target, from time.Time) []int {
+	t.Helper()
+	buckets := make([]int, 10)
+	for _, tg := range targets {
+		st := f.startTimes(ap(tg))
+		if len(st) != 1 {
+			t.Fatalf("%s probed %d times in the first interval, want 1", ap(tg), len(st))
+		}
+		buckets[st[0].Sub(from)/(100*time.Millisecond)]++
+	}
+	return buckets
 }
 
 func TestSchedulerOffsetsAreRandom(t *testing.T) {
@@ -463,14 +471,7 @@ func TestSchedulerUpdateBeforeRunKeepsSpread(t *testing.T) {
 		time.Sleep(time.Second - time.Nanosecond)
 		synctest.Wait()
 		stop()
-		buckets := make([]int, 10)
-		for _, tg := range targets {
-			st := f.startTimes(ap(tg))
-			if len(st) != 1 {
-				t.Fatalf("%s probed %d times in the first interval after Run, want 1", ap(tg), len(st))
-			}
-			buckets[st[0].Sub(runStart)/(100*time.Millisecond)]++
-		}
+		buckets := firstProbesPerWindow(t, f, targets, runStart)
 		want := []int{10, 10, 10, 10, 10, 10, 10, 10, 10, 10}
 		if diff := cmp.Diff(want, buckets); diff != "" {
 			t.Errorf("first probes per 100ms window after a late Run (-want +got):\n%s", diff)

@@ -73,20 +73,19 @@ func TestPrivilegedTCPEngineAsyncConnect(t *testing.T) {
 }
 
 // listenForever listens on the peer's open port until killed.
-func listenForever(t *testing.T) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(peerAddr, openPort))
+func listenForever(t *testing.T) { listenAndClose(t, "tcp", net.JoinHostPort(peerAddr, openPort)) }
+
+// listenAndClose listens on addr, says "listening" on stdout (the test that
+// started this process waits for it) and closes every connection it accepts,
+// until killed.
+func listenAndClose(t *testing.T, network, addr string) {
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	os.Stdout.WriteString("listening\n")
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		c.Close()
-	}
+	acceptAndClose(ln)
 }
 
 // firstResult is a target's first probe as OnProbe saw it.
