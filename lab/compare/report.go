@@ -259,6 +259,13 @@ const methodText = `
 - **CPU** is the daemon's processes' user+system time (keepalived: parent and
   checker) over a steady window with every server healthy; per completed
   probe it divides by the probes the listeners accepted in that window.
+  Most of it is kernel time that neither daemon can avoid: the real servers
+  sit behind veth links in the same guest, so a connect's SYN, and the
+  server's whole side of the handshake, is processed in softirq inside the
+  prober's own connect and close calls and counted as its system time
+  (` + "`perf`" + ` in the guest, ` + "`-profile`" + `: about 40 % of either daemon's samples are
+  under connect, most of it the receiving side). The per-probe split into
+  user and system time is in the ` + "`-logs`" + ` folder's cpu files.
   **RSS** sums the daemon's processes; its anonymous part leaves out the
   pages of the binary and shared libraries (the page cache shares those and
   can drop them), which is what the daemon itself holds.
