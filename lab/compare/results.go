@@ -106,6 +106,8 @@ type Results struct {
 	Scenarios []Scenario
 	// Reps is the number of repetitions of each scenario.
 	Reps int
+	// Only names the one daemon a narrowed run measured ("": both).
+	Only Daemon `json:",omitempty"`
 	// Runs are every daemon's runs.
 	Runs []Run
 	// Partial, when set, says what a narrowed run left out of the full

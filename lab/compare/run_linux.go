@@ -20,8 +20,11 @@ type Options struct {
 	// Scenarios run in order; each with every daemon Reps times.
 	Scenarios []Scenario
 	Reps      int
-	Timing    Timing
-	Binaries  Binaries
+	// Only, when set, runs that daemon alone (an investigation, not a
+	// comparison: the report has no ratios).
+	Only     Daemon
+	Timing   Timing
+	Binaries Binaries
 	// Dir holds the daemons' files; Prefix names the namespaces.
 	Dir, Prefix string
 	// Log receives progress (nil: discarded).
@@ -39,7 +42,7 @@ type Options struct {
 // daemon goes first. It returns an error only when the setup fails; a run
 // that fails keeps its error in Run.Errors.
 func Measure(ctx context.Context, o Options) (Results, error) {
-	res := Results{Started: time.Now(), Scenarios: o.Scenarios, Reps: o.Reps, TCG: true,
+	res := Results{Started: time.Now(), Scenarios: o.Scenarios, Reps: o.Reps, Only: o.Only, TCG: true,
 		GuestCPUs: runtime.NumCPU(), GuestKernel: kernelRelease(), Keepalived: keepalivedVersion(o.Binaries.Keepalived)}
 	logw := o.Log
 	if logw == nil {
@@ -94,6 +97,9 @@ func runScenario(ctx context.Context, o Options, s Scenario, writes *writeCounte
 		order := []Daemon{Keepalived, Directord}
 		if rep%2 == 1 {
 			order[0], order[1] = order[1], order[0]
+		}
+		if o.Only != "" {
+			order = []Daemon{o.Only}
 		}
 		for _, d := range order {
 			fmt.Fprintf(logw, "compare: %s rep %d: %s\n", s.Name(), rep+1, d)

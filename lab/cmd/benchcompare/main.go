@@ -5,7 +5,7 @@
 //	go run ./lab/cmd/benchcompare -smoke      # N=10, one repetition: checks the harness
 //	go run ./lab/cmd/benchcompare -from results.json -out BENCH-compare.md   # render saved results again
 //
-// A run narrowed with -n, -reps or -only says in its report that it is
+// A run narrowed with -n, -reps, -only or -daemon says in its report that it is
 // partial and how it was made.
 //
 // On the host it builds directord, boots the VM and runs itself inside it
@@ -42,6 +42,7 @@ type flags struct {
 	directord string
 	guestOut  string
 	only      string
+	daemon    string
 	logs      string
 	profile   bool
 	timeout   time.Duration
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&f.directord, "directord", "", "directord binary (default: build ./cmd/directord)")
 	flag.StringVar(&f.guestOut, "guest-out", "", "internal: where the guest writes its results")
 	flag.StringVar(&f.only, "only", "", "run only the distinct or only the shared scenarios")
+	flag.StringVar(&f.daemon, "daemon", "", "run only this daemon (directord or keepalived): an investigation, without ratios")
 	flag.StringVar(&f.logs, "logs", "", "keep every daemon's log (and perf profiles) in this folder")
 	flag.BoolVar(&f.profile, "profile", false, "record each daemon's steady window with perf (into -logs)")
 	flag.DurationVar(&f.timeout, "timeout", 0, "stop the VM after this long and report what was measured (default: generous for the scenarios)")
@@ -134,7 +136,7 @@ func guest(ctx context.Context, f flags) error {
 		}
 		return os.Rename(tmp, f.guestOut)
 	}
-	res, err := compare.Measure(ctx, compare.Options{Scenarios: ss, Reps: f.reps, Binaries: bins, Dir: dir,
+	res, err := compare.Measure(ctx, compare.Options{Scenarios: ss, Reps: f.reps, Only: compare.Daemon(f.daemon), Binaries: bins, Dir: dir,
 		Prefix: fmt.Sprintf("bc%d", os.Getpid()), Log: os.Stdout, OutDir: filepath.Join(filepath.Dir(f.guestOut), "logs"),
 		Profile: f.profile, Progress: func(r compare.Results) { _ = save(r) },
 		Timing: compare.Timing{Steady: f.steady, Settle: 3 * time.Second, Limit: 5 * time.Minute}})
@@ -149,6 +151,9 @@ func host(ctx context.Context, f flags) error {
 	ss, err := scenarios(f.ns, f.only)
 	if err != nil {
 		return err
+	}
+	if d := compare.Daemon(f.daemon); d != "" && d != compare.Directord && d != compare.Keepalived {
+		return fmt.Errorf("-daemon: %q is neither directord nor keepalived", f.daemon)
 	}
 	tmp, err := os.MkdirTemp("", "benchcompare")
 	if err != nil {
@@ -172,7 +177,7 @@ func host(ctx context.Context, f flags) error {
 			return err
 		}
 	}
-	args := []string{self, "-n", f.ns, "-reps", strconv.Itoa(f.reps), "-steady", f.steady.String(), "-only", f.only,
+	args := []string{self, "-n", f.ns, "-reps", strconv.Itoa(f.reps), "-steady", f.steady.String(), "-only", f.only, "-daemon", f.daemon,
 		"-directord", f.directord, "-guest-out", filepath.Join(outDir, "results.json"), "-profile=" + strconv.FormatBool(f.profile)}
 	limit := f.timeout
 	if limit == 0 {
@@ -283,12 +288,17 @@ func madeBy(res compare.Results) (by, partial string) {
 		}
 	}
 	got := strings.Join(ns, ",")
-	if got == fullNs && res.Reps == fullReps && only == "" {
+	if got == fullNs && res.Reps == fullReps && only == "" && res.Only == "" {
 		return "make bench-compare", ""
 	}
+	alone := ""
+	if res.Only != "" {
+		only += " -daemon " + string(res.Only)
+		alone = fmt.Sprintf(", %s alone (no comparison)", res.Only)
+	}
 	return fmt.Sprintf("go run ./lab/cmd/benchcompare -n %s -reps %d%s", got, res.Reps, only),
-		fmt.Sprintf("N = %s with %d repetitions; `make bench-compare` runs N = %s, distinct and shared, with %d",
-			got, res.Reps, fullNs, fullReps)
+		fmt.Sprintf("N = %s with %d repetitions%s; `make bench-compare` runs N = %s, distinct and shared, with %d, both daemons",
+			got, res.Reps, alone, fullNs, fullReps)
 }
 
 // render writes the report from results saved with -json.

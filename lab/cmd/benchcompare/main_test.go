@@ -30,4 +30,8 @@ func TestMadeByNamesPartialRuns(t *testing.T) {
 	if by, _ := madeBy(compare.Results{Scenarios: shared, Reps: fullReps}); !strings.HasSuffix(by, "-only shared") {
 		t.Errorf("shared only: by %q", by)
 	}
+	by, partial = madeBy(compare.Results{Scenarios: full, Reps: fullReps, Only: compare.Directord})
+	if by != "go run ./lab/cmd/benchcompare -n 100,1000 -reps 3 -daemon directord" || !strings.Contains(partial, "directord alone (no comparison)") {
+		t.Errorf("directord alone: by %q, partial %q", by, partial)
+	}
 }
