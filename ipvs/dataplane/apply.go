@@ -2,14 +2,10 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"syscall"
-	"time"
 	"unsafe"
 
-	"github.com/anycast-director/director/internal/progress"
 	"github.com/anycast-director/director/ipvs"
 )
 
@@ -77,11 +73,12 @@ func (e *entry) distrust() {
 // diffed. In between it trusts its record of the kernel (what it read and
 // wrote since): services that differ from want are written from the record,
 // read first only when draining, being deleted or distrusted after a
-// failure, and read after a write the kernel refuses (applyService). A no-op Apply therefore costs one comparison per
-// service and no netlink request; when want lists the same keys in the same
-// order as the last call, with destinations in canonical order (as the
-// announcer's plan does), that comparison runs position by position with no
-// bookkeeping at all.
+// failure, and read after a write the kernel refuses (flush). The writes of
+// many services go to the kernel together (writeBatch). A no-op Apply
+// therefore costs one comparison per service and no netlink request; when
+// want lists the same keys in the same order as the last call, with
+// destinations in canonical order (as the announcer's plan does), that
+// comparison runs position by position with no bookkeeping at all.
 //
 // A service that fails (invalid, unreadable, or a write rejected) is reported
 // in Report.Failed and the others proceed. The error is only for failures
@@ -221,37 +218,6 @@ func (h *Handle) samePositions(want []ipvs.Service) ([]ipvs.Key, bool) {
 	return keys, true
 }
 
-// applyWork diffs and writes the services in work (sorted keys); full says
-// their kernel state was just read.
-func (h *Handle) applyWork(ctx context.Context, want []ipvs.Service, work []ipvs.Key, full bool, now time.Time, rep *Report) error {
-	for _, k := range work {
-		if err := ctx.Err(); err != nil {
-			h.needFull = true
-			return fmt.Errorf("apply IPVS services: %w", err)
-		}
-		e := h.entries[k]
-		var w *ipvs.Service
-		if e.seen == h.epoch {
-			w = &want[e.wantIdx]
-			if err := ipvs.Validate(*w); err != nil {
-				rep.Failed[k] = err // keep the kernel's state for this key
-				continue
-			}
-		}
-		h.applyService(k, e, w, full, now, rep)
-		progress.Report(ctx) // one service's reads and writes done: the watchdog sees a moving pass
-		if w == nil && !e.exists && rep.Failed[k] == nil {
-			e.gone = true
-			delete(h.entries, k)
-			h.setFingerprint(k, "")
-		}
-	}
-	if len(rep.Failed) > 0 {
-		h.needFull = true
-	}
-	return nil
-}
-
 // finish publishes the fingerprints. The snapshot is shared with the handle
 // and copied shard by shard before the handle changes it, so a no-op Apply
 // copies nothing and a single change copies one shard.
@@ -317,40 +283,6 @@ func (h *Handle) refreshFingerprint(k ipvs.Key, e *entry) {
 		fp = ipvs.Fingerprint(e.have)
 	}
 	h.setFingerprint(k, fp)
-}
-
-// exec issues one write.
-func (h *Handle) exec(op ipvs.Op) error {
-	var err error
-	switch op.Kind {
-	case ipvs.OpCreateService:
-		err = h.k.NewService(kernelService(op.Service))
-	case ipvs.OpUpdateService:
-		err = h.k.UpdateService(kernelService(op.Service))
-	case ipvs.OpDeleteService:
-		err = h.k.DelService(kernelKey(op.Service.Key))
-	case ipvs.OpAddDestination:
-		err = h.k.NewDestination(kernelKey(op.Service.Key), kernelDest(op.Destination))
-	case ipvs.OpUpdateDestination:
-		err = h.k.UpdateDestination(kernelKey(op.Service.Key), kernelDest(op.Destination))
-	case ipvs.OpDeleteDestination:
-		err = h.k.DelDestination(kernelKey(op.Service.Key), kernelDest(op.Destination))
-	default:
-		err = errors.New("unknown op")
-	}
-	if err == nil {
-		return nil
-	}
-	hint := ""
-	switch {
-	case (op.Kind == ipvs.OpCreateService || op.Kind == ipvs.OpUpdateService) && errors.Is(err, syscall.ENOENT):
-		hint = fmt.Sprintf(" (is the scheduler available? modprobe ip_vs_%s)", op.Service.Scheduler)
-	case op.Kind == ipvs.OpAddDestination && errors.Is(err, syscall.EINVAL):
-		hint = " (the kernel takes only unicast destination addresses; in a new network namespace bring lo up first)"
-	case errors.Is(err, syscall.EEXIST), errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ESRCH):
-		hint = " (IPVS was changed behind this handle's back; the next Apply reads it again)"
-	}
-	return fmt.Errorf("%s: %w%s", op, err, hint)
 }
 
 // record mirrors a successful write in the entry, the way the kernel applies

@@ -8,47 +8,8 @@ import (
 	"github.com/anycast-director/director/ipvs"
 )
 
-// applyService diffs and writes one owned service at now. fresh says the
-// kernel's state of the service was just read (a full read).
-//
-// Between full reads the record of a trusted service is what this handle
-// wrote and read, so a service whose weights changed is written without
-// reading it first: a reload changing one weight in every service costs one
-// write per service, not a read and a write (a destination list dump per
-// service was most of such a pass under emulation). The record is read
-// first when it is not trusted (a read or write failed since the last full
-// read), when destinations are draining (their connection counts decide
-// when they go) and before a service is deleted. A write the kernel refuses
-// because it no longer holds what the record says (someone changed IPVS by
-// hand) reads the service and diffs once more, so that drift is repaired in
-// the same Apply as before; drift in services the desired state did not
-// change waits for the next full read (the resync interval), as it always
-// did.
-func (h *Handle) applyService(k ipvs.Key, e *entry, want *ipvs.Service, fresh bool, now time.Time, rep *Report) {
-	read := fresh
-	if !fresh && e.exists && mustRead(e, want) {
-		if !h.reread(k, e, rep) {
-			return
-		}
-		read = true
-	}
-	err := h.write(k, e, want, now, rep)
-	if err != nil && !read && e.exists && isDrift(err) {
-		h.log.Info("IPVS service differs from this handle's record; reading it back", "vip", k.String(), "err", err)
-		if !h.reread(k, e, rep) {
-			return
-		}
-		err = h.write(k, e, want, now, rep)
-	}
-	if err != nil {
-		rep.Failed[k] = err
-		e.distrust()
-	}
-	h.refreshFingerprint(k, e)
-}
-
 // mustRead reports whether a service must be read from the kernel before
-// it is diffed, when there was no full read: see applyService.
+// it is diffed, when there was no full read: see prepare.
 func mustRead(e *entry, want *ipvs.Service) bool {
 	return !e.trusted || want == nil || hasDraining(want.Destinations) || hasDraining(e.have.Destinations)
 }

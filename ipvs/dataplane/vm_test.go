@@ -4,8 +4,10 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -256,4 +258,40 @@ func readRootSysctl(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// TestVMBatchedWritesMeetDrift: one weight changed in 20 services goes to
+// the kernel in one request; two of those writes meet a destination deleted
+// by hand, the kernel's answers name them, and only those two services are
+// read back and repaired in the same Apply.
+func TestVMBatchedWritesMeetDrift(t *testing.T) {
+	ns := newNetns(t)
+	h, ck := openCounted(t, ns)
+	services := func(w int) []ipvs.Service {
+		out := make([]ipvs.Service, 20)
+		for i := range out {
+			k := ipvs.Key{VIP: netip.AddrFrom4([4]byte{198, 18, 1, byte(i + 1)}), Port: 80, Protocol: 6}
+			out[i] = svc(k, "wrr", dst("10.0.2.21", w), dst("10.0.2.22", 1))
+		}
+		return out
+	}
+	applyOK(t, h, services(1))
+	for _, vip := range []string{"198.18.1.4:80", "198.18.1.9:80"} {
+		ns.exec(t, "ipvsadm", "-d", "-t", vip, "-r", "10.0.2.21:80")
+	}
+	ck.requests = nil
+	rep := applyOK(t, h, services(2))
+	if len(ck.requests) == 0 || ck.requests[0] != 20 {
+		t.Errorf("requests carried %v writes, want the 20 weight changes in the first", ck.requests)
+	}
+	if rep.Reads != 2 {
+		t.Errorf("%d services read back, want the 2 changed by hand", rep.Reads)
+	}
+	got := ipvsadmList(t, ns)
+	for i := range 20 {
+		vip := fmt.Sprintf("198.18.1.%d:80", i+1)
+		if d := got[vip].Dests; !slices.Contains(d, "10.0.2.21:80 Route 2") {
+			t.Errorf("%s after the Apply: %v, want 10.0.2.21 at weight 2", vip, d)
+		}
+	}
 }

@@ -90,6 +90,14 @@ func run(tb testing.TB, name string, args ...string) string {
 type countingKernel struct {
 	kernel
 	writes, reads int
+	requests      []int // writes per batched request
+}
+
+// WriteBatch counts the writes and the requests that carried them.
+func (c *countingKernel) WriteBatch(ws []kernelWrite) []error {
+	c.writes += len(ws)
+	c.requests = append(c.requests, len(ws))
+	return c.kernel.(batchKernel).WriteBatch(ws)
 }
 
 func (c *countingKernel) GetServices() ([]*moby.Service, error) {
