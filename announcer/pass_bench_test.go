@@ -8,6 +8,7 @@ import (
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/internal/benchconfig"
 )
 
 // BenchmarkHealthChangePass measures the pass a health change causes in the
@@ -24,7 +25,7 @@ func BenchmarkHealthChangePass(b *testing.B) {
 
 func benchHealthPass(b *testing.B, n int) {
 	dir := b.TempDir()
-	cfg, err := config.Parse("/etc/directord/directord.yaml", benchFile(n, 1, dir))
+	cfg, err := config.Parse("/etc/directord/directord.yaml", benchconfig.Compare(n, 1, dir))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,37 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/anycast-director/director/config"
 	"github.com/anycast-director/director/health"
+	"github.com/anycast-director/director/internal/benchconfig"
 	"github.com/anycast-director/director/ipvs"
 	"github.com/anycast-director/director/statedir"
 )
-
-// benchFile is the side-by-side benchmark's configuration (lab/compare):
-// n services of 10 real servers, each service on its own port, real server
-// 1 at weight w1.
-func benchFile(n, w1 int, stateDir string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "director: { name: bench, announce: none, graceful_shutdown: 0s, linger: 0s, state_dir: %s }\n", stateDir)
-	b.WriteString("metrics: { listen: \"\" }\nservices:\n")
-	for i := range n {
-		fmt.Fprintf(&b, "  - name: s%d\n    vip: 10.200.%d.%d\n    port: %d\n    forwarding: dr\n    scheduler: mh\n    scheduler_flags: [mh-port, mh-fallback]\n",
-			i, i>>8, i&255, 10000+i)
-		b.WriteString("    health: { type: tcp, interval: 2s, timeout: 1s, rise: 1, fall: 3 }\n    backends:\n")
-		for j := range 10 {
-			w := 1
-			if j == 1 {
-				w = w1
-			}
-			fmt.Fprintf(&b, "      - { address: 10.100.0.%d, weight: %d }\n", 10+j, w)
-		}
-	}
-	return []byte(b.String())
-}
 
 // BenchmarkReloadOneWeight measures what SIGHUP does in the side-by-side
 // benchmark's reload: parse the file with real server 1's weight changed in
@@ -53,7 +31,7 @@ func BenchmarkReloadOneWeight(b *testing.B) {
 func benchReload(b *testing.B, n int) {
 	dir := b.TempDir()
 	parse := func(w1 int) *config.Config {
-		cfg, err := config.Parse("/etc/directord/directord.yaml", benchFile(n, w1, dir))
+		cfg, err := config.Parse("/etc/directord/directord.yaml", benchconfig.Compare(n, w1, dir))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -151,7 +129,7 @@ func hasWeight(s ipvs.Service, addr netip.Addr, weight int) bool {
 func BenchmarkTargets(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			cfg, err := config.Parse("directord.yaml", benchFile(n, 1, b.TempDir()))
+			cfg, err := config.Parse("directord.yaml", benchconfig.Compare(n, 1, b.TempDir()))
 			if err != nil {
 				b.Fatal(err)
 			}

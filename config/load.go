@@ -200,7 +200,8 @@ func Digest(data []byte) string {
 }
 
 // parseYAML parses data into a node tree and returns the root node of its
-// single document.
+// single document: parsePlain's tree when the file keeps to the YAML it
+// covers, yaml.v3's otherwise.
 func parseYAML(name string, data []byte) (root *yaml.Node, e *Error) {
 	// The parser reports problems by panicking internally and recovering its
 	// own error type; anything else it panics with would escape. A broken
@@ -211,6 +212,9 @@ func parseYAML(name string, data []byte) (root *yaml.Node, e *Error) {
 				Hint: "the file is probably malformed; please also report this input as a bug"}
 		}
 	}()
+	if root, ok := parsePlain(data); ok {
+		return root, nil
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
