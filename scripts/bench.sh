@@ -37,6 +37,9 @@ bench "health" -bench . -benchtime 2s ./health
 section "announcer: plan() + ipvs.Diff for 10,000 services x 5 backends; a reload and a health change's pass at 1,000 x 10"
 bench "announcer" -bench 'PlanAndDiff|ReloadOneWeight|HealthChangePass' -benchtime 10x ./announcer
 
+section "config: parse and validate the side-by-side benchmark's file (100 and 1,000 services), what a reload does before the loop gets it"
+bench "config" -bench 'ParseCompare' -benchtime 20x ./config
+
 section "control: GetStatus with 1,000 VIPs x 10 backends over the Unix socket"
 bench "control" -bench GetStatus -benchtime 50x ./control
 

@@ -31,6 +31,12 @@ var Specs = []Spec{
 
 	{Section: "Decisions and API", Figure: "`plan()` + `ipvs.Diff`, 10,000 services x 5 backends",
 		Bench: "BenchmarkPlanAndDiff", Metric: "ms/plan+diff", Op: "<", Target: 50, Unit: " ms", Format: "%.1f"},
+	{Section: "Decisions and API", Figure: "reload: parse and validate the side-by-side benchmark's file, 100 services x 10",
+		Bench: "BenchmarkParseCompare/100", Metric: "ms/parse", Unit: " ms", Format: "%.2f"},
+	{Section: "Decisions and API", Figure: "the same, 1,000 services x 10",
+		Bench: "BenchmarkParseCompare/1000", Metric: "ms/parse", Unit: " ms", Format: "%.1f"},
+	{Section: "Decisions and API", Figure: "reload of one weight in 100 services x 10: parse to applied (fake kernel), CPU",
+		Bench: "BenchmarkReloadOneWeight/100", Metric: "cpu-ms/reload", Unit: " ms", Format: "%.1f"},
 	{Section: "Decisions and API", Figure: "reload of one weight in 1,000 services x 10: parse to applied (fake kernel), CPU",
 		Bench: "BenchmarkReloadOneWeight/1000", Metric: "cpu-ms/reload", Unit: " ms", Format: "%.0f"},
 	{Section: "Decisions and API", Figure: "the pass a health change causes at 1,000 services x 10 (fake kernel), CPU",
