@@ -85,8 +85,10 @@ func (p *plainParser) node(kind yaml.Kind, tag string, line, col int) *yaml.Node
 	if len(p.nodes) == cap(p.nodes) {
 		p.nodes = make([]yaml.Node, 0, 256)
 	}
-	p.nodes = append(p.nodes, yaml.Node{Kind: kind, Tag: tag, Line: line, Column: col})
-	return &p.nodes[len(p.nodes)-1]
+	p.nodes = p.nodes[:len(p.nodes)+1] // zeroed by make
+	n := &p.nodes[len(p.nodes)-1]
+	n.Kind, n.Tag, n.Line, n.Column = kind, tag, line, col
+	return n
 }
 
 // isSeqEntry reports whether l starts a list item ("- " or a lone "-").

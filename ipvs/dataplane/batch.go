@@ -17,6 +17,18 @@ import (
 // everywhere take a quarter to half a second.
 type writeBatch struct {
 	services []pendingService
+	// programmed lists the services written in full, logged once every
+	// batch is sent: under emulation a log line cost about a millisecond,
+	// and 64 of them held back the next batch's writes.
+	programmed []programmed
+}
+
+// programmed is a service written in full: its key, how many writes, and
+// why the first one was made.
+type programmed struct {
+	k      ipvs.Key
+	ops    int
+	reason string
 }
 
 // pendingService is one service whose writes are in a batch.
@@ -53,6 +65,9 @@ func (h *Handle) applyWork(ctx context.Context, want []ipvs.Service, work []ipvs
 		}
 	}
 	h.flush(ctx, &b, now, rep)
+	for _, p := range b.programmed {
+		h.log.Info("IPVS service programmed", "vip", p.k.String(), "ops", p.ops, "reason", p.reason)
+	}
 	if len(rep.Failed) > 0 {
 		h.needFull = true
 	}
@@ -102,7 +117,7 @@ func (h *Handle) flush(ctx context.Context, b *writeBatch, now time.Time, rep *R
 	for i, s := range b.services {
 		err := failed[i]
 		if err == nil && len(s.ops) > 0 {
-			h.log.Info("IPVS service programmed", "vip", s.k.String(), "ops", len(s.ops), "reason", s.ops[0].Reason)
+			b.programmed = append(b.programmed, programmed{s.k, len(s.ops), s.ops[0].Reason})
 		}
 		if err != nil && !s.read && s.e.exists && isDrift(err) {
 			h.log.Info("IPVS service differs from this handle's record; reading it back", "vip", s.k.String(), "err", err)

@@ -1,10 +1,13 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,10 +20,17 @@ import (
 type batchingFake struct {
 	*fakeKernel
 	requests []int
+	// logged, when set, is the log so far; loggedAt holds how many
+	// "programmed" lines it had when each request was sent.
+	logged   *bytes.Buffer
+	loggedAt []int
 }
 
 func (b *batchingFake) WriteBatch(writes []kernelWrite) []error {
 	b.requests = append(b.requests, len(writes))
+	if b.logged != nil {
+		b.loggedAt = append(b.loggedAt, strings.Count(b.logged.String(), "IPVS service programmed"))
+	}
 	errs := make([]error, len(writes))
 	for i, w := range writes {
 		errs[i] = w.run(b.fakeKernel)
@@ -29,10 +39,10 @@ func (b *batchingFake) WriteBatch(writes []kernelWrite) []error {
 }
 
 func newBatchingHandle(t *testing.T) (*Handle, *batchingFake) {
-	b := &batchingFake{fakeKernel: newFakeKernel(t)}
+	b := &batchingFake{fakeKernel: newFakeKernel(t), logged: &bytes.Buffer{}}
 	cfg := defaultConfig()
 	cfg.now = (&fakeClock{t: time.Unix(1000, 0)}).now
-	return newHandle(b, "", discard(), cfg), b
+	return newHandle(b, "", slog.New(slog.NewTextHandler(b.logged, nil)), cfg), b
 }
 
 // manyServices is n services of three destinations, 10.0.2.21 at weight w.
@@ -48,7 +58,8 @@ func manyServices(n, w int) []ipvs.Service {
 // TestApplyBatchesWrites: the writes of many services reach the kernel in a
 // few requests, one per write of the longest service per maxBatch
 // services, instead of one request per write. A reload changing one weight
-// in 100 services is two requests.
+// in 100 services is two requests, and the services' log lines come after
+// both (a log line is slow under emulation).
 func TestApplyBatchesWrites(t *testing.T) {
 	h, b := newBatchingHandle(t)
 	rep := mustApply(t, h, manyServices(100, 1))
@@ -62,6 +73,9 @@ func TestApplyBatchesWrites(t *testing.T) {
 	rep = mustApply(t, h, manyServices(100, 2))
 	if fmt.Sprint(b.requests) != "[64 36]" || rep.Ops != 100 || rep.Reads != 0 {
 		t.Errorf("one weight in 100 services: requests of %v writes, %d ops, %d reads; want [64 36], 100, 0", b.requests, rep.Ops, rep.Reads)
+	}
+	if fmt.Sprint(b.loggedAt[len(b.loggedAt)-2:]) != "[100 100]" || strings.Count(b.logged.String(), "IPVS service programmed") != 200 {
+		t.Errorf("programmed lines logged before each request: %v; want none of the reload's before its last request", b.loggedAt)
 	}
 	for _, s := range manyServices(100, 2) {
 		if got := b.order(s.Key); fmt.Sprint(got) != "[10.0.2.23:80/1 10.0.2.22:80/1 10.0.2.21:80/2]" {
