@@ -55,11 +55,19 @@ func startDaemon(kind Daemon, bins Binaries, ns, cfg, dir string, logw io.Writer
 	}
 	d.cmd.Stdout, d.cmd.Stderr = w, w
 	d.started = time.Now()
+	d.mark(w, "started", d.started)
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", kind, err)
 	}
-	go func() { _ = d.cmd.Wait(); close(d.exited) }()
+	go func() { _ = d.cmd.Wait(); d.mark(w, "exited", time.Now()); close(d.exited) }()
 	return d, nil
+}
+
+// mark writes a line with the harness's own time of event into the
+// daemon's log, in the daemons' time format, so the log shows where the
+// time between process start and first log line, or SIGTERM and exit, went.
+func (d *daemon) mark(w io.Writer, event string, at time.Time) {
+	fmt.Fprintf(w, "time=%s benchcompare: %s %s\n", at.UTC().Format("2006-01-02T15:04:05.000Z"), d.kind, event)
 }
 
 // lockedWriter serialises writes to w.
@@ -208,6 +216,7 @@ func (d *daemon) signal(sig syscall.Signal) error {
 // it after timeout.
 func (d *daemon) stop(ctx context.Context, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
+	d.mark(d.cmd.Stdout, "sent SIGTERM", start)
 	if err := d.signal(syscall.SIGTERM); err != nil {
 		return 0, fmt.Errorf("SIGTERM %s: %w", d.kind, err)
 	}
