@@ -42,6 +42,9 @@ type world struct {
 	// moves, like the first of 10,000 destinations under emulation).
 	steps     chan struct{}
 	applyRuns int
+	// applyCalls counts every Apply, also those cut short by the pass's
+	// context.
+	applyCalls int
 	// writes counts the writes a real kernel would get: ipvs.Diff's
 	// operations against kernel, which models it (no connections, so a
 	// draining destination is deleted at once).
@@ -148,6 +151,7 @@ type fakeIPVS struct{ w *world }
 func (f fakeIPVS) Apply(ctx context.Context, want []ipvs.Service) (ApplyResult, error) {
 	w := f.w
 	w.mu.Lock()
+	w.applyCalls++
 	block, delay, steps := w.block, w.applyDelay, w.steps
 	w.mu.Unlock()
 	time.Sleep(delay)

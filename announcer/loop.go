@@ -302,6 +302,12 @@ func (l *Loop) Run(ctx context.Context) error {
 	pace := newPacer(l.now)
 	defer pace.stop()
 	for needPass := true; ; needPass = true {
+		// Once stopped, no pass: its adapter calls would only fail against
+		// the ended context, and the daemon's exit would wait for them (a
+		// SIGTERM ends the context right after the shutdown pass).
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if needPass {
 			start := l.now()
 			l.pass(ctx, st)
