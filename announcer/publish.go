@@ -59,13 +59,15 @@ func (l *Loop) vipStatuses(st *state, p Plan, r passResult, end time.Time) []VIP
 		advertised[ad.Prefix.Addr()] = ad
 	}
 	out := make([]VIPStatus, 0, len(p.VIPs))
+	var changed vipChanges
 	for _, vp := range p.VIPs {
 		ad, on := advertised[vp.VIP]
 		key := vp.VIP.String()
 		if was, seen := st.prevVIPs[key]; !seen || was != on {
 			st.adSince[key] = end
 			if seen || on {
-				l.vipEvent(st, vp, on, end)
+				l.vipEvent(vp, on, end)
+				changed.add(vp, on)
 			}
 		}
 		st.prevVIPs[key] = on
@@ -79,6 +81,7 @@ func (l *Loop) vipStatuses(st *state, p Plan, r passResult, end time.Time) []VIP
 		out = append(out, VIPStatus{VIP: vp.VIP, Advertised: on, Graceful: on && ad.GracefulShutdown,
 			Reason: reason, Services: vp.Services, Since: st.adSince[key]})
 	}
+	changed.log(l.log)
 	return out
 }
 
@@ -112,14 +115,19 @@ func (l *Loop) serviceStatuses(st *state, p Plan, res ApplyResult) []ServiceStat
 	return out
 }
 
-// vipEvent logs and records a VIP's advertise/withdraw.
-func (l *Loop) vipEvent(st *state, vp VIPPlan, on bool, now time.Time) {
-	from, to := "withdrawn", "advertised"
-	if !on {
-		from, to = to, from
-	}
-	l.log.Info("VIP "+to, "vip", vp.VIP, "reason", vp.Reason)
+// vipEvent records a VIP's advertise/withdraw in the event log (vipChanges
+// logs it).
+func (l *Loop) vipEvent(vp VIPPlan, on bool, now time.Time) {
+	from, to := vipStates(on)
 	l.events.Append(Event{Time: now, Kind: EventVIP, Subject: vp.VIP.String(), From: from, To: to, Reason: vp.Reason})
+}
+
+// vipStates names the change to advertised (on) or to withdrawn.
+func vipStates(on bool) (from, to string) {
+	if on {
+		return "withdrawn", "advertised"
+	}
+	return "advertised", "withdrawn"
 }
 
 // healthEvents records verdict changes between two snapshots. A target
