@@ -42,6 +42,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	gc := applyMemorySettings(os.Getenv)
+	// IPVS's one-time set-up (a modprobe) runs while the file is read.
+	dataplane.Prepare()
 	cfg, err := config.Load(*path)
 	if err != nil {
 		printConfigErrors(stderr, err)
