@@ -6,7 +6,8 @@ import (
 )
 
 // TestDaemonRSSSplitsAnonymous reads a real process's resident memory and
-// its anonymous part: both are found, and the anonymous part is a part.
+// its anonymous part: both are found, and the part is no larger than the
+// whole.
 func TestDaemonRSSSplitsAnonymous(t *testing.T) {
 	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {
@@ -18,7 +19,9 @@ func TestDaemonRSSSplitsAnonymous(t *testing.T) {
 	if sum <= 0 || anon <= 0 {
 		t.Fatalf("rss = %d, anonymous %d: want both read from /proc/%d/status", sum, anon, cmd.Process.Pid)
 	}
-	if anon >= sum || largest > sum {
+	// In the VM a program run from the host over 9p has no file pages in
+	// RSS at all, so the anonymous part may be the whole.
+	if anon > sum || largest > sum {
 		t.Errorf("rss = %d, largest %d, anonymous %d: the parts exceed the whole", sum, largest, anon)
 	}
 }
