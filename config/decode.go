@@ -29,6 +29,13 @@ type decoder struct {
 	// fields caches fieldIndex per raw struct type: a large file has the
 	// same few structs thousands of times.
 	fields map[reflect.Type]map[string]int
+	// full makes the decoder build field paths, record every key's line
+	// (report.lines) and report problems. Without it (the quick pass) it
+	// builds no paths and only notes that there is a problem, for the full
+	// pass to report: paths and lines cost a third of a reload's decoding,
+	// and a file being reloaded seldom has problems.
+	full    bool
+	problem bool
 }
 
 // aliasUse is an alias being expanded and the field path where it is used.
@@ -50,35 +57,6 @@ const (
 // the largest file Parse accepts.
 const maxVisits = 2 * maxValues
 
-// decodeRoot decodes the document's root mapping into rc. It returns false
-// when aliases exhausted the visit budget: rc is then incomplete, and
-// validating it would only add follow-on errors.
-func decodeRoot(r *report, root *yaml.Node, rc *rawConfig) bool {
-	nodes := countNodes(root)
-	d := &decoder{r: r, active: make(map[*yaml.Node]bool), budget: min(16*nodes+100000, maxVisits),
-		fields: make(map[reflect.Type]map[string]int)}
-	// Every key and list item gets a line (r.lines): sized once, the map
-	// is not grown (rehashed) over and over while a large file is decoded.
-	r.lines = make(map[string]int, nodes/2)
-	r.lines[""] = root.Line
-	if root.Kind != yaml.MappingNode {
-		r.errAt(root.Line, PathDocument, "expected a mapping of sections, got %s", describe(root)).
-			hintf("a configuration starts with keys such as director:, bgp: and services:")
-		return false
-	}
-	d.mapping(root, reflect.ValueOf(rc).Elem(), "")
-	return !d.exhausted
-}
-
-// countNodes counts the nodes of the tree as written (aliases not followed).
-func countNodes(n *yaml.Node) int {
-	c := 1
-	for _, ch := range n.Content {
-		c += countNodes(ch)
-	}
-	return c
-}
-
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
@@ -89,6 +67,9 @@ func isMerge(n *yaml.Node) bool {
 
 // spend uses one unit of the expansion budget; false means stop decoding.
 func (d *decoder) spend(n *yaml.Node, path string) bool {
+	if d.problem {
+		return false // a quick pass stops at its first problem
+	}
 	d.budget--
 	if d.budget >= 0 {
 		return true
@@ -99,7 +80,7 @@ func (d *decoder) spend(n *yaml.Node, path string) bool {
 		if len(d.uses) > 0 {
 			line, path = d.uses[0].n.Line, d.uses[0].path
 		}
-		d.r.errAt(line, path, "aliases expand this file beyond any sensible size").
+		d.errAt(line, path, "aliases expand this file beyond any sensible size").
 			hintf("an alias bomb or a very deep reuse of anchors; write the values out")
 	}
 	return false
@@ -113,12 +94,12 @@ func (d *decoder) deref(n *yaml.Node, path string) (target *yaml.Node, release f
 	}
 	t := n.Alias
 	if t == nil || d.active[t] {
-		d.r.errAt(n.Line, path, "alias *%s refers to a value that contains itself", n.Value)
+		d.errAt(n.Line, path, "alias *%s refers to a value that contains itself", n.Value)
 		return nil, nil, false
 	}
 	// An alias to an alias is not possible in YAML, but stay safe.
 	if t.Kind == yaml.AliasNode {
-		d.r.errAt(n.Line, path, "alias *%s refers to another alias", n.Value)
+		d.errAt(n.Line, path, "alias *%s refers to another alias", n.Value)
 		return nil, nil, false
 	}
 	d.active[t] = true
@@ -149,7 +130,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		p := reflect.New(elem)
 		if elem.Kind() == reflect.Struct {
 			if n.Kind != yaml.MappingNode {
-				d.r.errAt(n.Line, path, "expected a mapping, got %s", describe(n))
+				d.errAt(n.Line, path, "expected a mapping, got %s", describe(n))
 				return
 			}
 			d.mapping(n, p.Elem(), path)
@@ -159,33 +140,33 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(p)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			e := d.r.errAt(n.Line, path, "expected a list, got %s", describe(n))
+			e := d.errAt(n.Line, path, "expected a list, got %s", describe(n))
 			if n.Kind == yaml.ScalarNode {
 				e.hintf("write a list, e.g. [%s] or one \"- item\" per line", n.Value)
 			}
 			return
 		}
 		if len(n.Content) > maxItems {
-			d.r.errAt(n.Line, path, "a list of %d items is longer than the %d allowed", len(n.Content), maxItems).
+			d.errAt(n.Line, path, "a list of %d items is longer than the %d allowed", len(n.Content), maxItems).
 				hintf("10,000 services is the most this daemon is built and tested for")
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			ip := indexPath(path, i)
-			d.r.lines[ip] = item.Line
+			ip := d.indexPath(path, i)
+			d.line(ip, item.Line)
 			d.value(item, s.Index(i), ip)
 		}
 		v.Set(s)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			d.r.errAt(n.Line, path, "expected a mapping, got %s", describe(n))
+			d.errAt(n.Line, path, "expected a mapping, got %s", describe(n))
 			return
 		}
 		m := reflect.MakeMap(v.Type())
 		for _, p := range d.pairs(n, path) {
-			kp := fieldPath(path, p.key)
-			d.r.lines[kp] = p.k.Line
+			kp := d.fieldPath(path, p.key)
+			d.line(kp, p.k.Line)
 			ev := reflect.New(v.Type().Elem()).Elem()
 			if !d.spend(p.v, kp) {
 				return
@@ -195,7 +176,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 				continue
 			}
 			if isNull(val) {
-				d.r.errAt(val.Line, kp, "has no value")
+				d.errAt(val.Line, kp, "has no value")
 			} else if d.scalar(val, ev, kp) {
 				m.SetMapIndex(reflect.ValueOf(p.key), ev)
 			}
@@ -216,7 +197,7 @@ type pair struct {
 // earlier merge source winning as YAML specifies.
 func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 	if len(n.Content)/2 > maxKeys {
-		d.r.errAt(n.Line, path, "a mapping of %d keys has more than the %d allowed", len(n.Content)/2, maxKeys).
+		d.errAt(n.Line, path, "a mapping of %d keys has more than the %d allowed", len(n.Content)/2, maxKeys).
 			hintf("no section has more than a few dozen keys: is this the right file?")
 		return nil
 	}
@@ -234,7 +215,7 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 			continue
 		}
 		if first, dup := seen[key]; dup {
-			d.r.errAt(k.Line, fieldPath(path, key), "duplicate key %q (first set on line %d)", key, first).
+			d.errAt(k.Line, fieldPath(path, key), "duplicate key %q (first set on line %d)", key, first).
 				hintf("remove one of them")
 			continue
 		}
@@ -282,13 +263,13 @@ func (d *decoder) mergeSources(m *yaml.Node, path string) [][]pair {
 			if it.Kind == yaml.MappingNode {
 				out = append(out, d.pairs(it, path))
 			} else {
-				d.r.errAt(item.Line, path, "a merge key (<<) takes mappings, got %s", describe(it))
+				d.errAt(item.Line, path, "a merge key (<<) takes mappings, got %s", describe(it))
 			}
 			rel()
 		}
 		return out
 	}
-	d.r.errAt(m.Line, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(m))
+	d.errAt(m.Line, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(m))
 	return nil
 }
 
@@ -298,7 +279,7 @@ func (d *decoder) key(k *yaml.Node, path string) (string, bool) {
 		k = k.Alias
 	}
 	if k.Kind != yaml.ScalarNode {
-		d.r.errAt(k.Line, path, "a key must be a plain name, got %s", describe(k))
+		d.errAt(k.Line, path, "a key must be a plain name, got %s", describe(k))
 		return "", false
 	}
 	return k.Value, true
@@ -308,20 +289,24 @@ func (d *decoder) key(k *yaml.Node, path string) (string, bool) {
 func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	t := v.Type()
 	for _, p := range d.pairs(n, path) {
-		kp := fieldPath(path, p.key)
+		kp := d.fieldPath(path, p.key)
 		i, ok := d.fieldIndex(t, p.key)
 		if !ok {
 			d.unknownKey(p, t, path, kp)
 			continue
 		}
-		d.r.lines[kp] = p.k.Line
+		d.line(kp, p.k.Line)
 		d.value(p.v, v.Field(i), kp)
 	}
 }
 
 func (d *decoder) unknownKey(p pair, t reflect.Type, path, kp string) {
+	if !d.full {
+		d.problem = true
+		return
+	}
 	names := keyNames(t)
-	e := d.r.errAt(p.k.Line, kp, "unknown key %q", p.key)
+	e := d.errAt(p.k.Line, kp, "unknown key %q", p.key)
 	where := "at the top level"
 	if path != "" {
 		where = "in " + path
@@ -366,7 +351,7 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 		case reflect.Int64:
 			want = "an integer"
 		}
-		d.r.errAt(n.Line, path, "expected %s, got %s", want, describe(n))
+		d.errAt(n.Line, path, "expected %s, got %s", want, describe(n))
 		return false
 	}
 	tag := n.ShortTag()
@@ -377,11 +362,11 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 	case reflect.Int64:
 		if tag == "!!float" && isDigits(n.Value) {
 			// YAML resolves an integer too large for 64 bits as a float.
-			d.r.errAt(n.Line, path, "%s is out of range", n.Value)
+			d.errAt(n.Line, path, "%s is out of range", n.Value)
 			return false
 		}
 		if tag != "!!int" {
-			e := d.r.errAt(n.Line, path, "expected an integer, got %s", describe(n))
+			e := d.errAt(n.Line, path, "expected an integer, got %s", describe(n))
 			if _, err := strconv.ParseInt(n.Value, 10, 64); err == nil && tag == "!!str" {
 				e.hintf("remove the quotes")
 			}
@@ -398,14 +383,14 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 		}
 		var i int64
 		if err := n.Decode(&i); err != nil {
-			d.r.errAt(n.Line, path, "%s is out of range", n.Value)
+			d.errAt(n.Line, path, "%s is out of range", n.Value)
 			return false
 		}
 		v.SetInt(i)
 		return true
 	case reflect.Bool:
 		if tag != "!!bool" {
-			e := d.r.errAt(n.Line, path, "expected true or false, got %s", describe(n))
+			e := d.errAt(n.Line, path, "expected true or false, got %s", describe(n))
 			if _, err := strconv.ParseBool(n.Value); err == nil && tag == "!!str" {
 				e.hintf("remove the quotes")
 			}
@@ -413,13 +398,13 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) bool {
 		}
 		var b bool
 		if err := n.Decode(&b); err != nil {
-			d.r.errAt(n.Line, path, "expected true or false, got %s", describe(n))
+			d.errAt(n.Line, path, "expected true or false, got %s", describe(n))
 			return false
 		}
 		v.SetBool(b)
 		return true
 	}
-	d.r.errAt(n.Line, path, "cannot decode %s here", describe(n))
+	d.errAt(n.Line, path, "cannot decode %s here", describe(n))
 	return false
 }
 

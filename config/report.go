@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // report collects the problems of one file and remembers where every field
@@ -13,8 +15,10 @@ import (
 // path alone.
 type report struct {
 	file string
-	// lines maps a field path to the line of its key (or list item).
+	// lines maps a field path to the line of its key (or list item); nil
+	// until lineOf first needs it (recordLines builds it from root).
 	lines map[string]int
+	root  *yaml.Node
 	// bad holds the paths that already have an error, so that a value which
 	// failed to decode is not reported again as missing.
 	bad   map[string]bool
@@ -31,7 +35,7 @@ type report struct {
 const maxErrors = 1000
 
 func newReport(file string) *report {
-	return &report{file: file, lines: make(map[string]int), bad: make(map[string]bool)}
+	return &report{file: file, bad: make(map[string]bool)}
 }
 
 // errAt records an error at an explicit line. A problem with the top-level
@@ -126,6 +130,9 @@ func (r *report) warnf(path, format string, args ...any) *Error {
 // lineOf finds the line of path, walking up to the nearest ancestor written in
 // the file: a missing field is reported where its parent is.
 func (r *report) lineOf(path string) int {
+	if r.lines == nil && r.root != nil {
+		r.recordLines()
+	}
 	for {
 		if l, ok := r.lines[path]; ok {
 			return l
