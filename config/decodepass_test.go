@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -51,5 +52,26 @@ func TestQuickPassAgreesWithFullPass(t *testing.T) {
 	}
 	if problems == 0 {
 		t.Error("no test file has a decoding problem: the comparison covers only clean files")
+	}
+}
+
+// TestKeySet: a mapping's keys are found, with their lines, both while the
+// set looks through them and once it indexes them.
+func TestKeySet(t *testing.T) {
+	var s keySet
+	for i := range 3 * keySetScan {
+		key := fmt.Sprintf("k%d", i)
+		if _, dup := s.line(key); dup {
+			t.Fatalf("%s found before it was added", key)
+		}
+		s.add(pair{key: key, k: &yaml.Node{Line: 100 + i}})
+		for j := 0; j <= i; j++ {
+			if l, ok := s.line(fmt.Sprintf("k%d", j)); !ok || l != 100+j {
+				t.Fatalf("after %d keys, k%d: line %d, %v; want %d", i+1, j, l, ok, 100+j)
+			}
+		}
+	}
+	if len(s.out) != 3*keySetScan {
+		t.Errorf("%d pairs, want %d", len(s.out), 3*keySetScan)
 	}
 }
