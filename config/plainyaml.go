@@ -40,6 +40,12 @@ type plainParser struct {
 	i      int // the next line
 	failed bool
 	nodes  []yaml.Node // allocated in blocks: one allocation per 256 nodes
+	// stack holds the children of the collections being parsed, innermost
+	// last; a finished collection's children move to an exact-size Content
+	// cut from contents, allocated in blocks too, instead of growing each
+	// Content by appending (a third of the parser's allocations).
+	stack    []*yaml.Node
+	contents []*yaml.Node
 }
 
 // plainLine is one line with content: its number, indentation and text
@@ -91,6 +97,28 @@ func (p *plainParser) node(kind yaml.Kind, tag string, line, col int) *yaml.Node
 	return n
 }
 
+// push adds a child to the collection being parsed.
+func (p *plainParser) push(child *yaml.Node) {
+	p.stack = append(p.stack, child)
+}
+
+// children returns the children pushed since the stack had depth start,
+// and removes them from the stack.
+func (p *plainParser) children(start int) []*yaml.Node {
+	k := len(p.stack) - start
+	if k == 0 {
+		return nil
+	}
+	if cap(p.contents)-len(p.contents) < k {
+		p.contents = make([]*yaml.Node, 0, max(1024, k))
+	}
+	at := len(p.contents)
+	p.contents = append(p.contents, p.stack[start:]...)
+	clear(p.stack[start:])
+	p.stack = p.stack[:start]
+	return p.contents[at : at+k : at+k]
+}
+
 // isSeqEntry reports whether l starts a list item ("- " or a lone "-").
 func (p *plainParser) isSeqEntry(l plainLine) bool {
 	return l.text[0] == '-' && (len(l.text) == 1 || l.text[1] == ' ')
@@ -108,6 +136,7 @@ func (p *plainParser) block(indent int) *yaml.Node {
 func (p *plainParser) sequence(indent int) *yaml.Node {
 	l := p.lines[p.i]
 	n := p.node(yaml.SequenceNode, "!!seq", l.num, indent+1)
+	start := len(p.stack)
 	for !p.failed && p.i < len(p.lines) {
 		l := p.lines[p.i]
 		if l.indent < indent || (l.indent == indent && !p.isSeqEntry(l)) {
@@ -127,11 +156,12 @@ func (p *plainParser) sequence(indent int) *yaml.Node {
 		col := indent + len(l.text) - len(rest)
 		p.lines[p.i] = plainLine{num: l.num, indent: col, text: rest}
 		if _, _, isKey := p.keyOf(rest); isKey {
-			n.Content = append(n.Content, p.mapping(col))
+			p.push(p.mapping(col))
 		} else {
-			n.Content = append(n.Content, p.inlineValue(col))
+			p.push(p.inlineValue(col))
 		}
 	}
+	n.Content = p.children(start)
 	return n
 }
 
@@ -139,6 +169,7 @@ func (p *plainParser) sequence(indent int) *yaml.Node {
 func (p *plainParser) mapping(indent int) *yaml.Node {
 	l := p.lines[p.i]
 	n := p.node(yaml.MappingNode, "!!map", l.num, indent+1)
+	start := len(p.stack)
 	for !p.failed && p.i < len(p.lines) {
 		l := p.lines[p.i]
 		if l.indent < indent || (l.indent == indent && p.isSeqEntry(l)) {
@@ -155,15 +186,16 @@ func (p *plainParser) mapping(indent int) *yaml.Node {
 			p.failed = true // a key yaml.v3 resolves otherwise (a number, <<)
 			break
 		}
-		n.Content = append(n.Content, k)
+		p.push(k)
 		if rest == "" || rest[0] == '#' {
-			n.Content = append(n.Content, p.nested(indent))
+			p.push(p.nested(indent))
 			continue
 		}
 		col := indent + len(l.text) - len(rest)
 		p.lines[p.i] = plainLine{num: l.num, indent: col, text: rest}
-		n.Content = append(n.Content, p.inlineValue(indent))
+		p.push(p.inlineValue(indent))
 	}
+	n.Content = p.children(start)
 	return n
 }
 
@@ -316,13 +348,14 @@ func (p *plainParser) flowCollection(l plainLine, off int) (*yaml.Node, string) 
 	if strings.HasPrefix(rest(), string(closer)) {
 		return n, strings.TrimLeft(rest()[1:], " ")
 	}
+	start := len(p.stack)
 	for {
 		v, after := p.flowValue(l, pos, true)
 		if v == nil {
 			return nil, ""
 		}
 		pos = len(l.text) - len(after)
-		n.Content = append(n.Content, v)
+		p.push(v)
 		if kind == yaml.MappingNode {
 			if v.Kind != yaml.ScalarNode || !strings.HasPrefix(after, ": ") {
 				return nil, ""
@@ -333,10 +366,11 @@ func (p *plainParser) flowCollection(l plainLine, off int) (*yaml.Node, string) 
 				return nil, ""
 			}
 			pos = len(l.text) - len(after)
-			n.Content = append(n.Content, v)
+			p.push(v)
 		}
 		switch {
 		case strings.HasPrefix(after, string(closer)):
+			n.Content = p.children(start)
 			return n, strings.TrimLeft(after[1:], " ")
 		case strings.HasPrefix(after, ","):
 			pos++
