@@ -29,6 +29,8 @@ type decoder struct {
 	// fields caches fieldIndex per raw struct type: a large file has the
 	// same few structs thousands of times.
 	fields map[reflect.Type]map[string]int
+	// blocks holds, per type, the block newValue cuts values from.
+	blocks map[reflect.Type]valueBlock
 	// full makes the decoder build field paths, record every key's line
 	// (report.lines) and report problems. Without it (the quick pass) it
 	// builds no paths and only notes that there is a problem, for the full
@@ -127,7 +129,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		elem := v.Type().Elem()
-		p := reflect.New(elem)
+		p := d.newValue(elem)
 		if elem.Kind() == reflect.Struct {
 			if n.Kind != yaml.MappingNode {
 				d.errAt(n.Line, path, "expected a mapping, got %s", describe(n))

@@ -50,7 +50,7 @@ func newDecoder(r *report, nodes int, full bool) *decoder {
 		r.lines[""] = r.root.Line
 	}
 	return &decoder{r: r, active: make(map[*yaml.Node]bool), budget: min(16*nodes+100000, maxVisits),
-		fields: make(map[reflect.Type]map[string]int), full: full}
+		fields: make(map[reflect.Type]map[string]int), blocks: make(map[reflect.Type]valueBlock), full: full}
 }
 
 // errAt reports a problem in a full pass; a quick pass only notes it.
@@ -92,4 +92,32 @@ func countNodes(n *yaml.Node) int {
 		c += countNodes(ch)
 	}
 	return c
+}
+
+// valueBlock is a block of values of one type that newValue hands out.
+type valueBlock struct {
+	s    reflect.Value // a slice
+	next int
+}
+
+// maxValueBlock is the largest block newValue allocates: blocks start
+// small, so a section written once costs little, and double up to this.
+const maxValueBlock = 256
+
+// newValue returns a pointer to a new zero value of type t, cut from a block
+// of them: the raw structs hold every scalar and section by pointer, and
+// allocating each on its own was a third of decoding's allocations.
+func (d *decoder) newValue(t reflect.Type) reflect.Value {
+	b := d.blocks[t]
+	if !b.s.IsValid() || b.next == b.s.Len() {
+		size := 4
+		if b.s.IsValid() {
+			size = min(2*b.s.Len(), maxValueBlock)
+		}
+		b = valueBlock{s: reflect.MakeSlice(reflect.SliceOf(t), size, size)}
+	}
+	p := b.s.Index(b.next).Addr()
+	b.next++
+	d.blocks[t] = b
+	return p
 }
