@@ -242,45 +242,87 @@ func (v *validator) backends(rbs []*rawBackend, path string, s *Service, ok vali
 		return nil
 	}
 	out := make([]Backend, 0, len(rbs))
-	seen := make(map[netip.AddrPort]string)
+	seen := make(map[netip.AddrPort]string, len(rbs))
+	paths := backendPaths(path+".backends", len(rbs))
 	for j, rb := range rbs {
-		bp := indexPath(path+".backends", j)
+		bp := paths[j]
 		if rb == nil {
-			v.missing(bp, "empty backend").hintf("remove the lone '-' or fill in address")
+			v.missing(bp.item, "empty backend").hintf("remove the lone '-' or fill in address")
 			continue
 		}
 		b := Backend{Port: s.Port, Weight: DefaultWeight}
-		addr, aok := v.requiredAddr(rb.Address, bp+".address", "real server's address")
+		addr, aok := v.requiredAddr(rb.Address, bp.address, "real server's address")
 		if aok {
 			switch first, isVIP := vips[addr]; {
 			case addr.IsUnspecified() || addr.IsMulticast():
-				v.errf(bp+".address", "%s is not a unicast address", addr)
+				v.errf(bp.address, "%s is not a unicast address", addr)
 			case isVIP && !(local && addr == s.VIP):
-				v.errf(bp+".address", "%s is a VIP (%s), not a real server", addr, v.lineRef(first)).
+				v.errf(bp.address, "%s is a VIP (%s), not a real server", addr, v.lineRef(first)).
 					hintf("a backend must be a real server's own address; the VIP sits on its loopback")
 			case ok.vip && !local && addr.Is4() != s.VIP.Is4():
-				v.errf(bp+".address", "%s is not of the same address family as the VIP %s", addr, s.VIP).
+				v.errf(bp.address, "%s is not of the same address family as the VIP %s", addr, s.VIP).
 					hintf("IPVS cannot forward between IPv4 and IPv6; add a service with a VIP of that family")
 			}
 		}
 		b.Address = addr
-		if p, pok := v.integer(rb.Port, bp+".port", int64(s.Port), 1, 65535); pok {
+		if p, pok := v.integer(rb.Port, bp.port, int64(s.Port), 1, 65535); pok {
 			b.Port = uint16(p)
 			if ok.port && b.Port != s.Port && (s.Forwarding == ForwardDR || s.Forwarding == ForwardTunnel) {
-				v.errf(bp+".port", "port %d differs from the service port %d, which %s forwarding cannot do", b.Port, s.Port, s.Forwarding).
+				v.errf(bp.port, "port %d differs from the service port %d, which %s forwarding cannot do", b.Port, s.Port, s.Forwarding).
 					hintf("%s delivers packets unchanged: make the real server listen on %d, or use forwarding: nat", s.Forwarding, s.Port)
 			}
 		}
-		w, _ := v.integer(rb.Weight, bp+".weight", DefaultWeight, 0, maxWeight)
+		w, _ := v.integer(rb.Weight, bp.weight, DefaultWeight, 0, maxWeight)
 		b.Weight = int(w)
 		if aok {
 			ap := netip.AddrPortFrom(addr, b.Port)
 			if first, dup := seen[ap]; dup {
-				v.errf(bp+".address", "backend %s is listed twice (first at %s)", ap, v.lineRef(first))
+				v.errf(bp.address, "backend %s is listed twice (first at %s)", ap, v.lineRef(first))
 			}
-			seen[ap] = bp
+			seen[ap] = bp.item
 		}
 		out = append(out, b)
+	}
+	return out
+}
+
+// backendPath holds the field paths of one backend.
+type backendPath struct{ item, address, port, weight string }
+
+// backendPaths returns the paths of n backends under list
+// ("services[0].backends"), cut from one string: four strings per backend
+// were most of validation's allocations.
+func backendPaths(list string, n int) []backendPath {
+	const fields = len(".address") + len(".port") + len(".weight")
+	// itemLen is the length of list[j].
+	itemLen := func(j int) int {
+		var digits [20]byte
+		return len(list) + len(strconv.AppendInt(digits[:0], int64(j), 10)) + 2
+	}
+	size := 0
+	for j := range n {
+		size += 3*itemLen(j) + fields
+	}
+	var b strings.Builder
+	b.Grow(size)
+	var num [24]byte
+	for j := range n {
+		item := append(strconv.AppendInt(append(num[:0], '['), int64(j), 10), ']')
+		for _, field := range [...]string{".address", ".port", ".weight"} {
+			b.WriteString(list)
+			b.Write(item)
+			b.WriteString(field)
+		}
+	}
+	all := b.String()
+	out := make([]backendPath, n)
+	at := 0
+	for j := range out {
+		l := itemLen(j)
+		address, port := at+l+len(".address"), at+2*l+len(".address.port")
+		out[j] = backendPath{item: all[at : at+l], address: all[at:address],
+			port: all[address:port], weight: all[port : port+l+len(".weight")]}
+		at = port + l + len(".weight")
 	}
 	return out
 }
