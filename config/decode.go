@@ -31,6 +31,8 @@ type decoder struct {
 	fields map[reflect.Type]map[string]int
 	// blocks holds, per type, the block newValue cuts values from.
 	blocks map[reflect.Type]valueBlock
+	// pairBlock is the block pairSlice cuts mappings' pairs from.
+	pairBlock []pair
 	// full makes the decoder build field paths, record every key's line
 	// (report.lines) and report problems. Without it (the quick pass) it
 	// builds no paths and only notes that there is a problem, for the full

@@ -19,7 +19,7 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 			hintf("no section has more than a few dozen keys: is this the right file?")
 		return nil
 	}
-	seen := keySet{out: make([]pair, 0, len(n.Content)/2)}
+	seen := keySet{out: d.pairSlice(len(n.Content) / 2)}
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -138,4 +138,15 @@ func (d *decoder) key(k *yaml.Node, path string) (string, bool) {
 		return "", false
 	}
 	return k.Value, true
+}
+
+// pairSlice returns an empty slice with room for k pairs, cut from a block
+// (appending beyond k, as merge keys do, moves it out of the block).
+func (d *decoder) pairSlice(k int) []pair {
+	if cap(d.pairBlock)-len(d.pairBlock) < k {
+		d.pairBlock = make([]pair, 0, max(256, k))
+	}
+	at := len(d.pairBlock)
+	d.pairBlock = d.pairBlock[:at+k]
+	return d.pairBlock[at : at : at+k]
 }

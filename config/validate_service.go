@@ -29,11 +29,6 @@ func schedulerFlags(scheduler string) []string {
 	return nil
 }
 
-// allSchedulerFlags returns every scheduler flag the config knows.
-func allSchedulerFlags() []string {
-	return append(schedulerFlags("sh"), schedulerFlags("mh")...)
-}
-
 // Limits of service settings.
 const (
 	// maxWeight is the largest weight the brief allows (IPVS takes int32, but
@@ -205,22 +200,26 @@ func (v *validator) flags(fs []*string, path, sched string, schedOK bool) []stri
 		return defaultSchedulerFlags(sched)
 	}
 	var out []string
+	if len(fs) > 0 {
+		out = make([]string, 0, len(fs))
+	}
 	valid := schedulerFlags(sched)
 	for i, f := range fs {
-		fp := indexPath(path, i)
+		// at is the flag's path, built only for a message.
+		at := func() string { return indexPath(path, i) }
 		if f == nil || *f == "" {
-			v.missing(fp, "empty scheduler flag")
+			v.missing(at(), "empty scheduler flag")
 			continue
 		}
 		switch {
-		case !slices.Contains(allSchedulerFlags(), *f):
-			v.errf(fp, "unknown scheduler flag %q", *f).hintf(flagsHint)
+		case !slices.Contains(schedulerFlags("sh"), *f) && !slices.Contains(schedulerFlags("mh"), *f):
+			v.errf(at(), "unknown scheduler flag %q", *f).hintf(flagsHint)
 			continue
 		case schedOK && !slices.Contains(valid, *f):
-			v.errf(fp, "flag %q does not fit scheduler %q", *f, sched).hintf(flagsHint)
+			v.errf(at(), "flag %q does not fit scheduler %q", *f, sched).hintf(flagsHint)
 			continue
 		case slices.Contains(out, *f):
-			v.errf(fp, "flag %q is listed twice", *f)
+			v.errf(at(), "flag %q is listed twice", *f)
 			continue
 		}
 		out = append(out, *f)
