@@ -236,6 +236,7 @@ func report(stdout, stderr io.Writer, c config, p *streamParser, work string,
 	fmt.Fprintf(stdout, "vmtest: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if runErr != nil {
 		fmt.Fprintf(stderr, "vmtest: the VM failed: %v\n", runErr)
+		printConsole(stderr, res.Console)
 		return exitVM
 	}
 	if res.ExitCode != 0 && code == 0 {
@@ -248,6 +249,25 @@ func report(stdout, stderr io.Writer, c config, p *streamParser, work string,
 	}
 	return code
 }
+
+// printConsole prints the guest's whole console (kernel messages) after a
+// VM failure. The error shows only its last lines; a hung guest's first
+// warning (a soft lockup's first trace, say) scrolls out of those, and it is
+// the one that says what went wrong.
+func printConsole(w io.Writer, console []byte) {
+	if len(console) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "vmtest: the VM's whole console (%d bytes) follows, up to the line %q\n", len(console), consoleEnd)
+	w.Write(console)
+	if console[len(console)-1] != '\n' {
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, consoleEnd)
+}
+
+// consoleEnd ends the console printConsole prints.
+const consoleEnd = "vmtest: end of the VM's console"
 
 // printPackage prints a package's go-test-style line (after its output if it
 // failed and the output was not streamed) and records its status.

@@ -122,7 +122,8 @@ func TestReportExitCodes(t *testing.T) {
 			p := newStreamParser([]string{"ex/a"}, nil)
 			p.Write([]byte(tc.run))
 			var stdout, stderr bytes.Buffer
-			got := report(&stdout, &stderr, config{allowEmpty: tc.allowEmpty}, p, work, vm.Result{}, tc.runErr, 0, 0)
+			res := vm.Result{Console: []byte("[    1.0] first lockup trace\n[  900.0] last line")}
+			got := report(&stdout, &stderr, config{allowEmpty: tc.allowEmpty}, p, work, res, tc.runErr, 0, 0)
 			if got != tc.want {
 				t.Errorf("exit = %d, want %d\nstdout:\n%s\nstderr:\n%s", got, tc.want, stdout.String(), stderr.String())
 			}
@@ -131,6 +132,12 @@ func TestReportExitCodes(t *testing.T) {
 			}
 			if tc.runErr != nil && !strings.Contains(stderr.String(), "the VM failed") {
 				t.Errorf("stderr does not say the VM failed:\n%s", stderr.String())
+			}
+			// A failed VM's whole console is printed, its first line
+			// included; a VM that ran prints none of it.
+			printed := strings.Contains(stderr.String(), "first lockup trace\n[  900.0] last line\n"+consoleEnd)
+			if printed != (tc.runErr != nil) {
+				t.Errorf("console printed = %v with error %v:\n%s", printed, tc.runErr, stderr.String())
 			}
 		})
 	}
