@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/anycast-director/director/internal/logmany"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -308,24 +309,14 @@ func (v *VIPs) unbindUnwanted(ctx context.Context, ifindex int, cur bound, want 
 	return nil
 }
 
-// vipLinesMax is how many VIPs one Set logs line by line; more are logged
-// in one line with their count (and each at debug): a start-up binding
-// 1,000 VIPs wrote 1,000 lines.
-const vipLinesMax = 8
-
-// logVIPs logs what one Set did (msg: "bound VIP" or "unbound VIP") to ps.
+// logVIPs logs what one Set did (msg: "bound VIP" or "unbound VIP") to ps,
+// in one line when there are many (logmany).
 func (v *VIPs) logVIPs(msg string, ps []netip.Prefix) {
-	if len(ps) <= vipLinesMax {
-		for _, p := range ps {
-			v.log.Info(msg, "vip", p.Addr())
-		}
-		return
+	addrs := make([]string, len(ps))
+	for i, p := range ps {
+		addrs[i] = p.Addr().String()
 	}
-	for _, p := range ps {
-		v.log.Debug(msg, "vip", p.Addr())
-	}
-	v.log.Info(msg+"s", "count", len(ps), "first", ps[0].Addr(), "last", ps[len(ps)-1].Addr(),
-		"reason", "each is logged at debug level")
+	logmany.Log(v.log, msg, msg+"s", "vip", addrs, "")
 }
 
 // bindMissing binds the wanted VIPs that are not bound yet, using (with a
