@@ -137,12 +137,14 @@ func (r *runner) startUp(ctx context.Context, d *daemon, _ string, res *Run) err
 		return fmt.Errorf("not every service and real server in IPVS: %w", err)
 	}
 	res.StartInIPVS = in.Sub(d.started).Seconds()
+	d.mark(d.cmd.Stdout, "saw every service and real server in IPVS", in)
 	want := r.base()
 	settled, err := r.view.waitFor(ctx, r.t.Limit, func(t table) bool { return t.matches(want) }, nil)
 	if err != nil {
 		return fmt.Errorf("weights not settled: %w", err)
 	}
 	res.StartSettled = settled.Sub(d.started).Seconds()
+	d.mark(d.cmd.Stdout, "saw every weight right", settled)
 	w1, err := r.writes.read()
 	res.StartWrites = w1.Sub(w0)
 	return err
@@ -192,7 +194,7 @@ func (r *runner) steady(ctx context.Context, d *daemon, _ string, res *Run) erro
 
 // detect stops real server 0, waits for weight 0 in every service, starts it
 // again and waits for its weight back, counting other changes.
-func (r *runner) detect(ctx context.Context, _ *daemon, _ string, res *Run) error {
+func (r *runner) detect(ctx context.Context, d *daemon, _ string, res *Run) error {
 	down := r.base()
 	down[0] = 0
 	n := int64(r.s.Services)
@@ -201,6 +203,7 @@ func (r *runner) detect(ctx context.Context, _ *daemon, _ string, res *Run) erro
 		return err
 	}
 	t0 := time.Now()
+	d.mark(d.cmd.Stdout, "stopping real server 0", t0)
 	if err := r.topo.setUp(ctx, 0, false); err != nil {
 		return err
 	}
@@ -211,6 +214,7 @@ func (r *runner) detect(ctx context.Context, _ *daemon, _ string, res *Run) erro
 		return fmt.Errorf("real server 0 not at weight 0 everywhere: %w", err)
 	}
 	res.Detect = at.Sub(t0).Seconds()
+	d.mark(d.cmd.Stdout, "saw real server 0 at weight 0 everywhere", at)
 	w1, err := r.writes.read()
 	if err != nil {
 		return err
@@ -218,6 +222,7 @@ func (r *runner) detect(ctx context.Context, _ *daemon, _ string, res *Run) erro
 	res.DetectWrites = w1.Sub(w0)
 	res.DetectOther = max(res.DetectWrites.Commands-n, 0)
 	t1 := time.Now()
+	d.mark(d.cmd.Stdout, "starting real server 0 again", t1)
 	if err := r.topo.setUp(ctx, 0, true); err != nil {
 		return err
 	}
@@ -227,6 +232,7 @@ func (r *runner) detect(ctx context.Context, _ *daemon, _ string, res *Run) erro
 		return fmt.Errorf("real server 0 not back everywhere: %w", err)
 	}
 	res.Recover = at.Sub(t1).Seconds()
+	d.mark(d.cmd.Stdout, "saw real server 0 back everywhere", at)
 	w2, err := r.writes.read()
 	res.RecoverWrites = w2.Sub(w1)
 	res.RecoverOther = max(res.RecoverWrites.Commands-n, 0)
@@ -246,6 +252,7 @@ func (r *runner) reload(ctx context.Context, d *daemon, cfg string, res *Run) er
 		return err
 	}
 	t0 := time.Now()
+	d.mark(d.cmd.Stdout, "sent SIGHUP", t0)
 	if err := d.signal(syscall.SIGHUP); err != nil {
 		return err
 	}
@@ -254,6 +261,7 @@ func (r *runner) reload(ctx context.Context, d *daemon, cfg string, res *Run) er
 	if err != nil {
 		return fmt.Errorf("the new weight not applied everywhere: %w", err)
 	}
+	d.mark(d.cmd.Stdout, "saw the new weight in IPVS everywhere", at)
 	res.Reload = at.Sub(t0).Seconds()
 	end := time.Now().Add(r.t.Settle)
 	for time.Now().Before(end) {
