@@ -57,8 +57,9 @@ func TestParseAndVerdicts(t *testing.T) {
 	}
 }
 
-// TestSpecsNameRealBenchmarks keeps the specs honest: every metric they read
-// must be one a benchmark reports somewhere in the repository.
+// TestSpecsAreWellFormed checks that every spec says what it measures and
+// how, with a known comparison (TestSpecsNameRealBenchmarks checks the
+// benchmarks it names exist).
 func TestSpecsAreWellFormed(t *testing.T) {
 	for _, s := range Specs {
 		if s.Section == "" || s.Figure == "" || !strings.HasPrefix(s.Bench, "Benchmark") || s.Metric == "" || s.Format == "" {
