@@ -19,12 +19,37 @@ import (
 // errors.
 type validator struct {
 	*report
+	// paths holds the field paths join built, in blocks.
+	paths strings.Builder
+}
+
+// pathBlock is the size of the blocks join cuts paths from.
+const pathBlock = 4096
+
+// join returns base followed by field (".rise"), cut from a block of such
+// paths: validation builds a path for every field it checks, to name it in
+// a message that is seldom written, and one allocation each was most of
+// what validation allocated. A strings.Builder never changes the bytes it
+// has handed out, so the paths stay valid when the block is replaced.
+func (v *validator) join(base, field string) string {
+	n := len(base) + len(field)
+	if n > pathBlock/4 {
+		return base + field
+	}
+	if v.paths.Cap()-v.paths.Len() < n {
+		v.paths = strings.Builder{}
+		v.paths.Grow(pathBlock)
+	}
+	start := v.paths.Len()
+	v.paths.WriteString(base)
+	v.paths.WriteString(field)
+	return v.paths.String()[start:]
 }
 
 // validate builds the typed Config from rc. The result is only meaningful when
 // r.errs is empty.
 func validate(r *report, rc *rawConfig) *Config {
-	v := &validator{r}
+	v := &validator{report: r}
 	c := &Config{}
 	c.Director = v.director(rc.Director, rc.BGP != nil)
 	c.API = v.api(rc.API)

@@ -41,23 +41,23 @@ func (v *validator) check(r *rawCheck, path string) Check {
 		r = &rawCheck{}
 	}
 	c := Check{}
-	typ, typeOK := v.enum(r.Type, path+".type", "health check type", string(DefaultCheckType), checkTypes())
+	typ, typeOK := v.enum(r.Type, v.join(path, ".type"), "health check type", string(DefaultCheckType), checkTypes())
 	c.Type = CheckType(typ)
-	interval, iok := v.durationAtMost(r.Interval, path+".interval", DefaultCheckInterval, maxCheckInterval,
+	interval, iok := v.durationAtMost(r.Interval, v.join(path, ".interval"), DefaultCheckInterval, maxCheckInterval,
 		"a dead backend is noticed only after fall x interval; 1s or 2s is usual")
 	if iok && interval < minCheckInterval {
-		v.errf(path+".interval", "%s is shorter than %s", interval, minCheckInterval).
+		v.errf(v.join(path, ".interval"), "%s is shorter than %s", interval, minCheckInterval).
 			hintf("probes that often would flood the backends; 1s or 2s is usual")
 		interval, iok = DefaultCheckInterval, false
 	}
 	c.Interval = interval
-	timeout, tok := v.duration(r.Timeout, path+".timeout", defaultCheckTimeout(interval))
+	timeout, tok := v.duration(r.Timeout, v.join(path, ".timeout"), defaultCheckTimeout(interval))
 	switch {
 	case !tok:
 	case timeout < minCheckTimeout:
-		v.errf(path+".timeout", "%s is shorter than %s", timeout, minCheckTimeout)
+		v.errf(v.join(path, ".timeout"), "%s is shorter than %s", timeout, minCheckTimeout)
 	case iok && timeout >= interval:
-		e := v.errf(path+".timeout", "timeout %s is not shorter than the interval %s", timeout, interval)
+		e := v.errf(v.join(path, ".timeout"), "timeout %s is not shorter than the interval %s", timeout, interval)
 		if r.Timeout == nil {
 			e.hintf("the default timeout is %s; set a timeout below the interval", timeout)
 		} else {
@@ -65,13 +65,13 @@ func (v *validator) check(r *rawCheck, path string) Check {
 		}
 	}
 	c.Timeout = timeout
-	rise, _ := v.integer(r.Rise, path+".rise", DefaultRise, 1, maxRiseFall)
-	fall, _ := v.integer(r.Fall, path+".fall", DefaultFall, 1, maxRiseFall)
+	rise, _ := v.integer(r.Rise, v.join(path, ".rise"), DefaultRise, 1, maxRiseFall)
+	fall, _ := v.integer(r.Fall, v.join(path, ".fall"), DefaultFall, 1, maxRiseFall)
 	c.Rise, c.Fall = int(rise), int(fall)
-	port, _ := v.integer(r.Port, path+".port", 0, 0, 65535)
+	port, _ := v.integer(r.Port, v.join(path, ".port"), 0, 0, 65535)
 	c.Port = uint16(port)
 	if r.Source != nil {
-		c.Source, _ = v.addr(r.Source, path+".source")
+		c.Source, _ = v.addr(r.Source, v.join(path, ".source"))
 	}
 	c.TLSVerify = DefaultTLSVerify
 	if r.ForwardingCheck != nil {
@@ -89,7 +89,7 @@ func (v *validator) check(r *rawCheck, path string) Check {
 		c.Payload = v.str(r.Payload, "")
 		c.Expect = v.str(r.Expect, "")
 		if c.Payload == "" {
-			v.missing(path+".payload", "required for a udp check: the datagram to send").
+			v.missing(v.join(path, ".payload"), "required for a udp check: the datagram to send").
 				hintf("a UDP service answers only when asked; set the request it understands")
 		}
 	case CheckDNS:
@@ -97,17 +97,17 @@ func (v *validator) check(r *rawCheck, path string) Check {
 	case CheckExec:
 		for i, a := range r.Command {
 			if a == nil {
-				v.missing(indexPath(path+".command", i), "empty argument").hintf(`write "" for an empty argument`)
+				v.missing(indexPath(v.join(path, ".command"), i), "empty argument").hintf(`write "" for an empty argument`)
 				continue
 			}
 			c.Command = append(c.Command, *a)
 		}
 		switch {
 		case len(r.Command) == 0:
-			v.missing(path+".command", "required for an exec check: the program and its arguments").
+			v.missing(v.join(path, ".command"), "required for an exec check: the program and its arguments").
 				hintf(`a list, e.g. ["/usr/local/bin/check-db", "--quick"]`)
 		case len(c.Command) > 0 && c.Command[0] == "" && r.Command[0] != nil:
-			v.errf(indexPath(path+".command", 0), "the program name is empty")
+			v.errf(indexPath(v.join(path, ".command"), 0), "the program name is empty")
 		}
 	}
 	return c
@@ -157,26 +157,26 @@ func (v *validator) checkFieldsFit(r *rawCheck, path string, t CheckType) {
 func (v *validator) httpCheck(r *rawCheck, path string, c *Check) {
 	c.Method = v.str(r.Method, DefaultHTTPMethod)
 	if !isHTTPToken(c.Method) {
-		v.errf(path+".method", "%q is not an HTTP method", c.Method).hintf("for example GET or HEAD")
+		v.errf(v.join(path, ".method"), "%q is not an HTTP method", c.Method).hintf("for example GET or HEAD")
 	}
 	c.Path = v.str(r.Path, DefaultHTTPPath)
 	switch {
 	case !strings.HasPrefix(c.Path, "/"):
-		v.errf(path+".path", "%q does not start with /", c.Path).hintf("write the request path, e.g. /healthz")
+		v.errf(v.join(path, ".path"), "%q does not start with /", c.Path).hintf("write the request path, e.g. /healthz")
 	case strings.ContainsAny(c.Path, " \t\r\n"):
-		v.errf(path+".path", "%q contains white space", c.Path).hintf("percent-encode it (%%20)")
+		v.errf(v.join(path, ".path"), "%q contains white space", c.Path).hintf("percent-encode it (%%20)")
 	}
 	c.Host = v.str(r.Host, "")
 	if strings.ContainsAny(c.Host, " \t\r\n/") {
-		v.errf(path+".host", "%q is not a host name", c.Host)
+		v.errf(v.join(path, ".host"), "%q is not a host name", c.Host)
 	}
 	if r.ExpectStatus == nil {
 		c.ExpectStatus = defaultExpectStatus()
 	} else if len(r.ExpectStatus) == 0 {
-		v.errf(path+".expect_status", "no status code").hintf("list the accepted codes, e.g. [200, 204], or remove the key for 200")
+		v.errf(v.join(path, ".expect_status"), "no status code").hintf("list the accepted codes, e.g. [200, 204], or remove the key for 200")
 	}
 	for i, st := range r.ExpectStatus {
-		sp := indexPath(path+".expect_status", i)
+		sp := indexPath(v.join(path, ".expect_status"), i)
 		if st == nil {
 			v.missing(sp, "empty status code")
 			continue
@@ -213,9 +213,9 @@ func (v *validator) dnsCheck(r *rawCheck, path string, c *Check) {
 	c.Query = v.str(r.Query, "")
 	switch {
 	case c.Query == "":
-		v.missing(path+".query", "required for a dns check: the name to ask for").hintf("for example query: example.com")
+		v.missing(v.join(path, ".query"), "required for a dns check: the name to ask for").hintf("for example query: example.com")
 	case !isDomainName(c.Query):
-		v.errf(path+".query", "%q is not a domain name", c.Query)
+		v.errf(v.join(path, ".query"), "%q is not a domain name", c.Query)
 	}
 	upper := func(p *string) *string {
 		if p == nil {
@@ -224,8 +224,8 @@ func (v *validator) dnsCheck(r *rawCheck, path string, c *Check) {
 		u := strings.ToUpper(*p)
 		return &u
 	}
-	c.QueryType, _ = v.enum(upper(r.QueryType), path+".query_type", "DNS query type", DefaultDNSQueryType, dnsQueryTypes())
-	c.RCode, _ = v.enum(upper(r.RCode), path+".rcode", "DNS rcode", DefaultDNSRCode, dnsRCodes())
+	c.QueryType, _ = v.enum(upper(r.QueryType), v.join(path, ".query_type"), "DNS query type", DefaultDNSQueryType, dnsQueryTypes())
+	c.RCode, _ = v.enum(upper(r.RCode), v.join(path, ".rcode"), "DNS rcode", DefaultDNSRCode, dnsRCodes())
 }
 
 // isDomainName reports whether s is a plausible DNS name (labels of 1 to 63

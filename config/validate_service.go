@@ -83,16 +83,16 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 		valid[i] = ok
 		if s.Name != "" {
 			if first, dup := names[s.Name]; dup {
-				v.errf(path+".name", "duplicate service name %q (first at %s)", s.Name, v.lineRef(first)).
+				v.errf(v.join(path, ".name"), "duplicate service name %q (first at %s)", s.Name, v.lineRef(first)).
 					hintf("service names must be unique; directorctl and metrics address services by name")
 			} else {
-				names[s.Name] = path + ".name"
+				names[s.Name] = v.join(path, ".name")
 			}
 		}
 		if ok.vip && ok.port && ok.proto {
 			k := serviceKey{s.VIP, s.Port, s.Protocol}
 			if first, dup := keys[k]; dup {
-				v.errf(path+".vip", "%s %s is already served by %s", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port), v.lineRef(first)).
+				v.errf(v.join(path, ".vip"), "%s %s is already served by %s", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port), v.lineRef(first)).
 					hintf("one VIP:port:protocol is one IPVS service; merge the backends into one service")
 			} else {
 				keys[k] = path
@@ -100,7 +100,7 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 		}
 		if ok.vip {
 			if _, seen := vips[s.VIP]; !seen {
-				vips[s.VIP] = path + ".vip"
+				vips[s.VIP] = v.join(path, ".vip")
 			}
 			v.sharedAdvertise(shared, s, path, r.Advertise != nil)
 		}
@@ -117,7 +117,7 @@ func (v *validator) services(rs []*rawService, announce Announce, bgp *BGP) []Se
 		if r.Health != nil && r.Health.Source != nil && s.Health.Source.IsValid() {
 			for _, t := range s.HealthTargets() {
 				if t.Addr().IsValid() && t.Addr().Is4() != s.Health.Source.Is4() {
-					v.errf(path+".health.source", "%s cannot reach the target %s (other address family)", s.Health.Source, t.Addr())
+					v.errf(v.join(path, ".health.source"), "%s cannot reach the target %s (other address family)", s.Health.Source, t.Addr())
 					break
 				}
 			}
@@ -133,20 +133,20 @@ func (v *validator) service(r *rawService, path string, announce Announce, bgp *
 	ok := validity{}
 	switch {
 	case r.Name == nil || *r.Name == "":
-		v.missing(path+".name", "required: the service's name").hintf("for example name: web")
+		v.missing(v.join(path, ".name"), "required: the service's name").hintf("for example name: web")
 	case !isName(*r.Name):
-		v.errf(path+".name", "%q is not a valid name", *r.Name).hintf(nameHint)
+		v.errf(v.join(path, ".name"), "%q is not a valid name", *r.Name).hintf(nameHint)
 	default:
 		s.Name = *r.Name
 	}
-	vip, vok := v.requiredAddr(r.VIP, path+".vip", "virtual IP address")
+	vip, vok := v.requiredAddr(r.VIP, v.join(path, ".vip"), "virtual IP address")
 	if vok {
 		switch {
 		case vip.IsUnspecified() || vip.IsMulticast():
-			v.errf(path+".vip", "%s is not a unicast address", vip)
+			v.errf(v.join(path, ".vip"), "%s is not a unicast address", vip)
 			vok = false
 		case vip.IsLoopback() && announce != AnnounceNone:
-			v.errf(path+".vip", "%s is a loopback address and cannot be announced", vip).
+			v.errf(v.join(path, ".vip"), "%s is a loopback address and cannot be announced", vip).
 				hintf("use a routable address, or announce: none for a lab")
 			vok = false
 		}
@@ -154,32 +154,32 @@ func (v *validator) service(r *rawService, path string, announce Announce, bgp *
 	ok.vip = vok
 	s.VIP = vip
 	if r.Port == nil {
-		v.missing(path+".port", "required: the service port")
-	} else if p, pok := v.integer(r.Port, path+".port", 0, 1, 65535); pok {
+		v.missing(v.join(path, ".port"), "required: the service port")
+	} else if p, pok := v.integer(r.Port, v.join(path, ".port"), 0, 1, 65535); pok {
 		s.Port = uint16(p)
 		ok.port = true
 	}
-	proto, pok := v.enum(r.Protocol, path+".protocol", "protocol", DefaultProtocol.String(), []string{"tcp", "udp"})
+	proto, pok := v.enum(r.Protocol, v.join(path, ".protocol"), "protocol", DefaultProtocol.String(), []string{"tcp", "udp"})
 	s.Protocol = map[string]Protocol{"tcp": TCP, "udp": UDP}[proto]
 	ok.proto = pok
-	sched, schedOK := v.enum(r.Scheduler, path+".scheduler", "IPVS scheduler", DefaultScheduler, ipvsSchedulers())
+	sched, schedOK := v.enum(r.Scheduler, v.join(path, ".scheduler"), "IPVS scheduler", DefaultScheduler, ipvsSchedulers())
 	s.Scheduler = sched
-	s.SchedulerFlags = v.flags(r.SchedulerFlags, path+".scheduler_flags", sched, schedOK)
-	persist, pok := v.durationAtMost(r.Persistence, path+".persistence", 0, maxPersistence,
+	s.SchedulerFlags = v.flags(r.SchedulerFlags, v.join(path, ".scheduler_flags"), sched, schedOK)
+	persist, pok := v.durationAtMost(r.Persistence, v.join(path, ".persistence"), 0, maxPersistence,
 		"IPVS keeps a client's template this long after its last connection; minutes are usual")
 	if pok && persist%time.Second != 0 {
-		v.errf(path+".persistence", "%s is not a whole number of seconds", persist).
+		v.errf(v.join(path, ".persistence"), "%s is not a whole number of seconds", persist).
 			hintf("IPVS counts persistence timeouts in seconds")
 		persist = 0
 	}
 	s.Persistence = persist
-	fwd, _ := v.enum(r.Forwarding, path+".forwarding", "forwarding method", DefaultForwarding.String(), []string{"dr", "nat", "tunnel", "local"})
+	fwd, _ := v.enum(r.Forwarding, v.join(path, ".forwarding"), "forwarding method", DefaultForwarding.String(), []string{"dr", "nat", "tunnel", "local"})
 	s.Forwarding = map[string]Forwarding{"dr": ForwardDR, "nat": ForwardNAT, "tunnel": ForwardTunnel, "local": ForwardLocal}[fwd]
-	s.Health = v.check(r.Health, path+".health")
+	s.Health = v.check(r.Health, v.join(path, ".health"))
 	if s.Health.ForwardingCheck {
-		v.forwardingCheck(s, vok && ok.proto, path+".health.forwarding_check")
+		v.forwardingCheck(s, vok && ok.proto, v.join(path, ".health.forwarding_check"))
 	}
-	s.Advertise = v.advertise(r.Advertise, path+".advertise", announce)
+	s.Advertise = v.advertise(r.Advertise, v.join(path, ".advertise"), announce)
 	if vok && announce == AnnounceBGP && bgp != nil && len(bgp.Peers) > 0 {
 		carried := false
 		for _, p := range bgp.Peers {
@@ -187,7 +187,7 @@ func (v *validator) service(r *rawService, path string, announce Announce, bgp *
 		}
 		if !carried {
 			fam := map[bool]string{true: "ipv4", false: "ipv6"}[vip.Is4()]
-			v.errf(path+".vip", "no BGP peer carries %s, so %s can never be announced", fam, vip).
+			v.errf(v.join(path, ".vip"), "no BGP peer carries %s, so %s can never be announced", fam, vip).
 				hintf("add %s to a peer's families, or add a peer with an %s address", fam, fam)
 		}
 	}
@@ -233,7 +233,7 @@ const flagsHint = "sh takes sh-fallback, sh-port; mh takes mh-fallback, mh-port;
 func (v *validator) backends(rbs []*rawBackend, path string, s *Service, ok validity, vips map[netip.Addr]string) []Backend {
 	local := s.Forwarding == ForwardLocal
 	if len(rbs) == 0 && !local {
-		v.missing(path+".backends", "a %s service needs at least one backend", s.Forwarding).
+		v.missing(v.join(path, ".backends"), "a %s service needs at least one backend", s.Forwarding).
 			hintf("add backends, or use forwarding: local if a process on this director serves the VIP")
 		return nil
 	}
@@ -242,7 +242,7 @@ func (v *validator) backends(rbs []*rawBackend, path string, s *Service, ok vali
 	}
 	out := make([]Backend, 0, len(rbs))
 	seen := make(map[netip.AddrPort]string, len(rbs))
-	paths := backendPaths(path+".backends", len(rbs))
+	paths := backendPaths(v.join(path, ".backends"), len(rbs))
 	for j, rb := range rbs {
 		bp := paths[j]
 		if rb == nil {
@@ -335,11 +335,11 @@ func (v *validator) minHealthy(p *int64, path string, s *Service) {
 	targets := len(s.HealthTargets())
 	switch {
 	case s.MinHealthy < 0:
-		v.errf(path+".min_healthy", "%d is negative", s.MinHealthy)
+		v.errf(v.join(path, ".min_healthy"), "%d is negative", s.MinHealthy)
 	case targets == 0:
 		// Reported already: a non-local service without backends.
 	case s.MinHealthy > targets:
-		e := v.errf(path+".min_healthy", "%d is more than the %d health targets, so the VIP could never be announced", s.MinHealthy, targets)
+		e := v.errf(v.join(path, ".min_healthy"), "%d is more than the %d health targets, so the VIP could never be announced", s.MinHealthy, targets)
 		if p == nil {
 			e.hintf("the default is %d", DefaultMinHealthy)
 		}
@@ -357,9 +357,9 @@ func (v *validator) sharedAdvertise(shared map[netip.Addr]vipShare, s Service, p
 	if advertiseKey(first.advertise) == advertiseKey(s.Advertise) {
 		return
 	}
-	where, other := path+".advertise", first.path+".advertise"
+	where, other := v.join(path, ".advertise"), first.path+".advertise"
 	if !explicit {
-		where = path + ".vip"
+		where = v.join(path, ".vip")
 	}
 	if !first.explicit {
 		other = first.path
@@ -388,7 +388,7 @@ func (v *validator) advertise(a *rawAdvertise, path string, announce Announce) A
 		v.warnf(path, "advertise is ignored: director.announce is %s", announce)
 	}
 	for i, c := range a.Communities {
-		cp := indexPath(path+".communities", i)
+		cp := indexPath(v.join(path, ".communities"), i)
 		parts, ok := v.community(c, cp, 2, "ASN:value, e.g. 65100:100", math.MaxUint16)
 		if !ok {
 			continue
@@ -405,7 +405,7 @@ func (v *validator) advertise(a *rawAdvertise, path string, announce Announce) A
 		out.Communities = append(out.Communities, val)
 	}
 	for i, c := range a.LargeCommunities {
-		cp := indexPath(path+".large_communities", i)
+		cp := indexPath(v.join(path, ".large_communities"), i)
 		parts, ok := v.community(c, cp, 3, "ASN:value1:value2, e.g. 65100:1:2", math.MaxUint32)
 		if !ok {
 			continue
@@ -418,18 +418,18 @@ func (v *validator) advertise(a *rawAdvertise, path string, announce Announce) A
 		out.LargeCommunities = append(out.LargeCommunities, lc)
 	}
 	if a.MED != nil {
-		if m, ok := v.integer(a.MED, path+".med", 0, 0, math.MaxUint32); ok {
+		if m, ok := v.integer(a.MED, v.join(path, ".med"), 0, 0, math.MaxUint32); ok {
 			med := uint32(m)
 			out.MED = &med
 		}
 	}
 	if a.ShutdownMED != nil {
-		if m, ok := v.integer(a.ShutdownMED, path+".shutdown_med", 0, 0, math.MaxUint32); ok {
+		if m, ok := v.integer(a.ShutdownMED, v.join(path, ".shutdown_med"), 0, 0, math.MaxUint32); ok {
 			med := uint32(m)
 			out.ShutdownMED = &med
 		}
 	}
-	n, _ := v.integer(a.ASPathPrepend, path+".as_path_prepend", 0, 0, maxASPathPrepend)
+	n, _ := v.integer(a.ASPathPrepend, v.join(path, ".as_path_prepend"), 0, 0, maxASPathPrepend)
 	out.ASPathPrepend = int(n)
 	return out
 }

@@ -1,6 +1,9 @@
 package config
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestBackendPaths: the paths cut from one string are the ones indexPath
 // and fieldPath build, for lists of every length up to three digits.
@@ -17,6 +20,27 @@ func TestBackendPaths(t *testing.T) {
 			if p != want {
 				t.Errorf("%d backends, backend %d: %+v, want %+v", n, j, p, want)
 			}
+		}
+	}
+}
+
+// TestJoin: paths cut from blocks are base and field joined, and stay so
+// after join moves on to new blocks; a path too long for a block is built
+// on its own.
+func TestJoin(t *testing.T) {
+	v := &validator{report: newReport("t.yaml")}
+	var got, want []string
+	for i := range 3 * pathBlock / 20 {
+		base := indexPath("services", i)
+		got = append(got, v.join(base, ".health.interval"))
+		want = append(want, base+".health.interval")
+	}
+	long := strings.Repeat("x", pathBlock)
+	got = append(got, v.join(long, ".y"), v.join("a", ".b"))
+	want = append(want, long+".y", "a.b")
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("path %d: %.80q, want %.80q", i, got[i], want[i])
 		}
 	}
 }
