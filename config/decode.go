@@ -30,7 +30,7 @@ type decoder struct {
 	// same few structs thousands of times.
 	fields map[reflect.Type]map[string]int
 	// blocks holds, per type, the block newValue cuts values from.
-	blocks map[reflect.Type]valueBlock
+	blocks map[reflect.Type]*valueBlock
 	// pairBlock is the block pairSlice cuts mappings' pairs from.
 	pairBlock []pair
 	// full makes the decoder build field paths, record every key's line

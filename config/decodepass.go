@@ -50,7 +50,7 @@ func newDecoder(r *report, nodes int, full bool) *decoder {
 		r.lines[""] = r.root.Line
 	}
 	return &decoder{r: r, active: make(map[*yaml.Node]bool), budget: min(16*nodes+100000, maxVisits),
-		fields: make(map[reflect.Type]map[string]int), blocks: make(map[reflect.Type]valueBlock), full: full}
+		fields: make(map[reflect.Type]map[string]int), blocks: make(map[reflect.Type]*valueBlock), full: full}
 }
 
 // errAt reports a problem in a full pass; a quick pass only notes it.
@@ -109,15 +109,18 @@ const maxValueBlock = 256
 // allocating each on its own was a third of decoding's allocations.
 func (d *decoder) newValue(t reflect.Type) reflect.Value {
 	b := d.blocks[t]
+	if b == nil {
+		b = &valueBlock{}
+		d.blocks[t] = b
+	}
 	if !b.s.IsValid() || b.next == b.s.Len() {
 		size := 4
 		if b.s.IsValid() {
 			size = min(2*b.s.Len(), maxValueBlock)
 		}
-		b = valueBlock{s: reflect.MakeSlice(reflect.SliceOf(t), size, size)}
+		*b = valueBlock{s: reflect.MakeSlice(reflect.SliceOf(t), size, size)}
 	}
 	p := b.s.Index(b.next).Addr()
 	b.next++
-	d.blocks[t] = b
 	return p
 }
