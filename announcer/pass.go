@@ -198,11 +198,13 @@ func (l *Loop) pass(ctx context.Context, st *state) {
 }
 
 // startProbing hands the health checks their targets once the first pass
-// has programmed IPVS: every service and real server is in the kernel (at
-// weight 0 until their verdicts) before the first probes compete with the
-// writes for the CPU, as keepalived programs IPVS before its checks. At 100
-// services x 10 under emulation, with the probes started first, the 1,200
-// writes of the first pass took 13 s.
+// has run: VIPs bound, and what the kernel already holds (a restart's
+// services) read and adopted, before the first probes compete with that
+// work for the CPU. At 100 services x 10 under emulation, with the probes
+// started first, the first pass took 13 s. New services are not written in
+// the first pass: they wait outside the kernel for their backends' first
+// verdicts (holdNew), then enter with their weights, one write per real
+// server as keepalived's start-up makes.
 func (l *Loop) startProbing(st *state) {
 	if st.probing {
 		return
