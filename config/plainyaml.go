@@ -61,7 +61,6 @@ type plainLine struct {
 // directives.
 func (p *plainParser) split() bool {
 	src := p.src
-	p.lines = make([]plainLine, 0, strings.Count(src, "\n")+1)
 	for num := 1; len(src) > 0; num++ {
 		end := strings.IndexByte(src, '\n')
 		line := src
