@@ -55,11 +55,11 @@ func Measure(ctx context.Context, o Options) (Results, error) {
 	if o.Binaries, err = copyBinaries(o.Binaries, o.Dir); err != nil {
 		return res, err
 	}
+	// The counter's kprobes stay armed until the VM ends (newWriteCounter).
 	writes, err := newWriteCounter(o.Prefix)
 	if err != nil {
 		return res, err
 	}
-	defer writes.close()
 	progress := func(r Run) {
 		res.Runs = append(res.Runs, r)
 		res.Finished = time.Now()
