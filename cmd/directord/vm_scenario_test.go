@@ -138,6 +138,18 @@ func (s *scenario) statusAndCounters() {
 		if c := statusService(st, "web").GetCounters().GetConnections(); c < 40 {
 			return fmt.Errorf("web counters show %d connections, want at least 40", c)
 		}
+		// Each backend's counters too: the kernel folds them in every
+		// 2 s and directord reads them once per resync interval, so a
+		// reading can hold step 1's web traffic and not yet the tun
+		// traffic sent after it (CI final5: a tun backend at 0
+		// connections while web's had caught up).
+		for _, name := range []string{"web", "tun"} {
+			for _, b := range statusService(st, name).GetBackends() {
+				if ct := b.GetCounters(); ct.GetConnections() == 0 || ct.GetBytesIn() == 0 {
+					return fmt.Errorf("%s backend %s counters %v: no connections or bytes in yet", name, b.GetAddress(), ct)
+				}
+			}
+		}
 		return nil
 	})
 	k, err := s.kern.read()
