@@ -142,11 +142,16 @@ func (d *decoder) key(k *yaml.Node, path string) (string, bool) {
 
 // pairSlice returns an empty slice with room for k pairs, cut from a block
 // (appending beyond k, as merge keys do, moves it out of the block).
-func (d *decoder) pairSlice(k int) []pair {
-	if cap(d.pairBlock)-len(d.pairBlock) < k {
-		d.pairBlock = make([]pair, 0, max(256, k))
+func (d *decoder) pairSlice(k int) []pair { return reserve(&d.pairBlock, k, 256) }
+
+// reserve returns an empty slice with room for k values, cut from *block,
+// which is replaced by a new block of at least least values when it has no
+// room left: many small slices of a parse share a few allocations.
+func reserve[T any](block *[]T, k, least int) []T {
+	if cap(*block)-len(*block) < k {
+		*block = make([]T, 0, max(least, k))
 	}
-	at := len(d.pairBlock)
-	d.pairBlock = d.pairBlock[:at+k]
-	return d.pairBlock[at : at : at+k]
+	at := len(*block)
+	*block = (*block)[:at+k]
+	return (*block)[at : at : at+k]
 }

@@ -109,14 +109,10 @@ func (p *plainParser) children(start int) []*yaml.Node {
 	if k == 0 {
 		return nil
 	}
-	if cap(p.contents)-len(p.contents) < k {
-		p.contents = make([]*yaml.Node, 0, max(1024, k))
-	}
-	at := len(p.contents)
-	p.contents = append(p.contents, p.stack[start:]...)
+	out := append(reserve(&p.contents, k, 1024), p.stack[start:]...)
 	clear(p.stack[start:])
 	p.stack = p.stack[:start]
-	return p.contents[at : at+k : at+k]
+	return out
 }
 
 // isSeqEntry reports whether l starts a list item ("- " or a lone "-").
