@@ -48,7 +48,18 @@ type Figure struct {
 	Goal float64
 	// Format renders one value.
 	Format string
+	// PerProbe marks a cost divided by the probes completed: it compares
+	// the daemons only when they were asked for like probe rates. With
+	// shared targets directord probes each distinct target once and
+	// keepalived every service's copy, and directord's fixed cost (resync
+	// passes, the counter reader) divided by a handful of probes says
+	// nothing about what a probe costs.
+	PerProbe bool
 }
+
+// comparableRates is the largest factor between the daemons' demanded
+// probe rates at which a PerProbe figure still compares them.
+const comparableRates = 2
 
 // Figures are the compared quantities, in report order. Every goal is
 // directord at or below keepalived, and at most half on CPU per probe and on
@@ -56,7 +67,7 @@ type Figure struct {
 var Figures = []Figure{
 	{Name: "kept up: probes achieved / demanded", Unit: "", Value: Run.KeptUp, Format: "%.2f"},
 	{Name: "probes per second achieved (at the listeners)", Unit: "/s", Value: func(r Run) float64 { return r.ProbeRate }, Format: "%.0f"},
-	{Name: "daemon CPU per completed probe", Unit: " ms", Value: Run.CPUPerProbe, Goal: 0.5, Format: "%.3f"},
+	{Name: "daemon CPU per completed probe", Unit: " ms", Value: Run.CPUPerProbe, Goal: 0.5, Format: "%.3f", PerProbe: true},
 	{Name: "daemon CPU, % of one core", Unit: " %", Value: Run.CPUPercent, Goal: 1, Format: "%.1f"},
 	{Name: "RSS (all the daemon's processes)", Unit: " MiB", Value: func(r Run) float64 { return mib(r.RSS) }, Goal: 1, Format: "%.1f"},
 	{Name: "RSS: anonymous part (without the binary's and libraries' file pages)", Unit: " MiB", Value: func(r Run) float64 { return mib(r.RSSAnon) }, Format: "%.1f"},
@@ -92,6 +103,20 @@ type Compared struct {
 	Figure     Figure
 	Keepalived Summary
 	Directord  Summary
+	// Demanded is each daemon's demanded probe rate per second
+	// (keepalived's, directord's), zero when unknown.
+	Demanded [2]float64
+}
+
+// comparable says whether the figure compares the daemons: always, except
+// a PerProbe figure when one daemon was asked for more than
+// comparableRates times the other's probes.
+func (c Compared) comparable() bool {
+	k, d := c.Demanded[0], c.Demanded[1]
+	if !c.Figure.PerProbe || k <= 0 || d <= 0 {
+		return true
+	}
+	return max(k, d) <= comparableRates*min(k, d)
 }
 
 // Ratio is directord's median over keepalived's (NaN when undefined).
@@ -110,10 +135,13 @@ func (c Compared) Ratio() float64 {
 }
 
 // Verdict says whether directord met the goal: "met", "MISSED", "-" without
-// a goal or data.
+// a goal or data, "not comparable" for a per-probe figure at unlike
+// demanded rates.
 func (c Compared) Verdict() string {
 	r := c.Ratio()
 	switch {
+	case !c.comparable():
+		return fmt.Sprintf("not comparable (demanded %.0f/s vs %.0f/s)", c.Demanded[1], c.Demanded[0])
 	case c.Figure.Goal == 0 || math.IsNaN(r):
 		return "-"
 	case c.Keepalived.Median == 0 && c.Directord.Median == 0:
@@ -126,6 +154,12 @@ func (c Compared) Verdict() string {
 
 // Compare summarises every figure of scenario name over res's runs.
 func Compare(res Results, name string) []Compared {
+	var demanded [2]float64
+	for _, s := range res.Scenarios {
+		if s.Name() == name {
+			demanded = [2]float64{s.Demanded(Keepalived), s.Demanded(Directord)}
+		}
+	}
 	var out []Compared
 	for _, f := range Figures {
 		var k, d []float64
@@ -139,7 +173,7 @@ func Compare(res Results, name string) []Compared {
 				d = append(d, f.Value(r))
 			}
 		}
-		out = append(out, Compared{Figure: f, Keepalived: Summarize(k), Directord: Summarize(d)})
+		out = append(out, Compared{Figure: f, Keepalived: Summarize(k), Directord: Summarize(d), Demanded: demanded})
 	}
 	return out
 }
@@ -285,6 +319,10 @@ const methodText = `
   graceful_shutdown and linger 0, as nothing is announced to a router here.
 
 The goal: directord at or below keepalived on every figure (ratio <= 1), and
-at most 0.5x on CPU per probe and on the writes a reload causes.
+at most 0.5x on CPU per probe and on the writes a reload causes. CPU per
+probe compares the daemons only where they are asked for like probe rates
+(within 2x): with shared targets directord probes each distinct target once
+while keepalived probes every service's copy, so its fixed cost divided by a
+handful of probes is "not comparable"; CPU, % of one core, is the figure there.
 
 `

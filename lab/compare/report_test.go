@@ -36,6 +36,38 @@ func TestVerdicts(t *testing.T) {
 	}
 }
 
+// TestPerProbeNeedsLikeRates: CPU per probe compares the daemons only when
+// they were asked for like probe rates; with shared targets directord's
+// idle cost over 5 probes/s against keepalived's 3,300 is no comparison.
+func TestPerProbeNeedsLikeRates(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		s := Scenario{Services: 1000, RealServers: 10, Interval: 2 * time.Second, Timeout: time.Second, Fall: 3, Shared: shared}
+		run := func(d Daemon, cpu float64) Run {
+			return Run{Daemon: d, Scenario: s.Name(), SteadySeconds: 10, Probes: 50000, ProbeRate: 5000, Demanded: s.Demanded(d), CPUSeconds: cpu}
+		}
+		res := Results{Scenarios: []Scenario{s}, Reps: 1, Runs: []Run{run(Keepalived, 1), run(Directord, 4)}}
+		var perProbe, cpu Compared
+		for _, c := range Compare(res, s.Name()) {
+			switch c.Figure.Name {
+			case "daemon CPU per completed probe":
+				perProbe = c
+			case "daemon CPU, % of one core":
+				cpu = c
+			}
+		}
+		want := "MISSED"
+		if shared {
+			want = "not comparable (demanded 5/s vs 5000/s)"
+		}
+		if got := perProbe.Verdict(); got != want {
+			t.Errorf("shared %v: CPU per probe verdict %q, want %q", shared, got, want)
+		}
+		if got := cpu.Verdict(); got != "MISSED" {
+			t.Errorf("shared %v: CPU %% verdict %q, want MISSED (it compares at any rates)", shared, got)
+		}
+	}
+}
+
 func TestReportHasEveryFigure(t *testing.T) {
 	s := Scenario{Services: 10, RealServers: 10, Interval: 2 * time.Second, Timeout: time.Second, Fall: 3}
 	run := func(d Daemon, cpu float64) Run {
