@@ -303,13 +303,14 @@ func (l *Loop) switchTo(ctx context.Context, st *state, cfg *config.Config, why 
 // returns when that is done or ctx ends. Run must be running.
 func (l *Loop) Shutdown(ctx context.Context) error {
 	var done chan struct{}
-	err := l.do(ctx, func(st *state) error {
+	err := l.query(ctx, func(st *state) error {
 		if !st.shutdown.active {
 			st.shutdown = shutdown{active: true, done: make(chan struct{})}
 			l.log.Info("graceful shutdown started", "reason", fmt.Sprintf("graceful %s, linger %s",
 				st.cfg.Director.GracefulShutdown, st.cfg.Director.Linger))
 			l.events.Append(Event{Time: l.now(), Kind: EventDirector, Subject: st.cfg.Director.Name,
 				To: "shutting down"})
+			l.withdrawAtOnce(ctx, st)
 		}
 		done = st.shutdown.done
 		return nil
@@ -320,6 +321,7 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 	if done == nil {
 		return nil
 	}
+	// A pass withdraws what withdrawAtOnce left, and runs the linger.
 	l.Poke()
 	select {
 	case <-done:
@@ -327,6 +329,44 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("graceful shutdown cut short: %w", ctx.Err())
 	}
+}
+
+// withdrawAtOnce withdraws every VIP as the shutdown starts, when nothing
+// needs the graceful period first (graceful_shutdown 0, or nothing
+// advertised: a drained director), and starts the linger. A stop then
+// does not wait for a reconcile pass that plans and programs every service
+// (at 1,000 services under emulation, about a second) only to advertise
+// nothing: IPVS keeps what it has either way, and with linger 0 the
+// shutdown is done here. The VIPs are logged and recorded as a pass would.
+// When the routing adapter fails or still has routes, the pass does it.
+func (l *Loop) withdrawAtOnce(ctx context.Context, st *state) {
+	inPlace, err := l.routes.advertised(ctx)
+	if err != nil || (len(inPlace) > 0 && st.cfg.Director.GracefulShutdown > 0) {
+		return
+	}
+	if len(inPlace) > 0 {
+		if _, err := l.routes.set(ctx, nil); err != nil {
+			return
+		}
+		if inPlace, err = l.routes.advertised(ctx); err != nil || len(inPlace) > 0 {
+			return
+		}
+	}
+	st.routesTouched = true
+	now := l.now()
+	var changed vipChanges
+	for _, vp := range st.last.VIPs {
+		key := vp.VIP.String()
+		if !st.prevVIPs[key] {
+			continue
+		}
+		vp.Reason = "shutting down"
+		l.vipEvent(vp, false, now)
+		changed.add(vp, false)
+		st.prevVIPs[key], st.adSince[key] = false, now
+	}
+	changed.log(l.log)
+	l.shutdownStep(st, now, false)
 }
 
 // hasService reports whether cfg has a service called name.

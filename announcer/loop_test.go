@@ -324,6 +324,64 @@ func TestLoopShutdownIsGracefulThenLingers(t *testing.T) {
 	})
 }
 
+// TestLoopShutdownWithoutGracefulPeriodNeedsNoPass: with graceful_shutdown
+// 0 the routes go at once, in the Shutdown command, and with linger 0 the
+// shutdown is done without a reconcile pass (at 1,000 services under
+// emulation a pass took about a second of the stop). The VIPs are still
+// logged and recorded as withdrawn; IPVS keeps forwarding.
+func TestLoopShutdownWithoutGracefulPeriodNeedsNoPass(t *testing.T) {
+	for _, linger := range []time.Duration{0, 2 * time.Second} {
+		t.Run(fmt.Sprint("linger ", linger), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := twoServiceConfig()
+				cfg.Director.HoldDown, cfg.Director.GracefulShutdown, cfg.Director.Linger = 0, 0, linger
+				w := newWorld(t, "198.18.0.10", "198.18.0.11")
+				w.setHealth(healthOf(cfg, allUp))
+				l, stop := startLoop(t, cfg, w)
+				t.Cleanup(stop)
+				synctest.Wait()
+				if got := w.advertised(); len(got) != 2 {
+					t.Fatalf("before the shutdown: advertised %v, want both VIPs", got)
+				}
+				_, mark, _, _ := l.Events().Since(0)
+				w.mu.Lock()
+				applies := w.applyRuns
+				w.mu.Unlock()
+				passes := l.Status().Passes
+				start := time.Now()
+				if err := l.Shutdown(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if took := time.Since(start); took != linger {
+					t.Errorf("shutdown took %s, want the linger, %s", took, linger)
+				}
+				if got := w.advertised(); len(got) != 0 {
+					t.Errorf("still advertised after the shutdown: %v", got)
+				}
+				w.mu.Lock()
+				if len(w.services) != 2 {
+					t.Errorf("IPVS must keep its services, has %d", len(w.services))
+				}
+				if linger == 0 && (w.applyRuns != applies || l.Status().Passes != passes) {
+					t.Errorf("a pass ran for a shutdown with nothing to wait for: applies %d -> %d, passes %d -> %d",
+						applies, w.applyRuns, passes, l.Status().Passes)
+				}
+				w.mu.Unlock()
+				evs, _, _, _ := l.Events().Since(mark)
+				withdrawn := 0
+				for _, e := range evs {
+					if e.Kind == EventVIP && e.To == "withdrawn" && e.Reason == "shutting down" {
+						withdrawn++
+					}
+				}
+				if withdrawn != 2 {
+					t.Errorf("want 2 VIP withdrawn events (shutting down), got %+v", evs)
+				}
+			})
+		})
+	}
+}
+
 func TestLoopEventsResume(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := twoServiceConfig()
