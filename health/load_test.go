@@ -111,6 +111,34 @@ func TestLoadMeterStretchSettlesAtCapacity(t *testing.T) {
 	}
 }
 
+// TestLoadMeterHoldsAfterARaise: the window right after a raise holds the
+// stretch, whatever its rate: it still drains the backlog from before the
+// change. Raising on it too sent the stretch from 3.6 to 8 in two windows
+// in the VM under a busy host.
+func TestLoadMeterHoldsAfterARaise(t *testing.T) {
+	m := &loadMeter{log: slog.New(slog.DiscardHandler)}
+	m.demandedMilli.Store(5000 * 1000)
+	now := time.Unix(0, 0)
+	m.judge(now)
+	window := func(achieved uint64) float64 {
+		m.started.Add(achieved)
+		m.completed.Add(achieved)
+		m.lateStarts.Add(achieved / 4)
+		now = now.Add(loadWindow)
+		m.judge(now)
+		return m.stretch()
+	}
+	if got := window(2000); got != 2 {
+		t.Fatalf("stretch %v after a window short of the demand, want 2 (at most doubling)", got)
+	}
+	if got := window(1000); got != 2 {
+		t.Fatalf("stretch %v in the window after a raise, want held at 2", got)
+	}
+	if got := window(1000); got != 4 {
+		t.Fatalf("stretch %v after a second window short of the demand, want 4", got)
+	}
+}
+
 // TestSchedulerOverloadThinsEvenly: after a stall, an overloaded scheduler
 // probes fewer slots, and the probes that remain stay spread over the
 // interval as all of them were. Stretching the interval itself moved every
