@@ -223,9 +223,11 @@ func (m *loadMeter) judge(now time.Time) {
 // A slow window in which the director completed fewer probes than the
 // stretched demand asked for shows what it can do, its capacity, which is
 // remembered: the stretch goes to the demanded rate over that capacity,
-// with headroom (at most doubling per window). A slow window when the
-// stretch is already there is a stall (doubling, as a director that cannot
-// tell how far behind it is). The window right after a raise holds: its
+// with headroom (at most doubling per window). A slow window without a
+// deficit holds a stretch that already fits the capacity measured (a
+// backlog may take more than a window to drain: doubling on it went 3.9 to
+// 7.7 in the VM); with no capacity known it is a stall (doubling, as a
+// director that cannot tell how far behind it is). The window right after a raise holds: its
 // lateness and its rate are the backlog from before the change, not a sign
 // it was too small (in the VM under a busy host, raising again on them
 // went 3.6, 6.3, 8 in two windows). Doubling
@@ -251,10 +253,15 @@ func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved flo
 			m.capacity = achieved
 		}
 		if m.capacity > 0 {
-			if want := demanded / m.capacity * headroom; want > stretch {
-				m.raised = true
-				return min(want, 2*stretch, maxStretch)
+			want := demanded / m.capacity * headroom
+			if want <= stretch {
+				// The stretch already fits the capacity measured: the
+				// lateness is a backlog still draining (a real shortfall
+				// shows as a deficit above).
+				return stretch
 			}
+			m.raised = true
+			return min(want, 2*stretch, maxStretch)
 		}
 		m.raised = true
 		return min(stretch*2, maxStretch)

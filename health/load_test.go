@@ -137,6 +137,18 @@ func TestLoadMeterHoldsAfterARaise(t *testing.T) {
 	if got := window(1000); got != 4 {
 		t.Fatalf("stretch %v after a second window short of the demand, want 4", got)
 	}
+	// Afresh: 2,000/s measured at stretch 2 gives 2.75; two windows later,
+	// late but above the stretched demand (1,818/s), the backlog still
+	// drains and 2.75 already fits the capacity: held, not doubled (3.9 to
+	// 7.7 in the VM).
+	m = &loadMeter{log: slog.New(slog.DiscardHandler)}
+	m.demandedMilli.Store(5000 * 1000)
+	m.judge(now)
+	for i, want := range []float64{2, 2, 2.75, 2.75, 2.75} {
+		if got := window(2000 + 250*uint64(i/4)); got != want {
+			t.Fatalf("window %d: stretch %v, want %v", i+1, got, want)
+		}
+	}
 }
 
 // TestSchedulerOverloadThinsEvenly: after a stall, an overloaded scheduler
