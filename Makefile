@@ -65,13 +65,13 @@ e2e:
 
 # Benchmarks: every figure with its target and verdict, written to BENCH.md
 # with the commit, date, CPU and kernel of the machine that ran them.
-bench: build
+bench: deps build
 	bash scripts/bench.sh
 
 # directord against keepalived in one VM boot, N = 100 and 1,000 services,
 # distinct and shared check targets, 3 repetitions: BENCH-compare.md (about
 # an hour under emulation). TestVMCompareSmoke in make test-vm runs it at N=10.
-bench-compare: build
+bench-compare: deps build
 	$(GO) run ./lab/cmd/benchcompare -directord $(CURDIR)/$(BIN)/directord -out BENCH-compare.md
 
 proto:

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(frr bird2 iproute2 nftables ipvsadm qemu-system-x86 busybox-static kmod cpio xz-utils
       protobuf-compiler libprotobuf-dev prometheus curl jq systemd util-linux chromium
-      lintian man-db zsh fish)
+      lintian man-db zsh fish keepalived)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
