@@ -356,14 +356,8 @@ func (l *Loop) withdrawAtOnce(ctx context.Context, st *state) {
 	now := l.now()
 	var changed vipChanges
 	for _, vp := range st.last.VIPs {
-		key := vp.VIP.String()
-		if !st.prevVIPs[key] {
-			continue
-		}
 		vp.Reason = "shutting down"
-		l.vipEvent(vp, false, now)
-		changed.add(vp, false)
-		st.prevVIPs[key], st.adSince[key] = false, now
+		l.recordVIP(st, vp, false, now, &changed)
 	}
 	changed.log(l.log)
 	l.shutdownStep(st, now, false)

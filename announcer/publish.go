@@ -63,14 +63,7 @@ func (l *Loop) vipStatuses(st *state, p Plan, r passResult, end time.Time) []VIP
 	for _, vp := range p.VIPs {
 		ad, on := advertised[vp.VIP]
 		key := vp.VIP.String()
-		if was, seen := st.prevVIPs[key]; !seen || was != on {
-			st.adSince[key] = end
-			if seen || on {
-				l.vipEvent(vp, on, end)
-				changed.add(vp, on)
-			}
-		}
-		st.prevVIPs[key] = on
+		l.recordVIP(st, vp, on, end, &changed)
 		reason := vp.Reason
 		switch {
 		case st.withdrawn:
@@ -113,6 +106,21 @@ func (l *Loop) serviceStatuses(st *state, p Plan, res ApplyResult) []ServiceStat
 		out = append(out, ss)
 	}
 	return out
+}
+
+// recordVIP notes vp's advertised state (on) at now: a change moves its
+// since, and, unless it is a first sight of a withdrawn VIP, is recorded in
+// the event log and collected in changed for the log.
+func (l *Loop) recordVIP(st *state, vp VIPPlan, on bool, now time.Time, changed *vipChanges) {
+	key := vp.VIP.String()
+	if was, seen := st.prevVIPs[key]; !seen || was != on {
+		st.adSince[key] = now
+		if seen || on {
+			l.vipEvent(vp, on, now)
+			changed.add(vp, on)
+		}
+	}
+	st.prevVIPs[key] = on
 }
 
 // vipEvent records a VIP's advertise/withdraw in the event log (vipChanges
