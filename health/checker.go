@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/anycast-director/director/health/check"
@@ -56,6 +57,35 @@ func probeContext(ctx context.Context, t Target) (context.Context, context.Cance
 // errTimeout marks probe errors caused by the probe deadline, so the scheduler
 // and tests can tell a timeout from a refusal with errors.Is.
 var errTimeout = errors.New("timeout")
+
+// sendClockKey is the context key of a probe's *sendClock.
+type sendClockKey struct{}
+
+// sendClock tells whether a probe left the director in time: by is the
+// latest time it may be sent and still give the backend (nearly) its whole
+// timeout, on the clock now.
+type sendClock struct {
+	by   time.Time
+	now  func() time.Time
+	late atomic.Bool
+}
+
+// withSendClock returns ctx carrying a sendClock for its probe, with the
+// clock that reports whether the probe was sent late.
+func withSendClock(ctx context.Context, by time.Time, now func() time.Time) (context.Context, *sendClock) {
+	sc := &sendClock{by: by, now: now}
+	return context.WithValue(ctx, sendClockKey{}, sc), sc
+}
+
+// markSend notes that ctx's probe sends its first packet (a SYN, a
+// request, a datagram) now; a send after the sendClock's by marks the probe
+// late. A checker called without a sendClock (directly, not by the
+// Scheduler) notes nothing.
+func markSend(ctx context.Context) {
+	if sc, ok := ctx.Value(sendClockKey{}).(*sendClock); ok && sc.now().After(sc.by) {
+		sc.late.Store(true)
+	}
+}
 
 // timeoutError formats a deadline failure the way operators read it:
 // "timeout after 500ms". When the Spec has no Timeout the remaining text is
@@ -119,6 +149,7 @@ func dial(ctx context.Context, network string, t Target) (net.Conn, error) {
 			d.LocalAddr = net.UDPAddrFromAddrPort(src)
 		}
 	}
+	markSend(ctx)
 	// The context carries the deadline; no Dialer.Timeout so there is one clock.
 	c, err := d.DialContext(ctx, network, ap.String())
 	var sysErr *os.SyscallError

@@ -50,6 +50,9 @@ func (h *httpChecker) Check(ctx context.Context, t Target) error {
 	defer closeReset(c)
 	stop := watchConn(ctx, c)
 	defer stop()
+	// The backend took the connection; the request (or the TLS hello) is
+	// what it has to answer, and it must not leave late either.
+	markSend(ctx)
 
 	conn := c
 	if s.Type == check.HTTPS {

@@ -9,20 +9,28 @@ import (
 	"time"
 )
 
-// probe runs one probe of e under its timeout, which starts now, when the
-// probe starts, and records the result. A timeout that the probe noticed
-// well after its deadline says more about the director (its goroutines did
-// not run in time: overload) than about the backend, whose answer may have
-// waited unread: that result is discarded, not counted.
+// probe runs one probe of e under its timeout and records the result. The
+// timeout starts once the probe holds its entry, not when its goroutine
+// began: waiting for the scheduler's lock behind thousands of others is the
+// director's backlog, not the backend's time. A timeout is the backend's
+// fault only if the director did its part on time: a probe that timed out
+// after it was sent late (sendClock), or that noticed its timeout well
+// after the deadline (its goroutine did not run in time, and the answer may
+// have waited unread), says more about the director than about the
+// backend. Such a result is discarded, never counted as a failure; a late
+// probe that passed, or that the backend refused, is a result like any.
 func (s *Scheduler) probe(runCtx context.Context, e *entry) {
-	start := s.now()
-	deadline := start.Add(e.timeout)
-	ctx, cancel := context.WithDeadline(runCtx, deadline)
+	ctx, cancel := context.WithCancel(runCtx)
 	defer cancel()
 	t, ok := s.begin(e, cancel)
 	if !ok {
 		return
 	}
+	start := s.now()
+	deadline := start.Add(e.timeout)
+	ctx, sent := withSendClock(ctx, start.Add(discardAfter(e.timeout)), s.now)
+	ctx, stop := context.WithDeadline(ctx, deadline)
+	defer stop()
 	s.meter.inFlight.Add(1)
 	err := s.check(ctx, t)
 	s.meter.inFlight.Add(-1)
@@ -31,20 +39,27 @@ func (s *Scheduler) probe(runCtx context.Context, e *entry) {
 		// The checker returned late, or returned the bare context error.
 		err = fmt.Errorf("%w after %s", errTimeout, e.timeout)
 	}
-	if late := end.Sub(deadline); errors.Is(err, errTimeout) && late > discardAfter(e.timeout) {
-		s.discard(runCtx, e, t, err, late)
-		return
+	if errors.Is(err, errTimeout) {
+		switch late := end.Sub(deadline); {
+		case sent.late.Load():
+			s.discard(runCtx, e, t, err, "it was sent too late to blame the backend (director overloaded)", end.Sub(start))
+			return
+		case late > discardAfter(e.timeout):
+			s.discard(runCtx, e, t, err, "its timeout was noticed late (director overloaded)", late)
+			return
+		}
 	}
 	s.record(runCtx, e, t, err, start, end)
 }
 
-// discardAfter is how late a probe may notice its timeout and still blame
-// the backend: a quarter of the timeout, at least 100 ms.
+// discardAfter is how late a probe may notice its timeout, and how long
+// after its start it may be sent, and still blame the backend for a
+// timeout: a quarter of the timeout, at least 100 ms.
 func discardAfter(timeout time.Duration) time.Duration { return max(timeout/4, 100*time.Millisecond) }
 
-// discard ends e's probe without a result: its timeout was noticed late
-// seconds after the deadline, so the director, not the backend, was slow.
-func (s *Scheduler) discard(runCtx context.Context, e *entry, t Target, err error, late time.Duration) {
+// discard ends e's probe without a result: the director, not the backend,
+// was slow (why says how; late is how far behind it was).
+func (s *Scheduler) discard(runCtx context.Context, e *entry, t Target, err error, why string, late time.Duration) {
 	s.mu.Lock()
 	e.running, e.cancel = false, nil
 	s.mu.Unlock()
@@ -52,7 +67,7 @@ func (s *Scheduler) discard(runCtx context.Context, e *entry, t Target, err erro
 		return
 	}
 	s.meter.discarded.Add(1)
-	s.log.Debug("health probe result discarded: its timeout was noticed late (director overloaded)",
+	s.log.Debug("health probe result discarded: "+why,
 		"backend", netip.AddrPortFrom(t.Addr, t.Port), "check", t.Spec.Type, "late", late, "err", err)
 }
 

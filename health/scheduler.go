@@ -93,7 +93,7 @@ type Options struct {
 // never queued, so there is no catch-up burst either. When the scheduler
 // cannot keep up it probes less often and says so (Load, and the log): it
 // stretches every interval (probing one slot in Load.Stretch, each target
-// keeping its place), and a timeout it noticed late is discarded
+// keeping its place), and a timeout it noticed or sent late is discarded
 // rather than blamed on the backend.
 type Scheduler struct {
 	log      *slog.Logger
