@@ -2,6 +2,8 @@ package health
 
 import (
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -78,36 +80,73 @@ func TestLoadMeterStretchFollowsLateShare(t *testing.T) {
 // 70 % of one core.
 func TestLoadMeterStretchSettlesAtCapacity(t *testing.T) {
 	const demanded, capacity = 5000.0, 2000.0
+	var done float64
+	var stretches []float64
+	atCapacity(demanded, 60, func(int) float64 { return capacity }, func(i int, achieved, stretch float64) {
+		stretches = append(stretches, stretch)
+		if i >= 20 {
+			done += achieved
+		}
+		if stretch > 1.5*demanded/capacity {
+			t.Fatalf("stretch went %v: above 1.5x the %v the capacity needs", stretches, demanded/capacity)
+		}
+	})
+	if kept := done / 40 / capacity; kept < 0.9 {
+		t.Errorf("stretch went %v: %.2f of the capacity used in the last 40 windows, want at least 0.9", stretches, kept)
+	}
+}
+
+// TestLoadMeterStretchSettlesUnderNoisyCapacity: the director's capacity
+// measured per window is noisy (here 2,000/s +-40 %, uniform; in the VM at
+// 1,000 distinct targets the stretch swung between 1.6 and 5.4 on it). The
+// stretch follows a smoothed estimate, not the last window's rate, so after
+// the first 30 windows it stays within a band around the 2.75 that the mean
+// capacity with headroom needs. Following each window's rate, one slow
+// window set the stretch from a low sample (6.07 over these seeds) and a
+// calm one forgot the capacity and relaxed to 1.95.
+func TestLoadMeterStretchSettlesUnderNoisyCapacity(t *testing.T) {
+	const demanded, capacity = 5000.0, 2000.0
+	const low, high = 2.0, 4.5 // 0.73 and 1.64 times the 2.75 needed
+	for seed := uint64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		noisy := func(int) float64 { return capacity * (0.6 + 0.8*rng.Float64()) }
+		var stretches []float64
+		atCapacity(demanded, 120, noisy, func(i int, _, stretch float64) {
+			stretches = append(stretches, math.Round(stretch*100)/100)
+			if i >= 30 && (stretch < low || stretch > high) {
+				t.Fatalf("seed %d, window %d: stretch %v, want within [%v, %v] after 30 windows; went %v",
+					seed, i+1, stretch, low, high, stretches[30:])
+			}
+		})
+	}
+}
+
+// atCapacity runs a loadMeter for windows windows against a director that
+// completes what the stretched demand asks, up to capacity(i) per second
+// in window i. A window short of the demand, and the one after it (the
+// backlog), has a quarter of its probes late; other windows half a percent
+// (calm). seen gets each window's achieved rate and the stretch after it.
+func atCapacity(demanded float64, windows int, capacity func(i int) float64, seen func(i int, achieved, stretch float64)) {
 	m := &loadMeter{log: slog.New(slog.DiscardHandler)}
-	m.demandedMilli.Store(demanded * 1000)
+	m.demandedMilli.Store(int64(demanded * 1000))
 	now := time.Unix(0, 0)
 	m.judge(now)
 	backlog := false
-	var done float64
-	var stretches []float64
-	for i := range 60 {
+	for i := range windows {
+		can := capacity(i)
 		asked := demanded / m.stretch()
-		achieved := min(asked, capacity)
-		late := uint64(achieved / 200) // half a percent: calm
-		if asked > capacity || backlog {
+		achieved := min(asked, can)
+		late := uint64(achieved / 200)
+		if asked > can || backlog {
 			late = uint64(achieved / 4)
 		}
-		backlog = asked > capacity
+		backlog = asked > can
 		m.started.Add(uint64(achieved))
 		m.completed.Add(uint64(achieved))
 		m.lateStarts.Add(late)
 		now = now.Add(loadWindow)
 		m.judge(now)
-		stretches = append(stretches, m.stretch())
-		if i >= 20 {
-			done += achieved
-		}
-		if s := m.stretch(); s > 1.5*demanded/capacity {
-			t.Fatalf("stretch went %v: above 1.5x the %v the capacity needs", stretches, demanded/capacity)
-		}
-	}
-	if kept := done / 40 / capacity; kept < 0.9 {
-		t.Errorf("stretch went %v: %.2f of the capacity used in the last 40 windows, want at least 0.9", stretches, kept)
+		seen(i, achieved, m.stretch())
 	}
 }
 
@@ -134,8 +173,12 @@ func TestLoadMeterHoldsAfterARaise(t *testing.T) {
 	if got := window(1000); got != 2 {
 		t.Fatalf("stretch %v in the window after a raise, want held at 2", got)
 	}
-	if got := window(1000); got != 4 {
-		t.Fatalf("stretch %v after a second window short of the demand, want 4", got)
+	// The capacity estimate moves from 2,000/s by a share capacityWeight
+	// towards the 1,000/s measured (1,700/s): one slow window does not
+	// set it alone.
+	want := 5000 / (2000 + capacityWeight*(1000-2000)) * headroom
+	if got := window(1000); math.Abs(got-want) > 1e-9 {
+		t.Fatalf("stretch %v after a second window short of the demand, want %.3f", got, want)
 	}
 	// Afresh: 2,000/s measured at stretch 2 gives 2.75; two windows later,
 	// late but above the stretched demand (1,818/s), the backlog still
