@@ -42,7 +42,7 @@ func (d *drainer) track(id DestID, draining bool) time.Time {
 // previous plan of service key but are no longer configured, until their
 // drain deadline passes.
 func (d *drainer) removedDests(key ipvs.Key, current []ipvs.Destination) []ipvs.Destination {
-	prev, ok := d.in.Memory.Previous[key]
+	prev, ok := d.in.Memory.Previous.Get(key)
 	if !ok {
 		return nil
 	}
@@ -74,7 +74,8 @@ func (d *drainer) leftovers(cfg *config.Config) []ipvs.Service {
 		}
 	}
 	var out []ipvs.Service
-	for key, prev := range d.in.Memory.Previous {
+	for _, prev := range d.in.Memory.Previous.Services() {
+		key := prev.Key
 		if configured[key] {
 			continue
 		}

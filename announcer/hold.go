@@ -39,7 +39,7 @@ const maxHold = 30 * time.Second
 // dests[j] is sp.Backends[j]'s destination; the held ones are removed from
 // dests, which is returned.
 func (d *drainer) holdNew(key ipvs.Key, sp *ServicePlan, dests []ipvs.Destination) (kept []ipvs.Destination, waiting bool) {
-	prevSvc, serviceInKernel := d.in.Memory.Previous[key]
+	prevSvc, serviceInKernel := d.in.Memory.Previous.Get(key)
 	prev := prevSvc.Destinations
 	inKernel := func(ap netip.AddrPort) bool {
 		_, adopted := d.in.Memory.Adopted[DestID{Service: key, Dest: ap}]

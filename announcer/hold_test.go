@@ -74,7 +74,7 @@ func TestPlanHoldsNewBackends(t *testing.T) {
 	mem = Memory{Adopted: map[DestID]int{{Service: key, Dest: netip.MustParseAddrPort("10.0.2.21:80")}: 3}}
 	step("restart: the adopted backend stays, the other is held", two, 0, nil,
 		"ipvs [10.0.2.21 w3] held [10.0.2.22] healthy 0")
-	mem = Memory{Previous: map[ipvs.Key]ipvs.Service{key: {Key: key, Scheduler: "mh"}}}
+	mem = Memory{Previous: NewPlanned([]ipvs.Service{{Key: key, Scheduler: "mh"}})}
 	step("a service already in the kernel stays there while its backends are held", two, 0, nil,
 		"ipvs [] held [10.0.2.22 10.0.2.21] healthy 0")
 }

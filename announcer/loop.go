@@ -428,10 +428,9 @@ func (l *Loop) adopt(ctx context.Context, st *state) {
 		l.log.Warn("reading the kernel's IPVS state for adoption", "err", err)
 	}
 	st.mem.Adopted = map[DestID]int{}
-	st.mem.Previous = make(map[ipvs.Key]ipvs.Service, len(have))
+	st.mem.Previous = NewPlanned(have)
 	removed := 0
 	for _, svc := range have {
-		st.mem.Previous[svc.Key] = svc
 		if !configured[svc.Key] {
 			removed++
 			continue

@@ -65,7 +65,7 @@ type Memory struct {
 	// DrainingSince is when a destination went to weight 0 to drain.
 	DrainingSince map[DestID]time.Time
 	// Previous is the last planned IPVS state, so removed backends and services drain.
-	Previous map[ipvs.Key]ipvs.Service
+	Previous Planned
 	// LastHealth holds verdicts carried across a reload. When a reload
 	// changes a check, its target gets a new key without a verdict; the loop
 	// seeds LastHealth with every backend's verdict before the reload
@@ -183,7 +183,6 @@ func plan(in Input) Plan {
 		ServableSince: make(map[netip.Addr]time.Time, len(in.Memory.ServableSince)),
 		GracefulSince: map[netip.Addr]time.Time{},
 		DrainingSince: make(map[DestID]time.Time, len(in.Memory.DrainingSince)),
-		Previous:      make(map[ipvs.Key]ipvs.Service, len(cfg.Services)),
 		LastHealth:    map[BackendID]health.Result{},
 		Adopted:       map[DestID]int{},
 		HeldSince:     map[ipvs.Key]time.Time{},
@@ -212,9 +211,7 @@ func plan(in Input) Plan {
 		}
 	}
 	p.IPVS = append(p.IPVS, d.leftovers(cfg)...)
-	for _, s := range p.IPVS {
-		p.Memory.Previous[s.Key] = s
-	}
+	p.Memory.Previous = in.Memory.Previous.next(p.IPVS)
 	p.Memory.Learned = in.Memory.Learned || allKnown
 	p.Learning = !p.Memory.Learned
 	p.VIPs, p.LocalVIPs = planVIPs(in, p.Services, p.Learning, &p.Memory, wake)
