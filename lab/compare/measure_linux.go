@@ -2,6 +2,7 @@ package compare
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -210,6 +211,9 @@ func (r *runner) detect(ctx context.Context, d *daemon, _ string, res *Run) erro
 	seen := func(t table) { res.DetectWrong = max(res.DetectWrong, t.wrong(down, 0)) }
 	at, err := r.view.waitFor(ctx, r.t.Limit, func(t table) bool { return t.matches(down) }, seen)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			res.DetectTimedOut = r.t.Limit.Seconds()
+		}
 		_ = r.topo.setUp(ctx, 0, true)
 		return fmt.Errorf("real server 0 not at weight 0 everywhere: %w", err)
 	}

@@ -14,6 +14,9 @@ type Summary struct {
 	Min, Median, Max float64
 	// N is how many repetitions measured it.
 	N int
+	// Censored is how many of the N are lower bounds: phases that did not
+	// finish, counted at the wait they outlasted (Figure.Bound).
+	Censored int
 }
 
 // Summarize returns the min, median and max of the values that are >= 0
@@ -48,6 +51,11 @@ type Figure struct {
 	Goal float64
 	// Format renders one value.
 	Format string
+	// Bound, for a timing, is the wait a run outlasted when the phase
+	// did not finish (0: it finished, or never ran). Such a run counts at
+	// that wait, as a lower bound: a daemon that never got the weights
+	// right within it is slower than any that did.
+	Bound func(Run) float64
 	// PerProbe marks a cost divided by the probes completed: it compares
 	// the daemons only when they were asked for like probe rates. With
 	// shared targets directord probes each distinct target once and
@@ -75,12 +83,25 @@ var Figures = []Figure{
 	{Name: "start-up: health settled (every weight right)", Unit: " s", Value: func(r Run) float64 { return r.StartSettled }, Goal: 1, Format: "%.2f"},
 	{Name: "start-up: IPVS writes", Unit: "", Value: func(r Run) float64 { return float64(r.StartWrites.Commands) }, Goal: 1, Format: "%.0f"},
 	{Name: "steady state: IPVS writes in the window", Unit: "", Value: func(r Run) float64 { return float64(r.SteadyWrites.Commands) }, Goal: 1, Format: "%.0f"},
-	{Name: "detection: server stops answering to weight 0 everywhere", Unit: " s", Value: func(r Run) float64 { return r.Detect }, Goal: 1, Format: "%.2f"},
+	{Name: "detection: server stops answering to weight 0 everywhere", Unit: " s", Value: func(r Run) float64 { return r.Detect }, Goal: 1, Format: "%.2f",
+		Bound: func(r Run) float64 { return r.DetectTimedOut }},
 	{Name: "detection: other IPVS writes", Unit: "", Value: func(r Run) float64 { return nonNeg(r.Detect, float64(r.DetectOther)) }, Goal: 1, Format: "%.0f"},
+	{Name: "detection: healthy (service, real server) pairs wrong at once, most", Unit: "", Value: detectWrong, Goal: 1, Format: "%.0f"},
 	{Name: "recovery: server answers to its weight back everywhere", Unit: " s", Value: func(r Run) float64 { return r.Recover }, Goal: 1, Format: "%.2f"},
 	{Name: "reload of one weight in all N services: to applied", Unit: " s", Value: func(r Run) float64 { return r.Reload }, Goal: 1, Format: "%.2f"},
 	{Name: "reload: other IPVS writes it caused", Unit: "", Value: func(r Run) float64 { return nonNeg(r.Reload, float64(r.ReloadOther)) }, Goal: 0.5, Format: "%.0f"},
 	{Name: "stop: SIGTERM to exit", Unit: " s", Value: func(r Run) float64 { return r.Stop }, Goal: 1, Format: "%.2f"},
+}
+
+// detectWrong is the most (service, real server) pairs other than the
+// failed server's seen off their weight at once during detection, also when
+// detection did not finish (a daemon flapping healthy servers under its own
+// overload may never get every weight right).
+func detectWrong(r Run) float64 {
+	if r.Detect < 0 && r.DetectTimedOut <= 0 {
+		return -1
+	}
+	return float64(r.DetectWrong)
 }
 
 // nonNeg returns v when the phase it belongs to was measured (at >= 0).
@@ -119,6 +140,25 @@ func (c Compared) comparable() bool {
 	return max(k, d) <= comparableRates*min(k, d)
 }
 
+// ratioText renders Ratio, as a bound when a daemon's median is one: "<"
+// when keepalived did not finish (its true median is larger), ">" when
+// directord did not.
+func (c Compared) ratioText() string {
+	s := ratio(c.Ratio())
+	if s == "-" {
+		return s
+	}
+	switch k, d := c.Keepalived.Censored > 0, c.Directord.Censored > 0; {
+	case k && d:
+		return "-"
+	case k:
+		return "< " + s
+	case d:
+		return "> " + s
+	}
+	return s
+}
+
 // Ratio is directord's median over keepalived's (NaN when undefined).
 func (c Compared) Ratio() float64 {
 	k, d := c.Keepalived.Median, c.Directord.Median
@@ -144,6 +184,12 @@ func (c Compared) Verdict() string {
 		return fmt.Sprintf("not comparable (demanded %.0f/s vs %.0f/s)", c.Demanded[1], c.Demanded[0])
 	case c.Figure.Goal == 0 || math.IsNaN(r):
 		return "-"
+	case c.Directord.Censored > 0:
+		return "MISSED (directord did not finish)"
+	case c.Keepalived.Censored > 0 && r <= c.Figure.Goal:
+		return "met (keepalived did not finish)"
+	case c.Keepalived.Censored > 0:
+		return "- (keepalived did not finish)"
 	case c.Keepalived.Median == 0 && c.Directord.Median == 0:
 		return "met (both 0)"
 	case r <= c.Figure.Goal:
@@ -162,20 +208,36 @@ func Compare(res Results, name string) []Compared {
 	}
 	var out []Compared
 	for _, f := range Figures {
-		var k, d []float64
+		var vals [2][]float64
+		var censored [2]int
 		for _, r := range res.Runs {
 			if r.Scenario != name {
 				continue
 			}
-			if r.Daemon == Keepalived {
-				k = append(k, f.Value(r))
-			} else {
-				d = append(d, f.Value(r))
+			i := 0
+			if r.Daemon == Directord {
+				i = 1
 			}
+			v := f.Value(r)
+			if b := bound(f, r); v < 0 && b > 0 {
+				v = b
+				censored[i]++
+			}
+			vals[i] = append(vals[i], v)
 		}
-		out = append(out, Compared{Figure: f, Keepalived: Summarize(k), Directord: Summarize(d), Demanded: demanded})
+		k, d := Summarize(vals[0]), Summarize(vals[1])
+		k.Censored, d.Censored = censored[0], censored[1]
+		out = append(out, Compared{Figure: f, Keepalived: k, Directord: d, Demanded: demanded})
 	}
 	return out
+}
+
+// bound is f's Bound for run r, 0 without one.
+func bound(f Figure, r Run) float64 {
+	if f.Bound == nil {
+		return 0
+	}
+	return f.Bound(r)
 }
 
 // WriteMarkdown writes the comparison tables for every scenario.
@@ -198,7 +260,7 @@ func WriteMarkdown(w io.Writer, res Results) {
 				goal = fmt.Sprintf("<= %gx", c.Figure.Goal)
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", c.Figure.Name, c.Keepalived.format(c.Figure),
-				c.Directord.format(c.Figure), ratio(c.Ratio()), goal, c.Verdict())
+				c.Directord.format(c.Figure), c.ratioText(), goal, c.Verdict())
 		}
 		fmt.Fprintln(w)
 		writeErrors(w, res, s.Name())
@@ -210,7 +272,13 @@ func (s Summary) format(f Figure) string {
 	if s.N == 0 {
 		return "not measured"
 	}
+	if s.Censored == s.N {
+		return fmt.Sprintf("did not finish in %s%s (%d of %d)", fmt.Sprintf(f.Format, s.Min), f.Unit, s.N, s.N)
+	}
 	m := fmt.Sprintf(f.Format, s.Median)
+	if s.Censored > 0 {
+		m = ">= " + m
+	}
 	if s.N == 1 || s.Min == s.Max {
 		return m + f.Unit
 	}
@@ -310,7 +378,14 @@ const methodText = `
   every weight right (directord learns each backend's health before giving
   it weight; keepalived starts every server at its weight).
 - **Detection**: real server 0's link goes down (probes time out) until its
-  weight is 0 in every service; **recovery**: link up until its weight is back.
+  weight is 0 in every service and every other weight is still right;
+  **recovery**: link up until its weight is back. A daemon that does not get
+  there within the harness's wait (5 minutes) "did not finish": the run
+  counts at that wait, a lower bound, so the ratio reads "< x" (or "> x"
+  when directord did not finish), and the run's later phases are not
+  measured. "Healthy pairs wrong at once" is the most (service, real
+  server) pairs other than real server 0's seen off their weight at one
+  time meanwhile: healthy servers marked down.
 - **Reload**: real server 1's weight 1 -> 2 in all N services, the file
   rewritten and SIGHUP sent, until the kernel has it everywhere; writes are
   counted until 3 s after that.

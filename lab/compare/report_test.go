@@ -87,3 +87,47 @@ func TestReportHasEveryFigure(t *testing.T) {
 		t.Errorf("CPU row wrong:\n%s", md)
 	}
 }
+
+// TestDetectionThatNeverFinishesIsALowerBound: a daemon that never got
+// the weights right within the harness's wait is slower than one that did.
+// At 1,000 distinct services keepalived did not finish detection in 5
+// minutes in every run, and the report said "not measured" with no ratio,
+// as if nothing were known.
+func TestDetectionThatNeverFinishesIsALowerBound(t *testing.T) {
+	s := Scenario{Services: 1000, RealServers: 10, Interval: 2 * time.Second, Timeout: time.Second, Fall: 3}
+	run := func(d Daemon, detect, timedOut float64, wrong int) Run {
+		return Run{Daemon: d, Scenario: s.Name(), Detect: detect, DetectTimedOut: timedOut, DetectWrong: wrong,
+			Recover: -1, Reload: -1, Stop: -1, StartInIPVS: -1, StartSettled: -1}
+	}
+	res := Results{Scenarios: []Scenario{s}, Reps: 3, Runs: []Run{
+		run(Keepalived, -1, 300, 412), run(Keepalived, -1, 300, 380), run(Keepalived, -1, 300, 97),
+		run(Directord, 44.5, 0, 0), run(Directord, 34, 0, 0), run(Directord, 60.5, 0, 0),
+	}}
+	var b strings.Builder
+	WriteMarkdown(&b, res)
+	out := b.String()
+	for _, want := range []string{
+		"| detection: server stops answering to weight 0 everywhere | did not finish in 300.00 s (3 of 3) | 44.50 (34.00-60.50) s | < 0.15x | <= 1x | met (keepalived did not finish) |",
+		"| detection: healthy (service, real server) pairs wrong at once, most | 380 (97-412) | 0 | 0.00x | <= 1x | met |",
+		"| recovery: server answers to its weight back everywhere | not measured |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+
+	// One keepalived run finished: the median is still a lower bound.
+	res.Runs[1].Detect, res.Runs[1].DetectTimedOut = 120, 0
+	b.Reset()
+	WriteMarkdown(&b, res)
+	if want := "| >= 300.00 (120.00-300.00) s | 44.50 (34.00-60.50) s | < 0.15x |"; !strings.Contains(b.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+
+	// directord not finishing is a miss, whatever keepalived did.
+	res.Runs[3].Detect, res.Runs[3].DetectTimedOut = -1, 300
+	c := Compare(res, s.Name())[10]
+	if c.Figure.Bound == nil || c.Verdict() != "MISSED (directord did not finish)" {
+		t.Errorf("%s: verdict %q, want MISSED (directord did not finish)", c.Figure.Name, c.Verdict())
+	}
+}

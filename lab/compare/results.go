@@ -39,13 +39,17 @@ type Run struct {
 	// Detection: real server 0 stops answering, to weight 0 in every
 	// service; Recovery: it answers again, to its weight back everywhere.
 	// The Other counts are IPVS writes beyond the N the change needs.
-	Detect        float64 `json:"detect_s"`
-	DetectWrites  Writes  `json:"detect_writes"`
-	DetectOther   int64   `json:"detect_other_writes"`
-	DetectWrong   int     `json:"detect_other_dests_changed"`
-	Recover       float64 `json:"recover_s"`
-	RecoverWrites Writes  `json:"recover_writes"`
-	RecoverOther  int64   `json:"recover_other_writes"`
+	Detect       float64 `json:"detect_s"`
+	DetectWrites Writes  `json:"detect_writes"`
+	DetectOther  int64   `json:"detect_other_writes"`
+	DetectWrong  int     `json:"detect_other_dests_changed"`
+	// DetectTimedOut is the wait detection outlasted when the weights never
+	// became right (the daemon did not finish; Detect is then -1): the
+	// detection took longer than this. 0 when it finished or did not run.
+	DetectTimedOut float64 `json:"detect_timed_out_s,omitempty"`
+	Recover        float64 `json:"recover_s"`
+	RecoverWrites  Writes  `json:"recover_writes"`
+	RecoverOther   int64   `json:"recover_other_writes"`
 
 	// Reload: real server 1's weight changed in all N services, SIGHUP, to
 	// applied everywhere. ReloadOther counts the writes the reload caused
