@@ -44,7 +44,7 @@ func (s *Scheduler) dispatchLoop(ctx context.Context, wg *sync.WaitGroup) error 
 	defer timer.Stop()
 	for {
 		due, wait := s.takeDue()
-		s.meter.judge(s.now())
+		judgeIn := s.meter.judge(s.now())
 		if ctx.Err() != nil {
 			s.release(due)
 			return nil
@@ -55,9 +55,9 @@ func (s *Scheduler) dispatchLoop(ctx context.Context, wg *sync.WaitGroup) error 
 		if len(due) > 0 {
 			continue // time moved on while dispatching; look again
 		}
-		// Wake at least once per load window, to judge it.
-		if wait < 0 || wait > loadWindow {
-			wait = loadWindow
+		// Wake when the load window ends, to judge it.
+		if wait < 0 || wait > judgeIn {
+			wait = judgeIn
 		}
 		timer.Reset(wait)
 		select {
@@ -185,6 +185,10 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 		horizon = now.Truncate(s.coalesce).Add(s.coalesce)
 	}
 	stretch := s.meter.stretch()
+	if stretch < s.parkedAt {
+		s.queue.each(func(e *entry) { e.unpark(now, stretch) })
+	}
+	s.parkedAt = stretch
 	for s.queue.len() > 0 && len(due) < maxBatch {
 		e := s.queue.head()
 		if !e.next.Before(horizon) || e.next.Sub(now) > e.interval/8 {
@@ -196,7 +200,6 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 		} else { // a learning first probe: the next one keeps the cadence
 			e.next, e.cadence = nextSlot(e.cadence.Add(-e.interval), now, e.interval), time.Time{}
 		}
-		s.queue.moved(e)
 		if stretch > 1 && e.dispatched {
 			// Overloaded: probe one slot in stretch. Each target keeps
 			// its place in the interval, so the probes that remain stay
@@ -205,10 +208,18 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 			// stretch grew all moved to the same part of the longer
 			// interval, leaving seconds with nothing due and then a burst
 			// that overloaded the director again).
-			if e.credit += 1 / stretch; e.credit < 1 {
+			e.credit += 1 / stretch
+			probe := e.credit >= 1
+			if probe {
+				e.credit--
+			}
+			e.skipAhead(stretch)
+			s.queue.moved(e)
+			if !probe {
 				continue
 			}
-			e.credit--
+		} else {
+			s.queue.moved(e)
 		}
 		if e.dispatched {
 			// A first probe late is the learning burst queueing (Options.

@@ -173,10 +173,18 @@ func (m *loadMeter) counters() [7]uint64 {
 // discarded (the director itself is slow, not one backend) doubles the
 // stretch, and calmWindowsToRelax windows in a row with at most calmShare
 // of them and no slot skipped at the in-flight limit divide it by
-// relaxStep. Transitions and stretch changes are logged.
-func (m *loadMeter) judge(now time.Time) {
+// relaxStep. Transitions and stretch changes are logged. It returns the
+// time until the window that is open ends: the dispatcher wakes then to
+// judge it, so windows stay loadWindow long however rarely starts are due.
+func (m *loadMeter) judge(now time.Time) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.closeWindow(now)
+	return max(m.windowStart.Add(loadWindow).Sub(now), 0)
+}
+
+// closeWindow is judge's work under m.mu.
+func (m *loadMeter) closeWindow(now time.Time) {
 	if m.windowStart.IsZero() {
 		m.windowStart, m.prev = now, m.counters()
 		return

@@ -202,31 +202,11 @@ func TestLoadMeterHoldsAfterARaise(t *testing.T) {
 // director again (seen at 10,000 targets under emulation).
 func TestSchedulerOverloadThinsEvenly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var skew atomic.Int64
-		f := newFake(nil)
-		s := newTestScheduler(f, Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
 		const n = 1000
-		var targets []Target
-		for i := range n {
-			targets = append(targets, tcpTarget(uint16(1000+i), time.Second))
-		}
-		s.Update(targets)
-		stop := startScheduler(t, s)
+		s, f, targets, stop := stalledScheduler(t, n)
 		defer stop()
-		time.Sleep(3 * time.Second)
-		skew.Store(int64(1500 * time.Millisecond))
-		time.Sleep(1100 * time.Millisecond)
-		synctest.Wait()
-		stretch := s.Load().Stretch
-		if stretch < 2 {
-			t.Fatalf("stretch %v after a stall, want at least 2", stretch)
-		}
 		from := time.Now()
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
-		if l := s.Load(); l.Stretch != stretch {
-			t.Fatalf("stretch went from %v to %v while measuring; the test needs it steady", stretch, l.Stretch)
-		}
+		stretch := steadyStretch(t, s, 2*time.Second)
 		buckets := make([]int, 20)
 		total := 0
 		for _, tg := range targets {
@@ -247,6 +227,116 @@ func TestSchedulerOverloadThinsEvenly(t *testing.T) {
 				t.Errorf("probes per 100 ms while overloaded: %v (bucket %d off the mean %.0f by more than half)", buckets, i, mean)
 				break
 			}
+		}
+	})
+}
+
+// stalledScheduler runs n targets probed every second, stalls the
+// dispatcher's clock by 1.5 s after 3 s and returns once the scheduler has
+// stretched its intervals (at least x2). It runs inside a synctest bubble.
+func stalledScheduler(t *testing.T, n int) (*Scheduler, *fakeChecker, []Target, func()) {
+	t.Helper()
+	var skew atomic.Int64
+	f := newFake(nil)
+	s := newTestScheduler(f, Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	var targets []Target
+	for i := range n {
+		targets = append(targets, tcpTarget(uint16(1000+i), time.Second))
+	}
+	s.Update(targets)
+	stop := startScheduler(t, s)
+	time.Sleep(3 * time.Second)
+	skew.Store(int64(1500 * time.Millisecond))
+	time.Sleep(1100 * time.Millisecond)
+	synctest.Wait()
+	if stretch := s.Load().Stretch; stretch < 2 {
+		stop()
+		t.Fatalf("stretch %v after a stall, want at least 2", stretch)
+	}
+	return s, f, targets, stop
+}
+
+// TestSchedulerOverloadQueuesOnlyProbedSlots: while stretched, a target
+// waits in the queue at the slot it will probe, not at every slot it skips.
+// Popping and requeueing each target at every slot only to skip it was
+// most of the scheduler's queue work at a stretch of 4 (10,000 targets
+// under emulation), in the time the director had least of.
+func TestSchedulerOverloadQueuesOnlyProbedSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 1000
+		s, _, _, stop := stalledScheduler(t, n)
+		defer stop()
+		stretch := steadyStretch(t, s, 2*time.Second)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		skipping := 0
+		for _, e := range s.entries {
+			if e.dispatched && e.credit+1/stretch < 1-1e-9 {
+				skipping++
+			}
+		}
+		if skipping > 0 {
+			t.Errorf("%d of %d targets queued at a slot they will skip at stretch %v, want none", skipping, n, stretch)
+		}
+	})
+}
+
+// steadyStretch lets s run for d and returns its stretch, which the caller
+// needs to have held for all of d.
+func steadyStretch(t *testing.T, s *Scheduler, d time.Duration) float64 {
+	t.Helper()
+	stretch := s.Load().Stretch
+	time.Sleep(d)
+	synctest.Wait()
+	if l := s.Load(); l.Stretch != stretch {
+		t.Fatalf("stretch went from %v to %v while measuring; the test needs it steady", stretch, l.Stretch)
+	}
+	return stretch
+}
+
+// TestSchedulerLowerStretchTakesEffectAtOnce: when the stretch comes down,
+// the probe rate follows in the next interval. Targets wait in the queue
+// at the slot they will probe (skipAhead), up to stretch intervals ahead;
+// left there, a lower stretch raised the rate only after those intervals,
+// while the load meter judged windows that did not show it yet and relaxed
+// further, then met the burst.
+func TestSchedulerLowerStretchTakesEffectAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 2000
+		f := newFake(nil)
+		s := newTestScheduler(f, Options{})
+		var targets []Target
+		for i := range n {
+			targets = append(targets, tcpTarget(uint16(1000+i), time.Second))
+		}
+		s.Update(targets)
+		stop := startScheduler(t, s)
+		defer stop()
+		time.Sleep(3 * time.Second)
+		s.meter.stretchBits.Store(math.Float64bits(8))
+		// Every target takes a slot at stretch 8 and parks.
+		time.Sleep(1100 * time.Millisecond)
+		var lower float64
+		for lower = s.Load().Stretch; lower >= 8; lower = s.Load().Stretch {
+			time.Sleep(10 * time.Millisecond)
+		}
+		from := time.Now().Add(100 * time.Millisecond)
+		time.Sleep(1200 * time.Millisecond)
+		synctest.Wait()
+		total := 0
+		for _, tg := range targets {
+			for _, at := range f.startTimes(ap(tg)) {
+				if d := at.Sub(from); d >= 0 && d < time.Second {
+					total++
+				}
+			}
+		}
+		if got := s.Load().Stretch; got != lower {
+			t.Fatalf("stretch went from %v to %v while measuring; the test needs it steady", lower, got)
+		}
+		want := float64(n) / lower
+		if float64(total) < 0.8*want || float64(total) > 1.2*want {
+			t.Errorf("%d probes in the second after the stretch went 8 -> %.2f, want about %.0f (at 8: %.0f)", total, lower, want, float64(n)/8)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package health
 import (
 	"container/heap"
 	"context"
+	"math"
 	"net/netip"
 	"time"
 
@@ -40,6 +41,11 @@ type entry struct {
 	// 1/stretch, and a slot is probed when it reaches 1. It starts at a
 	// random value, so targets skip different slots.
 	credit float64
+	// parked is how many slots skipAhead moved next past, at parkStretch,
+	// and parkCredit the credit before it did: a lower stretch brings e
+	// back (unpark).
+	parked                  int
+	parkCredit, parkStretch float64
 
 	// running is set while a probe is dispatched or in flight, so probes of one
 	// target never overlap; cancel aborts that probe when the target is removed.
@@ -161,6 +167,45 @@ func nextSlot(scheduled, now time.Time, interval time.Duration) time.Time {
 		next = scheduled.Add((missed + 1) * interval)
 	}
 	return next
+}
+
+// skipAhead moves e past the slots an overloaded scheduler would skip
+// before e's next probe at this stretch: each adds 1/stretch to e.credit
+// and the first to reach 1 is probed, so the queue holds e at that slot
+// instead of popping and requeueing it at every skipped one (at a stretch of
+// 4, three heap moves in four did nothing). The slots keep e's place in its
+// interval. A higher stretch takes effect for e at that slot; a lower one
+// brings it back at once (unpark).
+func (e *entry) skipAhead(stretch float64) {
+	e.parked = 0
+	skip := math.Ceil((1-e.credit)*stretch) - 1
+	if skip < 1 || math.IsInf(skip, 0) || math.IsNaN(skip) {
+		return
+	}
+	e.parked, e.parkCredit, e.parkStretch = int(skip), e.credit, stretch
+	e.next = e.next.Add(time.Duration(skip) * e.interval)
+	e.credit += skip / stretch
+}
+
+// unpark moves e, parked by skipAhead at a higher stretch, to the slot
+// stretch would probe: the slots it skipped that are still to come are
+// judged again at stretch, those already past stay skipped at the stretch
+// they were skipped at.
+// Without this a lower stretch raised the probe rate only after up to
+// stretch intervals, while the load meter judged windows that did not yet
+// show it, and relaxed further.
+func (e *entry) unpark(now time.Time, stretch float64) {
+	if e.parked == 0 {
+		return
+	}
+	first := e.next.Add(-time.Duration(e.parked) * e.interval)
+	passed := 0
+	if !first.After(now) {
+		passed = min(int(now.Sub(first)/e.interval)+1, e.parked)
+	}
+	e.next = first.Add(time.Duration(passed) * e.interval)
+	e.credit = e.parkCredit + float64(passed)/e.parkStretch
+	e.skipAhead(stretch)
 }
 
 // target is the Target e probes.

@@ -177,11 +177,12 @@ func (g *tcpEngine) run(ctx context.Context, wg *sync.WaitGroup) error {
 // dispatch starts every due probe: tcp ones here, others on goroutines of
 // their own (Scheduler.launch). Between batches it harvests completions, so
 // a long backlog does not hold finished probes unread. It returns the time
-// until the next start, at most a load window (the load is judged here).
+// until the next start, at most until the load window ends (the load is
+// judged here).
 func (g *tcpEngine) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	for {
 		due, wait := g.s.takeDue()
-		g.s.meter.judge(g.s.now())
+		judgeIn := g.s.meter.judge(g.s.now())
 		if ctx.Err() != nil {
 			g.s.release(due)
 			return 0
@@ -194,8 +195,8 @@ func (g *tcpEngine) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Durat
 			}
 		}
 		if len(due) == 0 {
-			if wait < 0 || wait > loadWindow {
-				wait = loadWindow
+			if wait < 0 || wait > judgeIn {
+				wait = judgeIn
 			}
 			return wait
 		}
