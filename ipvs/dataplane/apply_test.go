@@ -418,6 +418,8 @@ func BenchmarkApplyFake(b *testing.B) {
 		for j := range 5 {
 			s.Destinations = append(s.Destinations, ipvs.Destination{Address: netip.AddrFrom4([4]byte{10, byte(1 + j), byte(i >> 8), byte(i)}), Port: 80, Weight: 1, Forwarding: ipvs.DirectRoute})
 		}
+		// In canonical order, as the announcer's plan lists them.
+		ipvs.SortCanonical(s.Destinations)
 		want[i] = s
 	}
 	f := newFakeKernel(b)
