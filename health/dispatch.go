@@ -89,6 +89,14 @@ func (s *Scheduler) launch(ctx context.Context, wg *sync.WaitGroup, e *entry) {
 		}
 	}
 	s.meter.started.Add(1)
+	if s.watching.CompareAndSwap(false, true) {
+		// Only goroutine probes consult the stall watch: a director
+		// probing tcp alone (the engine) does not pay its ticks.
+		wg.Go(func() {
+			defer s.watching.Store(false)
+			s.stalls.run(ctx, s.now)
+		})
+	}
 	wg.Go(func() {
 		defer func() {
 			for _, b := range held {

@@ -70,7 +70,8 @@ const (
 // for. A scheduler that does not (its CPU, its file descriptors or its
 // exec slots are short) probes less often instead of failing probes:
 // slots it cannot serve are skipped, intervals are stretched while
-// dispatching runs late, and a timeout it noticed or sent late is discarded rather
+// dispatching runs late, and a timeout it noticed or sent late, or that ran
+// while the director stalled, is discarded rather
 // than counted against the backend.
 type Load struct {
 	// Overloaded is true while the last window showed a sign of overload or
@@ -92,7 +93,8 @@ type Load struct {
 	// Skipped counts skipped slots since start, by reason (SkipBusy, ...).
 	Skipped map[string]uint64
 	// Discarded counts probe results thrown away since start: timeouts the
-	// scheduler sent or noticed too late to blame the backend.
+	// scheduler sent or noticed too late, or that ran while it stalled: they
+	// say nothing about the backend.
 	Discarded uint64
 }
 
@@ -329,7 +331,7 @@ func reasonOf(d [7]uint64, span time.Duration) string {
 	add(d[0], "slots skipped (previous probe still running)")
 	add(d[1], "slots skipped (probes in flight at their limit)")
 	add(d[2], "slots missed (dispatcher late)")
-	add(d[4], "timeouts discarded (probe sent or timeout noticed late)")
+	add(d[4], "timeouts discarded (probe sent or timeout noticed late, or the director stalled)")
 	if len(parts) == 0 {
 		return ""
 	}

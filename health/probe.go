@@ -14,11 +14,14 @@ import (
 // began: waiting for the scheduler's lock behind thousands of others is the
 // director's backlog, not the backend's time. A timeout is the backend's
 // fault only if the director did its part on time: a probe that timed out
-// after it was sent late (sendClock), or that noticed its timeout well
-// after the deadline (its goroutine did not run in time, and the answer may
-// have waited unread), says more about the director than about the
-// backend. Such a result is discarded, never counted as a failure; a late
-// probe that passed, or that the backend refused, is a result like any.
+// after it was sent late (sendClock), that noticed its timeout well after
+// the deadline (its goroutine did not run in time, and the answer may have
+// waited unread), or during which the director stalled (stallWatch: the
+// runtime may have run the deadline timer before the netpoller reported
+// the answer), and one that passed but returned after its deadline, say
+// more about the director than about the backend. Such a result is
+// discarded, never counted as a failure. A probe sent late that passed in
+// time, or that the backend refused, is a result like any.
 func (s *Scheduler) probe(runCtx context.Context, e *entry) {
 	ctx, cancel := context.WithCancel(runCtx)
 	defer cancel()
@@ -35,8 +38,16 @@ func (s *Scheduler) probe(runCtx context.Context, e *entry) {
 	err := s.check(ctx, t)
 	s.meter.inFlight.Add(-1)
 	end := s.now()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
-		// The checker returned late, or returned the bare context error.
+	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// A pass returned after the deadline: the built-in checkers read
+		// the answer under the deadline, so the director was slow to
+		// return it (or the checker ignored its context). Neither a pass
+		// nor the backend's failure.
+		s.discard(runCtx, e, t, errTimeout, "it passed but returned after its deadline (director overloaded)", end.Sub(deadline))
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The checker returned the bare context error.
 		err = fmt.Errorf("%w after %s", errTimeout, e.timeout)
 	}
 	if errors.Is(err, errTimeout) {
@@ -46,6 +57,9 @@ func (s *Scheduler) probe(runCtx context.Context, e *entry) {
 			return
 		case late > discardAfter(e.timeout):
 			s.discard(runCtx, e, t, err, "its timeout was noticed late (director overloaded)", late)
+			return
+		case s.stalls.stalledDuring(start, end, end):
+			s.discard(runCtx, e, t, err, "the director stalled while it ran (overloaded)", end.Sub(start))
 			return
 		}
 	}

@@ -93,7 +93,8 @@ type Options struct {
 // never queued, so there is no catch-up burst either. When the scheduler
 // cannot keep up it probes less often and says so (Load, and the log): it
 // stretches every interval (probing one slot in Load.Stretch, each target
-// keeping its place), and a timeout it noticed or sent late is discarded
+// keeping its place), and a timeout it noticed or sent late, or that ran
+// while it stalled, is discarded
 // rather than blamed on the backend.
 type Scheduler struct {
 	log      *slog.Logger
@@ -109,6 +110,11 @@ type Scheduler struct {
 	// the goroutine probes'); goProbes and execs bound goroutine probes.
 	sockets, goProbes, execs budget
 	meter                    loadMeter
+	// stalls notices when the director itself does not run; watching is
+	// true while its goroutine runs (from the first goroutine probe until
+	// Run ends).
+	stalls   stallWatch
+	watching atomic.Bool
 
 	mu      sync.Mutex
 	rand    *rand.Rand

@@ -5,7 +5,9 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/anycast-director/director/health/check"
@@ -90,4 +92,39 @@ func TestSchedulerLateSendIsNotAFailure(t *testing.T) {
 	if r := snap[dead.Key()]; r.State != Down || !strings.Contains(r.LastError, "connection refused") {
 		t.Errorf("refusing backend probed late: %+v, want down, refused", r)
 	}
+}
+
+// TestSchedulerDiscardsLatePasses: a probe whose answer was read in time
+// but whose checker returned 50 ms after the deadline (the director was
+// slow to run it on) is not a timeout of the backend: it used to be
+// counted as one, noticed within the quarter of the timeout that still
+// blamed the backend, and marked it down. It is discarded.
+func TestSchedulerDiscardsLatePasses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int64
+		f := newFake(func(ctx context.Context, _ Target) error {
+			if runs.Add(1) == 1 {
+				<-ctx.Done()
+				time.Sleep(50 * time.Millisecond) // the director's delay, not a wait for anything
+			}
+			return nil
+		})
+		var failed atomic.Int64
+		s := newTestScheduler(f, Options{OnProbe: func(_ Target, ok bool, _ time.Duration, _ error) {
+			if !ok {
+				failed.Add(1)
+			}
+		}})
+		healthy := tcpTarget(1, time.Second)
+		s.Update([]Target{healthy})
+		stop := startScheduler(t, s)
+		time.Sleep(3 * time.Second)
+		stop()
+		if n, r := failed.Load(), s.Snapshot()[healthy.Key()]; n > 0 || r.State != Up {
+			t.Errorf("healthy backend failed %d times, now %+v; want its late pass discarded and up", n, r)
+		}
+		if l := s.Load(); l.Discarded != 1 {
+			t.Errorf("Load %+v, want the late pass discarded", l)
+		}
+	})
 }

@@ -28,7 +28,7 @@ func newHealthLoadCollector(status func() *announcer.Status) *healthLoadCollecto
 		achieved:   d("directord_health_probes_achieved_per_second", "Probe rate completed in the last second."),
 		inFlight:   d("directord_health_probes_in_flight", "Probes running now."),
 		skipped:    d("directord_health_slots_skipped_total", "Probe slots skipped by the checker itself, by reason: busy (the previous probe still ran), limit (probes in flight at their limit), late (reached an interval late). A skipped slot is not a failure.", "reason"),
-		discarded:  d("directord_health_results_discarded_total", "Probe results thrown away because the checker noticed the timeout too late to blame the backend."),
+		discarded:  d("directord_health_results_discarded_total", "Probe results thrown away because the checker sent the probe or noticed its timeout too late, or stalled while it ran, to blame the backend."),
 	}
 }
 

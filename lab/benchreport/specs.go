@@ -15,7 +15,7 @@ var Specs = []Spec{
 		Bench: "BenchmarkSchedulerHTTP", Metric: "kept-up", Op: ">=", Target: 0.99, Format: "%.3f"},
 	{Section: "Health checks", Figure: "scheduler, http: failed probes (results the scheduler recorded; the listener never fails)",
 		Bench: "BenchmarkSchedulerHTTP", Metric: "failed", Op: "==", Target: 0, Format: "%.0f"},
-	{Section: "Health checks", Figure: "scheduler, http: probe results discarded (sent or noticed too late: the director's backlog, no verdict)",
+	{Section: "Health checks", Figure: "scheduler, http: probe results discarded (sent or noticed too late, or during a stall: the director's backlog, no verdict)",
 		Bench: "BenchmarkSchedulerHTTP", Metric: "discarded", Format: "%.0f"},
 	{Section: "Health checks", Figure: "spread of tcp starts: largest 100 ms window / mean, steady",
 		Bench: "BenchmarkSchedulerTCP", Metric: "spread-steady", Op: "<=", Target: 1.2, Format: "%.2f"},

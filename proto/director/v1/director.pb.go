@@ -1086,7 +1086,7 @@ type HealthLoad struct {
 	// "late" (the checker reached the slot an interval late).
 	Skipped map[string]uint64 `protobuf:"bytes,8,rep,name=skipped,proto3" json:"skipped,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// discarded counts probe results thrown away since start: timeouts the
-	// checker sent or noticed too late to blame the backend.
+	// checker sent or noticed too late, or ran while the director stalled.
 	Discarded     uint64 `protobuf:"varint,9,opt,name=discarded,proto3" json:"discarded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
