@@ -137,7 +137,11 @@ type loadMeter struct {
 	// stretched demand (0: none known).
 	raised   bool
 	capacity float64
-	load     Load
+	// slowBefore says the last window was slow too, and slowRate is the
+	// probe rate it completed.
+	slowBefore bool
+	slowRate   float64
+	load       Load
 }
 
 // skipIndex maps a skip reason to its counter.
@@ -237,9 +241,17 @@ func (m *loadMeter) closeWindow(now time.Time) {
 // stretched demand asked for shows what it can do, its capacity, which is
 // remembered smoothed (one window's rate is noisy: following it, the stretch
 // swung between 1.6 and 5.4 at 1,000 targets in the VM; a calm window above
-// the estimate raises it the same way): the stretch goes to the demanded
+// the estimate raises it to that rate, which the director has shown it
+// can do): the stretch goes to the demanded
 // rate over that capacity,
-// with headroom (at most doubling per window). A slow window without a
+// with headroom (at most doubling per window). Once a capacity is known, a
+// slow window after one that was not holds the stretch: a stall (the
+// reconcile pass programming 1,000 IPVS changes took the emulated CPUs for
+// 0.5-2.3 s) is one slow window, and the window after it drains the
+// backlog at the director's full rate, so only the higher rate of two slow
+// windows in a row counts (taking each stall's rate ratcheted the stretch
+// to its maximum at 10,000 distinct targets in the VM: 0.19 of the
+// demanded rate at half a core). A slow window without a
 // deficit holds a stretch that already fits the capacity measured (a
 // backlog may take more than a window to drain: doubling on it went 3.9 to
 // 7.7 in the VM); with no capacity known it is a stall (doubling, as a
@@ -262,11 +274,13 @@ func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved flo
 	switch {
 	case share > slowShare:
 		m.calm = 0
-		if raised {
+		confirmed, sample := m.slowBefore, max(achieved, m.slowRate)
+		m.slowBefore, m.slowRate = true, achieved
+		if raised || !confirmed && m.capacity > 0 {
 			return stretch
 		}
-		if achieved > 0 && achieved < deficitShare*demanded/stretch {
-			m.capacity = smoothed(m.capacity, achieved)
+		if sample > 0 && sample < deficitShare*demanded/stretch {
+			m.capacity = smoothed(m.capacity, sample)
 		}
 		if m.capacity > 0 {
 			want := demanded / m.capacity * headroom
@@ -282,13 +296,15 @@ func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved flo
 		m.raised = true
 		return min(stretch*2, maxStretch)
 	case share > calmShare || limited:
+		m.slowBefore = false
 		m.calm = 0
 		return stretch
 	case stretch > 1:
+		m.slowBefore = false
 		if m.capacity > 0 && achieved > m.capacity {
 			// A calm window above the capacity measured: the director
 			// does more than that estimate says.
-			m.capacity = smoothed(m.capacity, achieved)
+			m.capacity = achieved
 		}
 		if m.calm++; m.calm < calmWindowsToRelax {
 			return stretch
@@ -306,6 +322,7 @@ func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved flo
 		}
 		return max(next, 1)
 	}
+	m.slowBefore = false
 	return stretch
 }
 
