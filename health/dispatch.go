@@ -175,7 +175,10 @@ func (s *Scheduler) rebaseLocked(now time.Time) {
 
 // takeDue pops up to maxBatch entries whose start has come, marks them running
 // and requeues them at their next slot. While the scheduler is overloaded
-// (stretch > 1) each target probes only one slot in stretch, on average. Entries still running from their last slot are
+// (stretch > 1) each settled target probes only one slot in stretch, on
+// average; a target whose verdict is on its way to change (a failure while
+// Up, a pass while Down) probes every slot, so the probes the director can
+// still afford confirm changes first. Entries still running from their last slot are
 // skipped for this one: probes of a target never overlap. wait is the time
 // until the next start, or -1 when nothing is queued.
 //
@@ -208,7 +211,7 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 		} else { // a learning first probe: the next one keeps the cadence
 			e.next, e.cadence = nextSlot(e.cadence.Add(-e.interval), now, e.interval), time.Time{}
 		}
-		if stretch > 1 && e.dispatched {
+		if stretch > 1 && e.dispatched && e.settled() {
 			// Overloaded: probe one slot in stretch. Each target keeps
 			// its place in the interval, so the probes that remain stay
 			// spread as evenly as all of them were; stretching the

@@ -127,9 +127,19 @@ func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error
 		r.State = e.damp.State()
 		r.Since = end
 	}
+	unparked := !e.settled() && e.parked > 0 && e.index >= 0
+	if unparked {
+		// The verdict is on its way to change: the next slot is probed
+		// whatever the stretch (takeDue), not the one e was parked at.
+		e.unpark(end, 1)
+		s.queue.moved(e)
+	}
 	s.version.Add(1)
 	res := *r
 	s.mu.Unlock()
+	if unparked {
+		s.poke() // the dispatcher may sleep past e's new slot
+	}
 
 	if s.onProbe != nil {
 		s.onProbe(t, err == nil, latency, err)

@@ -187,6 +187,11 @@ func (e *entry) skipAhead(stretch float64) {
 	e.credit += skip / stretch
 }
 
+// settled says e's verdict is not on its way to change: no failure since
+// it went Up, no pass since it went Down. An overloaded scheduler thins only
+// settled targets' slots (takeDue).
+func (e *entry) settled() bool { return e.damp.streak == 0 }
+
 // unpark moves e, parked by skipAhead at a higher stretch, to the slot
 // stretch would probe: the slots it skipped that are still to come are
 // judged again at stretch, those already past stay skipped at the stretch
