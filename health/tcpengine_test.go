@@ -335,3 +335,57 @@ func TestTCPEngineTimeoutStartsAtStart(t *testing.T) {
 		t.Errorf("%d of 20 late probes passed within their 200 ms, want all", n)
 	}
 }
+
+// TestTCPEngineBusyDispatchEndsTimeouts: a dispatcher that finds starts due
+// batch after batch (always behind) still ends the probes past their
+// deadline between batches. It judged them only once it caught up: at
+// 10,000 targets under emulation a dead real server's probes stayed open
+// for 30-45 s, their targets skipped every slot as busy, and detection took
+// that long.
+func TestTCPEngineBusyDispatchEndsTimeouts(t *testing.T) {
+	stalled, free := stalledListener(t)
+	defer free()
+	open := closingListener(t)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	var mu sync.Mutex
+	var dead []string
+	s := NewScheduler(nil, Options{Now: func() time.Time { return time.Unix(0, clock.Load()) },
+		OnProbe: func(tg Target, ok bool, _ time.Duration, err error) {
+			if tg.Port == stalled {
+				mu.Lock()
+				dead = append(dead, fmtProbe(ok, 0, err))
+				mu.Unlock()
+			}
+		}})
+	g, err := newTCPEngine(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	defer g.abort()
+	spec := check.Spec{Type: check.TCP, Interval: 5 * time.Second, Timeout: time.Second}
+	e := newEntry("dead", &Target{Addr: loopback, Port: stalled, Spec: spec}, &spec, s.now())
+	e.running = true
+	g.start(t.Context(), e)
+	if len(g.list) != 1 {
+		t.Fatal("the connect did not stay in progress: the accept queue is not full")
+	}
+	var targets []Target
+	for i := range 3 * maxBatch {
+		targets = append(targets, Target{Addr: loopback, Port: open,
+			Spec: check.Spec{Type: check.TCP, Interval: spec.Interval, Timeout: spec.Timeout, Rise: 1 + i}})
+	}
+	s.Update(targets)
+	clock.Add(int64(2 * time.Second)) // past the dead probe's deadline
+	s.mu.Lock()
+	s.queue.each(func(e *entry) { e.next = s.now() })
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	g.dispatch(t.Context(), &wg) // three batches due at once
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dead) != 1 || !strings.HasSuffix(dead[0], "timeout after 1s") {
+		t.Errorf("results of the probe past its deadline while the dispatcher worked through its batches: %q, want one timeout", dead)
+	}
+}
