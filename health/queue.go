@@ -187,10 +187,12 @@ func (e *entry) skipAhead(stretch float64) {
 	e.credit += skip / stretch
 }
 
-// settled says e's verdict is not on its way to change: no failure since
-// it went Up, no pass since it went Down. An overloaded scheduler thins only
-// settled targets' slots (takeDue).
-func (e *entry) settled() bool { return e.damp.streak == 0 }
+// settled says e is Up and its verdict is not on its way to change: no
+// failure since it went Up. An overloaded scheduler thins only settled
+// targets' slots (takeDue): a target Down, or one that failed while Up,
+// keeps its interval (HAProxy, likewise, gives servers in transition and
+// down servers intervals of their own: fastinter, downinter).
+func (e *entry) settled() bool { return e.damp.state == Up && e.damp.streak == 0 }
 
 // unpark moves e, parked by skipAhead at a higher stretch, to the slot
 // stretch would probe: the slots it skipped that are still to come are

@@ -11,9 +11,10 @@ import (
 )
 
 // TestSchedulerOverloadConfirmsChangesFirst: while the scheduler is
-// stretched, a target whose verdict is on its way to change probes every
-// slot, so its change is confirmed in fall (or rise) intervals, not in
-// fall (or rise) stretched intervals. One set of targets fails right after
+// stretched, a target that is down or whose verdict is on its way to change
+// probes every slot, so a failure is confirmed in fall intervals, not in
+// fall stretched intervals, and a down target that answers again is probed
+// within its interval and back up rise intervals later. One set of targets fails right after
 // the stall (Up to Down, fall 3), another that was failing answers again
 // (Down to Up, rise 2). Thinning their slots like a settled target's made
 // detection and recovery at 10,000 distinct targets in the VM take stretch
@@ -81,6 +82,9 @@ func TestSchedulerOverloadConfirmsChangesFirst(t *testing.T) {
 			}
 			if len(after) < probes {
 				t.Fatalf("target %v: %d probes since the change, want at least %d", ap(tg), len(after), probes)
+			}
+			if first := after[0].Sub(from); !down && first > 1100*time.Millisecond {
+				t.Errorf("target %v, was down: first probe %v after it answers again, want within its 1 s interval (a down target is not thinned)", ap(tg), first)
 			}
 			limit := time.Duration(probes-1)*time.Second + 100*time.Millisecond
 			if took := after[probes-1].Sub(after[0]); took > limit {
