@@ -176,9 +176,9 @@ func (s *Scheduler) rebaseLocked(now time.Time) {
 // takeDue pops up to maxBatch entries whose start has come, marks them running
 // and requeues them at their next slot. While the scheduler is overloaded
 // (stretch > 1) each settled target probes only one slot in stretch, on
-// average; a target that is Down or whose verdict is on its way to change
-// (a failure while Up) probes every slot, so the probes the director can
-// still afford go to confirming failures and finding recoveries first. Entries still running from their last slot are
+// average; a target that failed while Up probes every slot until the
+// failure is confirmed or called off, so the probes the director can still
+// afford confirm failures first. Entries still running from their last slot are
 // skipped for this one: probes of a target never overlap. wait is the time
 // until the next start, or -1 when nothing is queued.
 //

@@ -129,9 +129,8 @@ func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error
 	}
 	unparked := !e.settled() && e.parked > 0 && e.index >= 0
 	if unparked {
-		// Down, or its verdict on its way to change: the next slot is
-		// probed whatever the stretch (takeDue), not the one e was parked
-		// at.
+		// A failure while Up: the next slot is probed whatever the
+		// stretch (takeDue), not the one e was parked at.
 		e.unpark(end, 1)
 		s.queue.moved(e)
 	}
