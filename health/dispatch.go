@@ -176,9 +176,10 @@ func (s *Scheduler) rebaseLocked(now time.Time) {
 // takeDue pops up to maxBatch entries whose start has come, marks them running
 // and requeues them at their next slot. While the scheduler is overloaded
 // (stretch > 1) each settled target probes only one slot in stretch, on
-// average; a target that failed while Up probes every slot until the
-// failure is confirmed or called off, so the probes the director can still
-// afford confirm failures first. Entries still running from their last slot are
+// average; a Down target one in the transit stretch (transitFor: a share
+// of the capacity is kept for them) and a target that failed while Up
+// every slot until the failure is confirmed or called off, so the probes
+// the director can still afford confirm failures and recoveries first. Entries still running from their last slot are
 // skipped for this one: probes of a target never overlap. wait is the time
 // until the next start, or -1 when nothing is queued.
 //
@@ -195,11 +196,15 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 	if s.coalesce > 0 {
 		horizon = now.Truncate(s.coalesce).Add(s.coalesce)
 	}
-	stretch := s.meter.stretch()
-	if stretch < s.parkedAt {
-		s.queue.each(func(e *entry) { e.unpark(now, stretch) })
+	stretch, transit := s.meter.stretch(), s.meter.transitStretch()
+	if stretch < s.parkedAt || transit < s.parkedTransitAt {
+		s.queue.each(func(e *entry) {
+			if thin := e.thinning(stretch, transit); e.parked > 0 && thin < e.parkStretch {
+				e.unpark(now, thin)
+			}
+		})
 	}
-	s.parkedAt = stretch
+	s.parkedAt, s.parkedTransitAt = stretch, transit
 	for s.queue.len() > 0 && len(due) < maxBatch {
 		e := s.queue.head()
 		if !e.next.Before(horizon) || e.next.Sub(now) > e.interval/8 {
@@ -211,7 +216,7 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 		} else { // a learning first probe: the next one keeps the cadence
 			e.next, e.cadence = nextSlot(e.cadence.Add(-e.interval), now, e.interval), time.Time{}
 		}
-		if stretch > 1 && e.dispatched && e.settled() {
+		if thin := e.thinning(stretch, transit); thin > 1 && e.dispatched {
 			// Overloaded: probe one slot in stretch. Each target keeps
 			// its place in the interval, so the probes that remain stay
 			// spread as evenly as all of them were; stretching the
@@ -219,12 +224,12 @@ func (s *Scheduler) takeDue() (due []*entry, wait time.Duration) {
 			// stretch grew all moved to the same part of the longer
 			// interval, leaving seconds with nothing due and then a burst
 			// that overloaded the director again).
-			e.credit += 1 / stretch
+			e.credit += 1 / thin
 			probe := e.credit >= 1
 			if probe {
 				e.credit--
 			}
-			e.skipAhead(stretch)
+			e.skipAhead(thin)
 			s.queue.moved(e)
 			if !probe {
 				continue

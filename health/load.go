@@ -84,6 +84,12 @@ type Load struct {
 	// Stretch multiplies every interval on average: each target probes one
 	// slot in Stretch (1 when keeping up, up to 8).
 	Stretch float64
+	// TransitStretch is the stretch of the targets in transition (Down,
+	// or failing while Up): at most Stretch, and only as far as they need
+	// to fit in a quarter of the director's measured capacity, so a backend
+	// that comes back is seen sooner than a healthy one's next probe. A
+	// target failing while Up probes every slot whatever the stretch.
+	TransitStretch float64
 	// Demanded is the probe rate the targets ask for, per second.
 	Demanded float64
 	// Achieved is the probe rate completed in the last window, per second.
@@ -128,10 +134,15 @@ type loadMeter struct {
 	inFlight              atomic.Int64
 	stretchBits           atomic.Uint64 // float64 bits of the stretch
 	demandedMilli         atomic.Int64  // demanded probes/s x 1000
-	mu                    sync.Mutex
-	windowStart           time.Time
-	prev                  [7]uint64 // counters at the window start
-	calm                  int
+	// transitMilli is the demanded probes/s x 1000 of the targets in
+	// transition (entry.inTransit), and transitBits the float64 bits of
+	// their stretch (transitFor).
+	transitMilli atomic.Int64
+	transitBits  atomic.Uint64
+	mu           sync.Mutex
+	windowStart  time.Time
+	prev         [7]uint64 // counters at the window start
+	calm         int
 	// raised says the last window raised the stretch; capacity is the
 	// probe rate the director achieved in its last window short of the
 	// stretched demand (0: none known).
@@ -210,8 +221,11 @@ func (m *loadMeter) closeWindow(now time.Time) {
 	was := m.stretch()
 	stretch := m.restretch(was, share, d[1] > 0, float64(d[5])/span.Seconds())
 	m.stretchBits.Store(math.Float64bits(stretch))
+	transit := transitFor(stretch, m.transit(), m.capacity)
+	m.transitBits.Store(math.Float64bits(transit))
 	if stretch != was {
 		m.log.Info("health check intervals stretched", "stretch", math.Round(stretch*100)/100, "was", math.Round(was*100)/100,
+			"transit_stretch", math.Round(transit*100)/100, "transit_demanded_per_s", m.transit(),
 			"late_share", math.Round(share*1000)/1000, "demanded_per_s", m.demanded(),
 			"achieved_per_s", math.Round(float64(d[5])/span.Seconds()))
 	}
@@ -242,9 +256,11 @@ func (m *loadMeter) closeWindow(now time.Time) {
 // remembered smoothed (one window's rate is noisy: following it, the stretch
 // swung between 1.6 and 5.4 at 1,000 targets in the VM; a calm window above
 // the estimate raises it to that rate, which the director has shown it
-// can do): the stretch goes to the demanded
-// rate over that capacity,
-// with headroom (at most doubling per window). Once a capacity is known, a
+// can do): the stretch goes to the one at which the targets ask for that
+// capacity, with headroom (at most doubling per window). Targets in
+// transition are counted at their own, smaller stretch (fit, transitFor):
+// counted at the settled one, 1,000 targets failing at once made every
+// window late while the meter held a stretch it thought fitted. Once a capacity is known, a
 // slow window after one that was not holds the stretch: a stall (the
 // reconcile pass programming 1,000 IPVS changes took the emulated CPUs for
 // 0.5-2.3 s) is one slow window, and the window after it drains the
@@ -268,22 +284,22 @@ func (m *loadMeter) closeWindow(now time.Time) {
 // capacity; a stretch calm well below it forgets it (the director got
 // faster or its load lighter).
 func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved float64) float64 {
-	raised := m.raised
-	m.raised = false
-	demanded := m.demanded()
+	raised, confirmed := m.raised, m.slowBefore
+	m.raised, m.slowBefore = false, share > slowShare
+	demanded, transit := m.demanded(), m.transit()
 	switch {
 	case share > slowShare:
 		m.calm = 0
-		confirmed, sample := m.slowBefore, max(achieved, m.slowRate)
-		m.slowBefore, m.slowRate = true, achieved
+		sample := max(achieved, m.slowRate)
+		m.slowRate = achieved
 		if raised || !confirmed && m.capacity > 0 {
 			return stretch
 		}
-		if sample > 0 && sample < deficitShare*demanded/stretch {
+		if sample > 0 && sample < deficitShare*m.askedAt(stretch) {
 			m.capacity = smoothed(m.capacity, sample)
 		}
 		if m.capacity > 0 {
-			want := demanded / m.capacity * headroom
+			want := fit(demanded, transit, m.capacity, headroom)
 			if want <= stretch {
 				// The stretch already fits the capacity measured: the
 				// lateness is a backlog still draining (a real shortfall
@@ -296,11 +312,9 @@ func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved flo
 		m.raised = true
 		return min(stretch*2, maxStretch)
 	case share > calmShare || limited:
-		m.slowBefore = false
 		m.calm = 0
 		return stretch
 	case stretch > 1:
-		m.slowBefore = false
 		if m.capacity > 0 && achieved > m.capacity {
 			// A calm window above the capacity measured: the director
 			// does more than that estimate says.
@@ -312,7 +326,7 @@ func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved flo
 		m.calm = 0
 		next := stretch / relaxStep
 		if m.capacity > 0 {
-			wall := demanded / m.capacity // the stretch at which the director was at capacity
+			wall := fit(demanded, transit, m.capacity, 1) // the stretch at which the director was at capacity
 			switch {
 			case stretch < wall/forgetShare:
 				m.capacity = 0
@@ -322,7 +336,6 @@ func (m *loadMeter) restretch(stretch, share float64, limited bool, achieved flo
 		}
 		return max(next, 1)
 	}
-	m.slowBefore = false
 	return stretch
 }
 
@@ -365,6 +378,7 @@ func (m *loadMeter) snapshot() Load {
 	m.mu.Unlock()
 	c := m.counters()
 	l.Stretch = m.stretch()
+	l.TransitStretch = m.transitStretch()
 	l.Demanded = m.demanded()
 	l.InFlight = int(m.inFlight.Load())
 	l.Skipped = map[string]uint64{SkipBusy: c[0], SkipLimit: c[1], SkipLate: c[2]}

@@ -402,3 +402,62 @@ func TestSchedulerLowerStretchTakesEffectAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestFitKeepsAShareForTransit: the settled targets' stretch leaves room
+// for the targets in transition at their own stretch, so together they
+// ask what the director can do (with headroom), and those in transition
+// get their demand up to a quarter of the capacity; when they are most of
+// the demand, every target is thinned alike.
+func TestFitKeepsAShareForTransit(t *testing.T) {
+	const demanded, capacity = 5000.0, 1400.0
+	for _, transit := range []float64{0, 100, 350, 500, 1500, 4000, 5000} {
+		s := fit(demanded, transit, capacity, headroom)
+		d := transitFor(s, transit, capacity)
+		asked := (demanded-transit)/s + transit/d
+		if math.Abs(asked-capacity/headroom) > 1e-6 {
+			t.Errorf("transit %v: stretches %v (settled) and %v (transit) ask %v probes/s, want %v", transit, s, d, asked, capacity/headroom)
+		}
+		if d < 1 || d > s {
+			t.Errorf("transit %v: transit stretch %v, want between 1 and the settled stretch %v", transit, d, s)
+		}
+		if got, want := transit/d, min(transit, transitShare*capacity); got < want-1e-6 && d < s {
+			t.Errorf("transit %v: targets in transition get %v probes/s, want at least %v", transit, got, want)
+		}
+	}
+	if s, d := fit(demanded, 100, capacity, headroom), transitFor(fit(demanded, 100, capacity, headroom), 100, capacity); d != 1 || s <= demanded/capacity*headroom {
+		t.Errorf("100 of %v probes/s in transit: stretches %v and %v, want transit 1 and settled above the uniform %v", demanded, s, d, demanded/capacity*headroom)
+	}
+	if s := fit(demanded, demanded, capacity, headroom); math.Abs(s-demanded/capacity*headroom) > 1e-9 {
+		t.Errorf("every target in transit: stretch %v, want the uniform %v", s, demanded/capacity*headroom)
+	}
+}
+
+// TestLoadMeterCountsTransitDemand: when many targets fail at once, the
+// meter counts their probes (they are thinned less, failing ones not at
+// all) and raises the settled stretch to make room. Counting them at the
+// settled stretch, it judged the stretch already fitted while every window
+// was late (10,000 distinct targets in the VM, one real server of ten
+// failed: late share 1 until the verdicts were in).
+func TestLoadMeterCountsTransitDemand(t *testing.T) {
+	const demanded, capacity, transit = 5000.0, 1400.0, 500.0
+	m := &loadMeter{log: slog.New(slog.DiscardHandler), capacity: capacity}
+	m.demandedMilli.Store(int64(demanded * 1000))
+	m.stretchBits.Store(math.Float64bits(fit(demanded, 0, capacity, headroom)))
+	m.transitMilli.Store(int64(transit * 1000))
+	now := time.Unix(0, 0)
+	m.judge(now)
+	for range 2 { // a lone slow window holds; the second is believed
+		m.started.Add(capacity)
+		m.completed.Add(capacity)
+		m.lateStarts.Add(capacity / 2)
+		now = now.Add(loadWindow)
+		m.judge(now)
+	}
+	stretch := m.stretch()
+	if want := fit(demanded, transit, capacity, headroom); math.Abs(stretch-want) > 1e-9 {
+		t.Errorf("stretch %v after two slow windows at capacity with %v of %v probes/s in transit, want %v", stretch, transit, demanded, want)
+	}
+	if got, want := m.transitStretch(), transit/(transitShare*capacity); math.Abs(got-want) > 1e-9 {
+		t.Errorf("transit stretch %v, want %v (the transit demand over a quarter of the capacity)", got, want)
+	}
+}

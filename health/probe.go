@@ -112,7 +112,17 @@ func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error
 		return
 	}
 	s.meter.completed.Add(1)
+	was := e.inTransit()
 	prev := e.damp.step(err == nil)
+	if now := e.inTransit(); now != was {
+		// The meter counts transit demand apart (transitFor); Update
+		// recounts it from scratch.
+		if now {
+			s.meter.transitMilli.Add(e.rateMilli())
+		} else {
+			s.meter.transitMilli.Add(-e.rateMilli())
+		}
+	}
 	changed, reason := e.damp.State() != prev, e.reasonAfter(err == nil, prev)
 	r := &e.result
 	r.Probes++
@@ -127,7 +137,7 @@ func (s *Scheduler) record(runCtx context.Context, e *entry, t Target, err error
 		r.State = e.damp.State()
 		r.Since = end
 	}
-	unparked := !e.settled() && e.parked > 0 && e.index >= 0
+	unparked := e.failing() && e.parked > 0 && e.index >= 0
 	if unparked {
 		// A failure while Up: the next slot is probed whatever the
 		// stretch (takeDue), not the one e was parked at.

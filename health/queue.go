@@ -187,16 +187,6 @@ func (e *entry) skipAhead(stretch float64) {
 	e.credit += skip / stretch
 }
 
-// settled says e's verdict is not on its way to fall: no failure since it
-// went Up. An overloaded scheduler thins only settled targets' slots
-// (takeDue): a target that failed while Up keeps its interval until fall
-// probes confirm the failure or a pass calls it off, which bounds the
-// exemption to fall-1 probes per failure. Down targets, rising ones
-// included, are thinned like any: exempting them let a director whose
-// targets were mostly down (or rising: the http benchmark's rise 1+i)
-// shed no load at all, and kept 0.23 of the demanded rate.
-func (e *entry) settled() bool { return e.damp.state != Up || e.damp.streak == 0 }
-
 // unpark moves e, parked by skipAhead at a higher stretch, to the slot
 // stretch would probe: the slots it skipped that are still to come are
 // judged again at stretch, those already past stay skipped at the stretch

@@ -121,9 +121,9 @@ type Scheduler struct {
 	entries map[string]*entry
 	queue   queue
 	running bool
-	// parkedAt is the stretch takeDue last parked entries at (skipAhead):
-	// a lower one unparks them.
-	parkedAt float64
+	// parkedAt and parkedTransitAt are the stretches takeDue last parked
+	// entries at (skipAhead): a lower one unparks them.
+	parkedAt, parkedTransitAt float64
 
 	// version counts changes visible in a Snapshot; it is written under mu and
 	// read without it to skip rebuilding an up-to-date snapshot.

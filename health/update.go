@@ -55,6 +55,7 @@ func (s *Scheduler) Update(targets []Target) {
 	s.version.Add(1)
 	total := len(s.entries)
 	s.meter.demandedMilli.Store(int64(1000 * demandedRate(s.entries)))
+	s.meter.transitMilli.Store(transitMilli(s.entries))
 	s.mu.Unlock()
 	s.poke()
 	if len(added) > 0 || removed > 0 {
@@ -70,6 +71,18 @@ func demandedRate(entries map[string]*entry) float64 {
 		rate += float64(time.Second) / float64(e.interval)
 	}
 	return rate
+}
+
+// transitMilli is the probes per second x 1000 the entries in transition
+// ask for (entry.inTransit).
+func transitMilli(entries map[string]*entry) int64 {
+	var milli int64
+	for _, e := range entries {
+		if e.inTransit() {
+			milli += e.rateMilli()
+		}
+	}
+	return milli
 }
 
 // carryLocked gives every added entry whose ProbeKey an existing entry has

@@ -17,6 +17,7 @@ func TestHealthLoadMetrics(t *testing.T) {
 	want := map[string]string{
 		`directord_health_overloaded`:                          "1",
 		`directord_health_interval_stretch`:                    "2",
+		`directord_health_transit_interval_stretch`:            "1.25",
 		`directord_health_probes_demanded_per_second`:          "1000",
 		`directord_health_probes_achieved_per_second`:          "480.5",
 		`directord_health_probes_in_flight`:                    "12",

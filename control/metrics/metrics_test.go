@@ -74,7 +74,7 @@ func sampleStatus(conns uint64) *announcer.Status {
 		Overrides: announcer.Overrides{Drained: map[announcer.BackendRef]announcer.Note{
 			{Service: "web", Addr: netip.MustParseAddr("10.0.2.22")}: {Reason: "test"}},
 			DisabledVIPs: map[netip.Addr]announcer.Note{netip.MustParseAddr("127.0.0.10"): {Reason: "test"}}},
-		HealthLoad: &health.Load{Overloaded: true, Reason: "3 probes started late in 1s", Stretch: 2,
+		HealthLoad: &health.Load{Overloaded: true, Reason: "3 probes started late in 1s", Stretch: 2, TransitStretch: 1.25,
 			Demanded: 1000, Achieved: 480.5, InFlight: 12,
 			Skipped:   map[string]uint64{health.SkipBusy: 4, health.SkipLimit: 0, health.SkipLate: conns},
 			Discarded: 7},
