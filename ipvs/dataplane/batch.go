@@ -1,9 +1,13 @@
 package dataplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,9 +69,7 @@ func (h *Handle) applyWork(ctx context.Context, want []ipvs.Service, work []ipvs
 		}
 	}
 	h.flush(ctx, &b, now, rep)
-	for _, p := range b.programmed {
-		h.log.Info("IPVS service programmed", "vip", p.k.String(), "ops", p.ops, "reason", p.reason)
-	}
+	h.logProgrammed(b.programmed)
 	if len(rep.Failed) > 0 {
 		h.needFull = true
 	}
@@ -238,4 +240,57 @@ func explain(op ipvs.Op, err error) error {
 		hint = " (IPVS was changed behind this handle's back; the next Apply reads it again)"
 	}
 	return fmt.Errorf("%s: %w%s", op, err, hint)
+}
+
+// programmedLines is how many services an Apply logs one line each for;
+// more are summed up in one line, each at debug level. At 1,000 services a
+// line each was 1,000 lines for one real server failing (and as many for
+// its return, a reload or a start), about a second of CPU under emulation
+// while the director was busiest, and nothing an operator reads line by
+// line: the health changes that caused them are logged one by one.
+const programmedLines = 16
+
+// logProgrammed logs the services an Apply wrote in full: one line each,
+// or, for more than programmedLines, one line with their count, the first
+// and last and the commonest reasons.
+func (h *Handle) logProgrammed(ps []programmed) {
+	if len(ps) <= programmedLines {
+		for _, p := range ps {
+			h.log.Info("IPVS service programmed", "vip", p.k.String(), "ops", p.ops, "reason", p.reason)
+		}
+		return
+	}
+	ops := 0
+	byReason := map[string]int{}
+	for _, p := range ps {
+		ops += p.ops
+		byReason[p.reason]++
+	}
+	h.log.Info("IPVS services programmed", "count", len(ps), "ops", ops, "first", ps[0].k.String(),
+		"last", ps[len(ps)-1].k.String(), "reason", commonest(byReason, 3)+"; each is logged at debug level")
+	if h.log.Enabled(context.Background(), slog.LevelDebug) {
+		for _, p := range ps {
+			h.log.Debug("IPVS service programmed", "vip", p.k.String(), "ops", p.ops, "reason", p.reason)
+		}
+	}
+}
+
+// commonest phrases the n commonest reasons of counts, most first:
+// "weight 1 -> 0 (998), created (2)", and how many other reasons there were.
+func commonest(counts map[string]int, n int) string {
+	reasons := make([]string, 0, len(counts))
+	for r := range counts {
+		reasons = append(reasons, r)
+	}
+	slices.SortFunc(reasons, func(a, b string) int {
+		return cmp.Or(cmp.Compare(counts[b], counts[a]), strings.Compare(a, b))
+	})
+	var parts []string
+	for _, r := range reasons[:min(n, len(reasons))] {
+		parts = append(parts, fmt.Sprintf("%s (%d)", r, counts[r]))
+	}
+	if more := len(reasons) - n; more > 0 {
+		parts = append(parts, fmt.Sprintf("%d other reasons", more))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -21,7 +21,8 @@ type batchingFake struct {
 	*fakeKernel
 	requests []int
 	// logged, when set, is the log so far; loggedAt holds how many
-	// "programmed" lines it had when each request was sent.
+	// "services programmed" summary lines it had when each request was
+	// sent.
 	logged   *bytes.Buffer
 	loggedAt []int
 }
@@ -29,7 +30,7 @@ type batchingFake struct {
 func (b *batchingFake) WriteBatch(writes []kernelWrite) []error {
 	b.requests = append(b.requests, len(writes))
 	if b.logged != nil {
-		b.loggedAt = append(b.loggedAt, strings.Count(b.logged.String(), "IPVS service programmed"))
+		b.loggedAt = append(b.loggedAt, strings.Count(b.logged.String(), "IPVS services programmed"))
 	}
 	errs := make([]error, len(writes))
 	for i, w := range writes {
@@ -58,8 +59,8 @@ func manyServices(n, w int) []ipvs.Service {
 // TestApplyBatchesWrites: the writes of many services reach the kernel in a
 // few requests, one per write of the longest service per maxBatch
 // services, instead of one request per write. A reload changing one weight
-// in 100 services is two requests, and the services' log lines come after
-// both (a log line is slow under emulation).
+// in 100 services is two requests, and the services' summary line comes
+// after both (a log line is slow under emulation).
 func TestApplyBatchesWrites(t *testing.T) {
 	h, b := newBatchingHandle(t)
 	rep := mustApply(t, h, manyServices(100, 1))
@@ -74,8 +75,11 @@ func TestApplyBatchesWrites(t *testing.T) {
 	if fmt.Sprint(b.requests) != "[64 36]" || rep.Ops != 100 || rep.Reads != 0 {
 		t.Errorf("one weight in 100 services: requests of %v writes, %d ops, %d reads; want [64 36], 100, 0", b.requests, rep.Ops, rep.Reads)
 	}
-	if fmt.Sprint(b.loggedAt[len(b.loggedAt)-2:]) != "[100 100]" || strings.Count(b.logged.String(), "IPVS service programmed") != 200 {
-		t.Errorf("programmed lines logged before each request: %v; want none of the reload's before its last request", b.loggedAt)
+	if fmt.Sprint(b.loggedAt[len(b.loggedAt)-2:]) != "[1 1]" || strings.Count(b.logged.String(), "IPVS services programmed") != 2 {
+		t.Errorf("summary lines logged before each request: %v; want none of the reload's before its last request", b.loggedAt)
+	}
+	if !strings.Contains(b.logged.String(), `count=100 ops=100 first=tcp/198.18.0.0:80 last=tcp/198.18.0.99:80 reason="weight 1 -> 2 (100); each is logged at debug level"`) {
+		t.Errorf("the reload's summary line is not in the log:\n%s", b.logged.String())
 	}
 	for _, s := range manyServices(100, 2) {
 		if got := b.order(s.Key); fmt.Sprint(got) != "[10.0.2.23:80/1 10.0.2.22:80/1 10.0.2.21:80/2]" {
