@@ -86,8 +86,8 @@ func TestVMForwardingCheck(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		// Once (1 run in about 15) 2 of 40 requests timed out with rs3
-		// at weight 0: the connection table says where IPVS sent them.
+		// Once (CI at f497cf3) 2 of 40 requests timed out with rs3 at
+		// weight 0: the connection table says where IPVS sent them.
 		t.Logf("IPVS after the requests:\n%s\nconnections:\n%s", l.director.MustRun("ipvsadm", "-Ln"), l.director.MustRun("ipvsadm", "-Lnc"))
 	}
 
